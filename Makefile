@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.behaviorlens-installed
+HOST ?= 127.0.0.1
+PORT ?= 8501
+
+.PHONY: setup demo test browser-deps bench clean-workspace
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Set up, put the sample dataset in the workspace, and serve the dashboard.
+demo: setup
+	$(VENV)/bin/behaviorlens sample
+	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+
+## Chromium for the browser test (Debian package; needs root when missing).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: install Debian's chromium package (the browser test needs it)"; exit 1; fi; }
+
+## Set up, then run the whole test suite, the browser test included.
+test: setup browser-deps
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/ingest.py
+
+clean-workspace:
+	rm -rf workspace

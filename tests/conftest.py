@@ -1,0 +1,31 @@
+"""Shared fixtures: every test gets its own workspace; nothing touches ./workspace or the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_workspace_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point BEHAVIORLENS_WORKSPACE at a fresh folder for every test."""
+    root = tmp_path / "workspace"
+    monkeypatch.setenv("BEHAVIORLENS_WORKSPACE", str(root))
+    return root
+
+
+@pytest.fixture()
+def ws(_isolated_workspace_env: Path):
+    """A real, empty DuckDB workspace in a temporary folder."""
+    from core.workspace import Workspace
+
+    return Workspace(_isolated_workspace_env)
