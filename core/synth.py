@@ -27,13 +27,15 @@ import csv
 import io
 import json
 import math
+import numbers
 import os
+import re
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -220,7 +222,7 @@ CATEGORIES: tuple[_Category, ...] = (
         ("non-slip", "eco-friendly", "extra-thick", "travel-friendly", "sweat-absorbent"),
         ("made from natural rubber", "made from cork", "made from TPE foam",
          "made from organic cotton", "in sage green", "in dusty rose", "in midnight blue"),
-        ("4 mm", "6 mm", "set of 2", "with carrying strap"),
+        ("single", "set of 2", "studio edition", "with carrying strap"),
         ("Grips well even during hot yoga sessions.",
          "Cushions knees and wrists without feeling unstable.",
          "Light enough to carry to class every day.",
@@ -241,8 +243,8 @@ CATEGORIES: tuple[_Category, ...] = (
          "including a reading group guide"),
         ("paperback", "hardcover", "new edition", "large print"),
         ("Readers call it impossible to put down.",
-         "A thoughtful story about family, memory and second chances.",
-         "Clear, practical and full of good ideas.",
+         "Thoughtful, well researched and beautifully written.",
+         "A favourite of book clubs this season.",
          "Shortlisted for several national prizes."),
         (9.0, 38.0), name_tpl="{model}", title_tpl="{name} ({brand}) – {attr} {ptype}, {extra}",
         tail="Published by {brand}.",
@@ -255,7 +257,7 @@ CATEGORIES: tuple[_Category, ...] = (
          "indoor security camera", "smart speaker", "motion sensor"),
         ("Wi-Fi", "Matter-compatible", "voice-controlled", "energy-saving", "battery-powered"),
         ("that works with Alexa and Google Home", "with 2K video and night vision",
-         "with energy monitoring", "with 16 million colours",
+         "with energy monitoring", "with away-mode scheduling",
          "with a companion app for iOS and Android"),
         ("1-pack", "2-pack", "4-pack", "starter kit"),
         ("Sets up in minutes from your phone.",
@@ -308,7 +310,7 @@ class SynthConfig:
     target_events: int = 60_000
     behavior_weights: dict[str, float] = field(
         default_factory=lambda: dict(DEFAULT_BEHAVIOR_WEIGHTS))
-    tau_seconds: float = 1.5 * _DAY
+    tau_seconds: float = 2.0 * _DAY
     beta_pref: float = 4.0
     beta_pop: float = 0.5
     sim_brand: float = 0.6
@@ -372,7 +374,7 @@ def validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
             raise DataError(
                 f"behavior_weights: unknown behavior {key!r} (value {value!r}); "
                 f"expected one of {', '.join(CANONICAL_BEHAVIORS)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
                 or not math.isfinite(value) or value < 0:
             raise DataError(
                 f"behavior_weights[{key!r}] = {value!r}: expected a finite number >= 0")
@@ -597,7 +599,7 @@ def _session_rows(users: np.ndarray, items: np.ndarray, now: np.ndarray, flags: 
     rated = (step == _STEP[RATE]) | (step == _STEP[REVIEW])
     return {
         "user": users[row], "item": items[row], "time": now[row] + offsets[row, step],
-        "step": step, "value": np.where(rated, rating[row], np.nan),
+        "step": step, "rating": np.where(rated, rating[row], np.nan),
         "template": np.where(step == _STEP[REVIEW], template[row], -1),
     }
 
@@ -622,7 +624,7 @@ def _events_frame(config: SynthConfig, flat: dict[str, np.ndarray],
     f = {key: values[order] for key, values in flat.items()}
     width = max(4, len(str(config.n_users)))
     texts = [None if key < 0 else _review_text(catalogue, int(item), float(value), int(key))
-             for item, value, key in zip(f["item"], f["value"], f["template"])]
+             for item, value, key in zip(f["item"], f["rating"], f["template"])]
     item_ids = catalogue.frame[ITEM_ID].to_numpy()
     seconds = f["time"] + _start_epoch(config.start)
     return pd.DataFrame({
@@ -630,7 +632,7 @@ def _events_frame(config: SynthConfig, flat: dict[str, np.ndarray],
         ITEM_ID: item_ids[f["item"]],
         TIMESTAMP: pd.to_datetime(seconds, unit="s", utc=True),
         BEHAVIOR: np.asarray(FUNNEL_ORDER, dtype=object)[f["step"]],
-        VALUE: f["value"].astype(np.float64),
+        VALUE: f["rating"].astype(np.float64),
         TEXT: texts,
     })
 
@@ -647,8 +649,13 @@ def _truth(config: SynthConfig, events: pd.DataFrame, items: pd.DataFrame,
         "behavior_weights": weights,
         "score": ("score(j) = beta_pref*pref[u,cat(j)] + beta_pop*popularity[j] + sum over all "
                   "earlier events e of u: behavior_weights[behavior(e)] * "
-                  "exp(-(t_now - t_e)/tau_seconds) * sim(j, item(e)); the next session's "
-                  "target item ~ softmax(score) over all items; t_now = session start"),
+                  "exp(-(t_now - t_e)/tau_seconds) * sim(j, item(e)), t_e < t_now = the session "
+                  "start; the session's target item ~ softmax(score) over all items"),
+        "funnel": ("per session: view always; click | view with p_click; favorite, cart and "
+                   "share | click with p_favorite, p_cart, p_share; purchase | cart with "
+                   "p_purchase; rate and review | purchase with p_rate, p_review"),
+        "rating": ("clip(round(rating_base + rating_pref_gain * pref[u,c] / max(pref[u]) + "
+                   "rating_noise * N(0,1)), 1, 5); rate and review events of a session share it"),
         "similarity": {"same_item": 1.0, "same_brand_and_category": config.sim_brand,
                        "same_category": config.sim_category, "other": 0.0},
         "parameters": params,
@@ -720,12 +727,22 @@ def items_csv(items: pd.DataFrame) -> str:
     return _csv_text(ITEM_FIELDS, rows)
 
 
+_NUMBER_LIST = re.compile(r"\[\n\s+(-?[0-9.e+-]+(?:,\n\s+-?[0-9.e+-]+)*)\n\s*\]")
+
+
+def truth_json(truth: Mapping[str, object]) -> str:
+    """The ground-truth text: indented JSON with each list of numbers on one line."""
+    text = json.dumps(truth, indent=2, ensure_ascii=False)
+    return _NUMBER_LIST.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text) + "\n"
+
+
 def _atomic_write(path: Path, text: str) -> None:
     """Write UTF-8 text to a temp file in the same folder, then os.replace it."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -739,7 +756,7 @@ def write(data: SyntheticData, out_dir: Path) -> list[Path]:
     texts = {
         EVENTS_FILE: events_csv(data.events),
         ITEMS_FILE: items_csv(data.items),
-        TRUTH_FILE: json.dumps(data.truth, indent=2, ensure_ascii=False) + "\n",
+        TRUTH_FILE: truth_json(data.truth),
     }
     paths = []
     for name, text in texts.items():
