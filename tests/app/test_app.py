@@ -1,0 +1,120 @@
+"""The frame (app.py): runs, puts the sample dataset in a fresh workspace, picks datasets."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+from core.workspace import Workspace
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+def unescape(text: str) -> str:
+    """Markdown text as the reader sees it (backslash escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every AppTest run see Streamlit as a live server does after its first run.
+
+    A ``pages/`` folder next to app.py puts Streamlit in its legacy multipage
+    mode until app.py's ``st.navigation`` switches it off for the whole process.
+    AppTest resets that class flag before every run; on a page other than the
+    start page, ``route_through_frame`` then reruns the script, and a rerun
+    drops button clicks. Keeping the flag off, as it stays in a server, lets
+    clicks through; ``test_page_opened_first_routes_through_the_frame`` covers
+    the legacy-mode path itself.
+    """
+    original = PagesManager.__init__
+
+    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture()
+def app(monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """A fresh AppTest of app.py with every Streamlit cache cleared around it."""
+    server_mode(monkeypatch)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield AppTest.from_file(APP, default_timeout=60)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def test_app_runs_and_shows_the_sample_dataset(app: AppTest, _isolated_workspace_env: Path) -> None:
+    app.run()
+    assert not app.exception
+    assert not app.error
+    picker = app.sidebar.selectbox[0]
+    assert picker.label == "Dataset" and picker.value == "sample" and picker.options == ["sample"]
+    assert "sample" in app.dataframe[0].value["name"].tolist()
+    status = [unescape(c.value) for c in app.sidebar.caption]
+    assert f"Workspace: {_isolated_workspace_env.resolve()}" in status
+    assert "1 dataset(s)" in status
+    n_events = Workspace(_isolated_workspace_env).dataset("sample").n_events
+    assert f"sample: {n_events:,} events" in status
+
+
+def test_sample_is_ingested_once_per_process(app: AppTest, _isolated_workspace_env: Path) -> None:
+    app.run()
+    created = Workspace(_isolated_workspace_env).dataset("sample").created_at
+    app.run()
+    assert not app.exception
+    assert Workspace(_isolated_workspace_env).dataset("sample").created_at == created
+
+
+def test_unknown_dataset_in_session_falls_back_to_sample(app: AppTest) -> None:
+    app.session_state["dataset"] = "gone"
+    app.run()
+    assert not app.exception
+    assert app.sidebar.selectbox[0].value == "sample"
+
+
+def test_picker_lists_every_dataset(app: AppTest, _isolated_workspace_env: Path, tmp_path: Path) -> None:
+    from core.ingest import IngestOptions, ingest
+
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp,behavior\nu1,i1,2024-01-01,view\n")
+    ingest(Workspace(_isolated_workspace_env), log, options=IngestOptions(name="other"))
+    app.run()
+    picker = app.sidebar.selectbox[0]
+    assert sorted(picker.options) == ["other", "sample"] and picker.value == "sample"
+    picker.set_value("other").run()
+    assert not app.exception
+    assert app.session_state["dataset"] == "other"
+    assert "other: 1 events" in [unescape(c.value) for c in app.sidebar.caption]
+
+
+def test_unusable_workspace_is_an_error_message_not_a_crash(
+    app: AppTest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the workspace folder should be")
+    monkeypatch.setenv("BEHAVIORLENS_WORKSPACE", str(blocker))
+    app.run()
+    assert not app.exception
+    assert app.error and "cannot create workspace folder" in unescape(app.error[0].value)
+
+
+def test_page_opened_first_routes_through_the_frame() -> None:
+    """Legacy ``pages/`` mode (a server's first run on /data): the page still gets the frame."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/data.py").run()  # AppTest restarts legacy mode for this run
+    assert not at.exception and not at.error
+    assert at.title[0].value == "Data"
+    assert at.sidebar.selectbox[0].value == "sample"  # app.py's sidebar ran too
+    assert len(at.get("plotly_chart")) == 6
+    st.cache_data.clear()
+    st.cache_resource.clear()

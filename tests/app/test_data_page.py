@@ -1,0 +1,232 @@
+"""The Data page: sample charts, upload -> mapping -> ingest -> report, inert user text.
+
+Uploads go through the page's real ``st.file_uploader`` widgets: AppTest's
+``FileUploader.set_value`` registers the bytes with the test runtime's upload
+manager and sends the same widget state a browser upload does, so the page
+receives a genuine ``UploadedFile``, saves it to a temp file and ingests it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+from core.ingest import IngestOptions, ingest
+from core.workspace import Workspace
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+DATA_PAGE = "pages/data.py"
+EVIL = "<script>alert(1)</script>"
+EVIL_LINK = "[click me](https://evil.example/x.png)"
+EVIL_BARE = "see www.evil.example or mail me@evil.example"  # GFM would autolink both
+
+# 8 rows: 3 accepted, one rejected for each of 5 reasons (hand-checked in the comments).
+TINY = b"""user_id,item_id,timestamp,behavior,value
+u1,i1,2024-01-01T00:00:00Z,view,
+u1,i2,2024-01-01T00:01:00Z,cart,
+u2,i1,2024-01-02T00:00:00Z,purchase,
+,i1,2024-01-02T00:00:00Z,view,
+u3,,2024-01-02T00:00:00Z,view,
+u3,i2,not-a-time,view,
+u3,i2,2024-01-03T00:00:00Z,rate,9
+u3,i2,2024-01-03T00:00:00Z,rate,abc
+"""
+TINY_REASONS = {  # rows 4..8 of the file, in order
+    "missing_user_id": 1, "missing_item_id": 1, "bad_timestamp": 1,
+    "rating_out_of_range": 1, "non_numeric_value": 1,
+}
+
+
+def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every AppTest run see Streamlit as a live server does after its first run.
+
+    See tests/app/test_app.py: otherwise AppTest restarts Streamlit's legacy
+    ``pages/`` mode on every run, and the rerun that routes a page through
+    app.py drops the Ingest click.
+    """
+    original = PagesManager.__init__
+
+    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture()
+def page(monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """The Data page, reached through app.py, with every Streamlit cache cleared around it."""
+    server_mode(monkeypatch)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(DATA_PAGE).run()
+    yield at
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def unescape(text: str) -> str:
+    """Markdown text as the reader sees it (backslash escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figures on the page by title, as the JSON specs sent to the browser."""
+    out = {}
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        out[spec["layout"]["title"]["text"]] = spec
+    return out
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    """First value shown for each metric label (the last ingest's report comes first)."""
+    out: dict[str, str] = {}
+    for m in at.metric:
+        out.setdefault(m.label, m.value)
+    return out
+
+
+def upload_and_ingest(at: AppTest, events: tuple[str, bytes], items: tuple[str, bytes] | None = None,
+                      name: str | None = None, **fields: str) -> AppTest:
+    """Upload through the page's uploaders, adjust the form, press Ingest."""
+    at.file_uploader(key="events_upload").set_value((events[0], events[1], "text/csv"))
+    if items is not None:
+        at.file_uploader(key="items_upload").set_value((items[0], items[1], "text/csv"))
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.text[0].value.startswith("format: csv")
+    for box in at.selectbox:
+        if box.label in fields:
+            box.set_value(fields.pop(box.label))
+    for text in at.text_input:
+        if text.label == "Dataset name" and name is not None:
+            text.set_value(name)
+        if text.label.startswith("Behavior codes") and "codes" in fields:
+            text.set_value(fields.pop("codes"))
+    assert not fields, f"no such form field: {fields}"
+    next(b for b in at.button if b.label == "Ingest").click()
+    return at.run()
+
+
+def test_data_page_renders_the_sample_charts(page: AppTest) -> None:
+    assert not page.exception and not page.error
+    assert page.sidebar.selectbox[0].value == "sample"
+    specs = charts(page)
+    assert set(specs) == {
+        "Behavior funnel", "Next behavior (within a user)", "Events per day", "Events per user",
+        "Events per item", "Top items by events",
+    }
+    funnel = specs["Behavior funnel"]["data"][0]
+    assert funnel["type"] == "funnel"
+    assert funnel["y"] == ["view", "click", "favorite", "cart", "purchase", "rate", "review", "share"]
+    assert specs["Events per user"]["layout"]["yaxis"]["type"] == "log"
+    assert specs["Next behavior (within a user)"]["data"][0]["type"] == "heatmap"
+    assert "Rows read" in metrics(page)  # the stored report of the selected dataset
+
+
+def test_upload_reports_rows_by_reason(page: AppTest, _isolated_workspace_env: Path) -> None:
+    at = upload_and_ingest(page, ("tiny log.csv", TINY), name="tiny")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = metrics(at)
+    assert (shown["Rows read"], shown["Rows accepted"], shown["Rows rejected"]) == ("8", "3", "5")
+    texts = [t.value for t in at.text]
+    assert "Accounting: 8 rows read = 3 accepted + 5 rejected (balanced)" in texts
+    reasons = next(d.value for d in at.dataframe if list(d.value.columns) == ["reason", "rows"])
+    assert dict(zip(reasons["reason"], reasons["rows"])) == TINY_REASONS
+    for reason in TINY_REASONS:
+        assert f"Examples: {reason}" in texts
+    assert at.sidebar.selectbox[0].value == "tiny"  # the new dataset is selected
+    stored = Workspace(_isolated_workspace_env).dataset("tiny")
+    assert stored.sources == ["tiny log.csv"] and stored.pseudonymized and stored.n_events == 3
+    assert charts(at)["Behavior funnel"]["data"][0]["y"] == ["view", "cart", "purchase"]
+
+
+def test_mapping_override_and_behavior_codes(page: AppTest, _isolated_workspace_env: Path) -> None:
+    odd = b"who,what,when,act\nA,x,2024-01-01,0\nA,y,2024-01-02,1\nB,x,2024-01-03,0\n"
+    at = upload_and_ingest(page, ("odd.csv", odd), name="odd", user_id="who", item_id="what",
+                           timestamp="when", behavior="act", codes="0=click,1=cart")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    info = Workspace(_isolated_workspace_env).dataset("odd")
+    assert info.mapping == {"user_id": "who", "item_id": "what", "timestamp": "when", "behavior": "act"}
+    assert info.report["behaviors"] == {"click": 2, "cart": 1}
+    funnel = charts(at)["Behavior funnel"]["data"][0]
+    assert (funnel["y"], funnel["x"]) == (["click", "cart"], [2, 1])  # users per behavior
+
+
+def test_many_behaviors_and_no_timestamps_stay_drawable(page: AppTest) -> None:
+    lines = ["user,item,action"] + [f"u{i % 3},i{i},act{i:02d}" for i in range(40)]
+    at = upload_and_ingest(page, ("wide.csv", "\n".join(lines).encode()), name="wide")
+    assert not at.exception and not at.error
+    specs = charts(at)
+    assert "Events per day" not in specs  # no timestamp column: no fake 1970 timeline
+    assert len(specs["Behavior funnel"]["data"][0]["y"]) == 14
+    heat = specs["Next behavior (within a user)"]["data"][0]
+    assert len(heat["x"]) == 15 and heat["x"][-1] == "(other behaviors)"
+    notes = [unescape(c.value) for c in at.caption]
+    assert "40 behaviors: the charts show the first 14 in funnel order." in notes
+
+
+def test_unusable_uploads_are_error_messages(page: AppTest) -> None:
+    page.file_uploader(key="events_upload").set_value(("empty.csv", b"", "text/csv")).run()
+    assert not page.exception
+    assert len(page.error) == 1 and unescape(page.error[0].value).startswith("empty.csv is empty")
+    at = upload_and_ingest(page, ("header.csv", b"user_id,item_id\n"))
+    assert not at.exception
+    assert "has no data rows" in unescape(at.error[0].value)
+    assert at.sidebar.selectbox[0].options == ["sample"]
+
+
+def test_user_text_stays_inert(page: AppTest) -> None:
+    events = (f"user_id,item_id,timestamp,behavior\n"
+              f"u1,i1,2024-01-01,\"{EVIL}\"\nu1,i2,2024-01-02,\"{EVIL_LINK}\"\n"
+              f"u2,i1,2024-01-03,view\nu2,i2,2024-01-04,\"{EVIL_BARE}\"\n")
+    items = f"item_id,title\ni1,\"{EVIL}\"\ni2,\"{EVIL_LINK}\"\n"
+    at = upload_and_ingest(page, ("xss.csv", events.encode()), ("items.csv", items.encode()), name="xss")
+    assert not at.exception and not at.error
+    assert not at.get("html") and not at.get("iframe")
+    markdown = [e.value for kind in ("markdown", "caption", "warning", "error", "info", "success")
+                for e in at.get(kind)]
+    assert any(r"\<script\>alert\(1\)\<\/script\>" in m for m in markdown)  # the custom-behavior warning
+    for body in markdown:  # no tag, no link/image syntax: every < > [ ] is backslash-escaped
+        assert not re.search(r"(?<!\\)[<>\[\]]", body), body
+        shown = unescape(body)  # and no bare URL or address GFM would turn into a link
+        assert not re.search(r"https?://|www\.|\w@\w", shown, re.IGNORECASE), shown
+    assert any("www\u2060.evil.example" in unescape(m) for m in markdown)  # same text, unlinked
+    specs = charts(at)  # every string the browser gets, escaped for Plotly's pseudo-HTML
+    decoded = [s for spec in specs.values() for s in _strings(spec)]
+    assert not [s for s in decoded if "<script" in s or "<a" in s]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in specs["Top items by events"]["data"][0]["y"]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in specs["Behavior funnel"]["data"][0]["y"]
+
+
+def test_reingest_refreshes_the_cached_overview(page: AppTest, _isolated_workspace_env: Path,
+                                                tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp,behavior\nu1,i1,2024-01-01,view\n")
+    ws = Workspace(_isolated_workspace_env)
+    ingest(ws, log, options=IngestOptions(name="again"))
+    page.run()  # the picker lists the new dataset
+    page.sidebar.selectbox[0].set_value("again").run()
+    assert charts(page)["Behavior funnel"]["data"][0]["y"] == ["view"]
+    log.write_text("user_id,item_id,timestamp,behavior\nu1,i1,2024-01-01,view\nu1,i1,2024-01-02,purchase\n")
+    ingest(ws, log, options=IngestOptions(name="again"))
+    page.run()
+    assert charts(page)["Behavior funnel"]["data"][0]["y"] == ["view", "purchase"]
+
+
+def _strings(node: object) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []

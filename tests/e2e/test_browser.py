@@ -1,0 +1,121 @@
+"""One real browser session: `streamlit run app.py` + Debian chromium driven by Playwright.
+
+Chromium is required: a missing browser FAILS this test with instructions,
+unless BEHAVIORLENS_SKIP_BROWSER=1 says to skip it on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+SKIP_ENV = "BEHAVIORLENS_SKIP_BROWSER"
+START_TIMEOUT_S = 120
+RENDER_TIMEOUT_MS = 120_000
+
+
+def require_browser() -> None:
+    """Skip only when asked to; otherwise fail loudly when chromium or playwright is missing."""
+    if os.environ.get(SKIP_ENV) == "1":
+        pytest.skip(f"{SKIP_ENV}=1: browser test skipped on request")
+    if not CHROMIUM.is_file():
+        pytest.fail(f"chromium is missing at {CHROMIUM}: install Debian's chromium package "
+                    f"(`make browser-deps`) or set {SKIP_ENV}=1 to skip the browser test", pytrace=False)
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.fail(f"the playwright package is missing: pip install -e '.[test]' (or set {SKIP_ENV}=1)",
+                    pytrace=False)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll ``/_stcore/health`` until it answers ok; fail with the server log otherwise."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"streamlit did not answer {url}/_stcore/health in {START_TIMEOUT_S}s:\n"
+                f"{log.read_text()[-4000:]}")
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[str]:
+    """`streamlit run app.py` on 127.0.0.1 and a free port, with its own workspace."""
+    require_browser()
+    port = free_port()
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, "BEHAVIORLENS_WORKSPACE": str(tmp_path / "workspace")}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
+           "--server.address", "127.0.0.1", "--server.port", str(port),
+           "--browser.gatherUsageStats", "false"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def test_data_page_shows_the_sample_funnel(server: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    wait = RENDER_TIMEOUT_MS
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(wait)
+            page.goto(server, wait_until="domcontentloaded")
+            expect(page.get_by_role("heading", name="BehaviorLens")).to_be_visible(timeout=wait)
+            expect(page.get_by_test_id("stSidebar").get_by_text("sample: ")).to_be_visible(timeout=wait)
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Data").click()
+            expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=wait)
+            funnel = page.get_by_test_id("stPlotlyChart").filter(has=page.locator("g.funnellayer"))
+            expect(funnel).to_have_count(1, timeout=wait)
+            expect(funnel.get_by_text("Behavior funnel")).to_be_visible(timeout=wait)
+            for behavior in ("view", "cart", "purchase"):  # funnel stages, as axis labels
+                label = funnel.locator("g.ytick", has_text=re.compile(rf"^{behavior}$"))
+                expect(label).to_have_count(1, timeout=wait)
+            expect(page.get_by_test_id("stPlotlyChart")).to_have_count(6, timeout=wait)
+            assert page.get_by_test_id("stException").count() == 0
+        finally:
+            browser.close()
