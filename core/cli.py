@@ -1,21 +1,27 @@
 """`behaviorlens` command line: the only module that reads argv.
 
 Exit codes: 0 success, 2 unusable input or bad option (one clear message on
-stderr, never a traceback), 1 a lookup that found nothing.
+stderr, never a traceback), 1 a lookup that found nothing, 3 an internal error
+(one line; ``BEHAVIORLENS_DEBUG=1`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
+from core import cli_runs
 from core.errors import BehaviorLensError, DataError, NotFoundError
 from core.ingest import IngestOptions, ingest
 from core.mapping import parse_pairs
 from core.sample import SAMPLE_DATASET, ensure_sample_dataset
 from core.workspace import Workspace
+
+DEBUG_ENV = "BEHAVIORLENS_DEBUG"
+INTERNAL_ERROR = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", parents=[common], help="list the datasets in the workspace")
     sample = sub.add_parser("sample", parents=[common], help="ingest the bundled sample dataset")
     sample.add_argument("--force", action="store_true", help="re-ingest even if it is there")
+    cli_runs.add_parsers(sub, common)
     return top
 
 
@@ -92,6 +99,8 @@ def _print_ingest(report: dict[str, Any]) -> None:
 def _run(args: argparse.Namespace) -> int:
     ws = Workspace(getattr(args, "workspace", None))
     as_json = getattr(args, "json", False)
+    if args.command in cli_runs.COMMANDS:
+        return cli_runs.run(args, ws, as_json)
     if args.command == "ingest":
         report = ingest(ws, args.events, args.items, _options(args)).to_dict()
         print(json.dumps(report, default=str)) if as_json else _print_ingest(report)
@@ -116,11 +125,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except NotFoundError as exc:
-        print(f"behaviorlens: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc), 1)
     except BehaviorLensError as exc:
-        print(f"behaviorlens: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), 2)
+    except OSError as exc:  # unreadable file, full disk, permission denied
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{where}: check the path and its permissions", 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:  # a bug: one line, never a traceback, unless debugging
+        if os.environ.get(DEBUG_ENV):
+            raise
+        return _fail(f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                     f"rerun with {DEBUG_ENV}=1 for details and report it", INTERNAL_ERROR)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"behaviorlens: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

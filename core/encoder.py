@@ -299,7 +299,9 @@ class TextEncoder:
             return
         from safetensors import SafetensorError
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # progress goes through our own callback, not stderr
         folder = self.model_path
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -312,7 +314,8 @@ class TextEncoder:
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
         """Embeddings of one batch: [B, D] float32."""
         limit = self._settings()["max_length"]
-        limit = min(limit, getattr(self._tokenizer, "model_max_length", limit))
+        limit = min(limit, getattr(self._tokenizer, "model_max_length", limit),
+                    getattr(self._net.config, "max_position_embeddings", limit) or limit)
         enc = self._tokenizer(batch, padding=True, truncation=True, max_length=limit, return_tensors="pt")
         enc = {k: v.to(self._net.device) for k, v in enc.items()}
         hidden = self._net(**enc).last_hidden_state  # [B, L, D]

@@ -1,0 +1,265 @@
+"""The multi-task sequence model: typed torch modules whose ``forward`` reads like the architecture.
+
+    event token  = item(text projection + ID) + behavior + value + time gap + position
+    history      = causal pre-norm transformer over tokens, attention biased by time since each event
+    MMoE         = shared experts over the user state, one softmax gate per task
+    engagement   = <task state, item representation> + item bias     (one logit per candidate item)
+    rating       = tower([task state, item, task state * item]) + item bias, in standardized units
+
+The model returns logits and standardized ratings; sigmoid/softmax, de-standardization
+and fusion live outside (ranking code), the losses in ``core.training``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.batches import Batch
+from core.sequences import GAP_BUCKETS, VALUE_BUCKETS, gap_bucket
+
+
+@dataclass
+class ModelConfig:
+    """Architecture settings (all JSON-serializable)."""
+
+    n_items: int
+    n_behaviors: int  # including padding index 0
+    text_dim: int
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 200
+    dropout: float = 0.2
+    n_experts: int = 4
+    expert_dim: int = 64
+    use_text: bool = True
+    use_item_id: bool = True
+    value_mean: float = 0.0  # rating standardization, (value - mean) / std
+    value_std: float = 1.0
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class ItemEncoder(nn.Module):
+    """Item index -> representation: projected frozen text embedding + item-ID embedding."""
+
+    def __init__(self, cfg: ModelConfig, text: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("text", text.float(), persistent=True)  # [N+1, T], row 0 = padding
+        self.proj = nn.Linear(cfg.text_dim, cfg.d_model)
+        self.id_emb = nn.Embedding(cfg.n_items + 1, cfg.d_model, padding_idx=0)
+        nn.init.normal_(self.id_emb.weight, std=0.02)
+        self.use_text, self.use_item_id = cfg.use_text, cfg.use_item_id
+
+    def forward(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """``idx`` [...] -> [..., D]; None -> every item [N+1, D]."""
+        text = self.text if idx is None else self.text[idx]
+        ids = self.id_emb.weight if idx is None else self.id_emb(idx)
+        out = torch.zeros_like(ids)
+        if self.use_text:
+            out = out + self.proj(text)
+        if self.use_item_id:
+            out = out + ids
+        return out
+
+
+class EventEmbedding(nn.Module):
+    """Event token = item + behavior + value + gap-to-previous + position embeddings."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.behavior = nn.Embedding(cfg.n_behaviors, d, padding_idx=0)
+        self.value = nn.Embedding(VALUE_BUCKETS, d)
+        self.gap = nn.Embedding(GAP_BUCKETS, d)
+        self.position = nn.Embedding(cfg.max_len, d)
+        self.mask_token = nn.Parameter(torch.zeros(d))  # stands in for a removed event
+        self.drop = nn.Dropout(cfg.dropout)
+        self.scale = math.sqrt(d)
+        for emb in (self.behavior, self.value, self.gap, self.position):
+            nn.init.normal_(emb.weight, std=0.02)
+
+    def forward(self, batch: Batch, item_repr: torch.Tensor) -> torch.Tensor:
+        """[B, L] codes + item representations [B, L, D] -> tokens [B, L, D] (before dropout)."""
+        gaps = torch.zeros_like(batch.ts)
+        gaps[:, 1:] = gap_bucket(batch.ts[:, 1:] - batch.ts[:, :-1]).masked_fill(~batch.mask[:, :-1], 0)
+        gaps = gaps.masked_fill(~batch.mask, 0)  # the first real event has no previous one: bucket 0
+        tok = item_repr * self.scale + self.behavior(batch.behavior) + self.value(batch.value) + self.gap(gaps)
+        return tok * batch.mask.unsqueeze(-1)
+
+    def positions(self, length: int) -> torch.Tensor:
+        return self.position.weight[-length:]  # [L, D]; the newest event always has the last position
+
+
+class TimeBias(nn.Module):
+    """Additive attention bias that is a learned function of the time since each earlier event.
+
+    bias_h(age) = a_h * log2(1 + age in seconds) + b_h * age in days: a per-head recency
+    decay (logarithmic and linear parts) that costs one broadcast, not a lookup per pair.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.log_slope = nn.Parameter(torch.zeros(cfg.n_heads))
+        self.day_slope = nn.Parameter(torch.zeros(cfg.n_heads))
+
+    def forward(self, ts: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """ts [B, L], key_mask [B, L] -> float mask [B, H, L, L] (-inf where not allowed)."""
+        length = ts.shape[1]
+        age = (ts.unsqueeze(2) - ts.unsqueeze(1)).clamp(min=0).float().unsqueeze(1)  # [B, 1, Lq, Lk]
+        bias = self.log_slope.view(1, -1, 1, 1) * torch.log2(1 + age) + self.day_slope.view(1, -1, 1, 1) * (age / 86400)
+        causal = torch.ones(length, length, dtype=torch.bool, device=ts.device).tril()
+        allowed = causal & key_mask.unsqueeze(1)  # [B, L, L]
+        allowed = allowed | torch.eye(length, dtype=torch.bool, device=ts.device)  # never an empty row
+        return bias.masked_fill(~allowed.unsqueeze(1), float("-inf"))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; dropout on residuals only (fast on CPU)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d, self.heads = cfg.d_model, cfg.n_heads
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.ffn = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        """x [B, L, D], attn_bias [B, H, L, L] -> [B, L, D]."""
+        b, length, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)  # [B, H, L, Dh]
+        x = x + self.drop(self.out(att.transpose(1, 2).reshape(b, length, d)))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class HistoryEncoder(nn.Module):
+    """Causal transformer over event tokens -> a user state at every position."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.time_bias = TimeBias(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, tokens: torch.Tensor, ts: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L, D] -> states [B, L, D]."""
+        bias = self.time_bias(ts, key_mask)
+        x = tokens
+        for block in self.blocks:
+            x = block(x, bias)
+        return self.norm(x)
+
+
+class MMoE(nn.Module):
+    """Shared experts and one softmax gate per task over the user state."""
+
+    def __init__(self, cfg: ModelConfig, n_tasks: int = 2) -> None:
+        super().__init__()
+        self.n_experts, self.expert_dim = cfg.n_experts, cfg.expert_dim
+        self.experts = nn.Sequential(nn.Linear(cfg.d_model, cfg.n_experts * cfg.expert_dim), nn.GELU())
+        self.gates = nn.ModuleList(nn.Linear(cfg.d_model, cfg.n_experts) for _ in range(n_tasks))
+
+    def forward(self, state: torch.Tensor) -> list[torch.Tensor]:
+        """state [..., D] -> one [..., expert_dim] mixture per task."""
+        experts = self.experts(state).unflatten(-1, (self.n_experts, self.expert_dim))  # [..., E, De]
+        return [(gate(state).softmax(-1).unsqueeze(-1) * experts).sum(-2) for gate in self.gates]
+
+
+class EngagementHead(nn.Module):
+    """Logit of engaging with a candidate: task state · item representation + item bias."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.proj = nn.Linear(cfg.expert_dim, cfg.d_model)
+        self.item_bias = nn.Embedding(cfg.n_items + 1, 1)
+        nn.init.zeros_(self.item_bias.weight)
+
+    def forward(self, task_state: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor | None) -> torch.Tensor:
+        """[P, De] x items [N', D] (all, when item_idx is None) -> logits [P, N']; or paired [P] when items [P, D]."""
+        h = self.proj(task_state)
+        bias = self.item_bias.weight.squeeze(-1) if item_idx is None else self.item_bias(item_idx).squeeze(-1)
+        if item_idx is None:
+            return h @ items.T + bias
+        return (h * items).sum(-1) + bias
+
+
+class RatingHead(nn.Module):
+    """Standardized rating: tower([state, item, state * item, user mean]) + w * user mean + item bias.
+
+    The task state carries two extra trailing features: the user's mean earlier value
+    (standardized) and whether there is one.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.proj = nn.Linear(cfg.expert_dim, d)
+        self.tower = nn.Sequential(nn.Linear(3 * d + 2, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, 1))
+        self.user_weight = nn.Parameter(torch.zeros(()))
+        self.item_bias = nn.Embedding(cfg.n_items + 1, 1)
+        nn.init.zeros_(self.item_bias.weight)
+
+    def forward(self, task_state: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        """task_state [P, De + 2], items [P, D], item_idx [P] -> [P]."""
+        h, extra = self.proj(task_state[..., :-2]), task_state[..., -2:]
+        out = self.tower(torch.cat([h, items, h * items, extra], -1)).squeeze(-1)
+        return out + self.user_weight * extra[..., 0] + self.item_bias(item_idx).squeeze(-1)
+
+
+def user_value_mean(batch: Batch, cfg: ModelConfig) -> torch.Tensor:
+    """Causal running mean of each user's event values, standardized: [B, L, 2] (mean, has one)."""
+    has = (batch.value > 0) & batch.mask
+    values = ((batch.value - 1).float() - cfg.value_mean) / cfg.value_std
+    total = torch.cumsum(values * has, 1)
+    count = torch.cumsum(has.float(), 1)
+    mean = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+    return torch.stack([mean, (count > 0).float()], -1)
+
+
+class BehaviorModel(nn.Module):
+    """History encoder + MMoE + engagement and rating heads."""
+
+    def __init__(self, cfg: ModelConfig, text: torch.Tensor) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.items = ItemEncoder(cfg, text)
+        self.events = EventEmbedding(cfg)
+        self.history = HistoryEncoder(cfg)
+        self.mmoe = MMoE(cfg)
+        self.engagement = EngagementHead(cfg)
+        self.rating = RatingHead(cfg)
+
+    def tokens(self, batch: Batch) -> torch.Tensor:
+        """Event tokens [B, L, D] without position and dropout (the attribution surface)."""
+        return self.events(batch, self.items(batch.item))
+
+    def encode(self, tokens: torch.Tensor, batch: Batch, removed: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens [B, L, D] -> user states [B, L, D]; ``removed`` [B, L] bool swaps events for the mask token."""
+        if removed is not None:
+            tokens = torch.where(removed.unsqueeze(-1), self.events.mask_token.expand_as(tokens), tokens)
+        x = self.events.drop(tokens + self.events.positions(tokens.shape[1]))
+        return self.history(x, batch.ts, batch.mask)
+
+    def forward(self, batch: Batch, removed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch -> (engagement task state [B, L, De], rating task state [B, L, De + 2])."""
+        states = self.encode(self.tokens(batch), batch, removed)
+        task_e, task_r = self.mmoe(states)
+        return task_e, torch.cat([task_r, user_value_mean(batch, self.cfg)], -1)
+
+    def engagement_logits(self, task_e: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """[P, De] -> logits over every item [P, N+1] (index 0 = padding), or paired [P] for ``item_idx`` [P]."""
+        items = self.items(item_idx)
+        return self.engagement(task_e, items, item_idx)
+
+    def rating_of(self, task_r: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        """[P, De + 2] and items [P] -> standardized ratings [P]."""
+        return self.rating(task_r, self.items(item_idx), item_idx)

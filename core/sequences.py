@@ -1,0 +1,123 @@
+"""Per-user behavior sequences, the leave-last-out split and tensor batches.
+
+Events are indexed once into a :class:`SequenceData`: integer item and behavior
+codes in a CSR layout (one contiguous slice per user, sorted by timestamp, then
+item ID, then source row). Item index 0 is padding; items are numbered in
+sorted item-ID order so that "ties broken by item ID" means "lower index first".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core import schema as S
+from core.errors import DataError
+
+PAD = 0
+GAP_BUCKETS = 32  # log2-second buckets of time gaps; 0 = padding / first event
+VALUE_BUCKETS = 12  # 0 = no value, 1..11 = value rounded into [0, 10]
+
+
+@dataclass
+class SequenceData:
+    """Every user's events as integer codes, CSR layout (``offsets`` has U+1 entries)."""
+
+    users: np.ndarray  # [U] stored user IDs, sorted
+    item_ids: np.ndarray  # [N+1] item ID strings; index 0 = padding ("")
+    behaviors: list[str]  # behavior vocabulary; index 0 = padding ("")
+    offsets: np.ndarray  # [U+1] int64
+    item: np.ndarray  # [E] int64 item index (1..N)
+    behavior: np.ndarray  # [E] int64 behavior index (1..B)
+    value: np.ndarray  # [E] float32, NaN where absent
+    ts: np.ndarray  # [E] int64 seconds since epoch
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids) - 1
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    def user_slice(self, u: int) -> slice:
+        return slice(int(self.offsets[u]), int(self.offsets[u + 1]))
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def build_sequences(events: pd.DataFrame, item_ids: list[str] | None = None,
+                    behaviors: list[str] | None = None) -> SequenceData:
+    """Index an events frame (schema columns) into sequences.
+
+    ``item_ids``/``behaviors`` fix the vocabularies (e.g. a catalogue with cold
+    items, or a fitted model's vocabulary); events outside them raise DataError.
+    """
+    missing = [c for c in (S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.BEHAVIOR) if c not in events.columns]
+    if missing:
+        raise DataError(f"events frame lacks column(s) {missing}; it has {list(events.columns)}")
+    if events.empty:
+        raise DataError("no events to build sequences from")
+    for col in (S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.BEHAVIOR):
+        nulls = events[col].isna()
+        if nulls.any():
+            raise DataError(f"column {col!r} has {int(nulls.sum())} missing value(s) (first at row {int(nulls.to_numpy().argmax())}); "
+                            "every event needs a user, an item, a timestamp and a behavior")
+    frame = events.assign(**{S.USER_ID: events[S.USER_ID].astype(str), S.ITEM_ID: events[S.ITEM_ID].astype(str),
+                             "_ts": _to_seconds(events[S.TIMESTAMP])})
+    order = [S.USER_ID, "_ts", S.ITEM_ID] + ([S.ROW] if S.ROW in frame.columns else [])
+    frame = frame.sort_values(order, kind="stable")
+    vocab = np.array([""] + sorted(set(map(str, item_ids if item_ids is not None else frame[S.ITEM_ID]))), dtype=object)
+    beh_vocab = [""] + list(behaviors if behaviors is not None else _behavior_order(frame[S.BEHAVIOR]))
+    item = _codes(frame[S.ITEM_ID].astype(str).to_numpy(), vocab[1:], "item")
+    beh = _codes(frame[S.BEHAVIOR].astype(str).to_numpy(), np.array(beh_vocab[1:], dtype=object), "behavior")
+    users, starts = np.unique(frame[S.USER_ID].astype(str).to_numpy(), return_index=True)
+    offsets = np.append(starts, len(frame)).astype(np.int64)
+    value = frame[S.VALUE].to_numpy(dtype=np.float32, na_value=np.nan) if S.VALUE in frame else np.full(len(frame), np.nan, np.float32)
+    return SequenceData(users=users, item_ids=vocab, behaviors=beh_vocab, offsets=offsets, item=item,
+                        behavior=beh, value=value, ts=frame["_ts"].to_numpy(np.int64))
+
+
+def _to_seconds(ts: pd.Series) -> np.ndarray:
+    """Seconds since the epoch (UTC) of a timestamp column."""
+    try:
+        stamps = pd.to_datetime(ts)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"column {S.TIMESTAMP!r} holds a value that is not a timestamp ({exc})") from exc
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    return stamps.to_numpy(dtype="datetime64[s]").astype(np.int64)
+
+
+def _behavior_order(labels: pd.Series) -> list[str]:
+    present = set(map(str, labels.unique()))
+    return [b for b in S.CANONICAL_BEHAVIORS if b in present] + sorted(present - set(S.CANONICAL_BEHAVIORS))
+
+
+def _codes(values: np.ndarray, vocab: np.ndarray, what: str) -> np.ndarray:
+    """1-based positions of ``values`` in the sorted-or-listed ``vocab``."""
+    lookup = {v: i + 1 for i, v in enumerate(vocab)}
+    try:
+        return np.fromiter((lookup[v] for v in values), dtype=np.int64, count=len(values))
+    except KeyError as exc:
+        raise DataError(f"{what} {exc.args[0]!r} is not in the model's {what} vocabulary") from exc
+
+
+def gap_bucket(seconds: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Log2 bucket (1..GAP_BUCKETS-1) of non-negative time gaps in seconds."""
+    if isinstance(seconds, torch.Tensor):
+        s = seconds.clamp(min=0).to(torch.float64)
+        return (1 + torch.floor(torch.log2(s + 1))).clamp(max=GAP_BUCKETS - 1).long()
+    s = np.maximum(np.asarray(seconds, dtype=np.float64), 0)
+    return np.minimum(1 + np.floor(np.log2(s + 1)), GAP_BUCKETS - 1).astype(np.int64)
+
+
+def value_bucket(values: np.ndarray) -> np.ndarray:
+    """0 for NaN, else 1 + value rounded and clipped into [0, 10]."""
+    v = np.asarray(values, dtype=np.float64)
+    out = np.where(np.isnan(v), 0, 1 + np.clip(np.rint(np.nan_to_num(v)), 0, VALUE_BUCKETS - 2))
+    return out.astype(np.int64)
