@@ -17,7 +17,8 @@ COMMANDS = ("train", "evaluate", "recommend", "runs")
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register the model subcommands on the top-level subparsers."""
     p = sub.add_parser("train", parents=[common], help="train the multi-task model on a dataset")
-    p.add_argument("--dataset", required=True, help="dataset name (see `behaviorlens datasets`)")
+    p.add_argument("--dataset", help="dataset name (see `behaviorlens datasets`)")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last epoch")
     p.add_argument("--epochs", type=int, help="maximum epochs (early stopping on validation NDCG@10)")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     p.add_argument("--seed", type=int, help="random seed")
@@ -61,10 +62,16 @@ def _progress(quiet: bool) -> Any:
 
 def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     """Dispatch one model subcommand (torch is imported only here, not for ingest)."""
-    from core.runs import evaluate_run, list_runs, recommend_run, train_run
+    from core.runs import evaluate_run, list_runs, recommend_run, resume_run, train_run
 
     if args.command == "train":
-        run_id = train_run(ws, args.dataset, _settings(args), progress=_progress(args.quiet or as_json))
+        if bool(args.dataset) == bool(args.resume):
+            raise DataError("train needs exactly one of --dataset NAME (a new run) or --resume RUN")
+        report = _progress(args.quiet or as_json)
+        if args.resume:
+            run_id = resume_run(ws, args.resume, progress=report)
+        else:
+            run_id = train_run(ws, args.dataset, _settings(args), progress=report)
         result = {"run": run_id, **evaluate_run(ws, run_id)}
         _emit(result, as_json, f"run {run_id}: test {result['test']}, valid {result['valid']}")
     elif args.command == "evaluate":

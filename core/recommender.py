@@ -25,7 +25,8 @@ from core.evaluation import Protocol, RatingScale, evaluate_split, exclusion_mas
 from core.model import BehaviorModel, ModelConfig
 from core.sequences import SequenceData, build_sequences
 from core.settings import check_flag, check_settings
-from core.training import FitState, TrainConfig, fit, standardize
+from core.resume import has_train_state, load_train_state
+from core.training import FitState, MultiTaskLoss, TrainConfig, fit, make_optimizer, standardize
 
 HEADS = ("both", "engagement", "rating")
 
@@ -85,8 +86,12 @@ class Recommender:
     def fit(self, events: pd.DataFrame, items: pd.DataFrame | None = None, *,
             progress: Callable[[dict[str, Any]], None] | None = None, cancel: Callable[[], bool] | None = None,
             cache_dir: str | os.PathLike[str] | None = None,
-            on_epoch: Callable[[Recommender, FitState, int], None] | None = None) -> Recommender:
-        """Index the events, encode item text, train; sets ``model_``, ``data_``, ``split_``, ``history_``."""
+            on_epoch: Callable[[Recommender, FitState, int], None] | None = None,
+            resume_from: str | os.PathLike[str] | None = None) -> Recommender:
+        """Index the events, encode item text, train; sets ``model_``, ``data_``, ``split_``, ``history_``.
+
+        ``resume_from``: a folder with a saved training state; training continues after its epoch.
+        """
         cfg = self._train_config()
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -95,9 +100,15 @@ class Recommender:
         catalogue = list(items[S.ITEM_ID].astype(str)) if items is not None else None
         data = build_sequences(events, item_ids=sorted(set(catalogue) | set(events[S.ITEM_ID].astype(str))) if catalogue else None)
         self._prepare(data, self._item_texts(data, items), cache_dir, progress)
+        self.loss_fn_ = MultiTaskLoss(cfg, data.n_items, self.scale_).to(self.device_)
+        self.optimizer_ = make_optimizer(self.model_, self.loss_fn_, cfg)
+        state, start = FitState(), 0
+        if resume_from is not None and has_train_state(Path(resume_from)):
+            state, start = load_train_state(Path(resume_from), self.model_, self.optimizer_, self.loss_fn_)
         callback = None if on_epoch is None else (lambda st, ep: on_epoch(self, st, ep))
         state = fit(self.model_, data, self.split_, cfg, self.protocol_, self.scale_, self.device_,
-                    progress=progress, cancel=cancel, on_epoch=callback)
+                    progress=progress, cancel=cancel, on_epoch=callback, state=state, start_epoch=start,
+                    optimizer=self.optimizer_, loss_fn=self.loss_fn_)
         if state.best_state is not None:
             self.model_.load_state_dict(state.best_state)
         self.history_, self.best_epoch_, self.cancelled_ = state.history, state.best_epoch, state.cancelled

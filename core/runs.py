@@ -21,6 +21,7 @@ from core import schema as S
 from core.checkpoint import finite_or_none, load_json, save_json
 from core.errors import NotFoundError
 from core.recommender import Recommender
+from core.resume import STATE_JSON, STATE_TENSORS, has_train_state, save_train_state
 from core.training import FitState
 from core.workspace import Workspace, validate_name
 
@@ -45,8 +46,11 @@ def _set_run(ws: Workspace, run_id: str, dataset: str, status: str, config: dict
 
 def train_run(ws: Workspace, dataset: str, settings: dict[str, Any], *, run_id: str | None = None,
               progress: Callable[[dict[str, Any]], None] | None = None,
-              cancel: Callable[[], bool] | None = None) -> str:
-    """Train ``dataset`` with ``settings`` (Recommender keyword arguments) into a new run; its id."""
+              cancel: Callable[[], bool] | None = None, resume: bool = False) -> str:
+    """Train ``dataset`` with ``settings`` (Recommender keyword arguments) into a run; its id.
+
+    With ``resume`` the run's saved training state (if any) is loaded and training continues.
+    """
     ws.dataset(dataset)
     run_id = run_id or new_run_id(dataset)
     folder = ws.run_dir(run_id)
@@ -57,11 +61,14 @@ def train_run(ws: Workspace, dataset: str, settings: dict[str, Any], *, run_id: 
     events, items = ws.events(dataset), ws.items(dataset)
     try:
         rec.fit(events, items, progress=progress, cancel=cancel, cache_dir=ws.cache_dir / "embeddings",
-                on_epoch=lambda r, st, ep: _checkpoint(r, folder, st, ep))
+                on_epoch=lambda r, st, ep: _checkpoint(r, folder, st, ep), resume_from=folder if resume else None)
     except BaseException:
         _set_run(ws, run_id, dataset, FAILED, config, None)
         raise
     rec.save(folder)
+    if not rec.cancelled_:
+        for name in (STATE_TENSORS, STATE_JSON):
+            (folder / name).unlink(missing_ok=True)
     test = rec.evaluate("test")
     metrics = {"valid": _pick(rec.evaluate("valid")), "test": _pick(test), "protocol": test["label"],
                "best_epoch": rec.best_epoch_}
@@ -70,8 +77,19 @@ def train_run(ws: Workspace, dataset: str, settings: dict[str, Any], *, run_id: 
     return run_id
 
 
+def resume_run(ws: Workspace, run_id: str, progress: Callable[[dict[str, Any]], None] | None = None,
+               cancel: Callable[[], bool] | None = None) -> str:
+    """Continue an interrupted or cancelled run from its last saved epoch."""
+    record = run_record(ws, run_id)
+    if not has_train_state(ws.run_dir(run_id)):
+        raise NotFoundError(f"run {run_id!r} has no saved training state to resume from (status {record['status']})")
+    settings = record["config"]["settings"]
+    return train_run(ws, record["dataset"], settings, run_id=run_id, progress=progress, cancel=cancel, resume=True)
+
+
 def _checkpoint(rec: Recommender, folder: Path, state: FitState, epoch: int) -> None:
-    """After every epoch: the best model so far, so a crash loses at most one epoch."""
+    """After every epoch: the training state and the best model so far (a crash loses one epoch)."""
+    save_train_state(folder, rec.model_, rec.optimizer_, rec.loss_fn_, state, epoch)
     current = {k: v.detach().clone() for k, v in rec.model_.state_dict().items()}
     if state.best_state is not None:
         rec.model_.load_state_dict(state.best_state)
