@@ -119,3 +119,87 @@ def transition_heatmap(matrix: pd.DataFrame, title: str = "Next behavior (within
     ))
     return _layout(fig, title, xaxis=dict(title="next behavior"),
                    yaxis=dict(title="behavior", autorange="reversed"))
+
+
+# -- training curves (the Train page) -------------------------------------------------
+VALID_RANKING = ("HR@10", "NDCG@10", "MRR@10")  # drawn on the left axis; RMSE on the right
+
+
+def _finite(value: object) -> float | None:
+    """``value`` as a float for a trace, None (a gap) when missing or not finite."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def training_loss(step_losses: list[list[float]], history: list[dict[str, object]],
+                  title: str = "Training loss") -> go.Figure:
+    """Loss per step (``[x, loss]``, x in epochs) and the per-epoch means of each loss part."""
+    fig = go.Figure()
+    if step_losses:
+        fig.add_trace(go.Scatter(
+            x=[p[0] for p in step_losses], y=[_finite(p[1]) for p in step_losses], mode="lines",
+            name="loss (step)", line=dict(width=1), hovertemplate="epoch %{x:.2f}: %{y:.4f}<extra></extra>",
+        ))
+    epochs = [rec.get("epoch") for rec in history]
+    for key, name in (("loss", "loss (epoch mean)"), ("loss_engagement", "engagement"), ("loss_rating", "rating")):
+        if any(key in rec for rec in history):
+            fig.add_trace(go.Scatter(
+                x=epochs, y=[_finite(rec.get(key)) for rec in history], mode="lines+markers", name=name,
+                hovertemplate="%{fullData.name}, epoch %{x}: %{y:.4f}<extra></extra>",
+            ))
+    return _layout(fig, title, xaxis_title="epoch", yaxis_title="loss", hovermode="closest")
+
+
+def validation_metrics(history: list[dict[str, object]], title: str = "Validation metrics") -> go.Figure:
+    """HR@10, NDCG@10, MRR@10 (left axis) and RMSE (right axis) after every epoch."""
+    fig = go.Figure()
+    epochs = [rec.get("epoch") for rec in history]
+    for metric in VALID_RANKING:
+        fig.add_trace(go.Scatter(
+            x=epochs, y=[_finite(rec.get(f"valid_{metric}")) for rec in history], mode="lines+markers",
+            name=metric, hovertemplate=f"{metric}, epoch %{{x}}: %{{y:.4f}}<extra></extra>",
+        ))
+    rmse = [_finite(rec.get("valid_RMSE")) for rec in history]
+    if any(v is not None for v in rmse):
+        fig.add_trace(go.Scatter(
+            x=epochs, y=rmse, mode="lines+markers", name="RMSE", yaxis="y2", line=dict(dash="dot"),
+            hovertemplate="RMSE, epoch %{x}: %{y:.4f}<extra></extra>",
+        ))
+    return _layout(fig, title, xaxis=dict(title="epoch", dtick=1), yaxis=dict(title="ranking metric"),
+                   yaxis2=dict(title="RMSE", overlaying="y", side="right", showgrid=False),
+                   hovermode="closest")
+
+
+# -- fusion trade-off (the Fusion page) ------------------------------------------------
+TRADEOFF_LABELS = {"HR@10": "HR@10", "NDCG@10": "NDCG@10", "MRR@10": "MRR@10", "coverage@10": "catalogue coverage@10",
+                   "mean_popularity@10": "mean popularity of recommended items (events)"}
+
+
+def _weights_label(row: dict[str, object], signals: Iterable[str]) -> str:
+    return ", ".join(f"{safe_label(s)} {float(row[s]):.2f}" for s in signals)  # type: ignore[arg-type]
+
+
+def tradeoff(sweep: pd.DataFrame, x: str, y: str, signals: Iterable[str], current: dict[str, object] | None = None,
+             title: str = "Trade-off over the weight simplex") -> go.Figure:
+    """One marker per swept weight setting (``sweep``: a column per signal and per metric), current one starred.
+
+    ``current`` holds the same keys for the setting now on the sliders (drawn as a star).
+    """
+    signals = list(signals)
+    labels = [_weights_label(row, signals) for row in sweep.to_dict("records")]
+    fig = go.Figure(go.Scatter(
+        x=sweep[x].tolist(), y=sweep[y].tolist(), mode="markers", name="swept weights", text=labels,
+        marker=dict(size=8, opacity=0.6),
+        hovertemplate=f"%{{text}}<br>{safe_label(x)} %{{x:.4f}}, {safe_label(y)} %{{y:.4f}}<extra></extra>",
+    ))
+    if current is not None:
+        fig.add_trace(go.Scatter(
+            x=[current[x]], y=[current[y]], mode="markers", name="current weights",
+            text=[_weights_label(current, signals)], marker=dict(size=16, symbol="star", color="crimson"),
+            hovertemplate="current: %{text}<br>%{x:.4f}, %{y:.4f}<extra></extra>",
+        ))
+    return _layout(fig, title, xaxis_title=safe_label(TRADEOFF_LABELS.get(x, x)),
+                   yaxis_title=safe_label(TRADEOFF_LABELS.get(y, y)), hovermode="closest")

@@ -54,6 +54,20 @@ class Recommender:
         self.model = dict(model or {})
         self.train = dict(train or {})
 
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Recommender:
+        """Build from a settings dict (a run config); unknown keys are a DataError naming them."""
+        known = {"encoder", "heads", "exclude_seen", "target_behavior", "device", "model", "train"}
+        if not isinstance(settings, dict):
+            raise DataError(f"settings must be a JSON object, got {type(settings).__name__}")
+        bad = sorted(set(settings) - known)
+        if bad:
+            raise DataError(f"unknown setting(s) {bad}: expected some of {sorted(known)}")
+        for key in ("model", "train"):
+            if not isinstance(settings.get(key) or {}, dict):
+                raise DataError(f"setting {key!r} must be a JSON object of {key} settings")
+        return cls(**settings)
+
     # -- settings ----------------------------------------------------------------
     def _train_config(self) -> TrainConfig:
         known = {f.name for f in fields(TrainConfig)}

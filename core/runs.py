@@ -54,17 +54,24 @@ def train_run(ws: Workspace, dataset: str, settings: dict[str, Any], *, run_id: 
     ws.dataset(dataset)
     run_id = run_id or new_run_id(dataset)
     folder = ws.run_dir(run_id)
-    rec = Recommender(**settings)
+    rec = Recommender.from_settings(settings)
     config = {"dataset": dataset, "settings": rec.get_settings()}
     _set_run(ws, run_id, dataset, RUNNING, config, None)
-    save_json(folder / "run.json", {"run": run_id, **config})
-    events, items = ws.events(dataset), ws.items(dataset)
     try:
-        rec.fit(events, items, progress=progress, cancel=cancel, cache_dir=ws.cache_dir / "embeddings",
-                on_epoch=lambda r, st, ep: _checkpoint(r, folder, st, ep), resume_from=folder if resume else None)
+        save_json(folder / "run.json", {"run": run_id, **config})
+        rec.fit(ws.events(dataset), ws.items(dataset), progress=progress, cancel=cancel,
+                cache_dir=ws.cache_dir / "embeddings", on_epoch=lambda r, st, ep: _checkpoint(r, folder, st, ep),
+                resume_from=folder if resume else None)
+        metrics = _finish(rec, folder)
     except BaseException:
         _set_run(ws, run_id, dataset, FAILED, config, None)
         raise
+    _set_run(ws, run_id, dataset, CANCELLED if rec.cancelled_ else DONE, config, metrics)
+    return run_id
+
+
+def _finish(rec: Recommender, folder: Path) -> dict[str, Any]:
+    """Save the best model and its metrics; a finished run drops its training state."""
     rec.save(folder)
     if not rec.cancelled_:
         for name in (STATE_TENSORS, STATE_JSON):
@@ -73,8 +80,7 @@ def train_run(ws: Workspace, dataset: str, settings: dict[str, Any], *, run_id: 
     metrics = {"valid": _pick(rec.evaluate("valid")), "test": _pick(test), "protocol": test["label"],
                "best_epoch": rec.best_epoch_}
     save_json(folder / "metrics.json", finite_or_none({**metrics, "history": rec.history_}))
-    _set_run(ws, run_id, dataset, CANCELLED if rec.cancelled_ else DONE, config, metrics)
-    return run_id
+    return metrics
 
 
 def resume_run(ws: Workspace, run_id: str, progress: Callable[[dict[str, Any]], None] | None = None,

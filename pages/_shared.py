@@ -30,6 +30,8 @@ from core.workspace import DEFAULT_WORKSPACE, WORKSPACE_ENV, DatasetInfo, Worksp
 DATASET_KEY = "dataset"  # session key of the sidebar dataset picker
 PENDING_DATASET_KEY = "dataset_pending"  # a dataset to select on the next run (after an ingest)
 REPORT_KEY = "ingest_report"  # the last ingest's report, as a dict
+RUN_KEY = "run"  # the run the analysis pages use (picked on the Train page)
+TRAIN_JOB_KEY = "train_job"  # run ID of this session's latest training job (core.training_job registry)
 UPLOADS_KEY = "_uploads"  # file_id -> saved temp path of this session's uploads
 DEFAULT_DATASET = "sample"
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
@@ -148,3 +150,55 @@ def forget_uploads(keep: set[str]) -> None:
     saved: dict[str, str] = st.session_state.setdefault(UPLOADS_KEY, {})
     for file_id in [f for f in saved if f not in keep]:
         shutil.rmtree(Path(saved.pop(file_id)).parent, ignore_errors=True)
+
+
+# -- fusion (the Fusion page) ----------------------------------------------------------
+# core.fusion_* import torch (through core.runs): imported on first use, so that pages
+# without a model do not pay for it.
+def _model_sha(root: str, run_id: str) -> str | None:
+    from core.checkpoint import load_json
+
+    return load_json(_workspace_at(root).run_dir(run_id) / "config.json").get("weights_sha256")
+
+
+@st.cache_resource(show_spinner="Computing the run's head outputs for every user (once per run)…", max_entries=8)
+def _fusion_candidates(root: str, run_id: str, context: str, model_sha: str | None) -> tuple[Any, dict[str, Any]]:
+    from core.fusion_runs import run_candidates
+
+    del model_sha  # part of the cache key only: a retrained run gets new head outputs
+    return run_candidates(_workspace_at(root), run_id, context)
+
+
+def load_fusion(workspace: Workspace, run_id: str, context: str) -> tuple[Any, dict[str, Any]]:
+    """A run's cached fusion candidates (``core.fusion_ranking.Candidates``) and their metadata; read-only."""
+    root = str(workspace.root)
+    return _fusion_candidates(root, run_id, context, _model_sha(root, run_id))
+
+
+@st.cache_data(show_spinner="Sweeping the weight simplex…", max_entries=8)
+def _fusion_sweep(root: str, run_id: str, model_sha: str | None, step: float) -> Any:
+    import pandas as pd
+
+    from core.fusion_ranking import sweep
+
+    cands, _ = _fusion_candidates(root, run_id, "test", model_sha)
+    return pd.DataFrame(sweep(cands, step))
+
+
+def load_fusion_sweep(workspace: Workspace, run_id: str, step: float = 0.25) -> Any:
+    """Metrics of every weight setting on a ``step`` grid of the simplex (a DataFrame), once per run."""
+    root = str(workspace.root)
+    return _fusion_sweep(root, run_id, _model_sha(root, run_id), step)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _item_titles(root: str, dataset: str, created_at: str) -> Any:
+    from core import schema as S
+
+    del created_at  # part of the cache key only: a re-ingest gets a new one
+    return _workspace_at(root).items(dataset)[[S.ITEM_ID, S.ITEM_TITLE]]
+
+
+def load_item_titles(workspace: Workspace, info: DatasetInfo) -> Any:
+    """``[item_id, title]`` of a dataset's items, recomputed only when the dataset is re-ingested."""
+    return _item_titles(str(workspace.root), info.name, info.created_at.isoformat())

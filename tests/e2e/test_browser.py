@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,8 @@ CHROMIUM_FLAGS = [
 SKIP_ENV = "BEHAVIORLENS_SKIP_BROWSER"
 START_TIMEOUT_S = 120
 RENDER_TIMEOUT_MS = 120_000
+TRAIN_TIMEOUT_MS = 480_000  # the bundled MiniLM encodes the sample's 400 item texts on a busy CPU
+TINY_FORM = (("Model width (d_model)", "16"), ("Layers", "1"), ("Max history length", "20"), ("Epochs", "1"))
 
 
 def require_browser() -> None:
@@ -117,5 +120,33 @@ def test_data_page_shows_the_sample_funnel(server: str) -> None:
                 expect(label).to_have_count(1, timeout=wait)
             expect(page.get_by_test_id("stPlotlyChart")).to_have_count(6, timeout=wait)
             assert page.get_by_test_id("stException").count() == 0
+            train_a_tiny_run(page, wait)
         finally:
             browser.close()
+
+
+def train_a_tiny_run(page: Any, wait: int) -> None:
+    """Train page: a tiny model on the sample, live panel, then the run in the saved-runs table."""
+    from playwright.sync_api import expect
+
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Train").click()
+    expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=wait)
+    form = page.get_by_test_id("stForm")
+    for label, value in TINY_FORM:
+        box = form.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Tab")  # a number input commits its value on blur
+        expect(box).to_have_value(value, timeout=wait)
+    form.get_by_role("button", name="Train", exact=True).click()
+    started = page.get_by_text(re.compile(r"^Run \S+ on dataset sample$"))
+    expect(started).to_be_visible(timeout=wait)
+    run_id = started.inner_text().split()[1]
+    expect(page.get_by_test_id("stProgress")).to_be_visible(timeout=wait)
+    finished = page.get_by_text(re.compile(rf"^Run {re.escape(run_id)} finished: best epoch 1"))
+    expect(finished).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
+    table = page.get_by_test_id("stDataFrame")
+    expect(table).to_have_count(1, timeout=wait)
+    expect(table.get_by_text(run_id, exact=True)).to_have_count(1, timeout=wait)  # the grid's a11y cells
+    expect(page.get_by_role("combobox", name="Run for the other pages")).to_have_value(run_id, timeout=wait)
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(2, timeout=wait)  # loss, validation
+    assert page.get_by_test_id("stException").count() == 0

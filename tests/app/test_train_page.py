@@ -1,0 +1,176 @@
+"""The Train page: settings form -> background training -> live panel -> saved runs -> run picker.
+
+A tiny generated dataset (40 users, 30 items) is ingested into the test's
+workspace and picked in the sidebar; the form sets a tiny model (width 16, one
+layer, history 20, one epoch) and the default encoder (the bundled MiniLM).
+Training runs in a ``core.training_job`` thread; the test reruns the app, as the
+live panel's fragment does in a browser, until the panel shows no Cancel button.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+from core import synth
+from core import training_job as J
+from core.ingest import IngestOptions, ingest
+from core.runs import run_record
+from core.workspace import Workspace
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TRAIN_PAGE = "pages/train.py"
+DATASET = "tiny"
+TINY_FORM = {"train_d_model": 16, "train_n_layers": 1, "train_max_len": 20, "train_epochs": 1}
+JOB_TIMEOUT_S = 240
+
+
+def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep Streamlit's legacy ``pages/`` mode off, as in a live server (see tests/app/test_app.py)."""
+    original = PagesManager.__init__
+
+    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data")
+    synth.write(synth.generate(synth.SynthConfig.small(seed=1, n_users=40, n_items=30, target_events=1200)), out)
+    return out
+
+
+@pytest.fixture()
+def page(monkeypatch: pytest.MonkeyPatch, _isolated_workspace_env: Path, data_dir: Path) -> AppTest:
+    """The Train page with the tiny dataset picked in the sidebar, caches cleared around it."""
+    server_mode(monkeypatch)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    ingest(Workspace(_isolated_workspace_env), data_dir / "events.csv", data_dir / "items.csv",
+           IngestOptions(name=DATASET))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.sidebar.selectbox[0].set_value(DATASET).run()
+    at.switch_page(TRAIN_PAGE).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    yield at
+    job = J.get_job(at.session_state["train_job"] if "train_job" in at.session_state else None)
+    if job is not None:  # never leave a thread training into a deleted workspace
+        job.cancel()
+        job.join(JOB_TIMEOUT_S)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def unescape(text: str) -> str:
+    """Markdown text as the reader sees it (backslash escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def fill_and_train(at: AppTest, encoder: str = "", **fields: int) -> AppTest:
+    """Set form fields by widget key, then press Train."""
+    for key, value in {**TINY_FORM, **fields}.items():
+        at.number_input(key=key).set_value(value)
+    at.text_input(key="train_encoder").set_value(encoder)
+    next(b for b in at.button if b.label == "Train").click()
+    return at.run()
+
+
+def training(at: AppTest) -> bool:
+    return any(b.key == "cancel_training" for b in at.button)
+
+
+def wait_until_finished(at: AppTest) -> AppTest:
+    """Rerun the app until the live panel shows no Cancel button (the job has ended)."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while training(at):
+        assert not at.exception, [e.value for e in at.exception]
+        assert time.monotonic() < deadline, f"training still running after {JOB_TIMEOUT_S}s"
+        time.sleep(0.5)
+        at.run()
+    return at
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [json.loads(el.proto.spec)["layout"]["title"]["text"] for el in at.get("plotly_chart")]
+
+
+def runs_frame(at: AppTest):
+    return next(d.value for d in at.dataframe if "run_id" in d.value.columns)
+
+
+def test_train_page_renders_the_form(page: AppTest) -> None:
+    assert [t.value for t in page.title] == ["Train"]
+    assert page.selectbox(key=f"train_dataset_{DATASET}").value == DATASET  # follows the sidebar
+    assert page.number_input(key="train_d_model").value == 64
+    assert page.radio(key="train_device").options == (["auto", "cpu", "cuda"] if J.cuda_available()
+                                                      else ["auto", "cpu"])
+    assert any("No run is picked yet" in unescape(i.value) for i in page.info)
+    assert any("No saved run yet" in unescape(c.value) for c in page.caption)
+    assert not page.get("progress")
+
+
+def test_tiny_training_shows_progress_then_lists_the_run(page: AppTest, _isolated_workspace_env: Path) -> None:
+    at = fill_and_train(page)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_id = at.session_state["train_job"]
+    bars = at.get("progress")
+    assert len(bars) == 1 and re.match(r"(Loading|Encoding|Epoch)", bars[0].proto.text), bars[0].proto.text
+    assert next(b for b in at.button if b.label == "Train").disabled  # one job per session at a time
+    at = wait_until_finished(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(unescape(s.value).startswith(f"Run {run_id} finished: best epoch 1") for s in at.success)
+    assert at.get("progress")[0].proto.value == 100
+    assert chart_titles(at) == ["Training loss", "Validation metrics"]
+    runs = runs_frame(at)
+    row = runs[runs["run_id"] == run_id].iloc[0]
+    assert row["status"] == "done" and row["dataset"] == DATASET
+    assert {"test_HR@10", "test_NDCG@10", "valid_NDCG@10"} <= set(runs.columns)
+    settings = run_record(Workspace(_isolated_workspace_env), run_id)["config"]["settings"]
+    assert settings["encoder"] is None and settings["device"] == "auto"
+    assert settings["model"] == {"d_model": 16, "n_heads": 2, "n_layers": 1, "max_len": 20}
+    assert settings["train"] == {"epochs": 1, "seed": 0, "loss_weights": [1.0, 0.5]}
+    # pick it for the other pages
+    assert "run" not in at.session_state
+    at.selectbox(key="train_run_choice").set_value(run_id)
+    next(b for b in at.button if b.label == "Use this run").click()
+    at.run()
+    assert not at.exception
+    assert at.session_state["run"] == run_id
+    assert any(unescape(s.value).startswith(f"Run used by the other pages: {run_id} (dataset {DATASET}, done)")
+               for s in at.success)
+
+
+def test_cancel_from_the_page(page: AppTest, _isolated_workspace_env: Path) -> None:
+    at = fill_and_train(page, train_epochs=500)
+    run_id = at.session_state["train_job"]
+    at.button(key="cancel_training").click().run()  # before the first step: MiniLM is still loading
+    assert any("Cancelling" in unescape(i.value) for i in at.info)
+    at = wait_until_finished(at)
+    assert not at.exception and not at.error
+    assert any(unescape(w.value).startswith(f"Run {run_id} was cancelled") for w in at.warning)
+    assert run_record(Workspace(_isolated_workspace_env), run_id)["status"] == "cancelled"
+    runs = runs_frame(at)
+    assert runs.loc[runs["run_id"] == run_id, "status"].tolist() == ["cancelled"]
+
+
+def test_project_errors_of_the_job_are_shown(page: AppTest, tmp_path: Path, _isolated_workspace_env: Path) -> None:
+    page.checkbox(key="train_learned_weights").check()
+    at = wait_until_finished(fill_and_train(page, encoder=str(tmp_path / "no-such-model")))
+    assert not at.exception
+    assert len(at.error) == 1
+    message = unescape(at.error[0].value)
+    assert message.startswith("Training failed: encoder model path") and "no-such-model" in message
+    record = run_record(Workspace(_isolated_workspace_env), at.session_state["train_job"])
+    assert record["status"] == "failed"
+    assert record["config"]["settings"]["train"]["loss_weights"] == "uncertainty"
+    assert "train_run_choice" not in [s.key for s in at.selectbox]  # nothing to pick: the run has no model
