@@ -118,6 +118,7 @@ def list_runs(ws: Workspace) -> pd.DataFrame:
     rows = []
     for rec in frame.to_dict("records"):
         metrics = json.loads(rec.pop("metrics") or "{}")
+        rec["protocol"] = metrics.get("protocol")
         for split in ("valid", "test"):
             for k, v in (metrics.get(split) or {}).items():
                 rec[f"{split}_{k}"] = v

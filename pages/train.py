@@ -58,14 +58,33 @@ def settings_form(ws: Workspace, busy: bool) -> tuple[str, dict[str, Any]] | Non
                                 placeholder="/path/to/a/local/hugging-face/model")
         model = model_fields()
         train = training_fields()
+        protocol = protocol_fields(ws, chosen if chosen in names else names[0])
         device = device_field()
         submitted = st.form_submit_button("Train", type="primary", disabled=busy)
     if busy:
         st.caption("A training of this session is running: cancel it or wait for it to end to start another.")
     if not submitted or busy:
         return None
-    settings = {"encoder": encoder.strip() or None, "device": device, "model": model, "train": train}
+    settings = {"encoder": encoder.strip() or None, "device": device, "model": model, "train": train, **protocol}
     return dataset, settings
+
+
+def protocol_fields(ws: Workspace, dataset: str) -> dict[str, Any]:
+    """The evaluation protocol: earlier items as candidates or not, and which event is held out."""
+    cols = st.columns(2)
+    seen = cols[0].radio(
+        "The user's earlier items", ["auto (from the repeat rate)", "excluded", "kept as candidates"],
+        horizontal=True, key="train_exclude_seen",
+        help="Rating data has one event per user and item: exclude earlier items. In e-commerce logs "
+             "buying what you viewed is the main signal: keep them. Auto decides from the dataset's repeat rate.")
+    try:
+        behaviors = sorted(ws.dataset(dataset).report.get("behaviors", {}))
+    except BehaviorLensError:
+        behaviors = []
+    target = cols[1].selectbox("Held-out event", ["last event (any behavior)"] + behaviors, key="train_target",
+                               help="Hold out each user's last event, or their last event of one behavior.")
+    exclude = {"excluded": True, "kept as candidates": False}.get(str(seen))
+    return {"exclude_seen": exclude, "target_behavior": None if target not in behaviors else str(target)}
 
 
 def model_fields() -> dict[str, int]:
@@ -196,7 +215,7 @@ def curves(snap: dict[str, Any]) -> None:
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Run, dataset, status, time, then test and valid metrics."""
     metric_cols = [f"{split}_{k}" for split in ("test", "valid") for k in METRIC_KEYS]
-    cols = ["run_id", "dataset", "status", "created_at"] + [c for c in metric_cols if c in runs]
+    cols = ["run_id", "dataset", "status", "created_at"] + [c for c in metric_cols + ["protocol"] if c in runs]
     return runs[cols]
 
 

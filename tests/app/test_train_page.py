@@ -174,3 +174,16 @@ def test_project_errors_of_the_job_are_shown(page: AppTest, tmp_path: Path, _iso
     assert record["status"] == "failed"
     assert record["config"]["settings"]["train"]["loss_weights"] == "uncertainty"
     assert "train_run_choice" not in [s.key for s in at.selectbox]  # nothing to pick: the run has no model
+
+
+def test_protocol_choices_reach_the_run(page: AppTest, _isolated_workspace_env: Path) -> None:
+    page.radio(key="train_exclude_seen").set_value("excluded")
+    page.selectbox(key="train_target").set_value("purchase")
+    at = wait_until_finished(fill_and_train(page))
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    record = run_record(Workspace(_isolated_workspace_env), at.session_state["train_job"])
+    settings = record["config"]["settings"]
+    assert settings["exclude_seen"] is True and settings["target_behavior"] == "purchase"
+    assert record["metrics"]["protocol"] == (
+        "full ranking, earlier items excluded, target = last purchase, leave-last-out")
+    assert runs_frame(at)["protocol"].tolist() == [record["metrics"]["protocol"]]
