@@ -29,6 +29,14 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _looks_like_safetensors(data: bytes) -> bool:
+    """A little-endian u64 header length that fits the file, then a JSON object."""
+    if len(data) < 9:
+        return False
+    size = int.from_bytes(data[:8], "little")
+    return 8 + size <= len(data) and data[8:9] == b"{"
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
     """Write tensors as safetensors (atomically); return the file's sha256."""
     data = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
@@ -41,7 +49,7 @@ def load_tensors(path: Path, expected_sha256: str | None) -> dict[str, torch.Ten
     if not path.is_file():
         raise ArtifactError(f"{path} is missing")
     data = path.read_bytes()
-    if data.startswith(_PICKLE_MAGIC):
+    if not _looks_like_safetensors(data) and data.startswith(_PICKLE_MAGIC):
         raise ArtifactError(f"{path} is a pickled file: only safetensors checkpoints are loaded (pickles can run code)")
     if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
         raise ArtifactError(f"{path} does not match the checksum recorded in its config: it was modified or replaced")

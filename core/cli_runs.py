@@ -11,7 +11,9 @@ from typing import Any
 from core.errors import DataError
 from core.workspace import Workspace
 
-COMMANDS = ("train", "evaluate", "recommend", "runs")
+COMMANDS = ("train", "evaluate", "recommend", "runs", "weights")
+WEIGHTS_HELP = ("fusion weights: NAME=VALUE pairs over engagement, rating, popularity, freshness (normalized to "
+                "sum 1), or a saved preset name; default: the run's saved preset, if any")
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -29,11 +31,17 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude-seen", choices=("yes", "no", "auto"), default="auto",
                    help="drop the user's earlier items from the candidates (auto: the run's protocol)")
     p.add_argument("--target-behavior", metavar="B", help="hold out each user's last event of this behavior")
+    p.add_argument("--weights", metavar="engagement=0.7,rating=0.3", help=WEIGHTS_HELP)
     p = sub.add_parser("recommend", parents=[common], help="top-K items for one user")
     p.add_argument("--run", required=True)
     p.add_argument("--user", required=True, help="the user's original ID (pseudonymized internally)")
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--weights", metavar="engagement=0.7,rating=0.3", help=WEIGHTS_HELP)
     sub.add_parser("runs", parents=[common], help="list saved runs with their metrics")
+    p = sub.add_parser("weights", parents=[common], help="list or save a run's fusion weight presets")
+    p.add_argument("--run", required=True)
+    p.add_argument("--save", metavar="NAME", help="store --weights under NAME as the run's default preset")
+    p.add_argument("--weights", metavar="engagement=0.7,rating=0.3", help="the weights to save (NAME=VALUE pairs)")
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -62,6 +70,7 @@ def _progress(quiet: bool) -> Any:
 
 def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     """Dispatch one model subcommand (torch is imported only here, not for ingest)."""
+    from core.fusion_runs import evaluate_fused, recommend_fused, resolve_weights
     from core.runs import evaluate_run, list_runs, recommend_run, resume_run, train_run
 
     if args.command == "train":
@@ -77,19 +86,48 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     elif args.command == "evaluate":
         exclude = {"yes": True, "no": False, "auto": None}[args.exclude_seen]
         target = ... if args.target_behavior is None else args.target_behavior
-        result = evaluate_run(ws, args.run, exclude, target)
+        preset, weights = resolve_weights(ws, args.run, args.weights)
+        if weights is None:
+            result = evaluate_run(ws, args.run, exclude, target)
+        else:
+            result = evaluate_fused(ws, args.run, weights, exclude, target, preset)
         _emit(result, as_json, f"{result['label']}\ntest {result['test']}\nvalid {result['valid']}")
     elif args.command == "recommend":
         if args.k < 1:
             raise DataError(f"--k {args.k}: expected a positive number of items")
-        top = recommend_run(ws, args.run, args.user, args.k)
+        preset, weights = resolve_weights(ws, args.run, args.weights)
+        if weights is None:
+            top = recommend_run(ws, args.run, args.user, args.k)
+        else:
+            top = recommend_fused(ws, args.run, args.user, args.k, weights)
         payload = {"run": args.run, "user": args.user, "items": json.loads(top.to_json(orient="records"))}
+        if weights is not None:
+            payload.update(weights=weights, preset=preset)
         _emit(payload, as_json, top.to_string(index=False))
     elif args.command == "runs":
         frame = list_runs(ws)
         _emit(json.loads(frame.to_json(orient="records", date_format="iso")) if len(frame) else [], as_json,
               frame.to_string(index=False) if len(frame) else "no runs")
+    elif args.command == "weights":
+        _weights(args, ws, as_json)
     return 0
+
+
+def _weights(args: argparse.Namespace, ws: Workspace, as_json: bool) -> None:
+    """`behaviorlens weights --run ID [--save NAME --weights ...]`: list or store presets."""
+    from core.fusion import parse_weights
+    from core.fusion_runs import list_presets, save_preset
+
+    if bool(args.save) != bool(args.weights):
+        raise DataError("weights: give --save NAME with --weights NAME=VALUE,... to store a preset, "
+                        "or neither to list them")
+    if args.save:
+        presets = save_preset(ws, args.run, args.save, parse_weights(args.weights))
+    else:
+        presets = list_presets(ws, args.run)
+    lines = [f"{'*' if n == presets['default'] else ' '} {n}: " + ", ".join(f"{k}={v:.3g}" for k, v in w.items())
+             for n, w in presets["presets"].items()]
+    _emit({"run": args.run, **presets}, as_json, "\n".join(lines) or "no presets")
 
 
 def _emit(obj: Any, as_json: bool, text: str) -> None:

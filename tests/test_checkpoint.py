@@ -141,3 +141,20 @@ def test_saved_bytes_are_plain_safetensors(tmp_path: Path) -> None:
     assert set(header) - {"__metadata__"} == set(_tensors())
     with pytest.raises(Exception):
         torch.load(io.BytesIO(raw), weights_only=True)  # not a torch pickle archive
+
+
+def test_a_safetensors_file_whose_first_byte_is_0x80_loads(tmp_path: Path) -> None:
+    """The header length is little-endian: a length ending in 0x80 is not a pickle."""
+    import torch
+    from safetensors.torch import save as st_save
+
+    for n in range(1, 400):  # find tensor names giving a header length whose low byte is 0x80
+        tensors = {f"t{'x' * n}": torch.zeros(2)}
+        if st_save(tensors)[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no header length ending in 0x80 found")
+    path = tmp_path / "model.safetensors"
+    digest = save_tensors(path, tensors)
+    assert path.read_bytes()[:1] == b"\x80"
+    assert list(load_tensors(path, digest)) == list(tensors)

@@ -1,0 +1,153 @@
+"""The Fusion page: live top-K and metrics from cached head outputs, sliders, deltas, presets.
+
+One tiny run (40 users, 30 items, one epoch, the bundled MiniLM encoder) is trained once
+into a module workspace; every test opens the page on it through app.py, as a browser
+would, with Streamlit's caches cleared around it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+from core import synth
+from core.fusion_runs import PRESETS_FILE
+from core.ingest import IngestOptions, ingest
+from core.runs import train_run
+from core.workspace import Workspace
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PAGE = "pages/fusion.py"
+DATASET = "syn"
+TINY = {"device": "cpu", "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8,
+                                   "n_experts": 2}, "train": {"batch_size": 64, "epochs": 1}}
+
+
+def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep Streamlit's legacy ``pages/`` mode off, as in a live server (see tests/app/test_app.py)."""
+    original = PagesManager.__init__
+
+    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("fusion-page")
+    synth.write(synth.generate(synth.SynthConfig.small(seed=5, n_users=40, n_items=30, target_events=1500)),
+                root / "data")
+    ws = Workspace(root / "ws")
+    ingest(ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name=DATASET))
+    return ws.root, train_run(ws, DATASET, TINY)
+
+
+@pytest.fixture()
+def page(monkeypatch: pytest.MonkeyPatch, trained: tuple[Path, str]) -> AppTest:
+    root, run_id = trained
+    (root / "runs" / run_id / PRESETS_FILE).unlink(missing_ok=True)
+    monkeypatch.setenv("BEHAVIORLENS_WORKSPACE", str(root))
+    server_mode(monkeypatch)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["dataset"] = DATASET
+    at.session_state["run"] = run_id
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    yield at
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def unescape(text: str) -> str:
+    """Markdown text as the reader sees it (backslash escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def slider(at: AppTest, signal: str):  # noqa: ANN201 - streamlit's testing element type
+    return at.slider(key=f"fusion_w_{signal}")
+
+
+def table(at: AppTest):  # noqa: ANN201
+    frames = [d.value for d in at.dataframe if "score" in d.value.columns]
+    assert len(frames) == 1
+    return frames[0]
+
+
+def metric_values(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_page_shows_the_formula_table_metrics_and_chart(page: AppTest, trained: tuple[Path, str]) -> None:
+    assert any("w_k" in e.value for e in page.latex)
+    frame = table(page)
+    assert len(frame) == 10
+    assert list(frame.columns) == ["rank", "change", "item_id", "title", "score", "engagement", "rating",
+                                   "popularity", "freshness"]
+    assert frame["score"].is_monotonic_decreasing
+    assert frame["score"].tolist() == pytest.approx(frame["engagement"].tolist())  # engagement = 1 by default
+    assert set(metric_values(page)) == {"HR@10", "NDCG@10", "MRR@10", "Coverage@10", "Mean popularity@10"}
+    assert len(page.get("plotly_chart")) == 1
+    root, run_id = trained
+    assert any((root / "runs" / run_id / "fusion").glob("*.safetensors"))  # cached in the run folder
+
+
+def test_moving_a_slider_changes_the_table_and_the_metrics(page: AppTest) -> None:
+    before_table, before_metrics = table(page), metric_values(page)
+    slider(page, "engagement").set_value(0.0)
+    slider(page, "popularity").set_value(1.0).run()
+    assert not page.exception and not page.error
+    after_table, after_metrics = table(page), metric_values(page)
+    assert after_table["item_id"].tolist() != before_table["item_id"].tolist()
+    assert after_table["score"].tolist() == pytest.approx(after_table["popularity"].tolist())
+    assert after_metrics != before_metrics
+    deltas = [m.delta for m in page.metric]
+    assert all(d is not None and re.fullmatch(r"[+-]\d+\.\d{4}", d) for d in deltas)
+    assert any(float(d) != 0 for d in deltas)
+    assert any(c.startswith(("▲", "▼")) for c in after_table["change"])
+
+
+def test_all_zero_weights_show_a_clear_error(page: AppTest) -> None:
+    slider(page, "engagement").set_value(0.0).run()
+    assert not page.exception
+    assert any("all zero" in e.value for e in page.error)
+
+
+def test_saved_preset_becomes_the_runs_default(page: AppTest, trained: tuple[Path, str]) -> None:
+    root, run_id = trained
+    slider(page, "rating").set_value(0.5).run()
+    page.text_input(key="fusion_preset_name").set_value("half-rating")
+    page.button(key="fusion_save").click().run()
+    assert not page.exception and not page.error
+    stored = json.loads((root / "runs" / run_id / PRESETS_FILE).read_text())
+    assert stored["default"] == "half-rating"
+    assert stored["presets"]["half-rating"]["rating"] == pytest.approx(1 / 3)
+    assert any("Saved preset half-rating" in unescape(s.value) for s in page.success)
+    page.session_state["fusion_loaded_run"] = None  # as when the page opens on this run again
+    page.run()
+    assert slider(page, "rating").value == pytest.approx(0.33)
+    assert slider(page, "engagement").value == pytest.approx(0.67)
+    assert page.selectbox(key="fusion_preset_pick").value == "half-rating"
+
+
+def test_without_a_run_the_page_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    server_mode(monkeypatch)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception and not at.error
+    assert any("No trained run" in unescape(i.value) for i in at.info)
+    st.cache_data.clear()
+    st.cache_resource.clear()
