@@ -8,6 +8,7 @@ weights are fixed or learned (uncertainty weighting, Kendall et al. 2018).
 
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from core.sequences import SequenceData
 
 ProgressFn = Callable[[dict[str, Any]], None]
 CancelFn = Callable[[], bool]
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
 @dataclass
@@ -122,12 +124,28 @@ def standardize(data: SequenceData, split: Split) -> RatingScale:
     return RatingScale(float(vals.mean()), float(max(vals.std(), 1e-6)))
 
 
+def _return_freed_memory() -> None:
+    """Make glibc hand large freed blocks back to the OS (Linux/glibc only; a no-op elsewhere).
+
+    Every step allocates and frees tensors of varying sizes (the logits alone are
+    [positions, items]); glibc's adaptive mmap threshold then keeps them in a fragmented
+    heap, and resident memory climbed past 5 GB on ML-100K. A fixed 1 MB threshold
+    returns each large block when it is freed: peak resident memory stays flat.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+
+
 def fit(model: BehaviorModel, data: SequenceData, split: Split, cfg: TrainConfig, protocol: Protocol,
         scale: RatingScale, device: torch.device, progress: ProgressFn | None = None,
         cancel: CancelFn | None = None, on_epoch: Callable[[FitState, int], None] | None = None,
         state: FitState | None = None, start_epoch: int = 0,
         optimizer: torch.optim.Optimizer | None = None, loss_fn: MultiTaskLoss | None = None) -> FitState:
     """Train with AdamW and early stopping on validation NDCG@10; returns the fit state."""
+    _return_freed_memory()
     state = state or FitState()
     loss_fn = loss_fn or MultiTaskLoss(cfg, data.n_items, scale).to(device)
     optimizer = optimizer or make_optimizer(model, loss_fn, cfg)
