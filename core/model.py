@@ -215,9 +215,14 @@ class RatingHead(nn.Module):
         return out + self.user_weight * extra[..., 0] + self.item_bias(item_idx).squeeze(-1)
 
 
-def user_value_mean(batch: Batch, cfg: ModelConfig) -> torch.Tensor:
-    """Causal running mean of each user's event values, standardized: [B, L, 2] (mean, has one)."""
+def user_value_mean(batch: Batch, cfg: ModelConfig, removed: torch.Tensor | None = None) -> torch.Tensor:
+    """Causal running mean of each user's event values, standardized: [B, L, 2] (mean, has one).
+
+    Removed events (``removed`` [B, L]) do not count, like everything else about them.
+    """
     has = (batch.value > 0) & batch.mask
+    if removed is not None:
+        has = has & ~removed
     values = ((batch.value - 1).float() - cfg.value_mean) / cfg.value_std
     total = torch.cumsum(values * has, 1)
     count = torch.cumsum(has.float(), 1)
@@ -253,7 +258,7 @@ class BehaviorModel(nn.Module):
         """Batch -> (engagement task state [B, L, De], rating task state [B, L, De + 2])."""
         states = self.encode(self.tokens(batch), batch, removed)
         task_e, task_r = self.mmoe(states)
-        return task_e, torch.cat([task_r, user_value_mean(batch, self.cfg)], -1)
+        return task_e, torch.cat([task_r, user_value_mean(batch, self.cfg, removed)], -1)
 
     def engagement_logits(self, task_e: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
         """[P, De] -> logits over every item [P, N+1] (index 0 = padding), or paired [P] for ``item_idx`` [P]."""

@@ -193,7 +193,8 @@ class Recommender:
         if exclude:
             mask = exclusion_mask(self.data_, users, ends, np.array([0]))[0]
             logits[torch.as_tensor(mask, device=logits.device)] = float("-inf")
-        probs = torch.softmax(logits, -1)
+        # the engagement probability: softmax over items for a softmax-trained head, sigmoid for BCE
+        probs = torch.sigmoid(logits) if self.train.get("loss") == "bce" else torch.softmax(logits, -1)
         order = torch.argsort(-logits, stable=True)[: min(k, int(torch.isfinite(logits).sum()))]
         ratings = self.model_.rating_of(task_r[:, -1].expand(len(order), -1), order).float()
         return pd.DataFrame({
