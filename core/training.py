@@ -144,7 +144,7 @@ def fit(model: BehaviorModel, data: SequenceData, split: Split, cfg: TrainConfig
         cancel: CancelFn | None = None, on_epoch: Callable[[FitState, int], None] | None = None,
         state: FitState | None = None, start_epoch: int = 0,
         optimizer: torch.optim.Optimizer | None = None, loss_fn: MultiTaskLoss | None = None) -> FitState:
-    """Train with AdamW and early stopping on validation NDCG@10; returns the fit state."""
+    """Train with AdamW and early stopping on validation NDCG@10 (-RMSE for a rating-only model)."""
     _return_freed_memory()
     state = state or FitState()
     loss_fn = loss_fn or MultiTaskLoss(cfg, data.n_items, scale).to(device)
@@ -161,7 +161,7 @@ def fit(model: BehaviorModel, data: SequenceData, split: Split, cfg: TrainConfig
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - started, 2), **losses,
                   **{f"valid_{k}": v for k, v in metrics.items()}}
         state.history.append(record)
-        score = metrics.get("NDCG@10", 0.0)
+        score = selection_score(cfg, metrics)
         if score > state.best_score:
             state.best_score, state.best_epoch = score, epoch + 1
             state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -172,6 +172,14 @@ def fit(model: BehaviorModel, data: SequenceData, split: Split, cfg: TrainConfig
         if epoch + 1 - state.best_epoch >= cfg.patience:
             break
     return state
+
+
+def selection_score(cfg: TrainConfig, metrics: dict[str, float]) -> float:
+    """What early stopping maximizes: validation NDCG@10, or -RMSE when only the rating head trains."""
+    rating_only = isinstance(cfg.loss_weights, list) and cfg.loss_weights[0] == 0
+    if rating_only and math.isfinite(metrics.get("RMSE", float("nan"))):
+        return -metrics["RMSE"]
+    return metrics.get("NDCG@10", 0.0)
 
 
 def make_optimizer(model: BehaviorModel, loss_fn: MultiTaskLoss, cfg: TrainConfig) -> torch.optim.Optimizer:
