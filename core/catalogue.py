@@ -18,7 +18,8 @@ from core import schema as S
 from core.errors import UnusableFileError
 from core.mapping import guess_mapping, is_numeric_text, normalize_name
 from core.reader import load_source
-from core.source import ROW, inspect_source
+from core.sniff import TRAILING
+from core.source import Malformed, SourceInfo, inspect_source
 
 EXAMPLES_PER_REASON = 5
 R_DUPLICATE_ITEM = "duplicate_item_id"
@@ -29,8 +30,9 @@ def read_catalogue(con: duckdb.DuckDBPyConnection, path: str | Path,
     """Items as ``[item_id, title, category, item_text, attrs]`` plus an accounting report."""
     info = inspect_source(path)
     malformed = load_source(con, info, "__items_src")
-    frame = con.execute(f"SELECT * FROM __items_src ORDER BY {ROW}").df()
+    frame = con.execute("SELECT * FROM __items_src").df()  # in file order (insertion order is kept)
     con.execute("DROP TABLE __items_src")
+    record = pd.Series(range(1, len(frame) + 1), index=frame.index)  # 1-based record numbers
     id_col = id_column or guess_mapping(info.columns).get(S.ITEM_ID)
     if id_col is None or id_col not in frame.columns:
         raise UnusableFileError(
@@ -44,7 +46,7 @@ def read_catalogue(con: duckdb.DuckDBPyConnection, path: str | Path,
     kept = frame[~missing & ~dup].copy()
     kept[id_col] = ids[~missing & ~dup]
     items = _item_table(kept, id_col, [c for c in info.columns if c != id_col])
-    report = _catalogue_report(info, frame, reasons, malformed, items)
+    report = _catalogue_report(info, record, reasons, malformed, items)
     return items, report
 
 
@@ -68,7 +70,7 @@ def _split_columns(frame: pd.DataFrame, columns: list[str]) -> tuple[list[str], 
     text_cols: list[str] = []
     num_cols: list[str] = []
     for col in columns:
-        if col == ROW or col == "_trailing" or normalize_name(col) in ("", "index", "unnamed0"):
+        if col == TRAILING or normalize_name(col) in ("", "index", "unnamed0"):
             continue
         values = frame[col].dropna().astype(str).str.strip()
         values = values[values != ""]
@@ -117,12 +119,13 @@ def _attrs(frame: pd.DataFrame, num_cols: list[str], i: int) -> str | None:
     return json.dumps(out, sort_keys=True)
 
 
-def _catalogue_report(info, frame, reasons, malformed, items) -> dict[str, object]:
+def _catalogue_report(info: SourceInfo, record: pd.Series, reasons: dict[str, pd.Series],
+                      malformed: list[Malformed], items: pd.DataFrame) -> dict[str, object]:
     rejected = {k: int(v.sum()) for k, v in reasons.items() if int(v.sum())}
     if malformed:
         rejected[S.R_MALFORMED] = len(malformed)
     examples = {
-        k: [{"row": int(r)} for r in frame.loc[v, ROW].head(EXAMPLES_PER_REASON)]
+        k: [{"row": int(r)} for r in record[v].head(EXAMPLES_PER_REASON)]
         for k, v in reasons.items() if int(v.sum())
     }
     if malformed:
@@ -130,7 +133,7 @@ def _catalogue_report(info, frame, reasons, malformed, items) -> dict[str, objec
     return {
         "file": info.path.name,
         "format": info.format,
-        "rows_read": int(len(frame) + len(malformed)),
+        "rows_read": int(len(record) + len(malformed)),
         "rows_accepted": int(len(items)),
         "rows_rejected": int(sum(rejected.values())),
         "rejected_by_reason": rejected,

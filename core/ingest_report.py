@@ -8,6 +8,7 @@ records show their line number and error only.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ import duckdb
 
 from core import schema as S
 from core.source import Malformed, SourceInfo
-from core.validation import Rules
+from core.validation import CHECKED, Rules, duplicate_key
 
 EXAMPLES_PER_REASON = 5
 TEXT_PREVIEW = 200
@@ -72,22 +73,18 @@ class IngestReport:
 
 def build_report(con: duckdb.DuckDBPyConnection, name: str, info: SourceInfo, mapping: dict[str, str],
                  rules: Rules, malformed: list[Malformed], codes: dict[str, str], opts: Any,
-                 catalogue: tuple[Any, dict[str, Any]] | None, source_names: list[str] | None) -> IngestReport:
-    """Count, sample and warn over the ``parsed`` and ``__users`` tables."""
-    reasons = dict(con.execute(
-        "SELECT reason, count(*) FROM parsed WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason"
-    ).fetchall())
+                 catalogue: tuple[Any, dict[str, Any]] | None, source_names: list[str] | None,
+                 n_users: int, n_items: int, show_user: Callable[[Any], Any]) -> IngestReport:
+    """Count, sample and warn over the ``checked`` view and the ``__items`` table.
+
+    ``show_user`` turns a raw user ID into what examples may show (its pseudonym).
+    """
+    tally = _tally(con)
+    reasons = dict(tally.reasons)
     if malformed:
         reasons[S.R_MALFORMED] = len(malformed)
-    accepted = con.execute("SELECT count(*) FROM parsed WHERE reason IS NULL").fetchone()[0]
     rejected = int(sum(reasons.values()))
-    behaviors = dict(con.execute(
-        "SELECT b, count(*) FROM parsed WHERE reason IS NULL GROUP BY b ORDER BY count(*) DESC, b"
-    ).fetchall())
-    dupes, dupe_examples = _duplicates(con, opts.keep_ids)
-    stats = con.execute(
-        "SELECT count(DISTINCT i), min(ts), max(ts) FROM parsed WHERE reason IS NULL"
-    ).fetchone()
+    dupes, dupe_examples = _duplicates(con, duplicate_key(rules), show_user)
     sources = list(source_names) if source_names else [info.path.name]
     if catalogue is not None:
         sources.append(catalogue[1]["file"])
@@ -95,38 +92,74 @@ def build_report(con: duckdb.DuckDBPyConnection, name: str, info: SourceInfo, ma
         dataset=name, sources=sources, format=info.format, compression=info.compression,
         encoding=info.encoding, delimiter=info.delimiter, header=info.header, columns=list(info.columns),
         mapping=dict(mapping), id_mode="raw" if opts.keep_ids else "pseudonymized",
-        rows_read=int(accepted) + rejected, rows_accepted=int(accepted), rows_rejected=rejected,
+        rows_read=tally.accepted + rejected, rows_accepted=tally.accepted, rows_rejected=rejected,
         rejected_by_reason={k: int(v) for k, v in sorted(reasons.items())},
-        examples=_examples(con, malformed, opts.keep_ids), duplicates=dupes,
-        duplicate_examples=dupe_examples,
-        users=int(con.execute("SELECT count(*) FROM __users").fetchone()[0]),
-        items=int(stats[0]),
-        behaviors={str(k): int(v) for k, v in behaviors.items()},
-        custom_behaviors=sorted(str(b) for b in behaviors if b not in S.CANONICAL_BEHAVIORS),
-        time_range=None if stats[1] is None else [stats[1].isoformat() + "Z", stats[2].isoformat() + "Z"],
+        examples=_examples(tally, malformed, opts.keep_ids, show_user), duplicates=dupes,
+        duplicate_examples=dupe_examples, users=n_users,
+        items=n_items,
+        behaviors=tally.behaviors,
+        custom_behaviors=sorted(b for b in tally.behaviors if b not in S.CANONICAL_BEHAVIORS),
+        time_range=tally.time_range,
         items_file=None if catalogue is None else catalogue[1],
     )
-    report.warnings = list(info.warnings) + _warnings(con, report, rules, codes, opts)
+    report.warnings = list(info.warnings) + _warnings(con, report, rules, codes, opts, tally)
     return report
 
 
-def _user_cell(keep_ids: bool) -> str:
-    if keep_ids:
-        return "p.u"
-    return "CASE WHEN us.uid IS NOT NULL THEN us.uid WHEN p.u IS NULL THEN NULL ELSE '<hidden>' END"
+@dataclass
+class _Tally:
+    """Counts and rejected-row examples from one pass over ``checked``."""
+
+    accepted: int
+    reasons: dict[str, int]
+    behaviors: dict[str, int]
+    time_range: list[str] | None
+    early: int
+    earliest: Any
+    examples: dict[str, list[dict[str, Any]]]
 
 
-def _examples(con: duckdb.DuckDBPyConnection, malformed: list[Malformed], keep_ids: bool) -> dict[str, list[dict[str, Any]]]:
+_EXAMPLE = (
+    "{'row': row, 'u': u, 'i': i, 'ts': coalesce(ts_raw, CAST(ts AS VARCHAR)), 'b': b_raw, "
+    f"'v': coalesce(v_raw, CAST(v AS VARCHAR)), 't': left(t, {TEXT_PREVIEW})}}"
+)
+
+
+def _tally(con: duckdb.DuckDBPyConnection) -> _Tally:
     rows = con.execute(
-        f"SELECT reason, row, {_user_cell(keep_ids)}, p.i, p.ts_raw, p.b_raw, p.v_raw, "
-        f"left(p.t, {TEXT_PREVIEW}) FROM (SELECT *, row_number() OVER (PARTITION BY reason ORDER BY row) AS k "
-        f"FROM parsed WHERE reason IS NOT NULL) p LEFT JOIN __users us ON p.u = us.raw "
-        f"WHERE k <= {EXAMPLES_PER_REASON} ORDER BY reason, row"
-    ).fetchall() if _has_users(con) else []
-    out: dict[str, list[dict[str, Any]]] = {}
-    keys = ("row", S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.BEHAVIOR, S.VALUE, S.TEXT)
-    for reason, *values in rows:
-        out.setdefault(reason, []).append(dict(zip(keys, values)))
+        f"SELECT reason, b, count(*), min(ts), max(ts), "
+        f"count(*) FILTER (WHERE ts < TIMESTAMP '{EARLY_YEAR}-01-01') FROM {CHECKED} GROUP BY ALL"
+    ).fetchall()
+    ok = [r for r in rows if r[0] is None]
+    reasons: dict[str, int] = {}
+    for reason, _b, n, *_ in rows:
+        if reason is not None:
+            reasons[reason] = reasons.get(reason, 0) + int(n)
+    examples = dict(con.execute(
+        f"SELECT reason, arg_min({_EXAMPLE}, row, {EXAMPLES_PER_REASON}) FROM {CHECKED} "
+        "WHERE reason IS NOT NULL GROUP BY reason"
+    ).fetchall()) if reasons else {}
+    lo = min((r[3] for r in ok), default=None)
+    hi = max((r[4] for r in ok), default=None)
+    return _Tally(
+        accepted=sum(int(r[2]) for r in ok), reasons=reasons,
+        behaviors={str(r[1]): int(r[2]) for r in sorted(ok, key=lambda r: (-r[2], str(r[1])))},
+        time_range=None if lo is None else [lo.isoformat() + "Z", hi.isoformat() + "Z"],
+        early=sum(int(r[5]) for r in ok), earliest=lo,
+        examples={k: sorted(v, key=lambda e: e["row"])[:EXAMPLES_PER_REASON] for k, v in sorted(examples.items())},
+    )
+
+
+def _examples(tally: _Tally, malformed: list[Malformed], keep_ids: bool,
+              show_user: Callable[[Any], Any]) -> dict[str, list[dict[str, Any]]]:
+    out = {
+        reason: [
+            {"row": e["row"], S.USER_ID: show_user(e["u"]), S.ITEM_ID: e["i"], S.TIMESTAMP: e["ts"],
+             S.BEHAVIOR: e["b"], S.VALUE: e["v"], S.TEXT: e["t"]}
+            for e in found
+        ]
+        for reason, found in tally.examples.items()
+    }
     if malformed:
         out[S.R_MALFORMED] = [
             {"line": m.line, "error": m.error, **({"raw": m.raw} if keep_ids else {})}
@@ -135,30 +168,35 @@ def _examples(con: duckdb.DuckDBPyConnection, malformed: list[Malformed], keep_i
     return out
 
 
-def _has_users(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '__users'").fetchone()[0])
+def _duplicates(con: duckdb.DuckDBPyConnection, key: str,
+                show_user: Callable[[Any], Any]) -> tuple[int, list[dict[str, Any]]]:
+    """Exact duplicate rows among those accepted (or dropped as duplicates).
 
-
-def _duplicates(con: duckdb.DuckDBPyConnection, keep_ids: bool) -> tuple[int, list[dict[str, Any]]]:
-    """Exact duplicate rows among those accepted (or dropped as duplicates)."""
+    The row hash ``h`` (computed in the read pass) finds candidate groups; only
+    their rows are then grouped exactly, so a hash collision never counts.
+    """
+    kept = f"(reason IS NULL OR reason = '{S.R_DUPLICATE}')"
     con.execute(
-        "CREATE TEMP TABLE __dupes AS SELECT u, i, ts, b, v, t, count(*) AS n, min(row) AS first_row "
-        f"FROM parsed WHERE reason IS NULL OR reason = '{S.R_DUPLICATE}' "
-        "GROUP BY u, i, ts, b, v, t HAVING count(*) > 1"
+        f"CREATE TEMP TABLE __dupe_hashes AS SELECT h FROM {CHECKED} WHERE {kept} GROUP BY h HAVING count(*) > 1"
     )
-    total = con.execute("SELECT coalesce(sum(n - 1), 0) FROM __dupes").fetchone()[0]
-    user = "p.u" if keep_ids else "us.uid"
-    rows = con.execute(
-        f"SELECT p.first_row, p.n, {user}, p.i, p.ts, p.b, p.v FROM __dupes p "
-        "LEFT JOIN __users us ON p.u = us.raw ORDER BY p.n DESC, p.first_row LIMIT 5"
-    ).fetchall() if _has_users(con) else []
-    con.execute("DROP TABLE __dupes")
-    keys = ("first_row", "copies", S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.BEHAVIOR, S.VALUE)
-    return int(total), [dict(zip(keys, (str(v) if k == S.TIMESTAMP else v for k, v in zip(keys, r)))) for r in rows]
+    try:
+        if not con.execute("SELECT count(*) FROM __dupe_hashes").fetchone()[0]:
+            return 0, []
+        groups = con.execute(
+            "SELECT n, first_row, u, i, ts, b, v, sum(n - 1) OVER () FROM (SELECT count(*) AS n, "
+            "min(row) AS first_row, any_value(u) AS u, any_value(i) AS i, any_value(ts) AS ts, any_value(b) AS b, "
+            f"any_value(v) AS v FROM {CHECKED} WHERE {kept} AND h IN (SELECT h FROM __dupe_hashes) "
+            f"GROUP BY {key} HAVING count(*) > 1) ORDER BY n DESC, first_row LIMIT {EXAMPLES_PER_REASON}"
+        ).fetchall()
+    finally:
+        con.execute("DROP TABLE __dupe_hashes")
+    keys = ("copies", "first_row", S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.BEHAVIOR, S.VALUE)
+    examples = [dict(zip(keys, (r[0], r[1], show_user(r[2]), r[3], str(r[4]), r[5], r[6]))) for r in groups]
+    return (int(groups[0][7]) if groups else 0), examples
 
 
 def _warnings(con: duckdb.DuckDBPyConnection, report: IngestReport, rules: Rules,
-              codes: dict[str, str], opts: Any) -> list[str]:
+              codes: dict[str, str], opts: Any, tally: _Tally) -> list[str]:
     out: list[str] = []
     if S.BEHAVIOR not in rules.mapping:
         out.append(
@@ -176,15 +214,10 @@ def _warnings(con: duckdb.DuckDBPyConnection, report: IngestReport, rules: Rules
             )
         shown = ", ".join(f"{b!r} ({report.behaviors[b]} rows)" for b in report.custom_behaviors[:10])
         out.append(f"kept {len(report.custom_behaviors)} custom behavior(s) outside the canonical set: {shown}")
-    early = con.execute(
-        f"SELECT count(*), any_value(ts_raw), any_value(ts) FROM parsed WHERE reason IS NULL "
-        f"AND ts < TIMESTAMP '{EARLY_YEAR}-01-01'"
-    ).fetchone()
-    if early[0] and S.TIMESTAMP in rules.mapping:
-        out.append(
-            f"{early[0]} timestamp(s) fall before {EARLY_YEAR} (e.g. {early[1]!r} read as {early[2]}): "
-            "if they are not epoch seconds, pass --time-format (e.g. %m%d or %d/%m/%Y %H:%M)"
-        )
+    if tally.early and S.TIMESTAMP in rules.mapping:
+        fix = (f"check that --time-format {rules.time_format!r} includes the year (%Y)" if rules.time_format
+               else "if they are not epoch seconds, pass --time-format (e.g. %m%d or %d/%m/%Y %H:%M)")
+        out.append(f"{tally.early} timestamp(s) fall before {EARLY_YEAR} (earliest read as {tally.earliest}): {fix}")
     if report.duplicates:
         kept = "dropped (reason 'duplicate')" if opts.drop_duplicates else "kept; pass --drop-duplicates to drop them"
         out.append(f"{report.duplicates} exact duplicate row(s) found and {kept}")

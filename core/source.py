@@ -1,20 +1,21 @@
-"""Source files: detect format, compression, encoding, delimiter and header, then load.
+"""Source files: detect format, compression and encoding, then hand CSV sniffing to ``sniff``.
 
 :func:`inspect_source` looks at the first bytes of a file and returns a
-:class:`SourceInfo`; :func:`load_source` reads the whole file into a DuckDB table
-of VARCHAR columns (IDs stay strings: ``007`` is not ``7``) plus a ``__row``
-record number, and returns the records the parser had to reject, so that the
-caller can account for every one of them.
+:class:`SourceInfo` that :func:`core.reader.load_source` uses to read the whole
+file into DuckDB as VARCHAR columns (IDs stay strings: ``007`` is not ``7``).
+Formats: CSV/TSV (any of , TAB ; |), Parquet and JSON lines, each optionally
+gzip-compressed.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
 import gzip
-import io
 import json
 import os
+import shutil
+import tempfile
+import weakref
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +23,14 @@ from pathlib import Path
 import duckdb
 
 from core.errors import DataError, UnusableFileError
-from core.mapping import looks_like_header
+from core.sniff import sniff_csv
 
 MAX_FILE_BYTES_ENV = "BEHAVIORLENS_MAX_FILE_MB"
 DEFAULT_MAX_FILE_MB = 4096
 SNIFF_BYTES = 256 * 1024
-MAX_LINE_BYTES = 64 * 1024 * 1024
-DELIMITERS = (",", "\t", ";", "|")
-ROW = "__row"
+MAX_LINE_BYTES = 8 * 1024 * 1024
 _DELIM_NAMES = {",": "comma", "\t": "TAB", ";": "semicolon", "|": "pipe"}
+_GZIP_ERRORS = (EOFError, OSError, zlib.error)
 
 
 @dataclass
@@ -38,7 +38,7 @@ class SourceInfo:
     """What :func:`inspect_source` learned about a file."""
 
     path: Path
-    format: str  # "csv" | "parquet" | "jsonl" | "json"
+    format: str  # "csv" | "parquet" | "jsonl"
     compression: str | None = None  # "gzip" or None
     encoding: str = "utf-8"
     delimiter: str | None = None
@@ -46,10 +46,15 @@ class SourceInfo:
     columns: list[str] = field(default_factory=list)
     size_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
+    read_path: Path | None = None  # what DuckDB reads (a decompressed copy for .parquet.gz)
 
     @property
     def delimiter_name(self) -> str | None:
         return None if self.delimiter is None else _DELIM_NAMES.get(self.delimiter, self.delimiter)
+
+    @property
+    def data_path(self) -> Path:
+        return self.read_path or self.path
 
 
 @dataclass
@@ -65,54 +70,73 @@ def max_file_bytes() -> int:
     """The ingest size cap in bytes (``BEHAVIORLENS_MAX_FILE_MB``, default 4096 MB)."""
     raw = os.environ.get(MAX_FILE_BYTES_ENV, str(DEFAULT_MAX_FILE_MB))
     try:
-        return int(float(raw) * 1024 * 1024)
+        value = float(raw)
     except ValueError as exc:
         raise DataError(f"{MAX_FILE_BYTES_ENV}={raw!r} is not a number of megabytes") from exc
+    if not value > 0:
+        raise DataError(f"{MAX_FILE_BYTES_ENV}={raw!r}: expected a positive number of megabytes")
+    return int(value * 1024 * 1024)
 
 
 def inspect_source(path: str | os.PathLike[str], columns: list[str] | None = None,
                    max_bytes: int | None = None) -> SourceInfo:
     """Detect how to read ``path``; raise UnusableFileError when it cannot be read at all."""
     path = Path(path)
-    if not path.is_file():
-        raise UnusableFileError(f"{path}: no such file")
-    size = path.stat().st_size
     cap = max_file_bytes() if max_bytes is None else max_bytes
-    if size == 0:
-        raise UnusableFileError(f"{path.name} is empty (0 bytes): export the log again with its rows")
-    if size > cap:
-        raise UnusableFileError(
-            f"{path.name} is {size / 2**20:.0f} MB, over the {cap / 2**20:.0f} MB cap: split the file "
-            f"or raise the cap with {MAX_FILE_BYTES_ENV}"
-        )
-    raw_head = path.read_bytes()[:4] if size < 4 else _read_prefix(path, 4)
+    size = _checked_size(path, cap)
+    raw_head = _read_prefix(path, 4)
     info = SourceInfo(path=path, format="csv", size_bytes=size)
-    if raw_head.startswith(b"PAR1"):
-        info.format = "parquet"
-        info.columns = _parquet_columns(path)
-        return info
     if raw_head.startswith(b"\x1f\x8b"):
         info.compression = "gzip"
     head, complete = _text_head(path, info.compression)
+    if head.startswith(b"PAR1"):
+        info.format = "parquet"
+        if info.compression:
+            info.read_path = _gunzip_copy(info, cap)
+        info.columns = _parquet_columns(info)
+        return info
     _decide_encoding(info, head)
     text = head.decode(info.encoding, errors="replace").lstrip("\ufeff")
     _refuse_binary(path, text)
     stripped = text.lstrip()
     if stripped.startswith("{"):
         info.format = "jsonl"
-        info.columns = _jsonl_keys(path, text)
+        info.columns = _jsonl_keys(info)
     elif stripped.startswith("["):
         raise UnusableFileError(
             f"{path.name} is a JSON array, not JSON lines: write one JSON object per line (JSONL)"
         )
     else:
-        _sniff_csv(info, text, complete, columns)
+        sniff_csv(info, text, complete, columns)
     return info
 
 
+def _checked_size(path: Path, cap: int) -> int:
+    if not path.exists():
+        raise UnusableFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise UnusableFileError(f"{path} is not a regular file: give the path of a CSV, Parquet or JSON lines file")
+    size = path.stat().st_size
+    if size == 0:
+        raise UnusableFileError(f"{path.name} is empty (0 bytes): export the log again with its rows")
+    if size > cap:
+        raise UnusableFileError(_too_big(path, size, cap))
+    return size
+
+
+def _too_big(path: Path, size: int, cap: int) -> str:
+    return (
+        f"{path.name} is {size / 2**20:.1f} MB, over the {cap / 2**20:.1f} MB cap: split the file "
+        f"or raise the cap with {MAX_FILE_BYTES_ENV}"
+    )
+
+
 def _read_prefix(path: Path, n: int) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(n)
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except OSError as exc:
+        raise UnusableFileError(f"{path.name} cannot be opened: {exc.strerror}") from exc
 
 
 def _text_head(path: Path, compression: str | None) -> tuple[bytes, bool]:
@@ -123,13 +147,33 @@ def _text_head(path: Path, compression: str | None) -> tuple[bytes, bool]:
     try:
         with gzip.open(path, "rb") as fh:
             data = fh.read(SNIFF_BYTES + 1)
-    except (EOFError, OSError, zlib.error) as exc:
+    except _GZIP_ERRORS as exc:
         raise UnusableFileError(
             f"{path.name} is a truncated or corrupt gzip file ({exc}): compress the log again"
         ) from exc
     if not data:
         raise UnusableFileError(f"{path.name} is an empty gzip file: it holds no rows")
     return data[:SNIFF_BYTES], len(data) <= SNIFF_BYTES
+
+
+def _gunzip_copy(info: SourceInfo, cap: int) -> Path:
+    """Decompress a .parquet.gz into a private temp folder removed with ``info``."""
+    folder = tempfile.mkdtemp(prefix="behaviorlens-gunzip-")
+    weakref.finalize(info, shutil.rmtree, folder, True)
+    target = Path(folder) / (info.path.name.removesuffix(".gz") or "data.parquet")
+    written = 0
+    try:
+        with gzip.open(info.path, "rb") as src, open(target, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > cap:
+                    raise UnusableFileError(_too_big(info.path, written, cap) + " (size once decompressed)")
+                dst.write(chunk)
+    except _GZIP_ERRORS as exc:
+        raise UnusableFileError(
+            f"{info.path.name} is a truncated or corrupt gzip file ({exc}): compress the file again"
+        ) from exc
+    return target
 
 
 def _decide_encoding(info: SourceInfo, head: bytes) -> None:
@@ -163,128 +207,53 @@ def _refuse_binary(path: Path, text: str) -> None:
         )
 
 
-def _parquet_columns(path: Path) -> list[str]:
+def _parquet_columns(info: SourceInfo) -> list[str]:
     try:
         con = duckdb.connect()
         try:
-            rows = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
+            rows = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(info.data_path)]).fetchall()
         finally:
             con.close()
     except duckdb.Error as exc:
-        raise UnusableFileError(f"{path.name} is not a readable Parquet file: {first_line(exc)}") from exc
+        raise UnusableFileError(
+            f"{info.path.name} is not a readable Parquet file ({first_line(exc)}): export it again"
+        ) from exc
     return [r[0] for r in rows]
 
 
-def _jsonl_keys(path: Path, text: str) -> list[str]:
+def _jsonl_keys(info: SourceInfo) -> list[str]:
+    """The keys of the JSON objects on the first lines, in order of appearance."""
     keys: dict[str, None] = {}
-    for line in text.splitlines()[:500]:
+    for line in _first_lines(info, 2000):
         try:
             obj = json.loads(line)
         except ValueError:
             continue
         if isinstance(obj, dict):
-            keys.update(dict.fromkeys(obj))
+            keys.update(dict.fromkeys(str(k) for k in obj))
     if not keys:
         raise UnusableFileError(
-            f"{path.name} starts like JSON but no line holds a JSON object: expected JSON lines, "
+            f"{info.path.name} starts like JSON but no line holds a JSON object: expected JSON lines, "
             'one object per line such as {"user_id": "u1", "item_id": "i9", ...}'
         )
     return list(keys)
 
 
-def _sniff_csv(info: SourceInfo, text: str, complete: bool, columns: list[str] | None) -> None:
-    lines = text.splitlines(keepends=True)
-    if not complete and len(lines) > 1:
-        lines = lines[:-1]  # the last line may be cut by the sniff window
-    lines = [ln for ln in lines if ln.strip()][:400]
-    if not lines:
-        raise UnusableFileError(f"{info.path.name} holds only blank lines: it has no rows")
-    delim, rows = _pick_delimiter(lines)
-    info.delimiter = delim
-    width = max(len(r) for r in rows[:1]) if rows else 1
-    if delim is None or width < 2 and not columns:
-        raise UnusableFileError(
-            f"{info.path.name}: found a single column; expected a delimited file with at least a "
-            "user and an item column (delimiters tried: comma, TAB, semicolon, pipe)"
-        )
-    first, data = rows[0], rows[1:]
-    if columns:
-        _use_given_columns(info, first, data, columns)
-    else:
-        info.header = looks_like_header(first, data)
-        names = list(first) if info.header else [f"column{i}" for i in range(len(first))]
-        if not info.header:
-            info.warnings.append(
-                f"{info.path.name} has no header row that could be recognized; its columns were "
-                "named column0, column1, ...: name them with --columns"
-            )
-        info.columns = _pad_trailing(names, data, info)
-    info.columns = _dedupe(info.columns, info)
-
-
-def _pick_delimiter(lines: list[str]) -> tuple[str | None, list[list[str]]]:
-    """The delimiter that splits the sample into the most consistent, widest rows."""
-    best: tuple[float, int] = (0.0, 1)
-    chosen: str | None = None
-    chosen_rows: list[list[str]] = []
-    for delim in DELIMITERS:
-        try:
-            rows = list(csv.reader(io.StringIO("".join(lines)), delimiter=delim))
-        except csv.Error:
-            continue
-        rows = [r for r in rows if r]
-        if not rows:
-            continue
-        widths = [len(r) for r in rows]
-        mode = max(set(widths), key=widths.count)
-        score = (widths.count(mode) / len(widths), mode)
-        if mode > 1 and score > best:
-            best, chosen, chosen_rows = score, delim, rows
-    if chosen is None:
-        return ",", list(csv.reader(io.StringIO("".join(lines))))
-    return chosen, chosen_rows
-
-
-def _use_given_columns(info: SourceInfo, first: list[str], data: list[list[str]],
-                       columns: list[str]) -> None:
-    width = len(first)
-    if len(columns) != width and not (len(columns) == width - 1 and first[-1] == ""):
-        raise DataError(
-            f"--columns names {len(columns)} columns but {info.path.name} has {width} "
-            f"({info.delimiter_name}-delimited): give exactly {width} names"
-        )
-    info.header = looks_like_header(first, data, strict=True)
-    if info.header:
-        info.warnings.append(
-            f"the first row of {info.path.name} looked like a header and was skipped; "
-            "the names given with --columns were used instead"
-        )
-    info.columns = list(columns) + (["_trailing"] if len(columns) < width else [])
-
-
-def _pad_trailing(names: list[str], data: list[list[str]], info: SourceInfo) -> list[str]:
-    """Name the extra empty field that a trailing delimiter adds to every data row."""
-    if data and all(len(r) == len(names) + 1 and r[-1] == "" for r in data):
-        info.warnings.append("every data row ends with a trailing delimiter; the empty last field was ignored")
-        return names + ["_trailing"]
-    return [n if n.strip() else f"column{i}" for i, n in enumerate(names)]
-
-
-def _dedupe(names: list[str], info: SourceInfo) -> list[str]:
-    seen: dict[str, int] = {}
+def _first_lines(info: SourceInfo, n: int) -> list[str]:
+    """Up to ``n`` whole lines of the (decompressed) file, decoded."""
+    opener = gzip.open if info.compression == "gzip" else open
     out: list[str] = []
-    for name in names:
-        name = name.strip() or f"column{len(out)}"
-        if name in seen:
-            seen[name] += 1
-            new = f"{name}_{seen[name]}"
-            info.warnings.append(f"duplicate column name {name!r}: the later one was renamed {new!r}")
-            name = new
-        else:
-            seen[name] = 1
-        out.append(name)
+    try:
+        with opener(info.path, "rb") as fh:
+            for raw in fh:
+                out.append(raw[:MAX_LINE_BYTES].decode(info.encoding, errors="replace").lstrip("\ufeff"))
+                if len(out) >= n:
+                    break
+    except _GZIP_ERRORS:
+        pass  # the loader reports a corrupt stream; the whole lines read so far are enough here
     return out
 
 
 def first_line(exc: BaseException) -> str:
+    """The first line of an exception message (DuckDB messages carry long context)."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -29,3 +29,16 @@ def ws(_isolated_workspace_env: Path):
     from core.workspace import Workspace
 
     return Workspace(_isolated_workspace_env)
+
+
+@pytest.fixture()
+def write_file(tmp_path: Path):
+    """Write bytes or text (UTF-8) to a file under tmp_path and return its path."""
+
+    def write(name: str, content: bytes | str) -> Path:
+        path = tmp_path / "files" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        return path
+
+    return write
