@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from core import cli_explain, cli_runs
+from core import cli_explain, cli_influence, cli_runs
 from core.errors import BehaviorLensError, DataError, NotFoundError
 from core.ingest import IngestOptions, ingest
 from core.mapping import parse_pairs
@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--force", action="store_true", help="re-ingest even if it is there")
     cli_runs.add_parsers(sub, common)
     cli_explain.add_parsers(sub, common)
+    cli_influence.add_parsers(sub, common)
     return top
 
 
@@ -104,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
         return cli_runs.run(args, ws, as_json)
     if args.command in cli_explain.COMMANDS:
         return cli_explain.run(args, ws, as_json)
+    if args.command in cli_influence.COMMANDS:
+        return cli_influence.run(args, ws, as_json)
     if args.command == "ingest":
         report = ingest(ws, args.events, args.items, _options(args)).to_dict()
         print(json.dumps(report, default=str)) if as_json else _print_ingest(report)
