@@ -407,10 +407,13 @@ def planted_data(weights: dict[str, float]) -> synth.SyntheticData:
 def test_per_event_influence_recovers_the_planted_order(bert, order: str) -> None:
     """Spearman(per_event, planted weights) ≥ 0.8 for the behavior swap and for IG or leave-one-out.
 
-    With four behaviors 0.8 allows one adjacent pair out of order. Measured with this seed
-    (the numbers in the assertion message): in the funnel order views come out above clicks
-    (a click never occurs without a view of the same item just before it, so the model
-    credits the session's view); every other pair is in order.
+    With four behaviors 0.8 allows one adjacent pair out of order. Measured (data seeds 1, 2, 3;
+    this test uses 2): funnel order swap 0.8 / 0.8 / 0.8, IG 0.8 / 0.8 / 0.8, LOO 0.4 / 0.8 / 0.4;
+    reversed swap 0.8 / 1.0 / 1.0, IG 0.8 / 1.0 / 1.0, LOO 0.8 / 0.8 / 0.8. The pair out of order
+    in the funnel order is view above click: a click never occurs without a view of the same item
+    just before it, and the model credits the session's view. The training settings (batch 32,
+    lr 5e-3, 40 epochs) give the model ~750 optimizer steps: with the default batch of 128 it
+    learns the item's event count but not the behavior weights.
     """
     from scipy.stats import spearmanr
 
