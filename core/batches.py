@@ -17,6 +17,8 @@ from core.errors import DataError
 from core.sequences import PAD, SequenceData, value_bucket
 
 REPEAT_RATE_THRESHOLD = 0.05  # above it, earlier items stay candidates by default
+NEW_VISIT_SECONDS = 1800  # a gap this long between two of a user's events starts a new visit
+DEFAULT_RETURN_GAP = 86400.0  # seconds, when the data has no such gap
 
 
 @dataclass
@@ -41,6 +43,9 @@ class Batch:
     mask: torch.Tensor  # [B, L] bool
     target_item: torch.Tensor | None = None  # [B, L] long, 0 = no target
     target_value: torch.Tensor | None = None  # [B, L] float, NaN = no value
+    # When each position's prediction is asked (seconds): the next event's time; -1 at the last
+    # position of a whole history = "the model's default request gap after the last event".
+    request_ts: torch.Tensor | None = None  # [B, L] long
 
     def to(self, device: torch.device | str) -> Batch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
@@ -89,12 +94,17 @@ def _window(data: SequenceData, u: int, end: int, length: int) -> slice:
     return slice(max(start, end - length), end)
 
 
-def _fill(rows: list[slice], data: SequenceData, max_len: int) -> Batch:
+def _width(rows: list[slice]) -> int:
+    """Batches are padded to their longest window, not to the model's maximum length."""
+    return max([1] + [sl.stop - sl.start for sl in rows])
+
+
+def _fill(rows: list[slice], data: SequenceData, width: int) -> Batch:
     b = len(rows)
-    item = np.zeros((b, max_len), np.int64)
-    beh = np.zeros((b, max_len), np.int64)
-    val = np.zeros((b, max_len), np.int64)
-    ts = np.zeros((b, max_len), np.int64)
+    item = np.zeros((b, width), np.int64)
+    beh = np.zeros((b, width), np.int64)
+    val = np.zeros((b, width), np.int64)
+    ts = np.zeros((b, width), np.int64)
     for r, sl in enumerate(rows):
         n = sl.stop - sl.start
         if n == 0:
@@ -105,33 +115,68 @@ def _fill(rows: list[slice], data: SequenceData, max_len: int) -> Batch:
         ts[r, -n:] = data.ts[sl]
     for r, sl in enumerate(rows):  # padding copies the first real time so gaps stay 0
         n = sl.stop - sl.start
-        if 0 < n < max_len:
+        if 0 < n < width:
             ts[r, :-n] = ts[r, -n]
     t = torch.from_numpy
     return Batch(item=t(item), behavior=t(beh), value=t(val), ts=t(ts), mask=t(item != PAD))
 
 
 def history_batch(data: SequenceData, users: np.ndarray, ends: np.ndarray, max_len: int) -> Batch:
-    """The last ``max_len`` events before ``ends[i]`` of each user ``users[i]``."""
+    """The last ``max_len`` events before ``ends[i]`` of each user ``users[i]``, padded to the longest.
+
+    The request time of the last position is the time of the event at ``ends[i]`` when
+    there is one (a held-out event: the model is asked when the user came back), else -1
+    (a whole history: the model's default request gap after the last event).
+    """
     rows = [_window(data, int(u), int(e), max_len) for u, e in zip(users, ends)]
-    return _fill(rows, data, max_len)
+    batch = _fill(rows, data, _width(rows))
+    request = _next_times(batch.ts)
+    for r, (u, e) in enumerate(zip(users, ends)):
+        request[r, -1] = int(data.ts[int(e)]) if int(e) < int(data.offsets[int(u) + 1]) else -1
+    batch.request_ts = request
+    return batch
 
 
 def training_batch(data: SequenceData, users: np.ndarray, ends: np.ndarray, max_len: int) -> Batch:
     """Next-event windows: inputs are events [..., e-1), targets the event after each input."""
     rows = [_window(data, int(u), int(e), max_len + 1) for u, e in zip(users, ends)]
     inputs = [slice(sl.start, max(sl.start, sl.stop - 1)) for sl in rows]
-    batch = _fill(inputs, data, max_len)
-    tgt_item = np.zeros((len(rows), max_len), np.int64)
-    tgt_val = np.full((len(rows), max_len), np.nan, np.float32)
+    width = _width(inputs)
+    batch = _fill(inputs, data, width)
+    tgt_item = np.zeros((len(rows), width), np.int64)
+    tgt_val = np.full((len(rows), width), np.nan, np.float32)
+    request = batch.ts.numpy().copy()  # padding: asked at its own time
     for r, sl in enumerate(rows):
         n = sl.stop - sl.start - 1
         if n > 0:
             tgt_item[r, -n:] = data.item[sl.start + 1: sl.stop]
             tgt_val[r, -n:] = data.value[sl.start + 1: sl.stop]
+            request[r, -n:] = data.ts[sl.start + 1: sl.stop]
     batch.target_item = torch.from_numpy(tgt_item)
     batch.target_value = torch.from_numpy(tgt_val)
+    batch.request_ts = torch.from_numpy(request)
     return batch
+
+
+def _next_times(ts: torch.Tensor) -> torch.Tensor:
+    """[B, L] event times -> the next position's time (the last position: its own time)."""
+    out = ts.clone()
+    out[:, :-1] = ts[:, 1:]
+    return out
+
+
+def return_gap(data: SequenceData, train_end: np.ndarray) -> float:
+    """Median gap (seconds) between a user's visits: over training gaps of at least NEW_VISIT_SECONDS.
+
+    A whole-history recommendation is asked this long after the user's last event: when
+    the user is typically back, not in the middle of their last burst of activity.
+    """
+    keep = np.zeros(len(data.ts), dtype=bool)
+    for u in range(data.n_users):
+        keep[int(data.offsets[u]) + 1: int(train_end[u])] = True  # gaps to the previous event of the same user
+    gaps = (data.ts[1:] - data.ts[:-1])[keep[1:]]
+    visits = gaps[gaps >= NEW_VISIT_SECONDS]
+    return float(np.median(visits)) if len(visits) else DEFAULT_RETURN_GAP
 
 
 def seen_items(data: SequenceData, users: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:

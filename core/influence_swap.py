@@ -97,7 +97,7 @@ def score_rows(model: BehaviorModel, rows: Batch, removed: torch.Tensor, loss: s
     """Log-probabilities over every item [R, N+1] of each row's last position."""
     model.eval()
     states = model.encode(model.tokens(rows), rows, removed)
-    task_e, task_r = model.mmoe(states[:, -1])
+    task_e, task_r = model.tasks(states, rows, removed, last=True)
     return items_target(model, np.arange(model.cfg.n_items + 1), loss)(task_e, task_r).double()
 
 

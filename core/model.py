@@ -1,8 +1,9 @@
 """The multi-task sequence model: typed torch modules whose ``forward`` reads like the architecture.
 
     event token  = item(text projection + ID) + behavior + value + time gap + position
-    history      = causal pre-norm transformer over tokens, attention biased by time since each event
-    MMoE         = shared experts over the user state, one softmax gate per task
+    history      = causal pre-norm transformer over tokens, attention biased by each event's age
+                   at the request time (when the prediction is asked)
+    MMoE         = shared experts over the user state + request gap, one softmax gate per task
     engagement   = <task state, item representation> + item bias     (one logit per candidate item)
     rating       = tower([task state, item, task state * item]) + item bias, in standardized units
 
@@ -39,6 +40,8 @@ class ModelConfig:
     expert_dim: int = 64
     use_text: bool = True
     use_item_id: bool = True
+    use_request_time: bool = True  # condition on when the prediction is asked (see RequestTime)
+    request_gap: float = 86400.0  # seconds after the last event a whole-history request is asked
     value_mean: float = 0.0  # rating standardization, (value - mean) / std
     value_std: float = 1.0
 
@@ -98,10 +101,11 @@ class EventEmbedding(nn.Module):
 
 
 class TimeBias(nn.Module):
-    """Additive attention bias that is a learned function of the time since each earlier event.
+    """Additive attention bias that is a learned function of each earlier event's age.
 
     bias_h(age) = a_h * log2(1 + age in seconds) + b_h * age in days: a per-head recency
     decay (logarithmic and linear parts) that costs one broadcast, not a lookup per pair.
+    The age is measured at the query position's request time (``now`` [B, L]).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -109,10 +113,11 @@ class TimeBias(nn.Module):
         self.log_slope = nn.Parameter(torch.zeros(cfg.n_heads))
         self.day_slope = nn.Parameter(torch.zeros(cfg.n_heads))
 
-    def forward(self, ts: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        """ts [B, L], key_mask [B, L] -> float mask [B, H, L, L] (-inf where not allowed)."""
+    def forward(self, ts: torch.Tensor, key_mask: torch.Tensor, now: torch.Tensor | None = None) -> torch.Tensor:
+        """ts [B, L], key_mask [B, L], now [B, L] (default ts) -> float mask [B, H, L, L] (-inf where not allowed)."""
         length = ts.shape[1]
-        age = (ts.unsqueeze(2) - ts.unsqueeze(1)).clamp(min=0).float().unsqueeze(1)  # [B, 1, Lq, Lk]
+        now = ts if now is None else now
+        age = (now.unsqueeze(2) - ts.unsqueeze(1)).clamp(min=0).float().unsqueeze(1)  # [B, 1, Lq, Lk]
         bias = self.log_slope.view(1, -1, 1, 1) * torch.log2(1 + age) + self.day_slope.view(1, -1, 1, 1) * (age / 86400)
         causal = torch.ones(length, length, dtype=torch.bool, device=ts.device).tril()
         allowed = causal & key_mask.unsqueeze(1)  # [B, L, L]
@@ -150,13 +155,46 @@ class HistoryEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, tokens: torch.Tensor, ts: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        """tokens [B, L, D] -> states [B, L, D]."""
-        bias = self.time_bias(ts, key_mask)
+    def forward(self, tokens: torch.Tensor, ts: torch.Tensor, key_mask: torch.Tensor,
+                now: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [B, L, D], times [B, L] -> states [B, L, D]."""
+        bias = self.time_bias(ts, key_mask, now)
         x = tokens
         for block in self.blocks:
             x = block(x, bias)
         return self.norm(x)
+
+
+class RequestTime(nn.Module):
+    """When the prediction is asked: the request time of every position and its gap embedding.
+
+    Training asks each position at the next event's time; evaluation at the held-out
+    event's time; a whole-history request (marked -1) ``request_gap`` seconds after the
+    last event. Whether the user is still in the same burst of activity or back days later
+    changes what comes next (the same item's next funnel step, or a new choice).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.enabled, self.default_gap = cfg.use_request_time, int(round(cfg.request_gap))
+        self.gap = nn.Embedding(GAP_BUCKETS, cfg.d_model)
+        nn.init.normal_(self.gap.weight, std=0.02)
+
+    def times(self, batch: Batch) -> torch.Tensor:
+        """[B, L] request time of each position (seconds)."""
+        if not self.enabled:
+            return batch.ts
+        if batch.request_ts is None:
+            now = torch.cat([batch.ts[:, 1:], batch.ts[:, -1:] + self.default_gap], 1)
+        else:
+            now = torch.where(batch.request_ts < 0, batch.ts + self.default_gap, batch.request_ts)
+        return torch.maximum(now, batch.ts)
+
+    def forward(self, batch: Batch, now: torch.Tensor) -> torch.Tensor:
+        """[B, L] -> gap embedding [B, L, D] (zeros when disabled)."""
+        if not self.enabled:
+            return torch.zeros(*now.shape, self.gap.embedding_dim, device=now.device)
+        return self.gap(gap_bucket(now - batch.ts))
 
 
 class MMoE(nn.Module):
@@ -231,7 +269,7 @@ def user_value_mean(batch: Batch, cfg: ModelConfig, removed: torch.Tensor | None
 
 
 class BehaviorModel(nn.Module):
-    """History encoder + MMoE + engagement and rating heads."""
+    """History encoder + request time + MMoE + engagement and rating heads."""
 
     def __init__(self, cfg: ModelConfig, text: torch.Tensor) -> None:
         super().__init__()
@@ -239,6 +277,7 @@ class BehaviorModel(nn.Module):
         self.items = ItemEncoder(cfg, text)
         self.events = EventEmbedding(cfg)
         self.history = HistoryEncoder(cfg)
+        self.request = RequestTime(cfg)
         self.mmoe = MMoE(cfg)
         self.engagement = EngagementHead(cfg)
         self.rating = RatingHead(cfg)
@@ -252,13 +291,24 @@ class BehaviorModel(nn.Module):
         if removed is not None:
             tokens = torch.where(removed.unsqueeze(-1), self.events.mask_token.expand_as(tokens), tokens)
         x = self.events.drop(tokens + self.events.positions(tokens.shape[1]))
-        return self.history(x, batch.ts, batch.mask)
+        return self.history(x, batch.ts, batch.mask, self.request.times(batch))
+
+    def tasks(self, states: torch.Tensor, batch: Batch, removed: torch.Tensor | None = None,
+              last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """User states [B, L, D] -> (engagement task state [B, L, De], rating task state [B, L, De + 2]).
+
+        ``last``: only the newest position ([B, De] and [B, De + 2]).
+        """
+        mixed = states + self.request(batch, self.request.times(batch))  # [B, L, D]
+        extra = user_value_mean(batch, self.cfg, removed)  # [B, L, 2]
+        if last:
+            mixed, extra = mixed[:, -1], extra[:, -1]
+        task_e, task_r = self.mmoe(mixed)
+        return task_e, torch.cat([task_r, extra], -1)
 
     def forward(self, batch: Batch, removed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch -> (engagement task state [B, L, De], rating task state [B, L, De + 2])."""
-        states = self.encode(self.tokens(batch), batch, removed)
-        task_e, task_r = self.mmoe(states)
-        return task_e, torch.cat([task_r, user_value_mean(batch, self.cfg, removed)], -1)
+        return self.tasks(self.encode(self.tokens(batch), batch, removed), batch, removed)
 
     def engagement_logits(self, task_e: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
         """[P, De] -> logits over every item [P, N+1] (index 0 = padding), or paired [P] for ``item_idx`` [P]."""

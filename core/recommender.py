@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from core import schema as S
-from core.batches import default_exclude_seen, history_batch, leave_last_out
+from core.batches import default_exclude_seen, history_batch, leave_last_out, return_gap
 from core.checkpoint import (FORMAT, check_config, finite_or_none, load_json, load_state_into, load_tensors,
                              save_json, save_tensors, seal_config)
 from core.encoder import TextEncoder
@@ -26,7 +26,9 @@ from core.model import BehaviorModel, ModelConfig
 from core.sequences import SequenceData, build_sequences
 from core.settings import check_flag, check_settings
 from core.resume import has_train_state, load_train_state
-from core.training import FitState, MultiTaskLoss, TrainConfig, fit, make_optimizer, standardize
+from core.rating_refit import refit_rating
+from core.training import (FitState, MultiTaskLoss, TrainConfig, fit, make_optimizer, refits_rating, standardize,
+                           training_users)
 
 HEADS = ("both", "engagement", "rating")
 
@@ -90,8 +92,9 @@ class Recommender:
         if bad:
             raise DataError(f"unknown model setting(s) {bad}: expected some of {sorted(known)}")
         check_settings(self.model)
+        model = {"request_gap": return_gap(data, self.split_.train_end), **self.model}
         cfg = ModelConfig(n_items=data.n_items, n_behaviors=len(data.behaviors), text_dim=text_dim,
-                          value_mean=self.scale_.mean, value_std=self.scale_.std, **self.model)
+                          value_mean=self.scale_.mean, value_std=self.scale_.std, **model)
         if cfg.d_model % cfg.n_heads:
             raise DataError(f"d_model {cfg.d_model} must be a multiple of n_heads {cfg.n_heads}")
         return cfg
@@ -125,6 +128,11 @@ class Recommender:
                     optimizer=self.optimizer_, loss_fn=self.loss_fn_)
         if state.best_state is not None:
             self.model_.load_state_dict(state.best_state)
+        self.rating_refit_ = None
+        if refits_rating(cfg) and not state.cancelled and state.best_state is not None:
+            self.rating_refit_ = refit_rating(self.model_, data, self.split_, training_users(data, self.split_),
+                                              self.scale_, self.protocol_, self.device_, cfg.rating_refit_epochs,
+                                              cfg.lr, seed=cfg.seed, progress=progress)
         self.history_, self.best_epoch_, self.cancelled_ = state.history, state.best_epoch, state.cancelled
         return self
 
@@ -223,6 +231,7 @@ class Recommender:
             "vocab": {"items": [str(i) for i in self.data_.item_ids[1:]], "behaviors": self.data_.behaviors[1:]},
             "best_epoch": getattr(self, "best_epoch_", None),
             "history": finite_or_none(getattr(self, "history_", [])),
+            "rating_refit": finite_or_none(getattr(self, "rating_refit_", None)),
         }))
         return folder
 
@@ -253,5 +262,6 @@ class Recommender:
         load_state_into(rec.model_, state, folder / "model.safetensors")
         rec.model_.to(rec.device_).eval()
         rec.history_, rec.best_epoch_ = config.get("history", []), config.get("best_epoch")
+        rec.rating_refit_ = config.get("rating_refit")
         rec.encoder_fingerprint_ = config.get("encoder_fingerprint")
         return rec

@@ -28,6 +28,7 @@ from core.sequences import SequenceData
 ProgressFn = Callable[[dict[str, Any]], None]
 CancelFn = Callable[[], bool]
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+BUCKET_POOL = 16  # batches sorted by length together
 
 
 @dataclass
@@ -43,6 +44,7 @@ class TrainConfig:
     loss_weights: str | list[float] = field(default_factory=lambda: [1.0, 0.5])  # or "uncertainty"
     event_dropout: float = 0.1  # share of input events swapped for the mask token while training
     patience: int = 5
+    rating_refit_epochs: int = 20  # refit the rating task on the frozen encoder, selected on valid RMSE
     seed: int = 0
     threads: int | None = None
 
@@ -150,7 +152,7 @@ def fit(model: BehaviorModel, data: SequenceData, split: Split, cfg: TrainConfig
     loss_fn = loss_fn or MultiTaskLoss(cfg, data.n_items, scale).to(device)
     optimizer = optimizer or make_optimizer(model, loss_fn, cfg)
     rng = np.random.default_rng(cfg.seed + start_epoch)
-    users = np.flatnonzero(split.train_end - data.offsets[:-1] >= 2)
+    users = training_users(data, split)
     for epoch in range(start_epoch, cfg.epochs):
         started = time.perf_counter()
         losses = _run_epoch(model, data, split, cfg, users, rng, device, optimizer, loss_fn, progress, cancel, epoch)
@@ -182,9 +184,37 @@ def selection_score(cfg: TrainConfig, metrics: dict[str, float]) -> float:
     return metrics.get("NDCG@10", 0.0)
 
 
+def refits_rating(cfg: TrainConfig) -> bool:
+    """Both heads train: the rating task gets its own checkpoint selection (core.rating_refit)."""
+    if cfg.rating_refit_epochs <= 0:
+        return False
+    return cfg.loss_weights == "uncertainty" or (cfg.loss_weights[0] > 0 and cfg.loss_weights[1] > 0)
+
+
+def training_users(data: SequenceData, split: Split) -> np.ndarray:
+    """Users with at least two training events (one input, one target)."""
+    return np.flatnonzero(split.train_end - data.offsets[:-1] >= 2)
+
+
 def make_optimizer(model: BehaviorModel, loss_fn: MultiTaskLoss, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in list(model.parameters()) + list(loss_fn.parameters()) if p.requires_grad]
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def length_buckets(users: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+                   pool: int = BUCKET_POOL) -> list[np.ndarray]:
+    """Shuffled batches of users with similar window lengths (less padding, same randomness).
+
+    Users are shuffled, cut into pools of ``pool`` batches, sorted by length within a pool
+    and cut into batches; the batches are then shuffled.
+    """
+    order = rng.permutation(users)
+    groups: list[np.ndarray] = []
+    for lo in range(0, len(order), batch_size * pool):
+        part = order[lo:lo + batch_size * pool]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        groups += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    return [groups[i] for i in rng.permutation(len(groups))] or [order]
 
 
 def _run_epoch(model: BehaviorModel, data: SequenceData, split: Split, cfg: TrainConfig, users: np.ndarray,
@@ -192,13 +222,13 @@ def _run_epoch(model: BehaviorModel, data: SequenceData, split: Split, cfg: Trai
                loss_fn: MultiTaskLoss, progress: ProgressFn | None, cancel: CancelFn | None,
                epoch: int) -> dict[str, float] | None:
     model.train()
-    order = rng.permutation(users)
-    steps = max(1, math.ceil(len(order) / cfg.batch_size))
+    lengths = np.minimum(split.train_end - data.offsets[:-1], model.cfg.max_len + 1)
+    groups = length_buckets(users, lengths, cfg.batch_size, rng)
+    steps = len(groups)
     sums = np.zeros(3)
-    for step in range(steps):
+    for step, idx in enumerate(groups):
         if cancel and cancel():
             return None
-        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
         batch = training_batch(data, idx, split.train_end[idx], model.cfg.max_len).to(device)
         removed = (torch.rand(batch.mask.shape, device=device) < cfg.event_dropout) & batch.mask
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):

@@ -158,6 +158,9 @@ class TrainingJob:
                 state["fraction"] = _fraction(float(event["epoch"]), state["epochs"])
                 if state["epoch"] >= state["epochs"]:
                     state["phase"] = FINISHING
+            elif kind == "rating_refit":  # after the main loop: the rating head's own selection
+                state["phase"] = FINISHING
+                state["rating_refit"] = {k: v for k, v in event.items() if k != "event"}
 
     def _finish(self, status: str, error: str | None = None, crash: str | None = None) -> None:
         with self._lock:

@@ -88,6 +88,12 @@ def test_history_batch_left_pads(golden) -> None:
     assert batch.mask[1].all()
     np.testing.assert_array_equal(batch.value[1].numpy(), value_bucket(golden.value[1:5]))
     assert batch.item.shape == batch.behavior.shape == batch.value.shape == batch.ts.shape == (2, 4)
+    # request times: the next event's time; the last position of a whole history is -1 (the
+    # model's default gap), of a cut history the time of the event at the cut
+    assert batch.request_ts[0, -1].item() == -1 and batch.request_ts[0, -2].item() == T0 + 9
+    assert batch.request_ts[1, -1].item() == golden.ts[5]
+    narrow = history_batch(golden, np.array([1]), np.array([8]), max_len=4)
+    assert narrow.item.shape == (1, 2)  # padded to the longest window only
 
 
 def test_history_batch_empty_window_is_all_padding(golden) -> None:
@@ -114,16 +120,21 @@ def test_training_batch_targets_are_the_next_events(golden) -> None:
     split = leave_last_out(golden)
     users = np.array([0, 1])
     batch = training_batch(golden, users, split.train_end[users], max_len=5)
+    # padded to the longest window (3 inputs), not to max_len
+    assert batch.item.shape == batch.target_item.shape == batch.request_ts.shape == (2, 3)
     # user a trains on positions 0..3: inputs 0,1,2 -> targets 1,2,3
-    np.testing.assert_array_equal(batch.item[0].numpy(), [0, 0, 1, 2, 1])
-    np.testing.assert_array_equal(batch.target_item[0].numpy(), [0, 0, 2, 1, 3])
-    np.testing.assert_array_equal(batch.mask[0].numpy(), [False, False, True, True, True])
+    np.testing.assert_array_equal(batch.item[0].numpy(), [1, 2, 1])
+    np.testing.assert_array_equal(batch.target_item[0].numpy(), [2, 1, 3])
+    np.testing.assert_array_equal(batch.mask[0].numpy(), [True, True, True])
     tv = batch.target_value[0].numpy()
-    assert np.isnan(tv[:2]).all() and np.isnan(tv[2]) and tv[3] == 5.0 and np.isnan(tv[4])
+    assert np.isnan(tv[0]) and tv[1] == 5.0 and np.isnan(tv[2])
+    # each position is asked at its target's time
+    np.testing.assert_array_equal(batch.request_ts[0].numpy(), golden.ts[1:4])
     # user b (not evaluated) trains on both events: input i3 -> target i4 (value 1.0)
-    np.testing.assert_array_equal(batch.item[1].numpy(), [0, 0, 0, 0, 3])
-    np.testing.assert_array_equal(batch.target_item[1].numpy(), [0, 0, 0, 0, 4])
+    np.testing.assert_array_equal(batch.item[1].numpy(), [0, 0, 3])
+    np.testing.assert_array_equal(batch.target_item[1].numpy(), [0, 0, 4])
     assert batch.target_value[1, -1].item() == 1.0
+    assert batch.request_ts[1, -1].item() == golden.ts[golden.offsets[1] + 1]
 
 
 def test_training_batch_never_sees_held_out_events(golden) -> None:

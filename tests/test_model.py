@@ -230,3 +230,36 @@ def test_mmoe_with_identical_experts_returns_that_expert(data) -> None:
 def test_model_config_round_trips_through_a_dict(data) -> None:
     cfg = _cfg(data)
     assert ModelConfig(**cfg.to_dict()) == cfg
+
+
+# --- request time --------------------------------------------------------------------
+
+def test_request_times_default_to_the_next_event_and_the_gap_after_the_last(data, model) -> None:
+    batch = _batch(data, users=(0,))
+    now = model.request.times(batch)
+    np.testing.assert_array_equal(now[0, :-1].numpy(), batch.ts[0, 1:].numpy())
+    assert now[0, -1].item() == batch.ts[0, -1].item() + int(model.cfg.request_gap)
+    bare = Batch(**{k: v for k, v in batch.__dict__.items() if k != "request_ts"})  # hand-built: no request times
+    torch.testing.assert_close(model.request.times(bare), now)
+
+
+def test_the_request_time_changes_only_its_own_position(data, model) -> None:
+    batch = _batch(data, users=(0,))
+    later = Batch(**{k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in batch.__dict__.items()})
+    later.request_ts[0, -1] = batch.ts[0, -1] + 30 * 86400  # asked a month after the last event
+    with torch.no_grad():
+        a_e, a_r = model(batch)
+        b_e, b_r = model(later)
+    torch.testing.assert_close(a_e[:, :-1], b_e[:, :-1])
+    assert not torch.allclose(a_e[:, -1], b_e[:, -1])
+    assert not torch.allclose(a_r[:, -1, :-2], b_r[:, -1, :-2])
+
+
+def test_without_request_time_the_state_ignores_it(data) -> None:
+    torch.manual_seed(0)
+    plain = BehaviorModel(_cfg(data, use_request_time=False), torch.randn(data.n_items + 1, TEXT_DIM)).eval()
+    batch = _batch(data, users=(0,))
+    later = Batch(**{k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in batch.__dict__.items()})
+    later.request_ts[0, -1] = batch.ts[0, -1] + 30 * 86400
+    with torch.no_grad():
+        torch.testing.assert_close(plain(batch)[0], plain(later)[0])

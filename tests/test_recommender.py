@@ -314,3 +314,42 @@ def test_saved_config_is_strict_json_without_ratings(tiny_bert, dataset, tmp_pat
         raise ValueError(f"invalid JSON constant {token}")
 
     json.loads((folder / "config.json").read_text(), parse_constant=refuse)
+
+
+# -- the rating head's own checkpoint selection ---------------------------------------------------------------------
+
+def test_rating_refit_never_worsens_valid_rmse_and_leaves_engagement_alone(tiny_bert, dataset, tmp_path) -> None:
+    from core.rating_refit import refit_rating, rating_parameters
+    from core.training import training_users
+
+    events, items = dataset
+    rec = _rec(tiny_bert, train={"rating_refit_epochs": 0, "epochs": 3}).fit(events, items)
+    assert rec.rating_refit_ is None
+    before_valid = rec.evaluate("valid")
+    before_top = rec.recommend(rec.data_.users[0], k=5)
+    frozen = {n: p.detach().clone() for n, p in rec.model_.named_parameters()}
+    calls = []
+    summary = refit_rating(rec.model_, rec.data_, rec.split_, training_users(rec.data_, rec.split_), rec.scale_,
+                           rec.protocol_, rec.device_, epochs=4, lr=5e-3, patience=4, progress=calls.append)
+    after_valid = rec.evaluate("valid")
+    assert summary["valid_RMSE_before"] == pytest.approx(before_valid["RMSE"])
+    assert after_valid["RMSE"] == pytest.approx(summary["valid_RMSE"]) and after_valid["RMSE"] <= before_valid["RMSE"]
+    assert 1 <= len(calls) <= 4 and all(c["event"] == "rating_refit" for c in calls)
+    # engagement is untouched: same metrics, same ranking, same engagement probabilities
+    for key in ("HR@10", "NDCG@10", "MRR@10"):
+        assert after_valid[key] == before_valid[key]
+    after_top = rec.recommend(rec.data_.users[0], k=5)
+    assert list(after_top[S.ITEM_ID]) == list(before_top[S.ITEM_ID])
+    np.testing.assert_allclose(after_top["engagement"], before_top["engagement"], rtol=1e-6)
+    trained = {id(p) for p in rating_parameters(rec.model_)}
+    for name, p in rec.model_.named_parameters():
+        if id(p) not in trained:
+            torch.testing.assert_close(p, frozen[name], msg=name)
+    if summary["epoch"] > 0:  # a refit epoch was kept: the ratings changed
+        assert not np.allclose(after_top["rating"], before_top["rating"])
+
+
+def test_default_fit_runs_the_rating_refit_and_saves_its_summary(fitted, saved, dataset) -> None:
+    summary = fitted.rating_refit_
+    assert summary is not None and summary["valid_RMSE"] <= summary["valid_RMSE_before"]
+    assert Recommender.load(saved, dataset[0], device="cpu").rating_refit_ == pytest.approx(summary)

@@ -31,7 +31,7 @@ def last_attention(model: BehaviorModel, tokens: torch.Tensor, batch: Batch) -> 
     """
     model.eval()
     x = model.events.drop(tokens + model.events.positions(tokens.shape[1]))
-    bias = model.history.time_bias(batch.ts, batch.mask)  # [1, H, n, n]
+    bias = model.history.time_bias(batch.ts, batch.mask, model.request.times(batch))  # [1, H, n, n]
     blocks = list(model.history.blocks)
     for block in blocks[:-1]:
         x = block(x, bias)

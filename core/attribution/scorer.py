@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from core.batches import Batch, history_batch
 from core.evaluation import RatingScale
-from core.model import BehaviorModel, user_value_mean
+from core.model import BehaviorModel
 from core.sequences import SequenceData
 
 TargetFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (task_e [S, De], task_r [S, De+2]) -> [S]
@@ -97,9 +97,8 @@ class HistoryScorer:
 
     def _heads(self, states: torch.Tensor, batch: Batch) -> torch.Tensor:
         """User states [S, n, D] -> target [S], from the last position only."""
-        task_e, task_r = self.model.mmoe(states[:, -1])  # [S, De] each
-        extra = user_value_mean(batch, self.model.cfg)[:, -1]  # [S, 2]
-        return self.target(task_e, torch.cat([task_r, extra], -1))
+        task_e, task_r = self.model.tasks(states, batch, last=True)  # [S, De], [S, De + 2]
+        return self.target(task_e, task_r)
 
     def score_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         batch = expand(self.batch, tokens.shape[0])
