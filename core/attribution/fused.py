@@ -10,7 +10,13 @@ with p the softmax probabilities over every item, p_max and low = min p_c / p_ma
 over the user's eligible items (the run's protocol: earlier items excluded or kept;
 the explained item always counts), (lo, hi) the dataset's value range, and the item
 signals of the ``all`` context (constants for one item: they cancel in every
-attribution). Weights are the run's default fusion preset; a run without one ranks by
+attribution). For attribution the user's scale is held where the full history puts it:
+p_max and low are computed once with every event (:func:`engagement_reference`) and kept
+fixed while events are masked. Re-normalizing at every masked history would pin the
+user's top item at exactly 1 whatever is removed (it stays on top), so every method would
+attribute nothing to it, and the max/min kinks would break IG's completeness. With the
+scale fixed the fused score equals core.fusion's at the full history and moves with
+p_i elsewhere. Weights are the run's default fusion preset; a run without one ranks by
 engagement alone (as ``behaviorlens recommend`` does), so the fused target is then
 engagement=1. ``tests/test_attribution.py`` checks this against ``core.fusion``.
 """
@@ -76,12 +82,19 @@ def freshness_of(data: SequenceData, item: int) -> float:
     return float((last[item] - lo) / (hi - lo))
 
 
-def fused_target(model: BehaviorModel, item: int, scale: RatingScale, spec: FusedSpec) -> TargetFn:
-    """(task_e [S, De], task_r [S, De+2]) -> fused score [S]."""
+def fused_target(model: BehaviorModel, item: int, scale: RatingScale, spec: FusedSpec,
+                 reference: tuple[float, float] | None = None) -> TargetFn:
+    """(task_e [S, De], task_r [S, De+2]) -> fused score [S].
+
+    ``reference`` = (log p_max, low) of the full history (:func:`engagement_reference`): the
+    user's engagement scale held fixed; None re-normalizes every row (core.fusion's view).
+    """
     def fused(task_e: torch.Tensor, task_r: torch.Tensor) -> torch.Tensor:
         out = torch.full((task_e.shape[0],), spec.item_constant, dtype=torch.float32)
         if spec.weights[ENGAGEMENT] > 0:
-            out = out + spec.weights[ENGAGEMENT] * engagement_signal(model, task_e, item, spec.eligible)
+            signal = (engagement_signal(model, task_e, item, spec.eligible) if reference is None
+                      else fixed_scale_signal(model, task_e, item, reference))
+            out = out + spec.weights[ENGAGEMENT] * signal
         if spec.weights[RATING] > 0 and spec.value_range is not None and spec.value_range[1] > spec.value_range[0]:
             idx = torch.full((task_r.shape[0],), item, dtype=torch.long)
             r = scale.restore(model.rating_of(task_r, idx).float())
@@ -101,3 +114,27 @@ def engagement_signal(model: BehaviorModel, task_e: torch.Tensor, item: int, eli
     low = torch.where(eligible, rel, torch.ones_like(rel)).min(-1).values  # [S]
     span = 1.0 - low
     return torch.where(span > 0, (rel[:, item] - low) / span.clamp(min=1e-30), torch.zeros_like(span))
+
+
+def log_probabilities(model: BehaviorModel, task_e: torch.Tensor) -> torch.Tensor:
+    """[S, De] -> log-softmax over every item [S, N+1] (padding -inf)."""
+    logits = model.engagement_logits(task_e).float()
+    logits[:, 0] = float("-inf")
+    return torch.log_softmax(logits, -1)
+
+
+@torch.no_grad()
+def engagement_reference(model: BehaviorModel, task_e: torch.Tensor, eligible: torch.Tensor) -> tuple[float, float]:
+    """(log p_max, low) of one full-history state [1, De] over the eligible items."""
+    logp = log_probabilities(model, task_e)[0].masked_fill(~eligible, float("-inf"))  # [N+1]
+    top = float(logp.max())
+    low = float(torch.exp(logp[eligible] - top).min()) if bool(eligible.any()) else 0.0
+    return top, low
+
+
+def fixed_scale_signal(model: BehaviorModel, task_e: torch.Tensor, item: int,
+                       reference: tuple[float, float]) -> torch.Tensor:
+    """(p_i / p_max* − low*) / (1 − low*) with p_max*, low* of the full history: [S]."""
+    top, low = reference
+    rel = torch.exp(log_probabilities(model, task_e)[:, item] - top)  # [S]
+    return (rel - low) / (1.0 - low) if low < 1.0 else torch.zeros_like(rel)

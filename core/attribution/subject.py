@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from core import schema as S
 from core.attribution.explanation import TARGET_UNITS, TARGETS, EventAttribution, Explanation
 from core.attribution.faithfulness import N_RANDOM, faithfulness
-from core.attribution.fused import fused_spec, fused_target
+from core.attribution.fused import engagement_reference, fused_spec, fused_target
 from core.attribution.scorer import EventScorer, HistoryScorer, engagement_target, rating_target, user_history
 from core.errors import DataError, NotFittedError, NotFoundError
 
@@ -86,12 +87,20 @@ def subject_for(rec: Any, user: str, item: str, target: str = "fused", *, weight
         fn = rating_target(model, idx, rec.scale_)
     else:
         spec = fused_spec(data, row, idx, weights, rec.protocol_.exclude_seen)
-        fn = fused_target(model, idx, rec.scale_, spec)
+        fn = fused_target(model, idx, rec.scale_, spec, full_history_reference(model, batch, spec))
         details["weights"] = spec.weights
     titles = titles or {}
     return Subject(HistoryScorer(model, batch, fn), user_label or user, str(item), target,
                    _event_rows(data, row, details["n_events"], titles), titles.get(str(item), (None, None))[0],
                    run, details)
+
+
+def full_history_reference(model: Any, batch: Any, spec: Any) -> tuple[float, float]:
+    """The user's engagement scale (log p_max, low) with every event: held fixed while attributing."""
+    model.eval()
+    with torch.no_grad():
+        task_e, _ = model(batch)
+    return engagement_reference(model, task_e[:, -1], spec.eligible)
 
 
 def _event_rows(data: Any, row: int, n: int, titles: Titles) -> list[dict[str, Any]]:
