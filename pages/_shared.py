@@ -1,8 +1,10 @@
-"""What the pages share: every ``st.cache_*`` wrapper, safe text output, upload files.
+"""What the pages share: every ``st.cache_*`` wrapper, safe text output, upload files, the run picker.
 
 Caches are keyed so that they cannot go stale: the workspace handle by the
 workspace folder, overview tables by (folder, dataset name, ``created_at``), so a
-re-ingest (new ``created_at``) is recomputed. User-supplied text never reaches
+re-ingest (new ``created_at``) is recomputed; a run's model, explanations,
+counterfactual sets, influence reports and ablation by (folder, run, the model's
+weights checksum), so a retrained run is recomputed. User-supplied text never reaches
 Streamlit's Markdown unescaped: :func:`plain` backslash-escapes it.
 """
 
@@ -12,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +205,182 @@ def _item_titles(root: str, dataset: str, created_at: str) -> Any:
 def load_item_titles(workspace: Workspace, info: DatasetInfo) -> Any:
     """``[item_id, title]`` of a dataset's items, recomputed only when the dataset is re-ingested."""
     return _item_titles(str(workspace.root), info.name, info.created_at.isoformat())
+
+
+# -- analysis (the Influence, Explain and Export pages) -------------------------------------
+# Keyed by (workspace, run, the model's weights checksum): a retrained run is recomputed.
+# Users are stored IDs (pseudonyms where the dataset has them); ``label`` is the ID shown.
+EXPLAINED_KEY = "explained"  # the Explain page's current request (run, user, item, method, target, k...)
+INFLUENCE_KEY = "influence"  # the Influence page's last computed (run, settings)
+Weights = tuple[tuple[str, float], ...] | None  # hashable fusion weights
+
+
+def pick_run(ws: Workspace, key: str) -> str | None:
+    """The run to analyse: the one picked on the Train page (``RUN_KEY``) or the dataset's newest usable one.
+
+    Usable runs are done or cancelled (they have a saved model) and of the sidebar's dataset;
+    the choice is written back to ``RUN_KEY``, so every analysis page follows it.
+    """
+    from core.runs import CANCELLED, DONE, list_runs
+
+    runs = list_runs(ws)
+    usable = runs[runs["status"].isin([DONE, CANCELLED])] if len(runs) else runs
+    if len(usable) and st.session_state.get(DATASET_KEY) is not None:
+        usable = usable[usable["dataset"] == st.session_state.get(DATASET_KEY)]
+    options = usable["run_id"].tolist() if len(usable) else []
+    if not options:
+        st.info("No trained run of this dataset yet: train one on the Train page.")
+        return None
+    current = st.session_state.get(RUN_KEY)
+    run = st.selectbox("Run", options, index=options.index(current) if current in options else 0, key=key)
+    st.session_state[RUN_KEY] = run
+    return run
+
+
+def _frozen(weights: dict[str, float] | None) -> Weights:
+    return None if weights is None else tuple(sorted((k, float(v)) for k, v in weights.items()))
+
+
+def _titles(root: str, run_id: str) -> Any:
+    from core.attribution.subject import titles_of
+    from core.runs import run_record
+
+    ws = _workspace_at(root)
+    return titles_of(ws.items(run_record(ws, run_id)["dataset"]))
+
+
+@st.cache_resource(show_spinner="Loading the run's model…", max_entries=2)
+def _recommender(root: str, run_id: str, model_sha: str | None) -> Any:
+    from core.runs import load_run
+
+    del model_sha  # part of the cache key only
+    return load_run(_workspace_at(root), run_id)
+
+
+def load_recommender(workspace: Workspace, run_id: str) -> Any:
+    """A run's fitted ``Recommender`` over its dataset's events (shared, read-only), loaded once per run."""
+    root = str(workspace.root)
+    return _recommender(root, run_id, _model_sha(root, run_id))
+
+
+def user_top(workspace: Workspace, run_id: str, user: str, k: int) -> tuple[Any, dict[str, float], str | None]:
+    """A user's top-k by fused score with the run's default weights (engagement alone without a preset):
+    the table (rank, item_id, title, score, every signal), the weights and the preset's name."""
+    from core.errors import NotFoundError
+    from core.fusion_runs import default_weights, recommendation_table, run_item_ids
+
+    cands, meta = load_fusion(workspace, run_id, "all")
+    name, weights = default_weights(workspace, run_id)
+    weights = weights or {"engagement": 1.0}
+    if user not in meta["user_ids"]:
+        raise NotFoundError(f"user {user!r} is not in the data of run {run_id}")
+    titles = _item_titles(str(workspace.root), *_dataset_stamp(workspace, run_id))
+    table = recommendation_table(cands, meta["user_ids"].index(user), int(k), weights,
+                                 run_item_ids(workspace, run_id), titles)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table, weights, name
+
+
+def _dataset_stamp(workspace: Workspace, run_id: str) -> tuple[str, str]:
+    from core.runs import run_record
+
+    info = workspace.dataset(run_record(workspace, run_id)["dataset"])
+    return info.name, info.created_at.isoformat()
+
+
+@st.cache_data(show_spinner="Explaining…", max_entries=64)
+def _explanation(root: str, run_id: str, sha: str | None, user: str, label: str, item: str, method: str,
+                 target: str, weights: Weights) -> Any:
+    from core.attribution import explain
+
+    return explain(_recommender(root, run_id, sha), user, item, method, target, titles=_titles(root, run_id),
+                   weights=None if weights is None else dict(weights), user_label=label, run=run_id)
+
+
+def load_explanation(workspace: Workspace, run_id: str, user: str, item: str, method: str, target: str,
+                     weights: dict[str, float] | None, label: str | None = None) -> Any:
+    """``core.attribution.explain`` of a stored user and an item under the run (an ``Explanation``), cached."""
+    root = str(workspace.root)
+    return _explanation(root, run_id, _model_sha(root, run_id), user, label or user, item, method, target,
+                        _frozen(weights))
+
+
+@st.cache_data(show_spinner="Searching for a counterfactual set…", max_entries=64)
+def _counterfactual(root: str, run_id: str, sha: str | None, user: str, label: str, item: str, k: int) -> Any:
+    from core.counterfactual import counterfactual_set
+
+    return counterfactual_set(_recommender(root, run_id, sha), user, item, k, titles=_titles(root, run_id),
+                              user_label=label, run=run_id)
+
+
+def load_counterfactual(workspace: Workspace, run_id: str, user: str, item: str, k: int,
+                        label: str | None = None) -> Any:
+    """The counterfactual set (``core.counterfactual.CounterfactualSet``) of a stored user and an item, cached."""
+    root = str(workspace.root)
+    return _counterfactual(root, run_id, _model_sha(root, run_id), user, label or user, item, int(k))
+
+
+@st.cache_data(show_spinner="Attributing the item text's tokens (runs the text encoder)…", max_entries=32)
+def _tokens(root: str, run_id: str, sha: str | None, user: str, item: str, target: str, weights: Weights) -> Any:
+    from core.attribution.tokens import token_attributions
+
+    return token_attributions(_recommender(root, run_id, sha), user, item, target, titles=_titles(root, run_id),
+                              weights=None if weights is None else dict(weights))
+
+
+def load_token_attributions(workspace: Workspace, run_id: str, user: str, item: str, target: str,
+                            weights: dict[str, float] | None) -> Any:
+    """``core.attribution.tokens.token_attributions`` of the candidate item's text (a list), cached."""
+    root = str(workspace.root)
+    return _tokens(root, run_id, _model_sha(root, run_id), user, item, target, _frozen(weights))
+
+
+@st.cache_resource(show_spinner=False)
+def _analysis_store(root: str) -> dict[tuple[Any, ...], Any]:
+    """Results computed outside a cached function (so that they can drive a progress bar), by key."""
+    del root  # the cache key only
+    return {}
+
+
+def _stored(workspace: Workspace, key: tuple[Any, ...], compute: Callable[[], Any] | None) -> Any:
+    """The stored result of (``key[0]``, run ``key[1]``, model checksum, ``key[2:]``); computed and kept
+    (the oldest of 16 dropped) when missing and ``compute`` is given, else None."""
+    root = str(workspace.root)
+    store = _analysis_store(root)
+    full = (key[0], key[1], _model_sha(root, key[1]), *key[2:])
+    if full not in store and compute is not None:
+        value = compute()
+        while len(store) >= 16:
+            store.pop(next(iter(store)))
+        store[full] = value
+    return store.get(full)
+
+
+def influence_settings(users: int, method: str, k: int, seed: int = 0) -> dict[str, Any]:
+    """The settings of one global influence computation (what the store and the session remember)."""
+    return {"users": int(users), "method": str(method), "k": int(k), "seed": int(seed)}
+
+
+def load_influence(workspace: Workspace, run_id: str, settings: dict[str, Any],
+                   progress: Callable[[int, int], None] | None = None, compute: bool = True) -> Any:
+    """The run's global influence (``core.influence.InfluenceReport``, no ablation) for ``settings``, once per
+    run and settings (``progress(done, total)`` is called while it computes); ``compute=False``: stored or None."""
+    def run() -> Any:
+        from core.influence import global_influence
+        from core.influence_runs import item_categories
+
+        return global_influence(load_recommender(workspace, run_id), settings["users"], settings["method"],
+                                k=settings["k"], seed=settings["seed"], ablation=False, run=run_id,
+                                categories=item_categories(workspace, _dataset_stamp(workspace, run_id)[0]),
+                                progress=progress)
+    return _stored(workspace, ("influence", run_id, tuple(sorted(settings.items()))), run if compute else None)
+
+
+def load_ablation(workspace: Workspace, run_id: str, progress: Callable[[int, int], None] | None = None,
+                  compute: bool = True) -> Any:
+    """The run's behavior ablation on its test split (``core.ablation.AblationResult``), once per run."""
+    def run() -> Any:
+        from core.ablation import behavior_ablation
+
+        return behavior_ablation(load_recommender(workspace, run_id), "test", progress=progress)
+    return _stored(workspace, ("ablation", run_id), run if compute else None)

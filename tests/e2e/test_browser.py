@@ -121,6 +121,7 @@ def test_data_page_shows_the_sample_funnel(server: str) -> None:
             expect(page.get_by_test_id("stPlotlyChart")).to_have_count(6, timeout=wait)
             assert page.get_by_test_id("stException").count() == 0
             train_a_tiny_run(page, wait)
+            explain_the_first_user(page, wait)
         finally:
             browser.close()
 
@@ -149,4 +150,21 @@ def train_a_tiny_run(page: Any, wait: int) -> None:
     expect(table.get_by_text(run_id, exact=True)).to_have_count(1, timeout=wait)  # the grid's a11y cells
     expect(page.get_by_role("combobox", name="Run for the other pages")).to_have_value(run_id, timeout=wait)
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(2, timeout=wait)  # loss, validation
+    assert page.get_by_test_id("stException").count() == 0
+
+
+def explain_the_first_user(page: Any, wait: int) -> None:
+    """Explain page on the run just trained: the first user's top item, its timeline and the summary."""
+    from playwright.sync_api import expect
+
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Explain").click()
+    expect(page.get_by_role("heading", name="Explain", exact=True)).to_be_visible(timeout=wait)
+    timeline = page.get_by_test_id("stPlotlyChart").filter(has=page.locator("g.scatterlayer")).filter(
+        has_text="Event timeline: attribution per event")
+    expect(timeline).to_have_count(1, timeout=wait)
+    expect(timeline.locator("g.scatterlayer path.point").first).to_be_visible(timeout=wait)  # event markers
+    summary = page.get_by_test_id("stAlert").filter(has_text="Times count back from this history's latest event")
+    expect(summary).to_have_count(1, timeout=wait)
+    expect(summary).to_contain_text("is recommended", timeout=wait)  # the default target: the fused score
+    expect(page.get_by_role("heading", name="Counterfactual set")).to_be_visible(timeout=wait)
     assert page.get_by_test_id("stException").count() == 0

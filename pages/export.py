@@ -1,0 +1,89 @@
+"""The Export page: download the current explanation (CSV, HTML report) and the global influence (CSV).
+
+Widgets and layout only: what to export comes from the session (the Explain page's last
+explanation, the Influence page's last computed settings), the results from the caches
+of ``pages/_shared.py`` (nothing is recomputed when they are there), the files from
+``core.report``. The HTML report opens offline: plotly.js is inlined and every user text
+is escaped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from core.errors import BehaviorLensError
+from core.report import attributions_csv, html_report, influence_csv
+from core.workspace import Workspace
+from pages._shared import (
+    EXPLAINED_KEY, INFLUENCE_KEY, get_workspace, load_ablation, load_counterfactual, load_explanation,
+    load_influence, load_token_attributions, plain, route_through_frame, safe_file_name, show_error, user_top,
+)
+
+
+def report_parts(ws: Workspace, request: dict[str, Any]) -> dict[str, Any]:
+    """The explanation, its counterfactual set, the user's top-K and (if shown) the item's token highlights."""
+    run, user, item = request["run"], request["user"], request["item"]
+    parts: dict[str, Any] = {
+        "top": user_top(ws, run, user, request["k"])[0],
+        "counterfactual": load_counterfactual(ws, run, user, item, request["k"], request["label"]),
+        "tokens": None,
+    }
+    if request.get("tokens"):
+        words = load_token_attributions(ws, run, user, item, request["target"], request["weights"])[0].words
+        parts["tokens"] = ([w for w, _ in words], [a for _, a in words])
+    return parts
+
+
+def explanation_downloads(ws: Workspace) -> None:
+    """Attributions CSV and the HTML report of the Explain page's current explanation."""
+    st.header("The current explanation")
+    request = st.session_state.get(EXPLAINED_KEY)
+    if not request:
+        st.info("Nothing explained yet: pick a user and an item on the Explain page, then come back here.")
+        return
+    exp = load_explanation(ws, request["run"], request["user"], request["item"], request["method"],
+                           request["target"], request["weights"], request["label"])
+    st.caption(plain(f"User {exp.user}, item {exp.item_title or exp.item} ({exp.item}), method {exp.method}, "
+                     f"{exp.target} score, run {request['run']}: {len(exp.events)} events."))
+    stem = safe_file_name(f"explanation-{exp.user}-{exp.item}-{exp.method}-{exp.target}")
+    left, right = st.columns(2)
+    left.download_button("Attributions (CSV)", attributions_csv(exp), file_name=f"{stem}.csv", mime="text/csv",
+                         key="export_attributions", on_click="ignore", icon=":material/table:")
+    report = html_report(exp, **report_parts(ws, request))
+    right.download_button("HTML report", report, file_name=f"{stem}.html", mime="text/html",
+                          key="export_report", on_click="ignore", icon=":material/description:")
+    st.caption("The HTML report is one self-contained file: summary, top-K, timeline, per-behavior sums, "
+               "counterfactual set and faithfulness; it opens without a network.")
+
+
+def influence_downloads(ws: Workspace) -> None:
+    """The global influence table (with the ablation deltas when computed)."""
+    st.header("Global influence")
+    last = st.session_state.get(INFLUENCE_KEY)
+    report = None if not last else load_influence(ws, last["run"], last["settings"], compute=False)
+    if report is None:
+        st.info("No global influence computed in this session: compute it on the Influence page first.")
+        return
+    ablation = load_ablation(ws, last["run"], compute=False)
+    st.caption(plain(f"Run {last['run']}: method {report.method}, {report.users:,} users, top-{report.k} items"
+                     + ("; with the behavior ablation" if ablation is not None else "")))
+    stem = safe_file_name(f"influence-{last['run']}-{report.method}-{report.users}users")
+    st.download_button("Global influence (CSV)", influence_csv(report, ablation), file_name=f"{stem}.csv",
+                       mime="text/csv", key="export_influence", on_click="ignore", icon=":material/table:")
+
+
+def main() -> None:
+    """The page: the explanation's files, then the influence table; project errors shown."""
+    route_through_frame()
+    st.title("Export")
+    try:
+        ws = get_workspace()
+        explanation_downloads(ws)
+        influence_downloads(ws)
+    except BehaviorLensError as exc:
+        show_error(exc)
+
+
+main()

@@ -1,0 +1,210 @@
+"""The Explain page: user -> top-K -> item -> timeline by attribution, summary, counterfactual, faithfulness.
+
+One tiny run (30 users, 30 items, one epoch, a random 1-layer BERT as the text encoder) is
+trained once into a module workspace (user IDs pseudonymized, as ingest does by default);
+every test opens the page on it through app.py, as a browser would, with Streamlit's
+caches cleared around it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import streamlit as st
+import torch
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+from core import synth
+from core.ingest import IngestOptions, ingest
+from core.runs import train_run
+from core.workspace import Workspace
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PAGE = "pages/explain.py"
+DATASET = "syn"
+TINY = {"device": "cpu", "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8,
+                                   "n_experts": 2}, "train": {"batch_size": 32, "epochs": 1, "threads": 1}}
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "shoe", "coffee", "bag", "##s"]
+
+
+def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep Streamlit's legacy ``pages/`` mode off, as in a live server (see tests/app/test_app.py)."""
+    original = PagesManager.__init__
+
+    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def tiny_bert(folder: Path) -> Path:
+    """A random 1-layer BERT (hidden 8) with a WordPiece tokenizer, saved offline."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                        intermediate_size=16, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """(workspace folder, run ID, an original user ID) of the module's tiny run."""
+    root = tmp_path_factory.mktemp("explain-page")
+    data = synth.generate(synth.SynthConfig.small(5, n_users=30, n_items=30, target_events=900))
+    synth.write(data, root / "data")
+    ws = Workspace(root / "ws")
+    ingest(ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name=DATASET))
+    run_id = train_run(ws, DATASET, {**TINY, "encoder": str(tiny_bert(root / "bert"))})
+    return ws.root, run_id, str(data.events["user_id"].iloc[0])
+
+
+def open_page(monkeypatch: pytest.MonkeyPatch, root: Path, run_id: str | None, **state: object) -> AppTest:
+    """The Explain page through app.py on the module workspace, with ``state`` in the session."""
+    monkeypatch.setenv("BEHAVIORLENS_WORKSPACE", str(root))
+    server_mode(monkeypatch)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["dataset"] = DATASET
+    if run_id is not None:
+        at.session_state["run"] = run_id
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    at.switch_page(PAGE).run()
+    return at
+
+
+@pytest.fixture()
+def page(monkeypatch: pytest.MonkeyPatch, trained: tuple[Path, str, str]) -> AppTest:
+    at = open_page(monkeypatch, *trained[:2])
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    yield at
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def unescape(text: str) -> str:
+    """Markdown text as the reader sees it (backslash escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figures on the page by title, as the JSON specs sent to the browser."""
+    return {(spec := json.loads(el.proto.spec))["layout"]["title"]["text"]: spec for el in at.get("plotly_chart")}
+
+
+def frame(at: AppTest, column: str):  # noqa: ANN201 - a DataFrame
+    """The one table on the page with ``column``."""
+    frames = [d.value for d in at.dataframe if column in d.value.columns]
+    assert len(frames) == 1, [list(d.value.columns) for d in at.dataframe]
+    return frames[0]
+
+
+def timeline(at: AppTest) -> dict:
+    specs = [s for title, s in charts(at).items() if title.startswith("Event timeline")]
+    assert len(specs) == 1, list(charts(at))
+    return specs[0]
+
+
+def summary(at: AppTest) -> str:
+    texts = [unescape(i.value) for i in at.info if "because" in unescape(i.value) or "history" in unescape(i.value)]
+    assert texts, [i.value for i in at.info]
+    return texts[0]
+
+
+def test_page_shows_top_k_timeline_summary_and_faithfulness(page: AppTest, trained: tuple[Path, str, str]) -> None:
+    top = frame(page, "rank")
+    assert len(top) == 10 and list(top["rank"]) == list(range(1, 11))
+    assert {"item_id", "title", "score", "engagement", "rating"} <= set(top.columns)
+    assert top["score"].is_monotonic_decreasing
+    user = page.session_state["explained"]["user"]
+    assert page.selectbox(key=f"explain_item_{user}").value == top["item_id"][0]  # the top item by default
+    spec = timeline(page)
+    events = frame(page, "attribution")
+    assert len(spec["data"][0]["x"]) == len(events) > 0
+    assert spec["data"][0]["marker"]["color"] == pytest.approx(events["attribution"].tolist())
+    assert set(spec["data"][0]["y"]) == set(events["behavior"])
+    assert "Deletion curve: attribution order vs random" in charts(page)
+    assert {m.label for m in page.metric} >= {"AOPC (this explanation)", "AOPC (random order)"}
+    text = summary(page)
+    assert text.startswith("“") and " is recommended" in text  # the default target: the fused ranking score
+    assert "Times count back from this history's latest event" in text
+    assert any("Counterfactual set" == h.value for h in page.subheader)
+    request = page.session_state["explained"]
+    assert request["run"] == trained[1] and request["method"] == "ig" and request["target"] == "fused"
+    assert request["item"] == top["item_id"][0] and request["k"] == 10
+
+
+def test_switching_the_method_changes_the_chart(page: AppTest) -> None:
+    before = timeline(page)
+    page.radio(key="explain_method").set_value("attention").run()
+    assert not page.exception and not page.error
+    after = timeline(page)
+    assert after["layout"]["title"]["text"] == "Event timeline: attention weight per event (heuristic)"
+    assert after["data"][0]["marker"]["color"] != before["data"][0]["marker"]["color"]
+    assert min(after["data"][0]["marker"]["color"]) >= 0  # weights, not signed attributions
+    assert any("heuristic" in unescape(w.value) for w in page.warning)
+    assert "This is a heuristic" in summary(page)
+    assert page.session_state["explained"]["method"] == "attention"
+
+
+def test_target_and_item_choices_reach_the_explanation(page: AppTest) -> None:
+    top = frame(page, "rank")
+    user = page.session_state["explained"]["user"]
+    page.selectbox(key=f"explain_item_{user}").set_value(top["item_id"][1])
+    page.radio(key="explain_target").set_value("rating").run()
+    assert not page.exception and not page.error
+    assert summary(page).startswith("The model predicts a rating of ")
+    title = str(top["title"][1])
+    assert f"“{title[:59]}" in summary(page)
+    request = page.session_state["explained"]
+    assert (request["item"], request["target"]) == (top["item_id"][1], "rating")
+    page.selectbox(key=f"explain_item_{user}").set_value(top["item_id"][4]).run()
+    page.number_input(key="explain_k").set_value(3).run()  # the chosen item leaves the list
+    assert not page.exception and not page.error
+    assert len(frame(page, "rank")) == 3
+    assert page.session_state["explained"]["item"] in top["item_id"][:3].tolist()
+
+
+def test_an_original_user_id_can_be_typed(monkeypatch: pytest.MonkeyPatch, trained: tuple[Path, str, str]) -> None:
+    root, run_id, original = trained
+    at = open_page(monkeypatch, root, run_id, explain_user=original)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    stored = Workspace(root).resolve_user(DATASET, original)
+    assert stored != original  # the dataset is pseudonymized
+    assert any(unescape(c.value) == f"Original user ID {original} is stored as {stored}." for c in at.caption)
+    assert at.session_state["explained"]["user"] == stored
+    assert at.session_state["explained"]["label"] == original
+    at = open_page(monkeypatch, root, run_id, explain_user="nobody-like-this")  # AppTest cannot type into it
+    assert not at.exception
+    assert any("'nobody-like-this' has no events" in unescape(e.value) for e in at.error)
+
+
+def test_token_highlights_on_request(page: AppTest) -> None:
+    assert not page.get("html")
+    page.toggle(key="explain_tokens").set_value(True).run()
+    assert not page.exception and not page.error, [e.value for e in page.error]
+    snippets = [h.proto.body for h in page.get("html")]
+    assert len(snippets) == 1 and snippets[0].count("<span") >= 1
+    assert page.session_state["explained"]["tokens"] is True
+
+
+def test_without_a_run_the_page_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    at = open_page(monkeypatch, tmp_path / "empty", None)
+    assert not at.exception and not at.error
+    assert any("No trained run" in unescape(i.value) for i in at.info)
+    st.cache_data.clear()
+    st.cache_resource.clear()

@@ -1,0 +1,169 @@
+"""The Export page: the current explanation as CSV and as an HTML report, the global influence as CSV.
+
+One tiny run (30 users, 30 items, one epoch, a random 1-layer BERT as the text encoder) is
+trained once into a module workspace. Each test goes the way an analyst does, through
+app.py: Explain (or Influence) first, then Export. The files the download buttons offer
+are caught where Streamlit registers them (``MediaFileManager.add``).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import streamlit as st
+import torch
+from streamlit.runtime.media_file_manager import MediaFileManager
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+from core import synth
+from core.ingest import IngestOptions, ingest
+from core.report import ATTRIBUTION_COLUMNS
+from core.runs import train_run
+from core.workspace import Workspace
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+DATASET = "syn"
+TINY = {"device": "cpu", "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8,
+                                   "n_experts": 2}, "train": {"batch_size": 32, "epochs": 1, "threads": 1}}
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "shoe", "coffee", "bag", "##s"]
+
+
+def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep Streamlit's legacy ``pages/`` mode off, as in a live server (see tests/app/test_app.py)."""
+    original = PagesManager.__init__
+
+    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def tiny_bert(folder: Path) -> Path:
+    """A random 1-layer BERT (hidden 8) with a WordPiece tokenizer, saved offline."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                        intermediate_size=16, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("export-page")
+    data = synth.generate(synth.SynthConfig.small(5, n_users=30, n_items=30, target_events=900))
+    synth.write(data, root / "data")
+    ws = Workspace(root / "ws")
+    ingest(ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name=DATASET))
+    return ws.root, train_run(ws, DATASET, {**TINY, "encoder": str(tiny_bert(root / "bert"))})
+
+
+@pytest.fixture()
+def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[bytes, str]]:
+    """file name -> (bytes, MIME type) of every file a download button registered."""
+    files: dict[str, tuple[bytes, str]] = {}
+    original = MediaFileManager.add
+
+    def add(self: MediaFileManager, data: bytes | str, mimetype: str, coordinates: str,
+            file_name: str | None = None, is_for_static_download: bool = False) -> str:
+        files[str(file_name)] = (data if isinstance(data, bytes) else Path(data).read_bytes(), mimetype)
+        return original(self, data, mimetype, coordinates, file_name, is_for_static_download)
+
+    monkeypatch.setattr(MediaFileManager, "add", add)
+    return files
+
+
+@pytest.fixture()
+def app(monkeypatch: pytest.MonkeyPatch, trained: tuple[Path, str]) -> AppTest:
+    """app.py on the module workspace with the tiny run picked; caches cleared around it."""
+    root, run_id = trained
+    monkeypatch.setenv("BEHAVIORLENS_WORKSPACE", str(root))
+    server_mode(monkeypatch)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["dataset"] = DATASET
+    at.session_state["run"] = run_id
+    yield at.run()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def unescape(text: str) -> str:
+    """Markdown text as the reader sees it (backslash escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def visit(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def buttons(at: AppTest) -> dict[str, object]:
+    return {b.proto.label: b for b in at.get("download_button")}
+
+
+def test_without_anything_computed_the_page_says_what_to_do(app: AppTest) -> None:
+    at = visit(app, "pages/export.py")
+    assert not at.get("download_button")
+    infos = [unescape(i.value) for i in at.info]
+    assert any(i.startswith("Nothing explained yet") for i in infos)
+    assert any(i.startswith("No global influence computed") for i in infos)
+
+
+def test_the_current_explanation_downloads_as_csv_and_html(
+        app: AppTest, downloads: dict[str, tuple[bytes, str]]) -> None:
+    at = visit(app, "pages/explain.py")
+    at.radio(key="explain_method").set_value("loo")
+    at.toggle(key="explain_tokens").set_value(True).run()
+    request = dict(at.session_state["explained"])
+    summary = next(unescape(i.value) for i in at.info if "because" in unescape(i.value))
+    at = visit(at, "pages/export.py")
+    assert set(buttons(at)) == {"Attributions (CSV)", "HTML report"}
+    csv_name = next(n for n in downloads if n.endswith(".csv"))
+    assert csv_name.startswith("explanation-") and csv_name.endswith("-loo-fused.csv")
+    data, mime = downloads[csv_name]
+    assert mime == "text/csv"
+    table = pd.read_csv(io.BytesIO(data), dtype={"user": str, "item": str, "event_item": str})
+    assert list(table.columns) == list(ATTRIBUTION_COLUMNS)
+    assert (table["user"] == request["user"]).all() and (table["item"] == request["item"]).all()
+    assert (table["method"] == "loo").all() and (table["target"] == "fused").all()
+    assert table["position"].tolist() == list(range(len(table)))
+    page_html, mime = downloads[csv_name.replace(".csv", ".html")]
+    text = page_html.decode("utf-8")
+    assert mime == "text/html" and text.startswith("<!DOCTYPE html>")
+    assert "<script src=" not in text and "Plotly" in text
+    assert html.escape(summary) in text  # the summary, as on the Explain page
+    assert "Counterfactual set" in text and "bl-timeline" in text and "bl-deletion" in text
+    assert "<h2>Text tokens</h2>" in text  # shown on the Explain page, so in the report too
+
+
+def test_the_computed_influence_downloads_as_csv(app: AppTest, downloads: dict[str, tuple[bytes, str]]) -> None:
+    at = visit(app, "pages/influence.py")
+    at.number_input(key="influence_users").set_value(10)
+    next(b for b in at.button if b.label == "Compute influence").click()
+    at.run()
+    assert not at.exception and not at.error
+    at = visit(at, "pages/export.py")
+    assert set(buttons(at)) == {"Global influence (CSV)"}
+    name = next(n for n in downloads if n.startswith("influence-"))
+    table = pd.read_csv(io.BytesIO(downloads[name][0]))
+    assert set(table["section"]) == {"behavior", "time_gap", "category"}
+    behaviors = table[table["section"] == "behavior"]
+    assert behaviors["share"].sum() == pytest.approx(1.0)
+    assert behaviors["ablation_delta_NDCG@10"].notna().all()  # the ablation came along
+    assert (table["method"] == "loo").all() and (table["users"] == 10).all()

@@ -1,0 +1,172 @@
+"""The Influence page: per-behavior influence with intervals, by time gap and category, the ablation table.
+
+One tiny run (30 users, 30 items, one epoch, a random 1-layer BERT as the text encoder) is
+trained once into a module workspace; every test opens the page on it through app.py, as a
+browser would, with Streamlit's caches cleared around it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import streamlit as st
+import torch
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+from core import synth
+from core.ingest import IngestOptions, ingest
+from core.runs import train_run
+from core.workspace import Workspace
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PAGE = "pages/influence.py"
+DATASET = "syn"
+TINY = {"device": "cpu", "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8,
+                                   "n_experts": 2}, "train": {"batch_size": 32, "epochs": 1, "threads": 1}}
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "shoe", "coffee", "bag", "##s"]
+
+
+def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep Streamlit's legacy ``pages/`` mode off, as in a live server (see tests/app/test_app.py)."""
+    original = PagesManager.__init__
+
+    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def tiny_bert(folder: Path) -> Path:
+    """A random 1-layer BERT (hidden 8) with a WordPiece tokenizer, saved offline."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                        intermediate_size=16, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, set[str]]:
+    """(workspace folder, run ID, the item categories) of the module's tiny run."""
+    root = tmp_path_factory.mktemp("influence-page")
+    data = synth.generate(synth.SynthConfig.small(5, n_users=30, n_items=30, target_events=900))
+    synth.write(data, root / "data")
+    ws = Workspace(root / "ws")
+    ingest(ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name=DATASET))
+    run_id = train_run(ws, DATASET, {**TINY, "encoder": str(tiny_bert(root / "bert"))})
+    return ws.root, run_id, {str(c) for c in data.items["category"]}
+
+
+@pytest.fixture()
+def page(monkeypatch: pytest.MonkeyPatch, trained: tuple[Path, str, set[str]]) -> AppTest:
+    root, run_id, _ = trained
+    monkeypatch.setenv("BEHAVIORLENS_WORKSPACE", str(root))
+    server_mode(monkeypatch)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["dataset"] = DATASET
+    at.session_state["run"] = run_id
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    yield at
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def unescape(text: str) -> str:
+    """Markdown text as the reader sees it (backslash escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figures on the page by title, as the JSON specs sent to the browser."""
+    return {(spec := json.loads(el.proto.spec))["layout"]["title"]["text"]: spec for el in at.get("plotly_chart")}
+
+
+def frame(at: AppTest, column: str):  # noqa: ANN201 - a DataFrame
+    frames = [d.value for d in at.dataframe if column in d.value.columns]
+    assert len(frames) == 1, [list(d.value.columns) for d in at.dataframe]
+    return frames[0]
+
+
+def compute(at: AppTest, method: str = "loo", users: int = 12, k: int = 5) -> AppTest:
+    at.radio(key="influence_method").set_value(method)
+    at.number_input(key="influence_users").set_value(users)
+    at.number_input(key="influence_k").set_value(k)
+    next(b for b in at.button if b.label == "Compute influence").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_before_computing_the_page_offers_the_settings(page: AppTest) -> None:
+    assert page.radio(key="influence_method").value == "loo"  # leave-one-out is the default
+    assert page.radio(key="influence_method").options == ["leave-one-out (attributions)",
+                                                          "behavior swap (interventional)",
+                                                          "Integrated Gradients (attributions)"]
+    assert any("press Compute influence" in unescape(i.value) for i in page.info)
+    assert not page.get("plotly_chart")
+
+
+def test_computed_influence_shows_bars_with_intervals_groups_and_ablation(
+        page: AppTest, trained: tuple[Path, str, set[str]]) -> None:
+    at = compute(page)
+    specs = charts(at)
+    assert set(specs) == {"Influence by behavior: share of total |attribution|", "Influence by time gap",
+                          "Influence by category"}
+    bars = specs["Influence by behavior: share of total |attribution|"]["data"][0]
+    assert sum(bars["y"]) == pytest.approx(1.0)  # shares of the total
+    assert len(bars["error_y"]["array"]) == len(bars["y"]) and bars["error_y"]["symmetric"] is False
+    table = frame(at, "95% low")
+    assert (table["95% low"] <= table["share of total |attribution|"] + 1e-12).all()
+    assert set(specs["Influence by category"]["data"][0]["x"]) <= trained[2] | {"(none)"}
+    assert set(specs["Influence by time gap"]["data"][0]["x"]) <= {"&lt;1h", "1h-1d", "1-7d", "&gt;7d"}
+    assert any(unescape(c.value).startswith("Shown: each behavior's share of the total |attribution|")
+               for c in at.caption)
+    assert any("12 users, their top-5 items, method leave-one-out" in unescape(c.value) for c in at.caption)
+    ablation = frame(at, "removed_events")
+    assert set(ablation["behavior"]) == set(table["behavior"]) and (ablation["removed_events"] > 0).all()
+    assert {"HR@10", "NDCG@10", "RMSE"} <= set(ablation.columns)  # deltas
+    baseline = r"With every behavior: HR@10 [\d.]+, NDCG@10 [\d.]+, RMSE [\d.]+\."
+    assert any(re.fullmatch(baseline, unescape(c.value).replace("\u2060", "")) for c in at.caption)  # no autolink
+    assert any("Behavior ablation: every event of one behavior is masked" in unescape(c.value)
+               and "full ranking" in unescape(c.value) for c in at.caption)  # the protocol is labelled
+    assert at.session_state["influence"] == {"run": trained[1],
+                                             "settings": {"users": 12, "method": "loo", "k": 5, "seed": 0}}
+
+
+def test_the_estimand_switch_changes_the_bars(page: AppTest) -> None:
+    at = compute(page)
+    share = charts(at)["Influence by behavior: share of total |attribution|"]["data"][0]["y"]
+    at.radio(key="influence_stat").set_value("signed").run()
+    assert not at.exception and not at.error
+    specs = charts(at)
+    signed = specs["Influence by behavior: signed mean attribution of one event"]["data"][0]["y"]
+    assert signed != share
+    assert specs["Influence by time gap"]["layout"]["yaxis"]["title"]["text"] == (
+        "signed mean attribution of one event")
+    assert any(unescape(c.value).startswith("Shown: the signed mean attribution of ONE settled event")
+               for c in at.caption)
+
+
+def test_swap_method_is_labelled_interventional(page: AppTest) -> None:
+    at = compute(page, method="swap", users=8)
+    at.radio(key="influence_stat").set_value("per_event").run()
+    assert not at.exception and not at.error
+    assert any("interventional" in unescape(c.value) for c in at.caption)
+    assert "Influence by behavior: mean |attribution| of one event" in charts(at)
