@@ -1,8 +1,12 @@
-"""`behaviorlens explain`: why one user gets one item, as per-event attributions (IG, SHAP, LOO, attention)."""
+"""`behaviorlens explain`: why one user gets one item, as per-event attributions (IG, SHAP, LOO, attention).
+
+``--tokens`` adds per-word attributions of the item's text (:mod:`core.attribution.tokens`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from core.errors import DataError
@@ -30,6 +34,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                                                            "the completeness delta is within 1%%)")
     p.add_argument("--samples", type=int, metavar="N", help="SHAP: value-function calls for histories too long "
                                                              "for exact Shapley values")
+    p.add_argument("--tokens", action="store_true",
+                   help="also attribute the same target to the words of the item's text (LayerIntegratedGradients "
+                        "on the text encoder's word embeddings; needs the run's encoder): adds 'tokens' to --json")
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -61,7 +68,16 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
 
         _, weights = resolve_weights(ws, args.run, args.weights)
     exp = explain_run(ws, args.run, args.user, args.item, args.method, args.target, weights, **options)
-    print(exp.to_json() if as_json else _text(exp.to_dict()))
+    out = exp.to_dict()
+    if args.tokens:
+        from core.attribution.tokens import token_attributions_run
+
+        out["tokens"] = [t.to_dict() for t in token_attributions_run(ws, args.run, args.user, args.item,
+                                                                     args.target, weights)]
+    if as_json:
+        print(json.dumps(out, allow_nan=False))
+    else:
+        print(_text(out) + "".join("\n" + _tokens_text(t) for t in out.get("tokens", [])))
     return 0
 
 
@@ -79,6 +95,22 @@ def _text(exp: dict[str, Any]) -> str:
     delta = exp["completeness_delta"]
     lines.append(f"completeness delta {'n/a' if delta is None else format(delta, '.3g')}, "
                  f"AOPC {_num(exp['aopc'])} vs random {_num(exp['aopc_random'])}, {exp['runtime_ms']:.0f} ms")
+    return "\n".join(lines)
+
+
+def _tokens_text(tok: dict[str, Any], top: int = 10) -> str:
+    """The words of one item text that move the score most, strongest first."""
+    where = "the candidate" if tok["source"] == "candidate" else f"event {tok['position']}"
+    lines = [f"text tokens of item {tok['item']!r} ({where}; LayerIntegratedGradients on the encoder's word "
+             f"embeddings, baseline [PAD]): score {tok['score']:.4g} with the text, {tok['baseline_score']:.4g} "
+             f"without; completeness delta {_num(tok['completeness_delta'])} ({tok['details']['steps']} steps), "
+             f"{tok['runtime_ms']:.0f} ms"]
+    words = sorted(tok["words"], key=lambda w: -abs(w[1]))[:top]
+    if not words:
+        lines.append("  (the item has no text)")
+    lines += [f"  {word[:40]:<40} {value:+.4g}" for word, value in words]
+    if len(tok["words"]) > top:
+        lines.append(f"  ({top} strongest of {len(tok['words'])} words; --json has every word piece)")
     return "\n".join(lines)
 
 

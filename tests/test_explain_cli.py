@@ -59,7 +59,8 @@ class Env:
         synth.write(data, root / "data")
         ws = Workspace(self.workspace)
         ingest(ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name="syn"))
-        settings = {**TINY, "encoder": str(_tiny_bert(root / "bert")), "device": "cpu"}
+        self.bert = _tiny_bert(root / "bert")
+        settings = {**TINY, "encoder": str(self.bert), "device": "cpu"}
         self.run_id = train_run(ws, "syn", settings)
         self.user = str(data.events["user_id"].iloc[0])
         self.item = str(data.events.loc[data.events["user_id"] == self.user, "item_id"].iloc[-1])
@@ -141,6 +142,42 @@ def test_errors_give_a_clear_message_and_no_traceback(env: Env, args: tuple[str,
     argv = [x for k, v in {**base, **given}.items() for x in (k, v)]
     got, out, err = env.cli("explain", *argv, "--json")
     assert got == code and needle in err and "Traceback" not in err and out == ""
+
+
+@pytest.mark.parametrize("target", ["fused", "engagement"])
+def test_tokens_flag_adds_token_attributions_and_keeps_every_key(env: Env, target: str) -> None:
+    plain = env.explain("--method", "loo", "--target", target)
+    out = env.explain("--method", "loo", "--target", target, "--tokens")
+    assert "tokens" not in plain and set(out) == set(plain) | {"tokens"}
+    assert {k: out[k] for k in ("score", "events", "method")} == {k: plain[k] for k in ("score", "events", "method")}
+    (tok,) = out["tokens"]
+    assert tok["source"] == "candidate" and tok["position"] is None and tok["item"] == env.item
+    assert tok["target"] == target and tok["tokens"][0] == "[CLS]" and tok["tokens"][-1] == "[SEP]"
+    assert len(tok["attributions"]) == len(tok["tokens"]) and all(len(w) == 2 for w in tok["words"])
+    assert tok["score"] == pytest.approx(out["score"], abs=1e-4)
+    gap = tok["score"] - tok["baseline_score"]
+    assert sum(tok["attributions"]) - gap == pytest.approx(tok["completeness_delta"], abs=1e-9)
+    assert abs(tok["completeness_delta"]) <= 0.05 * abs(gap) + 1e-6
+
+
+def test_tokens_text_output(env: Env) -> None:
+    code, out, err = env.cli("explain", "--run", env.run_id, "--user", env.user, "--item", env.item,
+                             "--method", "loo", "--tokens")
+    assert code == 0, err
+    assert "completeness delta" in out and f"text tokens of item {env.item!r} (the candidate" in out
+
+
+def test_tokens_without_the_encoder_is_a_clear_error(env: Env) -> None:
+    away = env.bert.with_name("bert-away")
+    env.bert.rename(away)
+    try:
+        code, out, err = env.cli("explain", "--run", env.run_id, "--user", env.user, "--item", env.item,
+                                 "--tokens", "--json")
+        assert env.explain("--method", "loo")["method"] == "loo"  # the event attributions do not need it
+    finally:
+        away.rename(env.bert)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert "text encoder" in err and str(env.bert) in err
 
 
 def test_real_subprocess_explain(env: Env) -> None:
