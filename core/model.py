@@ -2,8 +2,8 @@
 
     event token  = item(text projection + ID) + behavior + value + time gap + position
     history      = causal pre-norm transformer over tokens, attention biased by each event's age
-                   at the request time (when the prediction is asked)
-    MMoE         = shared experts over the user state + request gap, one softmax gate per task
+                   (optionally at the request time: when the prediction is asked)
+    MMoE         = shared experts over the user state (+ the request gap), one softmax gate per task
     engagement   = <task state, item representation> + item bias     (one logit per candidate item)
     rating       = tower([task state, item, task state * item]) + item bias, in standardized units
 
@@ -40,7 +40,7 @@ class ModelConfig:
     expert_dim: int = 64
     use_text: bool = True
     use_item_id: bool = True
-    use_request_time: bool = True  # condition on when the prediction is asked (see RequestTime)
+    use_request_time: bool = False  # condition on when the prediction is asked (see RequestTime); opt-in
     request_gap: float = 86400.0  # seconds after the last event a whole-history request is asked
     value_mean: float = 0.0  # rating standardization, (value - mean) / std
     value_std: float = 1.0

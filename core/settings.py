@@ -17,6 +17,7 @@ _NUMBERS: dict[str, tuple[type, float | None, float | None, bool]] = {
     "event_dropout": (float, 0.0, 1.0, True),
     "patience": (int, 1, None, True),
     "rating_refit_epochs": (int, 0, None, True),
+    "bucket_pool": (int, 1, None, True),
     "request_gap": (float, 0.0, None, True),
     "seed": (int, None, None, True),
     "threads": (int, 1, None, True),

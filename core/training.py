@@ -28,7 +28,6 @@ from core.sequences import SequenceData
 ProgressFn = Callable[[dict[str, Any]], None]
 CancelFn = Callable[[], bool]
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-BUCKET_POOL = 16  # batches sorted by length together
 
 
 @dataclass
@@ -45,6 +44,9 @@ class TrainConfig:
     event_dropout: float = 0.1  # share of input events swapped for the mask token while training
     patience: int = 5
     rating_refit_epochs: int = 20  # refit the rating task on the frozen encoder, selected on valid RMSE
+    # >1: users sorted by history length within pools of this many batches (less padding, faster
+    # epochs); 1 = plain shuffled batches. Sorting changed what small models learned (see the README).
+    bucket_pool: int = 1
     seed: int = 0
     threads: int | None = None
 
@@ -202,7 +204,7 @@ def make_optimizer(model: BehaviorModel, loss_fn: MultiTaskLoss, cfg: TrainConfi
 
 
 def length_buckets(users: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                   pool: int = BUCKET_POOL) -> list[np.ndarray]:
+                   pool: int = 1) -> list[np.ndarray]:
     """Shuffled batches of users with similar window lengths (less padding, same randomness).
 
     Users are shuffled, cut into pools of ``pool`` batches, sorted by length within a pool
@@ -223,7 +225,7 @@ def _run_epoch(model: BehaviorModel, data: SequenceData, split: Split, cfg: Trai
                epoch: int) -> dict[str, float] | None:
     model.train()
     lengths = np.minimum(split.train_end - data.offsets[:-1], model.cfg.max_len + 1)
-    groups = length_buckets(users, lengths, cfg.batch_size, rng)
+    groups = length_buckets(users, lengths, cfg.batch_size, rng, cfg.bucket_pool)
     steps = len(groups)
     sums = np.zeros(3)
     for step, idx in enumerate(groups):

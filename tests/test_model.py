@@ -234,7 +234,19 @@ def test_model_config_round_trips_through_a_dict(data) -> None:
 
 # --- request time --------------------------------------------------------------------
 
-def test_request_times_default_to_the_next_event_and_the_gap_after_the_last(data, model) -> None:
+@pytest.fixture(scope="module")
+def timed(data) -> BehaviorModel:
+    """The model with request-time conditioning switched on (an opt-in setting)."""
+    torch.manual_seed(0)
+    m = BehaviorModel(_cfg(data, use_request_time=True, request_gap=3600.0), torch.randn(data.n_items + 1, TEXT_DIM))
+    with torch.no_grad():
+        m.history.time_bias.log_slope.copy_(torch.tensor([-0.3, 0.2]))
+        m.request.gap.weight.normal_(0, 1.0)
+    return m.eval()
+
+
+def test_request_times_default_to_the_next_event_and_the_gap_after_the_last(data, timed) -> None:
+    model = timed
     batch = _batch(data, users=(0,))
     now = model.request.times(batch)
     np.testing.assert_array_equal(now[0, :-1].numpy(), batch.ts[0, 1:].numpy())
@@ -243,7 +255,8 @@ def test_request_times_default_to_the_next_event_and_the_gap_after_the_last(data
     torch.testing.assert_close(model.request.times(bare), now)
 
 
-def test_the_request_time_changes_only_its_own_position(data, model) -> None:
+def test_the_request_time_changes_only_its_own_position(data, timed) -> None:
+    model = timed
     batch = _batch(data, users=(0,))
     later = Batch(**{k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in batch.__dict__.items()})
     later.request_ts[0, -1] = batch.ts[0, -1] + 30 * 86400  # asked a month after the last event
