@@ -177,8 +177,10 @@ class RequestTime(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.enabled, self.default_gap = cfg.use_request_time, int(round(cfg.request_gap))
-        self.gap = nn.Embedding(GAP_BUCKETS, cfg.d_model)
-        nn.init.normal_(self.gap.weight, std=0.02)
+        self.d_model = cfg.d_model
+        self.gap = nn.Embedding(GAP_BUCKETS, cfg.d_model) if self.enabled else None  # none: old checkpoints load
+        if self.gap is not None:
+            nn.init.normal_(self.gap.weight, std=0.02)
 
     def times(self, batch: Batch) -> torch.Tensor:
         """[B, L] request time of each position (seconds)."""
@@ -192,8 +194,8 @@ class RequestTime(nn.Module):
 
     def forward(self, batch: Batch, now: torch.Tensor) -> torch.Tensor:
         """[B, L] -> gap embedding [B, L, D] (zeros when disabled)."""
-        if not self.enabled:
-            return torch.zeros(*now.shape, self.gap.embedding_dim, device=now.device)
+        if self.gap is None:
+            return torch.zeros(*now.shape, self.d_model, device=now.device)
         return self.gap(gap_bucket(now - batch.ts))
 
 
