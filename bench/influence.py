@@ -1,6 +1,6 @@
 """Planted-truth recovery and runtime of global per-behavior influence on the bundled sample data.
 
-    python bench/influence.py [--seeds 0 1] [--users 500] [--threads 2] [--workspace DIR] [--epochs N]
+    python bench/influence.py [--seeds 0 1] [--users 500] [--methods swap,loo,ig] [--threads 2] [--workspace DIR] [--epochs N]
 
 For each training seed: train the default configuration on ``sample_data`` (or reuse the
 run a previous call left in ``--workspace``), then run global influence with the behavior
@@ -28,7 +28,9 @@ def _run_for_seed(ws, seed: int, threads: int, epochs: int | None) -> tuple[str,
     from core.runs import list_runs, train_run
 
     runs = list_runs(ws)
-    tag = f"bench-influence-s{seed}-e{epochs or 'default'}"
+    from bench.explain import defaults_digest  # a run is reused only while the defaults hold
+
+    tag = f"bench-influence-s{seed}-e{epochs or 'default'}-{defaults_digest()}"
     if len(runs) and (runs["run_id"] == tag).any():
         return tag, 0.0
     train = {"seed": seed, "threads": threads} | ({"epochs": epochs} if epochs else {})
@@ -41,6 +43,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds")
     p.add_argument("--users", type=int, default=500)
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of swap,loo,ig")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, help="cap the epochs (default: the default configuration's)")
     p.add_argument("--workspace", type=Path, default=REPO / "bench" / "out" / "influence-ws")
@@ -69,7 +72,7 @@ def main() -> int:
         metrics = rec.evaluate("test")
         print(f"seed {seed}: run {run_id} (trained in {train_s:.0f} s), HR@10 {metrics['HR@10']:.3f}, "
               f"NDCG@10 {metrics['NDCG@10']:.3f}", flush=True)
-        for method in METHODS:
+        for method in [m for m in args.methods.split(",") if m in METHODS]:
             start = time.perf_counter()
             report = global_influence(rec, args.users, method, categories=categories, ablation=False)
             seconds = time.perf_counter() - start
