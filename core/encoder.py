@@ -234,12 +234,20 @@ class TextEncoder:
             raise ArtifactError(f"cannot load an encoder from {folder}: {exc}; expected {_EXPECTED}") from exc
         self._tokenizer, self._net = tokenizer, net.eval().to(self._torch_device())
 
+    def loaded(self) -> tuple[Any, Any, int]:
+        """Load (checked, offline) and return (tokenizer, network, max token length) for direct use."""
+        self._load()
+        return self._tokenizer, self._net, self._max_length()
+
+    def _max_length(self) -> int:
+        limit = self._settings()["max_length"]
+        return min(limit, getattr(self._tokenizer, "model_max_length", limit),
+                   getattr(self._net.config, "max_position_embeddings", limit) or limit)
+
     @torch.inference_mode()
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
         """Embeddings of one batch: [B, D] float32."""
-        limit = self._settings()["max_length"]
-        limit = min(limit, getattr(self._tokenizer, "model_max_length", limit),
-                    getattr(self._net.config, "max_position_embeddings", limit) or limit)
+        limit = self._max_length()
         enc = self._tokenizer(batch, padding=True, truncation=True, max_length=limit, return_tensors="pt")
         enc = {k: v.to(self._net.device) for k, v in enc.items()}
         hidden = self._net(**enc).last_hidden_state  # [B, L, D]

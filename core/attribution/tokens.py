@@ -75,11 +75,8 @@ class LiveEncoder:
     """A run's text encoder loaded for gradients: tokenizer, network and TextEncoder's pooling settings."""
 
     def __init__(self, enc: TextEncoder) -> None:
-        enc._load()  # TextEncoder has no public loader yet; this reuses its checked, offline load
-        self.tokenizer, self.net, self.normalize = enc._tokenizer, enc._net.requires_grad_(False), enc.normalize
-        limit = enc._settings()["max_length"]
-        self.max_length = min(limit, getattr(self.tokenizer, "model_max_length", limit),
-                              getattr(self.net.config, "max_position_embeddings", limit) or limit)
+        self.tokenizer, net, self.max_length = enc.loaded()
+        self.net, self.normalize = net.requires_grad_(False), enc.normalize
         self.device, self.word_embeddings = self.net.device, self.net.get_input_embeddings()
         self.lock = threading.Lock()  # Captum hooks the shared embedding layer while attributing
         if self.tokenizer.pad_token_id is None:
