@@ -131,7 +131,7 @@ def test_the_current_explanation_downloads_as_csv_and_html(
     at.radio(key="explain_method").set_value("loo")
     at.toggle(key="explain_tokens").set_value(True).run()
     request = dict(at.session_state["explained"])
-    summary = next(unescape(i.value) for i in at.info if "because" in unescape(i.value))
+    summary = next(unescape(i.value) for i in at.info if "Times count back from" in unescape(i.value))
     at = visit(at, "pages/export.py")
     assert set(buttons(at)) == {"Attributions (CSV)", "HTML report"}
     csv_name = next(n for n in downloads if n.endswith(".csv"))
