@@ -16,58 +16,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import streamlit as st
-import torch
 from streamlit.runtime.media_file_manager import MediaFileManager
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from core import synth
-from core.ingest import IngestOptions, ingest
 from core.report import ATTRIBUTION_COLUMNS
-from core.runs import train_run
-from core.workspace import Workspace
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-DATASET = "syn"
-TINY = {"device": "cpu", "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8,
-                                   "n_experts": 2}, "train": {"batch_size": 32, "epochs": 1, "threads": 1}}
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "shoe", "coffee", "bag", "##s"]
-
-
-def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep Streamlit's legacy ``pages/`` mode off, as in a live server (see tests/app/test_app.py)."""
-    original = PagesManager.__init__
-
-    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
-
-
-def tiny_bert(folder: Path) -> Path:
-    """A random 1-layer BERT (hidden 8) with a WordPiece tokenizer, saved offline."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    folder.mkdir(parents=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                        intermediate_size=16, max_position_embeddings=512)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
+from page_support import APP, DATASET, server_mode, tiny_run  # tests/app/page_support.py
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    root = tmp_path_factory.mktemp("export-page")
-    data = synth.generate(synth.SynthConfig.small(5, n_users=30, n_items=30, target_events=900))
-    synth.write(data, root / "data")
-    ws = Workspace(root / "ws")
-    ingest(ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name=DATASET))
-    return ws.root, train_run(ws, DATASET, {**TINY, "encoder": str(tiny_bert(root / "bert"))})
+    run = tiny_run(tmp_path_factory.mktemp("export-page"))
+    return run.root, run.run_id
 
 
 @pytest.fixture()

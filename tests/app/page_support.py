@@ -1,0 +1,69 @@
+"""What the analysis-page tests share: server mode, a tiny offline BERT, a tiny trained run.
+
+Imported by the test modules of this folder (pytest puts the folder on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.runtime.pages_manager import PagesManager
+
+from core import synth
+from core.ingest import IngestOptions, ingest
+from core.runs import train_run
+from core.workspace import Workspace
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+DATASET = "syn"
+TINY = {"device": "cpu", "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8,
+                                   "n_experts": 2}, "train": {"batch_size": 32, "epochs": 1, "threads": 1}}
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "shoe", "coffee", "bag", "##s"]
+
+
+def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep Streamlit's legacy ``pages/`` mode off, as in a live server (see tests/app/test_app.py)."""
+    original = PagesManager.__init__
+
+    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def tiny_bert(folder: Path) -> Path:
+    """A random 1-layer BERT (hidden 8) with a WordPiece tokenizer, saved offline."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                        intermediate_size=16, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@dataclass
+class TinyRun:
+    """A workspace with the synthetic dataset ``DATASET`` and one tiny trained run."""
+
+    root: Path
+    run_id: str
+    data: synth.SyntheticData
+
+
+def tiny_run(root: Path) -> TinyRun:
+    """30 users, 30 items, one epoch, the tiny BERT as the text encoder (user IDs pseudonymized)."""
+    data = synth.generate(synth.SynthConfig.small(5, n_users=30, n_items=30, target_events=900))
+    synth.write(data, root / "data")
+    ws = Workspace(root / "ws")
+    ingest(ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name=DATASET))
+    run_id = train_run(ws, DATASET, {**TINY, "encoder": str(tiny_bert(root / "bert"))})
+    return TinyRun(ws.root, run_id, data)
