@@ -5,12 +5,16 @@ Imported by the test modules of this folder (pytest puts the folder on ``sys.pat
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import streamlit as st
 import torch
 from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
 
 from core import synth
 from core.ingest import IngestOptions, ingest
@@ -67,3 +71,43 @@ def tiny_run(root: Path) -> TinyRun:
     ingest(ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name=DATASET))
     run_id = train_run(ws, DATASET, {**TINY, "encoder": str(tiny_bert(root / "bert"))})
     return TinyRun(ws.root, run_id, data)
+
+
+def clear_caches() -> None:
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def open_app(monkeypatch: pytest.MonkeyPatch, root: Path, run_id: str | None, page: str | None = None,
+             **state: object) -> AppTest:
+    """app.py on the workspace ``root`` with the run picked and ``state`` in the session; then ``page``."""
+    monkeypatch.setenv("BEHAVIORLENS_WORKSPACE", str(root))
+    server_mode(monkeypatch)
+    clear_caches()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["dataset"] = DATASET
+    if run_id is not None:
+        at.session_state["run"] = run_id
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page is not None:
+        at.switch_page(page).run()
+    return at
+
+
+def unescape(text: str) -> str:
+    """Markdown text as the reader sees it (backslash escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figures on the page by title, as the JSON specs sent to the browser."""
+    return {(spec := json.loads(el.proto.spec))["layout"]["title"]["text"]: spec for el in at.get("plotly_chart")}
+
+
+def frame(at: AppTest, column: str):  # noqa: ANN201 - a DataFrame
+    """The one table on the page with ``column``."""
+    frames = [d.value for d in at.dataframe if column in d.value.columns]
+    assert len(frames) == 1, [list(d.value.columns) for d in at.dataframe]
+    return frames[0]

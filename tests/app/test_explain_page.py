@@ -8,8 +8,6 @@ caches cleared around it.
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.workspace import Workspace
 
-from page_support import APP, DATASET, server_mode, tiny_run  # tests/app/page_support.py
+from page_support import DATASET, charts, frame, open_app, tiny_run, unescape  # tests/app/page_support.py
 
 PAGE = "pages/explain.py"
 
@@ -31,19 +29,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
 
 def open_page(monkeypatch: pytest.MonkeyPatch, root: Path, run_id: str | None, **state: object) -> AppTest:
     """The Explain page through app.py on the module workspace, with ``state`` in the session."""
-    monkeypatch.setenv("BEHAVIORLENS_WORKSPACE", str(root))
-    server_mode(monkeypatch)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["dataset"] = DATASET
-    if run_id is not None:
-        at.session_state["run"] = run_id
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page(PAGE).run()
-    return at
+    return open_app(monkeypatch, root, run_id, PAGE, **state)
 
 
 @pytest.fixture()
@@ -54,23 +40,6 @@ def page(monkeypatch: pytest.MonkeyPatch, trained: tuple[Path, str, str]) -> App
     yield at
     st.cache_data.clear()
     st.cache_resource.clear()
-
-
-def unescape(text: str) -> str:
-    """Markdown text as the reader sees it (backslash escapes removed)."""
-    return re.sub(r"\\(.)", r"\1", text)
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    """Plotly figures on the page by title, as the JSON specs sent to the browser."""
-    return {(spec := json.loads(el.proto.spec))["layout"]["title"]["text"]: spec for el in at.get("plotly_chart")}
-
-
-def frame(at: AppTest, column: str):  # noqa: ANN201 - a DataFrame
-    """The one table on the page with ``column``."""
-    frames = [d.value for d in at.dataframe if column in d.value.columns]
-    assert len(frames) == 1, [list(d.value.columns) for d in at.dataframe]
-    return frames[0]
 
 
 def timeline(at: AppTest) -> dict:

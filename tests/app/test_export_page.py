@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import io
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.report import ATTRIBUTION_COLUMNS
 
-from page_support import APP, DATASET, server_mode, tiny_run  # tests/app/page_support.py
+from page_support import open_app, tiny_run, unescape  # tests/app/page_support.py
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
@@ -47,22 +46,9 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[bytes, str]]:
 @pytest.fixture()
 def app(monkeypatch: pytest.MonkeyPatch, trained: tuple[Path, str]) -> AppTest:
     """app.py on the module workspace with the tiny run picked; caches cleared around it."""
-    root, run_id = trained
-    monkeypatch.setenv("BEHAVIORLENS_WORKSPACE", str(root))
-    server_mode(monkeypatch)
+    yield open_app(monkeypatch, *trained)
     st.cache_data.clear()
     st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["dataset"] = DATASET
-    at.session_state["run"] = run_id
-    yield at.run()
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def unescape(text: str) -> str:
-    """Markdown text as the reader sees it (backslash escapes removed)."""
-    return re.sub(r"\\(.)", r"\1", text)
 
 
 def visit(at: AppTest, page: str) -> AppTest:

@@ -7,7 +7,6 @@ browser would, with Streamlit's caches cleared around it.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from page_support import APP, DATASET, server_mode, tiny_run  # tests/app/page_support.py
+from page_support import charts, frame, open_app, tiny_run, unescape  # tests/app/page_support.py
 
 PAGE = "pages/influence.py"
 
@@ -29,36 +28,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, set[st
 @pytest.fixture()
 def page(monkeypatch: pytest.MonkeyPatch, trained: tuple[Path, str, set[str]]) -> AppTest:
     root, run_id, _ = trained
-    monkeypatch.setenv("BEHAVIORLENS_WORKSPACE", str(root))
-    server_mode(monkeypatch)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["dataset"] = DATASET
-    at.session_state["run"] = run_id
-    at.run()
-    at.switch_page(PAGE).run()
+    at = open_app(monkeypatch, root, run_id, PAGE)
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     yield at
     st.cache_data.clear()
     st.cache_resource.clear()
-
-
-def unescape(text: str) -> str:
-    """Markdown text as the reader sees it (backslash escapes removed)."""
-    return re.sub(r"\\(.)", r"\1", text)
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    """Plotly figures on the page by title, as the JSON specs sent to the browser."""
-    return {(spec := json.loads(el.proto.spec))["layout"]["title"]["text"]: spec for el in at.get("plotly_chart")}
-
-
-def frame(at: AppTest, column: str):  # noqa: ANN201 - a DataFrame
-    frames = [d.value for d in at.dataframe if column in d.value.columns]
-    assert len(frames) == 1, [list(d.value.columns) for d in at.dataframe]
-    return frames[0]
 
 
 def compute(at: AppTest, method: str = "loo", users: int = 12, k: int = 5) -> AppTest:
