@@ -92,7 +92,9 @@ class Recommender:
         if bad:
             raise DataError(f"unknown model setting(s) {bad}: expected some of {sorted(known)}")
         check_settings(self.model)
-        model = {"request_gap": return_gap(data, self.split_.train_end), **self.model}
+        model = dict(self.model)
+        if model.get("use_request_time") and "request_gap" not in model:  # the opt-in request-time input
+            model["request_gap"] = return_gap(data, self.split_.train_end)
         cfg = ModelConfig(n_items=data.n_items, n_behaviors=len(data.behaviors), text_dim=text_dim,
                           value_mean=self.scale_.mean, value_std=self.scale_.std, **model)
         if cfg.d_model % cfg.n_heads:

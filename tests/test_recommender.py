@@ -353,3 +353,14 @@ def test_default_fit_runs_the_rating_refit_and_saves_its_summary(fitted, saved, 
     summary = fitted.rating_refit_
     assert summary is not None and summary["valid_RMSE"] <= summary["valid_RMSE_before"]
     assert Recommender.load(saved, dataset[0], device="cpu").rating_refit_ == pytest.approx(summary)
+
+
+def test_the_opt_in_request_time_takes_the_data_s_return_gap(tiny_bert, dataset) -> None:
+    from core.batches import return_gap
+
+    events, items = dataset
+    rec = _rec(tiny_bert, model={"use_request_time": True}, train={"epochs": 1, "rating_refit_epochs": 0})
+    rec.fit(events, items)
+    assert rec.model_.cfg.use_request_time and rec.model_.request.gap is not None
+    assert rec.model_.cfg.request_gap == return_gap(rec.data_, rec.split_.train_end) > 0
+    assert rec.recommend(rec.data_.users[0], k=3).shape[0] == 3
