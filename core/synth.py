@@ -15,6 +15,12 @@ session is drawn from ``softmax(score)`` over all items, with::
     sim(j, i) = 1 if j == i, sim_brand if same brand and category,
                 sim_category if same category, else 0
 
+Two choices keep the truth identifiable from the data. Each funnel step may also
+happen without its prerequisite (``p_loose``), so that no behavior implies another (in a
+strictly nested funnel a review always comes with a purchase, and no model can tell
+their effects apart). Ratings follow the item's quality and the user's leniency, latent
+draws that never enter the score, so a rating event moves choices by its weight alone.
+
 The exponential decay makes the sum a running state per user (no history
 window), so the whole sample is vectorized over users with numpy.
 Output is deterministic by seed: regenerating gives byte-identical files.
@@ -47,7 +53,7 @@ from core.schema import (
     ITEM_TITLE, PURCHASE, RATE, REVIEW, SHARE, TEXT, TIMESTAMP, USER_ID, VALUE, VIEW,
 )
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 EVENTS_FILE = "events.csv"
 ITEMS_FILE = "items.csv"
 TRUTH_FILE = "ground_truth.json"
@@ -78,7 +84,10 @@ class SynthConfig:
 
     Funnel probabilities are conditional: ``p_click`` given a view, ``p_favorite``,
     ``p_cart`` and ``p_share`` given a click, ``p_purchase`` given a cart,
-    ``p_rate`` and ``p_review`` given a purchase.
+    ``p_rate`` and ``p_review`` given a purchase; with probability ``p_loose`` a step's
+    prerequisite is waived (it then happens with its own probability). Ratings:
+    ``rating_base`` + ``rating_quality_gain`` * item quality + user leniency (sd
+    ``rating_user_sd``) + ``rating_pref_gain`` * category affinity + noise, rounded into 1..5.
     """
 
     seed: int = 7
@@ -90,8 +99,8 @@ class SynthConfig:
     target_events: int = 60_000
     behavior_weights: dict[str, float] = field(
         default_factory=lambda: dict(DEFAULT_BEHAVIOR_WEIGHTS))
-    tau_seconds: float = 2.0 * _DAY
-    beta_pref: float = 4.0
+    tau_seconds: float = 7.0 * _DAY
+    beta_pref: float = 1.0
     beta_pop: float = 0.5
     sim_brand: float = 0.6
     sim_category: float = 0.35
@@ -105,8 +114,11 @@ class SynthConfig:
     p_rate: float = 0.45
     p_review: float = 0.3
     p_share: float = 0.05
-    rating_base: float = 2.2
-    rating_pref_gain: float = 2.6
+    p_loose: float = 0.25
+    rating_base: float = 3.5
+    rating_pref_gain: float = 0.0
+    rating_quality_gain: float = 0.9
+    rating_user_sd: float = 0.5
     rating_noise: float = 0.8
     min_session_gap_seconds: int = 2 * 3600
     step_gap_mean_seconds: float = 45.0
@@ -134,6 +146,21 @@ class SyntheticData:
     events: pd.DataFrame   # EVENT_COLUMNS, sorted by (timestamp, user, sequence)
     items: pd.DataFrame    # ITEM_FIELDS
     truth: dict[str, object]
+
+
+@dataclass(frozen=True)
+class _RatingTaste:
+    """Latent draws behind ratings only (they never enter the choice score)."""
+
+    quality: np.ndarray    # [N] item quality, standard normal
+    leniency: np.ndarray   # [U] user rating bias, N(0, rating_user_sd)
+
+    @classmethod
+    def draw(cls, config: SynthConfig) -> _RatingTaste:
+        # A separate stream, so rating settings leave every choice and time unchanged.
+        rng = np.random.default_rng([config.seed, 1])
+        quality = np.round(rng.standard_normal(config.n_items), 6)
+        return cls(quality, np.round(config.rating_user_sd * rng.standard_normal(config.n_users), 6))
 
 
 @dataclass(frozen=True)
@@ -173,6 +200,7 @@ def _validate_counts(config: SynthConfig) -> None:
         "target_events": config.target_events >= 2 * config.n_users,
         "tau_seconds": config.tau_seconds > 0, "pref_concentration": config.pref_concentration > 0,
         "activity_sigma": config.activity_sigma >= 0, "rating_noise": config.rating_noise >= 0,
+        "rating_user_sd": config.rating_user_sd >= 0,
         "max_sessions_factor": config.max_sessions_factor >= 1,
         "min_session_gap_seconds": config.min_session_gap_seconds
         > 8 * config.step_gap_max_seconds,
@@ -190,7 +218,7 @@ def _validate_counts(config: SynthConfig) -> None:
 def _validate_rates(config: SynthConfig) -> None:
     """Funnel probabilities lie in [0, 1]; similarities in [0, 1]."""
     names = ("p_click", "p_favorite", "p_cart", "p_purchase", "p_rate", "p_review", "p_share",
-             "sim_brand", "sim_category")
+             "p_loose", "sim_brand", "sim_category")
     for name in names:
         value = getattr(config, name)
         if not 0.0 <= value <= 1.0:
@@ -278,10 +306,14 @@ def similarity_matrix(category: np.ndarray, brand: np.ndarray,
 
 def expected_session_events(config: SynthConfig) -> float:
     """Expected number of event rows per session under the funnel probabilities."""
+    def reached(p_prereq: float) -> float:  # the prerequisite happened, or it was waived
+        return p_prereq + (1.0 - p_prereq) * config.p_loose
+
     click = config.p_click
-    purchase = click * config.p_cart * config.p_purchase
-    return (1.0 + click + click * (config.p_favorite + config.p_cart + config.p_share)
-            + purchase * (1.0 + config.p_rate + config.p_review))
+    cart = reached(click) * config.p_cart
+    purchase = reached(cart) * config.p_purchase
+    return (1.0 + click + reached(click) * (config.p_favorite + config.p_share) + cart
+            + purchase + reached(purchase) * (config.p_rate + config.p_review))
 
 
 def _session_counts(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
@@ -316,32 +348,37 @@ def _funnel(config: SynthConfig, rng: np.random.Generator,
             n: int) -> tuple[np.ndarray, np.ndarray]:
     """Which steps happen [n, 8] bool, and each step's offset from the session start [n, 8]."""
     u = rng.random((n, 7))
+    # p_loose: a step may also happen without its prerequisite (a purchase without a cart,
+    # a rating without a purchase), so that no behavior implies another one.
+    loose = rng.random((n, 7)) < config.p_loose if config.p_loose > 0 else np.zeros((n, 7), dtype=bool)
     flags = np.zeros((n, len(FUNNEL_ORDER)), dtype=bool)
     flags[:, _STEP[VIEW]] = True
     flags[:, _STEP[CLICK]] = click = u[:, 0] < config.p_click
-    flags[:, _STEP[FAVORITE]] = click & (u[:, 1] < config.p_favorite)
-    flags[:, _STEP[CART]] = cart = click & (u[:, 2] < config.p_cart)
-    flags[:, _STEP[PURCHASE]] = bought = cart & (u[:, 3] < config.p_purchase)
-    flags[:, _STEP[RATE]] = bought & (u[:, 4] < config.p_rate)
-    flags[:, _STEP[REVIEW]] = bought & (u[:, 5] < config.p_review)
-    flags[:, _STEP[SHARE]] = click & (u[:, 6] < config.p_share)
+    flags[:, _STEP[FAVORITE]] = (click | loose[:, 1]) & (u[:, 1] < config.p_favorite)
+    flags[:, _STEP[CART]] = cart = (click | loose[:, 2]) & (u[:, 2] < config.p_cart)
+    flags[:, _STEP[PURCHASE]] = bought = (cart | loose[:, 3]) & (u[:, 3] < config.p_purchase)
+    flags[:, _STEP[RATE]] = (bought | loose[:, 4]) & (u[:, 4] < config.p_rate)
+    flags[:, _STEP[REVIEW]] = (bought | loose[:, 5]) & (u[:, 5] < config.p_review)
+    flags[:, _STEP[SHARE]] = (click | loose[:, 6]) & (u[:, 6] < config.p_share)
     gaps = np.rint(5.0 + rng.exponential(config.step_gap_mean_seconds, (n, len(FUNNEL_ORDER))))
     gaps = np.minimum(gaps, config.step_gap_max_seconds).astype(np.int64)
     gaps[:, 0] = 0
     return flags, np.cumsum(np.where(flags, gaps, 0), axis=1)
 
 
-def _ratings(config: SynthConfig, rng: np.random.Generator, prefs: np.ndarray,
-             users: np.ndarray, cats: np.ndarray) -> np.ndarray:
-    """Integer ratings 1..5 [n], higher when the item's category is the user's favourite."""
+def _ratings(config: SynthConfig, rng: np.random.Generator, prefs: np.ndarray, taste: _RatingTaste,
+             users: np.ndarray, items: np.ndarray, cats: np.ndarray) -> np.ndarray:
+    """Integer ratings 1..5 [n]: the item's quality, the user's leniency and (with
+    ``rating_pref_gain``) the user's preference for the item's category."""
     affinity = prefs[users, cats] / prefs[users].max(axis=1)
-    mean = config.rating_base + config.rating_pref_gain * affinity
+    mean = (config.rating_base + config.rating_pref_gain * affinity
+            + config.rating_quality_gain * taste.quality[items] + taste.leniency[users])
     noisy = mean + config.rating_noise * rng.standard_normal(len(users))
     return np.clip(np.rint(noisy), 1, 5)
 
 
 def _simulate(config: SynthConfig, rng: np.random.Generator, catalogue: _Catalogue,
-              prefs: np.ndarray, popularity: np.ndarray,
+              prefs: np.ndarray, popularity: np.ndarray, taste: _RatingTaste,
               starts: np.ndarray) -> dict[str, np.ndarray]:
     """Run all sessions, vectorized over users; return flat event arrays (unsorted).
 
@@ -365,7 +402,7 @@ def _simulate(config: SynthConfig, rng: np.random.Generator, catalogue: _Catalog
         decay = np.exp(offsets / config.tau_seconds)
         state[act, target] += (flags * weights * decay).sum(axis=1)
         ref[act] = now
-        rating = _ratings(config, rng, prefs, act, catalogue.category[target])
+        rating = _ratings(config, rng, prefs, taste, act, target, catalogue.category[target])
         template = rng.integers(0, 1 << 30, size=len(act))
         parts.append(_session_rows(act, target, now, flags, offsets, rating, template))
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
@@ -418,7 +455,8 @@ def _events_frame(config: SynthConfig, flat: dict[str, np.ndarray],
 
 
 def _truth(config: SynthConfig, events: pd.DataFrame, items: pd.DataFrame,
-           prefs: np.ndarray, popularity: np.ndarray, n_sessions: int) -> dict[str, object]:
+           prefs: np.ndarray, popularity: np.ndarray, taste: _RatingTaste,
+           n_sessions: int) -> dict[str, object]:
     """The planted truth: weights, every generating parameter, counts and latent draws."""
     params = asdict(config)
     weights = params.pop("behavior_weights")
@@ -433,9 +471,13 @@ def _truth(config: SynthConfig, events: pd.DataFrame, items: pd.DataFrame,
                   "start; the session's target item ~ softmax(score) over all items"),
         "funnel": ("per session: view always; click | view with p_click; favorite, cart and "
                    "share | click with p_favorite, p_cart, p_share; purchase | cart with "
-                   "p_purchase; rate and review | purchase with p_rate, p_review"),
+                   "p_purchase; rate and review | purchase with p_rate, p_review; each step "
+                   "after the click may also happen without its prerequisite, with probability "
+                   "p_loose times its own"),
         "rating": ("clip(round(rating_base + rating_pref_gain * pref[u,c] / max(pref[u]) + "
-                   "rating_noise * N(0,1)), 1, 5); rate and review events of a session share it"),
+                   "rating_quality_gain * item_quality[j] + user_leniency[u] + rating_noise * N(0,1)), "
+                   "1, 5); rate and review events of a session share it; item_quality and "
+                   "user_leniency never enter the choice score"),
         "similarity": {"same_item": 1.0, "same_brand_and_category": config.sim_brand,
                        "same_category": config.sim_category, "other": 0.0},
         "parameters": params,
@@ -448,6 +490,10 @@ def _truth(config: SynthConfig, events: pd.DataFrame, items: pd.DataFrame,
                 f"U{u + 1:0{max(4, len(str(config.n_users)))}d}": prefs[u].tolist()
                 for u in range(config.n_users)},
             "item_popularity": dict(zip(items[ITEM_ID].tolist(), popularity.tolist())),
+            "item_quality": dict(zip(items[ITEM_ID].tolist(), taste.quality.tolist())),
+            "user_leniency": {
+                f"U{u + 1:0{max(4, len(str(config.n_users)))}d}": float(taste.leniency[u])
+                for u in range(config.n_users)},
         },
     }
 
@@ -465,9 +511,10 @@ def generate(config: SynthConfig | None = None) -> SyntheticData:
     prefs = np.round(rng.dirichlet(alpha, size=config.n_users), 6)           # [U, C]
     popularity = np.round(rng.standard_normal(config.n_items), 6)           # [N]
     starts = _session_starts(config, _session_counts(config, rng), rng)     # [U, K]
-    flat = _simulate(config, rng, catalogue, prefs, popularity, starts)
+    taste = _RatingTaste.draw(config)
+    flat = _simulate(config, rng, catalogue, prefs, popularity, taste, starts)
     events = _events_frame(config, flat, catalogue)
-    truth = _truth(config, events, catalogue.frame, prefs, popularity,
+    truth = _truth(config, events, catalogue.frame, prefs, popularity, taste,
                    int((starts >= 0).sum()))
     return SyntheticData(events=events, items=catalogue.frame, truth=truth)
 

@@ -85,7 +85,7 @@ def test_sample_counts_in_range(default_data: synth.SyntheticData) -> None:
 def test_funnel_counts_decrease(default_data: synth.SyntheticData) -> None:
     counts = default_data.events[BEHAVIOR].value_counts()
     assert set(counts.index) == set(CANONICAL_BEHAVIORS)
-    assert counts[VIEW] > counts[CLICK] > counts[CART] > counts[PURCHASE]
+    assert counts[VIEW] > counts[CLICK] > max(counts[CART], counts[PURCHASE])  # loose steps: some buy without a cart
     assert counts[PURCHASE] > counts[RATE] > counts[REVIEW] > 0
     assert 0 < counts[SHARE] < 0.05 * len(default_data.events)
     assert counts[FAVORITE] < counts[CLICK]
@@ -112,16 +112,51 @@ def test_events_file_format() -> None:
     assert (tricky.str.contains(",") & tricky.str.contains('"')).any()
 
 
-def test_ratings_follow_preference(default_data: synth.SyntheticData) -> None:
+def test_ratings_follow_item_quality_not_preference(default_data: synth.SyntheticData) -> None:
+    """Ratings come from the item's quality and the user's leniency, latent draws that never
+    enter the choice score: a rating says nothing about which items the user picks next."""
     events, truth = default_data.events, default_data.truth
-    prefs = truth["latent"]["user_category_preference"]
-    cats = truth["categories"]
-    category = default_data.items.set_index(ITEM_ID)[ITEM_CATEGORY]
+    latent = truth["latent"]
     rated = events[events[BEHAVIOR] == RATE]
-    top = [cats[int(np.argmax(prefs[u]))] == category[i]
-           for u, i in zip(rated[USER_ID], rated[ITEM_ID])]
     values = rated[VALUE].to_numpy()
-    assert values[np.array(top)].mean() > values[~np.array(top)].mean() + 0.5
+    quality = rated[ITEM_ID].map(latent["item_quality"]).to_numpy()
+    leniency = rated[USER_ID].map(latent["user_leniency"]).to_numpy()
+    assert np.corrcoef(values, quality)[0, 1] > 0.4
+    assert np.corrcoef(values, leniency)[0, 1] > 0.15
+    prefs, cats = latent["user_category_preference"], truth["categories"]
+    category = default_data.items.set_index(ITEM_ID)[ITEM_CATEGORY]
+    top = np.array([cats[int(np.argmax(prefs[u]))] == category[i] for u, i in zip(rated[USER_ID], rated[ITEM_ID])])
+    assert abs(values[top].mean() - values[~top].mean()) < 0.25
+
+
+def test_ratings_can_still_follow_preference() -> None:
+    data = synth.generate(synth.SynthConfig.small(rating_pref_gain=2.6, rating_quality_gain=0.0, rating_base=2.2))
+    events, truth = data.events, data.truth
+    prefs, cats = truth["latent"]["user_category_preference"], truth["categories"]
+    category = data.items.set_index(ITEM_ID)[ITEM_CATEGORY]
+    rated = events[events[BEHAVIOR] == RATE]
+    top = np.array([cats[int(np.argmax(prefs[u]))] == category[i] for u, i in zip(rated[USER_ID], rated[ITEM_ID])])
+    values = rated[VALUE].to_numpy()
+    assert values[top].mean() > values[~top].mean() + 0.5
+
+
+def test_loose_steps_break_the_funnel_nesting(default_data: synth.SyntheticData) -> None:
+    """With p_loose > 0 no behavior implies another: purchases without a cart and ratings
+    without a purchase occur; with p_loose = 0 the funnel is strictly nested."""
+    def steps(data: synth.SyntheticData) -> pd.Series:
+        return _sessions(data, keep_last=True)["steps"].str.split("+").map(set)
+
+    loose = steps(default_data)
+    assert default_data.truth["parameters"]["p_loose"] > 0
+    assert (loose.map(lambda s: PURCHASE in s and CART not in s)).mean() > 0.01
+    assert (loose.map(lambda s: RATE in s and PURCHASE not in s)).mean() > 0.01
+    nested = steps(synth.generate(synth.SynthConfig.small(p_loose=0.0)))
+    assert not nested.map(lambda s: (PURCHASE in s and CART not in s) or (RATE in s and PURCHASE not in s)
+                          or (CART in s and CLICK not in s)).any()
+    counts = pd.Series([b for s in loose for b in s]).value_counts()
+    sessions = len(loose)
+    expected = synth.expected_session_events(synth.SynthConfig())
+    assert abs(counts.sum() / sessions - expected) < 0.05 * expected
 
 
 def test_items_file_format() -> None:
@@ -202,14 +237,15 @@ def test_cli_bad_weights_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, s
 # --- the planted truth ---------------------------------------------------------------------
 
 
-def _sessions(data: synth.SyntheticData) -> pd.DataFrame:
-    """One row per session (it starts at its view): user, item, behaviors, next item."""
+def _sessions(data: synth.SyntheticData, keep_last: bool = False) -> pd.DataFrame:
+    """One row per session (it starts at its view): user, item, behaviors, next item
+    (``keep_last``: also each user's last session, which has none)."""
     ev = data.events.sort_values([USER_ID, TIMESTAMP], kind="stable")
     grouped = ev.groupby((ev[BEHAVIOR] == VIEW).cumsum().to_numpy())
     sessions = pd.DataFrame({USER_ID: grouped[USER_ID].first(), ITEM_ID: grouped[ITEM_ID].first(),
                              "steps": grouped[BEHAVIOR].agg(lambda b: "+".join(b))})
     sessions["next"] = sessions.groupby(USER_ID)[ITEM_ID].shift(-1)
-    return sessions.dropna(subset=["next"])
+    return sessions if keep_last else sessions.dropna(subset=["next"])
 
 
 def _log_repeat_lift(sessions: pd.DataFrame, before: tuple[str, ...],
@@ -221,16 +257,17 @@ def _log_repeat_lift(sessions: pd.DataFrame, before: tuple[str, ...],
 
 def test_planted_effect_is_visible_and_reverses() -> None:
     """Model-free: each funnel step adds w_b to the same item's score, so the log-ratio of
-    next-session repeat rates between sessions ending one step apart tracks w_b."""
+    next-session repeat rates between sessions ending one step apart tracks w_b. (Damped:
+    with a week-long memory an item a user keeps returning to is a likely repeat already.)"""
     lifts = {}
     for name, weights in (("default", _weights()), ("swapped", _swap(CLICK, PURCHASE))):
         s = _sessions(synth.generate(synth.SynthConfig(behavior_weights=weights)))
         lifts[name] = (_log_repeat_lift(s, (VIEW,), (VIEW, CLICK)),
                        _log_repeat_lift(s, (VIEW, CLICK, CART), (VIEW, CLICK, CART, PURCHASE)))
     click, purchase = lifts["default"]
-    assert purchase > click + 0.3      # w_purchase 2.0 > w_click 0.6
+    assert purchase > click + 0.1      # w_purchase 2.0 > w_click 0.6 (measured 0.34 vs 0.16)
     click, purchase = lifts["swapped"]
-    assert click > purchase + 0.3      # w_click 2.0 > w_purchase 0.6
+    assert click > purchase + 0.1      # w_click 2.0 > w_purchase 0.6 (measured 0.21 vs -0.06)
 
 
 def _history_features(data: synth.SyntheticData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
