@@ -75,10 +75,13 @@ def bench_run(ws: Any, epochs: int | None, threads: int) -> tuple[str, float]:
     """The run id of the default configuration (trained unless a finished one is there), training seconds."""
     from core.runs import DONE, list_runs, train_run
 
-    tag = f"bench-explain-e{epochs or 'default'}-{defaults_digest()}"
+    digest, cap = defaults_digest(), epochs or "default"
+    tag = f"bench-explain-e{cap}-{digest}"
     runs = list_runs(ws)
-    if len(runs) and ((runs["run_id"] == tag) & (runs["status"] == DONE)).any():
-        return tag, 0.0
+    # bench/influence.py's seed-0 run in the same workspace is the same configuration
+    for reuse in (tag, f"bench-influence-s0-e{cap}-{digest}"):
+        if len(runs) and ((runs["run_id"] == reuse) & (runs["status"] == DONE)).any():
+            return reuse, 0.0
     train = {"threads": threads} | ({"epochs": epochs} if epochs else {})
     start = time.perf_counter()
     train_run(ws, "sample", {"device": "cpu", "train": train}, run_id=tag)

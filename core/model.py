@@ -2,9 +2,10 @@
 
     event token  = item(text projection + ID) + behavior + value + time gap + position
     history      = causal pre-norm transformer over tokens, attention biased by each event's age
-                   (optionally at the request time: when the prediction is asked)
+                   at the request time (when the prediction is asked)
+    memory       = sum over events of w(behavior, value, age) * V (token - mask token): evidence that adds up
     MMoE         = shared experts over the user state (+ the request gap), one softmax gate per task
-    engagement   = <task state, item representation> + item bias     (one logit per candidate item)
+    engagement   = <engagement task state + memory, item representation> + item bias  (a logit per item)
     rating       = tower([task state, item, task state * item]) + item bias, in standardized units
 
 The model returns logits and standardized ratings; sigmoid/softmax, de-standardization
@@ -40,7 +41,8 @@ class ModelConfig:
     expert_dim: int = 64
     use_text: bool = True
     use_item_id: bool = True
-    use_request_time: bool = False  # condition on when the prediction is asked (see RequestTime); opt-in
+    use_request_time: bool = True  # condition on when the prediction is asked (see RequestTime)
+    use_memory: bool = True  # the additive behavior memory beside the transformer (see BehaviorMemory)
     request_gap: float = 86400.0  # seconds after the last event a whole-history request is asked
     value_mean: float = 0.0  # rating standardization, (value - mean) / std
     value_std: float = 1.0
@@ -165,6 +167,48 @@ class HistoryEncoder(nn.Module):
         return self.norm(x)
 
 
+# The memory's weight logits are scaled up: a table entry gets one gradient per step, and
+# Adam moves it by about lr per step, too slowly for weights that differ several-fold.
+GATE_SCALE = 8.0
+
+
+class BehaviorMemory(nn.Module):
+    """An additive, age-weighted memory of the user's earlier events, beside the transformer.
+
+    memory_q = sum over events k <= q of  w(b_k, v_k, g_qk) * V (x_k - m)
+
+    over event tokens x_k (m = the mask token, so a removed event adds exactly nothing),
+    with a learned weight per behavior b, value bucket v and age bucket g (the event's age
+    at q's request time): w = softplus(8 (W_b[b, g] + W_v[v, g])). Softmax attention averages
+    its inputs, so the transformer alone cannot say "two purchases count more than one";
+    this memory adds each event's evidence and enters the engagement logit linearly
+    (``h · item_j``). The weights are the model's own per-behavior influence by age, one
+    number per (behavior, age bucket), not per item. ``V`` starts at zero: a new model
+    starts as the transformer alone.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.behavior = nn.Embedding(cfg.n_behaviors, GAP_BUCKETS)
+        self.value = nn.Embedding(VALUE_BUCKETS, GAP_BUCKETS)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        for weight in (self.behavior.weight, self.value.weight, self.proj.weight):
+            nn.init.zeros_(weight)
+
+    def weights(self, batch: Batch, now: torch.Tensor) -> torch.Tensor:
+        """[B, Lq, Lk] weight of event k in position q's memory (0 for later events and padding)."""
+        length = batch.ts.shape[1]
+        bucket = gap_bucket((now.unsqueeze(2) - batch.ts.unsqueeze(1)).clamp(min=0))  # [B, Lq, Lk]
+        logits = GATE_SCALE * (self.behavior(batch.behavior) + self.value(batch.value))  # [B, Lk, G]
+        per_pair = logits.unsqueeze(1).expand(-1, length, -1, -1).gather(-1, bucket.unsqueeze(-1)).squeeze(-1)
+        causal = torch.ones(length, length, dtype=torch.bool, device=now.device).tril()
+        return F.softplus(per_pair) * (causal & batch.mask.unsqueeze(1))
+
+    def forward(self, tokens: torch.Tensor, batch: Batch, now: torch.Tensor, mask_token: torch.Tensor) -> torch.Tensor:
+        """Tokens [B, L, D] (removed events already the mask token) -> memory [B, L, D]."""
+        return self.weights(batch, now) @ self.proj(tokens - mask_token)
+
+
 class RequestTime(nn.Module):
     """When the prediction is asked: the request time of every position and its gap embedding.
 
@@ -215,7 +259,11 @@ class MMoE(nn.Module):
 
 
 class EngagementHead(nn.Module):
-    """Logit of engaging with a candidate: task state · item representation + item bias."""
+    """Logit of engaging with a candidate: task state · item representation + item bias.
+
+    With the behavior memory, the task state carries it as D trailing features, added to
+    the projected state: logit = (proj(task) + memory) · item + item bias.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -225,7 +273,9 @@ class EngagementHead(nn.Module):
 
     def forward(self, task_state: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor | None) -> torch.Tensor:
         """[P, De] x items [N', D] (all, when item_idx is None) -> logits [P, N']; or paired [P] when items [P, D]."""
-        h = self.proj(task_state)
+        h = self.proj(task_state[..., :self.proj.in_features])
+        if task_state.shape[-1] > self.proj.in_features:  # the behavior memory's trailing features
+            h = h + task_state[..., self.proj.in_features:]
         bias = self.item_bias.weight.squeeze(-1) if item_idx is None else self.item_bias(item_idx).squeeze(-1)
         if item_idx is None:
             return h @ items.T + bias
@@ -280,6 +330,7 @@ class BehaviorModel(nn.Module):
         self.events = EventEmbedding(cfg)
         self.history = HistoryEncoder(cfg)
         self.request = RequestTime(cfg)
+        self.memory = BehaviorMemory(cfg) if cfg.use_memory else None  # none: old checkpoints load
         self.mmoe = MMoE(cfg)
         self.engagement = EngagementHead(cfg)
         self.rating = RatingHead(cfg)
@@ -289,24 +340,35 @@ class BehaviorModel(nn.Module):
         return self.events(batch, self.items(batch.item))
 
     def encode(self, tokens: torch.Tensor, batch: Batch, removed: torch.Tensor | None = None) -> torch.Tensor:
-        """Tokens [B, L, D] -> user states [B, L, D]; ``removed`` [B, L] bool swaps events for the mask token."""
+        """Tokens [B, L, D] -> user states [B, L, D] (with the behavior memory [B, L, 2D]: the
+        transformer's states, then the memory); ``removed`` [B, L] bool swaps events for the mask token."""
         if removed is not None:
             tokens = torch.where(removed.unsqueeze(-1), self.events.mask_token.expand_as(tokens), tokens)
+        now = self.request.times(batch)
         x = self.events.drop(tokens + self.events.positions(tokens.shape[1]))
-        return self.history(x, batch.ts, batch.mask, self.request.times(batch))
+        states = self.history(x, batch.ts, batch.mask, now)
+        if self.memory is None:
+            return states
+        return torch.cat([states, self.memory(tokens, batch, now, self.events.mask_token)], -1)
+
+    def mixed(self, states: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The MMoE input [B, L, D]: the transformer's states + the request-gap embedding."""
+        return states[..., :self.cfg.d_model] + self.request(batch, self.request.times(batch))
 
     def tasks(self, states: torch.Tensor, batch: Batch, removed: torch.Tensor | None = None,
               last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """User states [B, L, D] -> (engagement task state [B, L, De], rating task state [B, L, De + 2]).
+        """User states (from :meth:`encode`) -> (engagement task state [B, L, De] (+ D memory features),
+        rating task state [B, L, De + 2]).
 
-        ``last``: only the newest position ([B, De] and [B, De + 2]).
+        ``last``: only the newest position ([B, De (+ D)] and [B, De + 2]).
         """
-        mixed = states + self.request(batch, self.request.times(batch))  # [B, L, D]
+        mixed = self.mixed(states, batch)  # [B, L, D]
+        memory = states[..., self.cfg.d_model:]  # [B, L, D] or [B, L, 0]
         extra = user_value_mean(batch, self.cfg, removed)  # [B, L, 2]
         if last:
-            mixed, extra = mixed[:, -1], extra[:, -1]
+            mixed, extra, memory = mixed[:, -1], extra[:, -1], memory[:, -1]
         task_e, task_r = self.mmoe(mixed)
-        return task_e, torch.cat([task_r, extra], -1)
+        return torch.cat([task_e, memory], -1), torch.cat([task_r, extra], -1)
 
     def forward(self, batch: Batch, removed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch -> (engagement task state [B, L, De], rating task state [B, L, De + 2])."""

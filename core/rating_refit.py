@@ -59,7 +59,7 @@ def rating_positions(model: BehaviorModel, data: SequenceData, split: Split, use
         if not keep.any():
             continue
         states = model.encode(model.tokens(batch), batch)
-        mixed = states + model.request(batch, model.request.times(batch))
+        mixed = model.mixed(states, batch)
         extra = user_value_mean(batch, model.cfg)
         parts.append((mixed[keep].float(), extra[keep].float(), batch.target_item[keep], values[keep].float()))
     if not parts:

@@ -93,7 +93,7 @@ class Recommender:
             raise DataError(f"unknown model setting(s) {bad}: expected some of {sorted(known)}")
         check_settings(self.model)
         model = dict(self.model)
-        if model.get("use_request_time") and "request_gap" not in model:  # the opt-in request-time input
+        if model.get("use_request_time") and "request_gap" not in model:  # the request-time input
             model["request_gap"] = return_gap(data, self.split_.train_end)
         cfg = ModelConfig(n_items=data.n_items, n_behaviors=len(data.behaviors), text_dim=text_dim,
                           value_mean=self.scale_.mean, value_std=self.scale_.std, **model)
@@ -256,7 +256,8 @@ class Recommender:
         rec.scale_ = RatingScale(**config["rating_scale"])
         state = load_tensors(folder / "model.safetensors", config.get("weights_sha256"))
         try:
-            mcfg = ModelConfig(**config["model_config"])
+            # runs saved before these inputs existed have neither
+            mcfg = ModelConfig(**({"use_memory": False, "use_request_time": False} | config["model_config"]))
             text = state["items.text"]
         except (TypeError, KeyError) as exc:
             raise ArtifactError(f"{folder / 'config.json'} does not describe this model ({exc})") from exc

@@ -30,6 +30,8 @@ _NUMBERS: dict[str, tuple[type, float | None, float | None, bool]] = {
     "expert_dim": (int, 1, None, True),
 }
 
+_SWITCHES = ("use_text", "use_item_id", "use_request_time", "use_memory")
+
 
 def check_number(name: str, value: Any) -> None:
     """Raise DataError unless ``value`` is a number of the right kind and range for ``name``."""
@@ -49,6 +51,8 @@ def check_settings(values: dict[str, Any]) -> None:
     for name, value in values.items():
         if name in _NUMBERS:
             check_number(name, value)
+        if name in _SWITCHES and not isinstance(value, bool):
+            raise DataError(f"setting {name}={value!r}: expected true or false")
     if "dropout" in values and values["dropout"] >= 1.0:
         raise DataError(f"setting dropout={values['dropout']!r}: expected a value below 1")
     weights = values.get("loss_weights")

@@ -35,8 +35,8 @@ class TrainConfig:
     """Optimization settings (JSON-serializable)."""
 
     epochs: int = 40
-    batch_size: int = 128
-    lr: float = 1e-3
+    batch_size: int = 32
+    lr: float = 2e-3
     weight_decay: float = 0.0
     loss: str = "softmax"  # "softmax" (full) or "bce" (sampled negatives)
     n_negatives: int = 100

@@ -271,13 +271,14 @@ def test_fused_target_matches_core_fusion(fitted: Recommender) -> None:
 
 @pytest.mark.parametrize("target", ["engagement", "rating"])
 def test_ig_completeness_within_one_percent_at_the_default_steps(fitted: Recommender, target: str) -> None:
-    """The default procedure (64 steps, doubled while the delta exceeds 1%) always ends within 1%."""
+    """The default procedure (64 steps, doubled up to MAX_STEPS while the delta exceeds 1%) always
+    ends within 1%, most pairs without doubling."""
     steps_used = []
     for user, item in _users(fitted, 4) + [(str(fitted.data_.users[7]), "N03")]:
         subject = subject_for(fitted, user, item, target)
         res = integrated_gradients(subject.scorer)
         steps_used.append(res.steps)
-        assert res.steps < MAX_STEPS and abs(res.delta) <= 0.01 * abs(res.gap), (user, item, res.delta, res.gap)
+        assert res.steps <= MAX_STEPS and abs(res.delta) <= 0.01 * abs(res.gap), (user, item, res.delta, res.gap)
     assert min(steps_used) == DEFAULT_STEPS  # most need no doubling
 
 

@@ -348,7 +348,9 @@ def test_counterfactual_sets_are_verified_and_minimal(fitted: Recommender) -> No
             res = counterfactual_set(fitted, user, item, k, max_removals=10)
             assert res.rank_before <= k and (res.found == res.verified)
             if not res.found:
-                assert "no counterfactual set found" in res.message and "10" in res.message
+                # the limit named: 10 removals, or every event of a shorter history
+                assert "no counterfactual set found" in res.message
+                assert f"up to {min(10, res.n_events)} of" in res.message
                 continue
             found += 1
             n, idx = res.n_events, int(np.flatnonzero(data.item_ids == item)[0])
@@ -393,9 +395,10 @@ PLANTED_TRAIN = {"epochs": 40, "batch_size": 32, "seed": 0, "lr": 5e-3, "patienc
 def planted_data(weights: dict[str, float]) -> synth.SyntheticData:
     """Four behaviors (favorite, share, rate and review switched off), 600 users, ~32k events, seed 2.
 
-    A longer memory (tau 7 days) and weaker category preferences (beta_pref 1) than the sample
-    data make the history's influence, which carries the planted weights, a larger part of each
-    next-session choice, so that a small model trained for seconds can learn it.
+    Like the sample data: a week-long memory (tau 7 days), weak category preferences
+    (beta_pref 1) and loose funnel steps (a purchase may happen without a cart), so the
+    history's influence, which carries the planted weights, is a large part of each
+    next-session choice and no behavior implies another.
     """
     full = {b: 0.0 for b in synth.FUNNEL_ORDER} | weights
     return synth.generate(synth.SynthConfig.small(
@@ -407,13 +410,10 @@ def planted_data(weights: dict[str, float]) -> synth.SyntheticData:
 def test_per_event_influence_recovers_the_planted_order(bert, order: str) -> None:
     """Spearman(per_event, planted weights) ≥ 0.8 for the behavior swap and for IG or leave-one-out.
 
-    With four behaviors 0.8 allows one adjacent pair out of order. Measured (data seeds 1, 2, 3;
-    this test uses 2): funnel order swap 0.8 / 0.8 / 0.8, IG 0.8 / 0.8 / 0.8, LOO 0.4 / 0.8 / 0.4;
-    reversed swap 0.8 / 1.0 / 1.0, IG 0.8 / 1.0 / 1.0, LOO 0.8 / 0.8 / 0.8. The pair out of order
-    in the funnel order is view above click: a click never occurs without a view of the same item
-    just before it, and the model credits the session's view. The training settings (batch 32,
-    lr 5e-3, 40 epochs) give the model ~750 optimizer steps: with the default batch of 128 it
-    learns the item's event count but not the behavior weights.
+    With four behaviors 0.8 allows one adjacent pair out of order. Measured with the default
+    model (request time and behavior memory on) at data seed 2: funnel order swap 1.0, LOO 1.0,
+    IG 0.8; reversed swap 0.8, LOO 1.0, IG 0.4. The small model here trains with lr 5e-3 for
+    40 epochs without early stopping (~750 optimizer steps), so that it finishes in seconds.
     """
     from scipy.stats import spearmanr
 

@@ -10,10 +10,10 @@ import torch
 from core import schema as S
 from core.batches import Batch, history_batch
 from core.model import (
-    MMoE, Block, BehaviorModel, EngagementHead, EventEmbedding, HistoryEncoder, ItemEncoder, ModelConfig,
+    GATE_SCALE, MMoE, Block, BehaviorModel, EngagementHead, EventEmbedding, HistoryEncoder, ItemEncoder, ModelConfig,
     RatingHead, TimeBias,
 )
-from core.sequences import build_sequences
+from core.sequences import build_sequences, gap_bucket
 
 T0 = 1_700_000_000
 N_ITEMS, TEXT_DIM, D, H, DE, L = 7, 6, 8, 2, 4, 6
@@ -54,6 +54,9 @@ def model(data) -> BehaviorModel:
             emb.weight.normal_(0, 1.0)
         m.engagement.item_bias.weight.normal_()
         m.rating.item_bias.weight.normal_()
+        m.memory.proj.weight.normal_(0, 0.1)
+        m.memory.behavior.weight.normal_()
+        m.memory.value.weight.normal_()
     return m
 
 
@@ -110,10 +113,10 @@ def test_block_history_encoder_mmoe_and_heads_shapes(data, model) -> None:
 def test_behavior_model_shapes(data, model) -> None:
     batch = _batch(data)
     assert model.tokens(batch).shape == (3, L, D)
-    assert _states(model, batch).shape == (3, L, D)
+    assert _states(model, batch).shape == (3, L, 2 * D)  # the transformer's states, then the memory
     with torch.no_grad():
         task_e, task_r = model(batch)
-        assert task_e.shape == (3, L, DE)
+        assert task_e.shape == (3, L, DE + D)  # the engagement task state, then the behavior memory
         assert task_r.shape[:2] == (3, L)
         assert model.engagement_logits(task_e[:, -1]).shape == (3, N_ITEMS + 1)
         idx = torch.tensor([1, 4, 7])
@@ -236,7 +239,7 @@ def test_model_config_round_trips_through_a_dict(data) -> None:
 
 @pytest.fixture(scope="module")
 def timed(data) -> BehaviorModel:
-    """The model with request-time conditioning switched on (an opt-in setting)."""
+    """The model with request-time conditioning on (the default) and a one-hour request gap."""
     torch.manual_seed(0)
     m = BehaviorModel(_cfg(data, use_request_time=True, request_gap=3600.0), torch.randn(data.n_items + 1, TEXT_DIM))
     with torch.no_grad():
@@ -276,3 +279,60 @@ def test_without_request_time_the_state_ignores_it(data) -> None:
     later.request_ts[0, -1] = batch.ts[0, -1] + 30 * 86400
     with torch.no_grad():
         torch.testing.assert_close(plain(batch)[0], plain(later)[0])
+
+
+# --- behavior memory -------------------------------------------------------------------
+
+def test_behavior_memory_is_the_age_weighted_sum_of_earlier_events(data, model) -> None:
+    batch = _batch(data, users=(0,))
+    tokens = model.tokens(batch).detach()
+    memory, mask_token = model.memory, model.events.mask_token.detach()
+    with torch.no_grad():
+        out = memory(tokens, batch, batch.ts, mask_token)[0]  # [L, D]
+        values = memory.proj(tokens[0] - mask_token)  # [L, D]
+    for q in range(L):
+        expected = torch.zeros(D)
+        for k in range(q + 1):
+            if batch.mask[0, k]:
+                g = int(gap_bucket(batch.ts[0, q] - batch.ts[0, k]))
+                logit = GATE_SCALE * (memory.behavior.weight[batch.behavior[0, k], g]
+                                      + memory.value.weight[batch.value[0, k], g])
+                expected += torch.nn.functional.softplus(logit) * values[k]
+        torch.testing.assert_close(out[q], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_behavior_memory_adds_evidence_where_attention_averages(data, model) -> None:
+    """The same event twice counts twice in the memory (attention would average it away),
+    and a removed event (the mask token) adds nothing."""
+    memory, mask_token = model.memory, model.events.mask_token.detach()
+    full = _batch(data, users=(0,))
+    x, y = torch.randn(1, 1, D), torch.randn(1, 1, D)
+
+    def run(tokens: torch.Tensor, n: int) -> torch.Tensor:
+        batch = Batch(**{k: v[:, :n].clone() for k, v in full.__dict__.items() if v is not None})
+        batch.behavior[:] = 1
+        batch.value[:] = 0
+        batch.ts[:] = torch.tensor([T0] * (n - 1) + [T0 + 60])
+        with torch.no_grad():
+            return memory(tokens, batch, batch.ts, mask_token)[0, -1]
+
+    twice, once, neither = run(torch.cat([x, x, y], 1), 3), run(torch.cat([x, y], 1), 2), run(y, 1)
+    torch.testing.assert_close(twice - neither, 2 * (once - neither), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(once, neither, atol=1e-3)
+    masked = run(torch.cat([mask_token.view(1, 1, D), y], 1), 2)
+    torch.testing.assert_close(masked, neither, rtol=0, atol=1e-6)
+
+
+def test_a_new_memory_is_silent_and_the_memory_can_be_switched_off(data) -> None:
+    torch.manual_seed(0)
+    text = torch.randn(data.n_items + 1, TEXT_DIM)
+    batch = _batch(data)
+    fresh = BehaviorModel(_cfg(data), text).eval()
+    with torch.no_grad():
+        states = fresh.encode(fresh.tokens(batch), batch)
+    assert states.shape == (3, L, 2 * D) and torch.count_nonzero(states[..., D:]) == 0  # V starts at zero
+    plain = BehaviorModel(_cfg(data, use_memory=False), text).eval()
+    assert plain.memory is None and not any(k.startswith("memory.") for k in plain.state_dict())
+    with torch.no_grad():
+        task_e, _ = plain(batch)
+    assert task_e.shape == (3, L, DE) and plain.engagement_logits(task_e[:, -1]).shape == (3, N_ITEMS + 1)

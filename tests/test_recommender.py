@@ -16,6 +16,7 @@ from transformers import BertConfig, BertModel, BertTokenizer
 
 from core import schema as S
 from core import synth
+from core.checkpoint import seal_config
 from core.errors import ArtifactError, DataError, NotFittedError, NotFoundError
 from core.recommender import Recommender
 
@@ -122,6 +123,7 @@ def test_bad_settings_raise_data_error_naming_the_setting(tiny_bert, dataset, se
     ({"model": {"dropout": 1.5}}, "dropout"),
     ({"model": {"max_len": 0}}, "max_len"),
     ({"exclude_seen": "no"}, "exclude_seen"),
+    ({"model": {"use_memory": "yes"}}, "use_memory"),
 ])
 def test_invalid_setting_values_raise_data_error_naming_the_setting(tiny_bert, dataset, settings, name) -> None:
     events, items = dataset
@@ -207,6 +209,22 @@ def test_save_writes_safetensors_and_json(saved: Path) -> None:
     assert config["format"].startswith("behaviorlens-run/")
     assert len(config["weights_sha256"]) == 64
     assert config["model_config"]["d_model"] == 16
+
+
+def test_a_run_saved_before_the_behavior_memory_loads_without_it(tiny_bert, dataset, tmp_path: Path) -> None:
+    """Runs from before ``use_memory`` existed have no such key and no memory weights."""
+    events, items = dataset
+    plain = _rec(tiny_bert, model={"use_memory": False}).fit(events, items)
+    folder = plain.save(tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    del config["model_config"]["use_memory"]
+    (folder / "config.json").write_text(json.dumps(seal_config({k: v for k, v in config.items() if k != "config_sha256"})))
+    loaded = Recommender.load(folder, events, device="cpu")
+    assert loaded.model_.memory is None
+    user = str(plain.data_.users[0])
+    np.testing.assert_allclose(loaded.recommend(user, 5)["engagement"].to_numpy(),
+                               plain.recommend(user, 5)["engagement"].to_numpy(), rtol=1e-6)
+    assert _rec(tiny_bert).fit(events.head(300), items).model_.memory is not None  # on by default
 
 
 def test_round_trip_gives_identical_outputs(fitted, saved: Path, dataset) -> None:
