@@ -59,6 +59,8 @@ def _influence_text(r: dict[str, Any]) -> str:
         lines.append(f"  {b:<12}{_num(share):>8}{_num(r['per_event'].get(b)):>12}"
                      f"{_num(r['per_behavior_signed'].get(b)):>10}{r['events'].get(b, 0):>9}")
     lines.append("  by time gap: " + ", ".join(f"{g} {_num(v['share'])}" for g, v in r["by_time_gap"].items()))
+    for b, weights in (r.get("model_weights") or {}).items():
+        lines.append(f"  model weight of one {b} event: " + ", ".join(f"{age} {_num(w)}" for age, w in weights.items()))
     for b, d in (r["ablation"] or {}).items():
         lines.append(f"  without {b:<10} ΔHR@10 {_num(d['HR@10'], '+.4f')}  ΔNDCG@10 {_num(d['NDCG@10'], '+.4f')}"
                      f"  ΔRMSE {_num(d['RMSE'], '+.4f')}  ({d['removed_events']} events masked)")

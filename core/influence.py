@@ -29,6 +29,10 @@ hour) older than u's newest event, i.e. not part of the ongoing session:
 - ``intervals``: 95% percentile bootstrap intervals of the three per-behavior numbers,
   resampling users (a user's rows together; ``n_boot`` resamples, seeded).
 
+``model_weights`` (not an attribution): the behavior memory's learned weight of one event
+of each behavior at a few ages (``MEMORY_AGES``), read from the model itself; see
+:func:`memory_weights`.
+
 Method ``swap`` (:mod:`core.influence_swap`) replaces ``per_event`` and
 ``per_behavior_signed`` with an interventional estimate. Behavior ablation (metric deltas
 when one behavior is removed from every history) lives in :mod:`core.ablation`.
@@ -45,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from core.attribution.explanation import Explanation, _strict
 from core.errors import DataError, NotFittedError
@@ -55,6 +60,8 @@ TIME_GAPS: tuple[tuple[str, float], ...] = (("<1h", 3600.0), ("1h-1d", 86400.0),
                                             (">7d", float("inf")))
 METHODS = ("loo", "ig", "swap")
 MIN_AGE = 3600  # seconds; events of the ongoing session (younger) are left out of per_event
+MEMORY_AGES: tuple[tuple[str, int], ...] = (("10 min", 600), ("12 h", 43_200), ("3 d", 259_200),
+                                             ("14 d", 1_209_600))  # ages at which model_weights are read
 N_BOOT = 200
 NO_CATEGORY = "(none)"
 
@@ -78,6 +85,8 @@ class InfluenceReport:
     by_time_gap: dict[str, dict[str, float]]
     by_category: dict[str, dict[str, float]]
     ablation: dict[str, dict[str, float]] | None = None  # behavior -> metric deltas (core.ablation)
+    # behavior -> {age -> the behavior memory's learned weight of one such event} (None: no memory)
+    model_weights: dict[str, dict[str, float]] | None = None
     ablation_baseline: dict[str, float] | None = None
     runtime_ms: float = 0.0
     run: str | None = None
@@ -232,7 +241,7 @@ def global_influence(rec: Any, users: int | None = 200, method: str = "loo", *, 
         numbers = summarize(table, data, categories, n_boot, seed, min_age)
     report = InfluenceReport(method=method, target="engagement", users=len(rows), k=k, seed=seed,
                              protocol=rec.protocol_.label, run=run, details={**details, "min_age": min_age},
-                             **numbers)
+                             model_weights=memory_weights(model, data), **numbers)
     if ablation:
         from core.ablation import behavior_ablation
 
@@ -241,6 +250,25 @@ def global_influence(rec: Any, users: int | None = 200, method: str = "loo", *, 
         report.details["ablation_ms"] = abl.runtime_ms
     report.runtime_ms = (time.perf_counter() - start) * 1000
     return report
+
+
+def memory_weights(model: Any, data: SequenceData) -> dict[str, dict[str, float]] | None:
+    """The model's own weight of one event of each behavior at ``MEMORY_AGES`` (None without a memory).
+
+    The behavior memory adds w(behavior, value, age) * V(token - mask token) per event (see
+    ``core.model.BehaviorMemory``); w is read at each behavior's most common value. The weights
+    compare behaviors and ages within one model; their scale is the model's own.
+    """
+    if getattr(model, "memory", None) is None:
+        return None
+    from core.influence_swap import typical_value_buckets
+
+    codes = torch.arange(1, len(data.behaviors))
+    values = torch.as_tensor(typical_value_buckets(data)[1:])
+    ages = torch.tensor([seconds for _, seconds in MEMORY_AGES])
+    table = model.memory.table(codes, values, ages).cpu().double().numpy()
+    return {b: {label: float(table[i, a]) for a, (label, _) in enumerate(MEMORY_AGES)}
+            for i, b in enumerate(data.behaviors[1:])}
 
 
 def _check(rec: Any, method: str, min_age: Any) -> None:

@@ -204,6 +204,12 @@ class BehaviorMemory(nn.Module):
         causal = torch.ones(length, length, dtype=torch.bool, device=now.device).tril()
         return F.softplus(per_pair) * (causal & batch.mask.unsqueeze(1))
 
+    @torch.no_grad()
+    def table(self, behaviors: torch.Tensor, values: torch.Tensor, ages: torch.Tensor) -> torch.Tensor:
+        """The learned weight w of behavior codes [K] with value buckets [K] at ages in seconds [A]: [K, A]."""
+        logits = self.behavior.weight[behaviors] + self.value.weight[values]  # [K, G]
+        return F.softplus(GATE_SCALE * logits[:, gap_bucket(ages)])
+
     def forward(self, tokens: torch.Tensor, batch: Batch, now: torch.Tensor, mask_token: torch.Tensor) -> torch.Tensor:
         """Tokens [B, L, D] (removed events already the mask token) -> memory [B, L, D]."""
         return self.weights(batch, now) @ self.proj(tokens - mask_token)

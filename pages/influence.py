@@ -117,6 +117,16 @@ def group_sections(report: Any, stat: str) -> None:
         right.caption("No item categories in this dataset: no breakdown by category.")
 
 
+def model_weights_section(weights: dict[str, dict[str, float]]) -> None:
+    """The behavior memory's own weight of one event per behavior and age (read from the model)."""
+    st.subheader("The model's own weights")
+    st.caption("Not an attribution: the weight the model's behavior memory gives one event of each behavior, "
+               "by how old the event is when the user comes back (at the behavior's most common value). "
+               "It compares behaviors and ages within this model.")
+    rows = [{"behavior": b, **{age: round(w, 3) for age, w in by_age.items()}} for b, by_age in weights.items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="influence_model_weights")
+
+
 def ablation_section(ablation: Any) -> None:
     """The metrics with every behavior, then each behavior's metric deltas, with the protocol spelled out."""
     st.subheader("Behavior ablation")
@@ -146,6 +156,8 @@ def results(ws: Workspace, run_id: str) -> None:
         st.markdown(DEFINITIONS)
     behavior_section(report, str(stat))
     group_sections(report, str(stat))
+    if report.model_weights:
+        model_weights_section(report.model_weights)
     ablation = load_ablation(ws, run_id, compute=False)
     if ablation is not None:
         ablation_section(ablation)

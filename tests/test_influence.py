@@ -287,6 +287,26 @@ def test_global_influence_report(fitted: Recommender) -> None:
     assert ig.details["mean_relative_delta"] < 0.05
 
 
+def test_model_weights_read_the_behavior_memory(fitted: Recommender) -> None:
+    """model_weights is the memory's own weight of one event (w = softplus(8 (W_b + W_v))) at each age."""
+    from core.cli_influence import _influence_text
+    from core.influence import MEMORY_AGES
+    from core.model import GATE_SCALE
+    from core.sequences import gap_bucket
+
+    report = global_influence(fitted, 5, "loo", k=3, ablation=False, n_boot=10)
+    memory, data = fitted.model_.memory, fitted.data_
+    buckets = typical_value_buckets(data)
+    assert list(report.model_weights) == list(data.behaviors[1:])
+    for code, behavior in enumerate(data.behaviors[1:], start=1):
+        assert list(report.model_weights[behavior]) == [label for label, _ in MEMORY_AGES]
+        for label, seconds in MEMORY_AGES:
+            g = int(gap_bucket(np.array([seconds]))[0])
+            logit = GATE_SCALE * (memory.behavior.weight[code, g] + memory.value.weight[buckets[code], g])
+            assert report.model_weights[behavior][label] == pytest.approx(float(torch.nn.functional.softplus(logit)))
+    assert "model weight of one" in _influence_text(report.to_dict())
+
+
 def test_per_event_leaves_out_the_ongoing_session(fitted: Recommender) -> None:
     everything = global_influence(fitted, 10, "loo", k=3, ablation=False, n_boot=10, min_age=0)
     settled = global_influence(fitted, 10, "loo", k=3, ablation=False, n_boot=10, min_age=3600)

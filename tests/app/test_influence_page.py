@@ -74,6 +74,10 @@ def test_computed_influence_shows_bars_with_intervals_groups_and_ablation(
     assert any("12 users, their top-5 items, method leave-one-out" in unescape(c.value) for c in at.caption)
     ablation = frame(at, "removed_events")
     assert set(ablation["behavior"]) == set(table["behavior"]) and (ablation["removed_events"] > 0).all()
+    weights = frame(at, "14 d")  # the model's own weights: behavior memory, one column per age
+    assert set(weights["behavior"]) == set(table["behavior"])
+    assert (weights[["10 min", "12 h", "3 d", "14 d"]] > 0).all().all()
+    assert any(s.value == "The model's own weights" for s in at.subheader)
     assert {"HR@10", "NDCG@10", "RMSE"} <= set(ablation.columns)  # deltas
     baseline = r"With every behavior: HR@10 [\d.]+, NDCG@10 [\d.]+, RMSE [\d.]+\."
     assert any(re.fullmatch(baseline, unescape(c.value).replace("\u2060", "")) for c in at.caption)  # no autolink
