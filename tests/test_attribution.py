@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizer
 
 from core import schema as S
 from core.attribution import METHODS, Explanation, explain, explain_subject
@@ -28,6 +27,7 @@ from core.attribution.subject import Subject, subject_for
 from core.errors import DataError, NotFittedError, NotFoundError
 from core.evaluation import predicted_ratings, user_scores
 from core.recommender import Recommender
+from bert_support import save_tiny_bert  # tests/bert_support.py
 
 TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2,
               "dropout": 0.0}
@@ -165,15 +165,7 @@ def test_explanation_to_dict_is_strict_json() -> None:
 # -- a tiny trained model with a planted signal ------------------------------------------------------
 def build_tiny_bert(folder: Path) -> Path:
     """A random 1-layer BERT (hidden 8) with a WordPiece tokenizer, saved offline."""
-    folder.mkdir(parents=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                        intermediate_size=16, max_position_embeddings=64)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_bert(folder, VOCAB, max_positions=64)
 
 
 def planted_events(n_users: int = 96, length: int = 16, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizer
+from transformers import BertModel, BertTokenizer
 
 from core.encoder import TextEncoder, default_model_path, mean_pool
 from core.errors import ArtifactError, DataError
+from bert_support import save_tiny_bert  # tests/bert_support.py
 
 VOCAB = [
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "running",
@@ -21,16 +22,8 @@ TEXTS = ["red running shoes", "a blue shoe", "espresso coffee beans on the trail
 
 def build_tiny_bert(folder: Path, seed: int) -> Path:
     """Save a random 2-layer BERT (hidden 32) and a WordPiece tokenizer into ``folder``."""
-    folder.mkdir(parents=True)
-    vocab_file = folder / "vocab.txt"
-    vocab_file.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(vocab=str(vocab_file))  # transformers 5: `vocab`, not `vocab_file`
-    assert tokenizer("running shoes")["input_ids"] == [2, 9, 10, 3]  # test setup, not user input
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    save_tiny_bert(folder, VOCAB, seed=seed, hidden=32, layers=2, heads=2, intermediate=37, max_positions=64)
+    assert BertTokenizer.from_pretrained(folder)("running shoes")["input_ids"] == [2, 9, 10, 3]  # test setup
     return folder
 
 

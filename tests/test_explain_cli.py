@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from transformers import BertConfig, BertModel, BertTokenizer
 
 from core import synth
 from core.cli import main
 from core.ingest import IngestOptions, ingest
 from core.runs import train_run
 from core.workspace import Workspace
+from bert_support import save_tiny_bert  # tests/bert_support.py
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
@@ -41,15 +40,7 @@ def _strict_json(text: str) -> Any:
 
 
 def _tiny_bert(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                        intermediate_size=16, max_position_embeddings=512)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_bert(folder, VOCAB)
 
 
 class Env:

@@ -26,6 +26,7 @@ from core.influence_scores import ig_matrix, loo_matrix, top_items
 from core.influence_swap import score_rows, swap_rows, typical_value_buckets
 from core.recommender import Recommender
 from core.sequences import build_sequences
+from bert_support import save_tiny_bert  # tests/bert_support.py
 
 DAY = 86400
 
@@ -195,17 +196,7 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue"
 
 def tiny_bert(folder):
     """A random 1-layer BERT (hidden 8) with a WordPiece tokenizer, saved offline."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    folder.mkdir(parents=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                        intermediate_size=16, max_position_embeddings=512)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_bert(folder, VOCAB)
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizer
 
 from core import schema as S
 from core import synth
 from core.checkpoint import seal_config
 from core.errors import ArtifactError, DataError, NotFittedError, NotFoundError
 from core.recommender import Recommender
+from bert_support import save_tiny_bert  # tests/bert_support.py
 
 TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2}
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "shoe", "coffee", "bag", "##s"]
@@ -26,15 +26,7 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue"
 
 def build_tiny_bert(folder: Path) -> Path:
     """A random 1-layer BERT (hidden 8) with a WordPiece tokenizer, saved offline."""
-    folder.mkdir(parents=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))  # transformers 5: `vocab`, not `vocab_file`
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                        intermediate_size=16, max_position_embeddings=512)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_bert(folder, VOCAB)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizer
+from transformers import BertTokenizer
 
 from core import synth
 from core.attribution import explain
@@ -27,6 +27,7 @@ from core.ingest import IngestOptions, ingest
 from core.recommender import Recommender
 from core.runs import load_run, train_run
 from core.workspace import Workspace
+from bert_support import save_tiny_bert  # tests/bert_support.py
 
 TINY = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
         "train": {"batch_size": 32, "epochs": 2, "threads": 1}}
@@ -37,15 +38,7 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "is", "of", "and", "
 
 
 def _bert(folder: Path, seed: int) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                        intermediate_size=16, max_position_embeddings=128)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_bert(folder, VOCAB, seed=seed, max_positions=128)
 
 
 class Env:

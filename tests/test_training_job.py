@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from transformers import BertConfig, BertModel, BertTokenizer
 
 from core import synth
 from core import training_job as J
@@ -20,6 +18,7 @@ from core.errors import DataError
 from core.ingest import IngestOptions, ingest
 from core.runs import list_runs, run_record
 from core.workspace import Workspace
+from bert_support import save_tiny_bert  # tests/bert_support.py
 
 DATASET = "tiny"
 JOIN_S = 180
@@ -29,16 +28,7 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue"
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A random 1-layer BERT (hidden 8) with a WordPiece tokenizer, saved offline."""
-    folder = tmp_path_factory.mktemp("enc") / "bert"
-    folder.mkdir()
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                        intermediate_size=16, max_position_embeddings=64)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return str(save_tiny_bert(tmp_path_factory.mktemp("enc") / "bert", VOCAB, max_positions=64))
 
 
 @pytest.fixture(scope="module")

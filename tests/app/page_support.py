@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-import torch
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
@@ -20,6 +19,7 @@ from core import synth
 from core.ingest import IngestOptions, ingest
 from core.runs import train_run
 from core.workspace import Workspace
+from bert_support import save_tiny_bert  # tests/bert_support.py
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 DATASET = "syn"
@@ -41,17 +41,7 @@ def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def tiny_bert(folder: Path) -> Path:
     """A random 1-layer BERT (hidden 8) with a WordPiece tokenizer, saved offline."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    folder.mkdir(parents=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                        intermediate_size=16, max_position_embeddings=512)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_bert(folder, VOCAB)
 
 
 @dataclass

@@ -1,0 +1,26 @@
+"""A random tiny BERT with a WordPiece tokenizer, saved offline: the text encoder of the tests.
+
+Importable from every test folder (pytest puts the folder of ``tests/conftest.py`` on sys.path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def save_tiny_bert(folder: Path, vocab: Sequence[str], *, seed: int = 0, hidden: int = 8, layers: int = 1,
+                   heads: int = 1, intermediate: int = 16, max_positions: int = 512) -> Path:
+    """Write a randomly initialised BERT (seeded) and its tokenizer for ``vocab`` into ``folder``."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))  # transformers 5: `vocab`, not `vocab_file`
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=intermediate, max_position_embeddings=max_positions)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
