@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from core import synth
@@ -21,23 +20,13 @@ from core.fusion_runs import PRESETS_FILE
 from core.ingest import IngestOptions, ingest
 from core.runs import train_run
 from core.workspace import Workspace
+from page_support import server_mode  # tests/app/page_support.py
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "pages/fusion.py"
 DATASET = "syn"
 TINY = {"device": "cpu", "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8,
                                    "n_experts": 2}, "train": {"batch_size": 64, "epochs": 1}}
-
-
-def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep Streamlit's legacy ``pages/`` mode off, as in a live server (see tests/app/test_app.py)."""
-    original = PagesManager.__init__
-
-    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from core import synth
@@ -24,23 +23,13 @@ from core import training_job as J
 from core.ingest import IngestOptions, ingest
 from core.runs import run_record
 from core.workspace import Workspace
+from page_support import server_mode  # tests/app/page_support.py
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TRAIN_PAGE = "pages/train.py"
 DATASET = "tiny"
 TINY_FORM = {"train_d_model": 16, "train_n_layers": 1, "train_max_len": 20, "train_epochs": 1}
 JOB_TIMEOUT_S = 240
-
-
-def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep Streamlit's legacy ``pages/`` mode off, as in a live server (see tests/app/test_app.py)."""
-    original = PagesManager.__init__
-
-    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 @pytest.fixture(scope="module")
