@@ -27,8 +27,8 @@ def main() -> int:
     args = p.parse_args()
     import torch
 
-    from core.recommender import Recommender
-    from core.workspace import Workspace
+    from core.model.recommender import Recommender
+    from core.store.workspace import Workspace
 
     ws_dir = Path(tempfile.mkdtemp(prefix="epoch-ws-"))
     build_dataset(args.data, ws_dir)

@@ -61,8 +61,8 @@ FIGURES: dict[str, tuple[str, float | None, str]] = {
 
 def defaults_digest() -> str:
     """Short hash of the model and training defaults: a bench run is reused only while they hold."""
-    from core.model import ModelConfig
-    from core.training import TrainConfig
+    from core.model.network import ModelConfig
+    from core.model.training import TrainConfig
 
     def table(cls: Any) -> dict[str, Any]:
         return {f.name: (f.default if f.default is not MISSING else
@@ -73,7 +73,7 @@ def defaults_digest() -> str:
 
 def bench_run(ws: Any, epochs: int | None, threads: int) -> tuple[str, float]:
     """The run id of the default configuration (trained unless a finished one is there), training seconds."""
-    from core.runs import DONE, list_runs, train_run
+    from core.runs.records import DONE, list_runs, train_run
 
     digest, cap = defaults_digest(), epochs or "default"
     tag = f"bench-explain-e{cap}-{digest}"
@@ -98,8 +98,8 @@ def pick_pairs(rec: Any, n: int) -> list[tuple[str, str]]:
 
 def time_pair(rec: Any, user: str, item: str, titles: Any) -> dict[str, Any]:
     """Every method on one pair: runtimes, IG completeness, AOPC ratios, token LIG, KernelExplainer."""
-    from core.attribution import explain
-    from core.attribution.tokens import token_attributions
+    from core.explain import explain
+    from core.explain.tokens import token_attributions
 
     row: dict[str, Any] = {"user": user, "item": item}
     for method in METHODS:
@@ -127,7 +127,7 @@ def kernel_shap(rec: Any, user: str, item: str) -> tuple[float, np.ndarray]:
     import shap
     import torch
 
-    from core.attribution.subject import subject_for
+    from core.explain.subject import subject_for
 
     scorer = subject_for(rec, user, item, "fused").scorer
     n = scorer.n_events
@@ -144,7 +144,7 @@ def raw_ids(ws: Any, stored: list[str]) -> dict[str, str]:
     """{stored user ID: original ID} for the sample dataset (pseudonymized on ingest or not)."""
     import pandas as pd
 
-    from core.sample import SAMPLE_DATASET, SAMPLE_EVENTS
+    from core.ingest.sample import SAMPLE_DATASET, SAMPLE_EVENTS
 
     raw = sorted(pd.read_csv(SAMPLE_EVENTS, usecols=["user_id"], dtype=str)["user_id"].unique())
     mapped = ws.pseudonymize(raw) if ws.dataset(SAMPLE_DATASET).pseudonymized else raw
@@ -154,12 +154,12 @@ def raw_ids(ws: Any, stored: list[str]) -> dict[str, str]:
 
 def page_times(ws: Any, run_id: str, rec: Any, users: list[str]) -> list[dict[str, float]]:
     """Seconds of the Explain page's core calls per new user, by part: run-level calls, then the cached model."""
-    from core.attribution import explain
-    from core.attribution.runs import explain_run
-    from core.attribution.subject import titles_of
-    from core.counterfactual import counterfactual_set
-    from core.fusion_runs import default_weights, recommend_fused, recommendation_table, run_candidates, run_item_ids
-    from core.influence_runs import counterfactual_run
+    from core.explain import explain
+    from core.runs.explain import explain_run
+    from core.explain.subject import titles_of
+    from core.explain.counterfactual import counterfactual_set
+    from core.runs.fusion import default_weights, recommend_fused, recommendation_table, run_candidates, run_item_ids
+    from core.runs.influence import counterfactual_run
 
     summarize = _summarize() or (lambda exp: None)
     weights = default_weights(ws, run_id)[1] or {"engagement": 1.0}
@@ -194,18 +194,18 @@ def _timed(row: dict[str, Any], key: str, fn: Any) -> Any:
 
 
 def _summarize() -> Any:
-    """``core.summary.summarize`` when that module exists (it is optional), else None."""
-    if importlib.util.find_spec("core.summary") is None:
+    """``core.explain.summary.summarize`` when that module exists (it is optional), else None."""
+    if importlib.util.find_spec("core.explain.summary") is None:
         return None
-    from core.summary import summarize
+    from core.explain.summary import summarize
 
     return summarize
 
 
 def influence_times(rec: Any, ws: Any, users: int) -> dict[str, float]:
     """Seconds of global influence over ``users`` users, methods loo and swap (no ablation)."""
-    from core.influence import global_influence
-    from core.influence_runs import item_categories
+    from core.explain.influence.report import global_influence
+    from core.runs.influence import item_categories
 
     categories, out = item_categories(ws, "sample"), {}
     for method in ("loo", "swap"):
@@ -265,10 +265,10 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, out_path: Path) -> int:
     import torch
 
-    from core.attribution.subject import titles_of
-    from core.runs import load_run
-    from core.sample import ensure_sample_dataset
-    from core.workspace import Workspace
+    from core.explain.subject import titles_of
+    from core.runs.records import load_run
+    from core.ingest.sample import ensure_sample_dataset
+    from core.store.workspace import Workspace
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()

@@ -51,9 +51,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from core import fusion as F  # noqa: E402
-from core import fusion_cache as FC  # noqa: E402
-from core import fusion_ranking as R  # noqa: E402
+from core.fusion import formula as F  # noqa: E402
+from core.fusion import candidates as FC  # noqa: E402
+from core.fusion import ranking as R  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-100k"
 CASES = ("ml100k", "large")
@@ -87,8 +87,8 @@ def time_changes(c: R.Candidates, settings: list[dict[str, float]]) -> dict[str,
 # -- ML-100K ---------------------------------------------------------------------------------
 def train(workspace: Path, data: Path, epochs: int) -> dict[str, Any]:
     from bench.ml100k import build_dataset
-    from core.runs import train_run
-    from core.workspace import Workspace
+    from core.runs.records import train_run
+    from core.store.workspace import Workspace
 
     ws = Workspace(workspace)
     if "ml100k" not in ws.dataset_names():
@@ -99,9 +99,9 @@ def train(workspace: Path, data: Path, epochs: int) -> dict[str, Any]:
 
 
 def ml100k(workspace: Path, run_id: str, repeats: int) -> dict[str, Any]:
-    from core import fusion_runs as FR
-    from core.runs import evaluate_run, load_run
-    from core.workspace import Workspace
+    from core.runs import fusion as FR
+    from core.runs.records import evaluate_run, load_run
+    from core.store.workspace import Workspace
 
     ws = Workspace(workspace)
     rec = load_run(ws, run_id, device="cpu")
@@ -128,7 +128,7 @@ def ml100k(workspace: Path, run_id: str, repeats: int) -> dict[str, Any]:
 
 def done_when(ws: Any, run_id: str, rec: Any, plain: dict[str, Any]) -> dict[str, Any]:
     """engagement=1 vs rating=1: metrics (and engagement=1 against evaluate) and one user's top-10s."""
-    from core.fusion_runs import evaluate_fused, recommend_fused
+    from core.runs.fusion import evaluate_fused, recommend_fused
 
     keys = ("HR@10", "NDCG@10", "MRR@10", "coverage@10", "mean_popularity@10")
     e = evaluate_fused(ws, run_id, {"engagement": 1, "rating": 0})
@@ -238,9 +238,9 @@ def model_estimate(items: int, users: int, sample: int = 64, history: int = 50) 
     """Seconds of the model's head outputs over every item for ``sample`` users, scaled to ``users``."""
     import torch
 
-    from core.evaluation import RatingScale, user_scores
-    from core.model import BehaviorModel, ModelConfig
-    from core.sequences import SequenceData
+    from core.model.evaluation import RatingScale, user_scores
+    from core.model.network import BehaviorModel, ModelConfig
+    from core.data.sequences import SequenceData
 
     rng = np.random.default_rng(1)
     model = BehaviorModel(ModelConfig(n_items=items, n_behaviors=2, text_dim=384), torch.zeros(items + 1, 384)).eval()

@@ -25,7 +25,7 @@ METHODS = ("swap", "loo", "ig")
 
 def _run_for_seed(ws, seed: int, threads: int, epochs: int | None) -> tuple[str, float]:
     """The run id of the default configuration trained with ``seed`` (reused when present), training seconds."""
-    from core.runs import list_runs, train_run
+    from core.runs.records import list_runs, train_run
 
     runs = list_runs(ws)
     from bench.explain import defaults_digest  # a run is reused only while the defaults hold
@@ -54,11 +54,11 @@ def main() -> int:
     import torch
     from scipy.stats import spearmanr
 
-    from core.influence import global_influence
-    from core.influence_runs import item_categories
-    from core.runs import load_run
-    from core.sample import ensure_sample_dataset
-    from core.workspace import Workspace
+    from core.explain.influence.report import global_influence
+    from core.runs.influence import item_categories
+    from core.runs.records import load_run
+    from core.ingest.sample import ensure_sample_dataset
+    from core.store.workspace import Workspace
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -86,7 +86,7 @@ def main() -> int:
             ranked = " > ".join(sorted(names, key=lambda b: -report.per_event[b]))
             print(f"  {method:<5} {seconds:6.1f} s  Spearman(per_event) {rho:+.3f}  signed {rho_signed:+.3f}  "
                   f"[{ranked}]", flush=True)
-        from core.ablation import behavior_ablation
+        from core.explain.influence.ablation import behavior_ablation
 
         start = time.perf_counter()
         behavior_ablation(rec)

@@ -4,7 +4,7 @@ Generates 1M- and 5M-event CSV logs (deterministic; ~1% rejected rows and some
 exact duplicates), then runs every case in its own fresh subprocess and prints
 rows/s and peak memory (the child's VmHWM) for:
 
-- behaviorlens: ``core.ingest.ingest`` end to end (sniff, read, parse, validate,
+- behaviorlens: ``core.ingest.pipeline.ingest`` end to end (sniff, read, parse, validate,
   pseudonymize, report, write to a fresh workspace). ``s`` is the ingest call;
   ``proc s`` adds interpreter start-up and imports; ``cpu s`` is user+system CPU
   time of the call over all threads (a check on wall times taken on a busy machine).
@@ -74,8 +74,8 @@ def peak_mb() -> float:
 
 def child_behaviorlens(path: Path) -> dict[str, object]:
     sys.path.insert(0, str(REPO))
-    from core.ingest import IngestOptions, ingest
-    from core.workspace import Workspace
+    from core.ingest.pipeline import IngestOptions, ingest
+    from core.store.workspace import Workspace
 
     with tempfile.TemporaryDirectory(prefix="bl-bench-ws-") as root:
         ws = Workspace(root)
@@ -126,7 +126,7 @@ def _reason(u: str, i: str, ts: str, b: str, v: str, labels: dict[str, str]) -> 
         if not math.isfinite(value):
             return "non_numeric_value", ()
     if b not in labels:
-        from core.mapping import canonical_behavior
+        from core.ingest.mapping import canonical_behavior
         labels[b] = canonical_behavior(b) if b.strip() else None
     beh = labels[b]
     if beh is None:

@@ -36,8 +36,8 @@ METRICS = ("HR@10", "NDCG@10", "MRR@10", "RMSE", "MAE")
 
 def build_dataset(data_dir: Path, workspace: Path) -> str:
     """Ingest u.data (every rating a `rate` event) and u.item (title + genre names) into a workspace."""
-    from core.ingest import IngestOptions, ingest
-    from core.workspace import Workspace
+    from core.ingest.pipeline import IngestOptions, ingest
+    from core.store.workspace import Workspace
 
     genres = [line.split("|")[0] for line in (data_dir / "u.genre").read_text("latin-1").splitlines() if line.strip()]
     items = pd.read_csv(data_dir / "u.item", sep="|", header=None, encoding="latin-1", dtype={0: str})
@@ -53,7 +53,7 @@ def build_dataset(data_dir: Path, workspace: Path) -> str:
 
 def run_variant(variant: str, seed: int, workspace: Path) -> dict[str, object]:
     """Train and test one variant in this process; returns metrics and wall time."""
-    from core.workspace import Workspace
+    from core.store.workspace import Workspace
 
     ws = Workspace(workspace)
     events, items = ws.events("ml100k"), ws.items("ml100k")
@@ -63,7 +63,7 @@ def run_variant(variant: str, seed: int, workspace: Path) -> dict[str, object]:
 
         metrics = (popularity if variant == "popularity" else bpr_mf)(events, seed)
     else:
-        from core.recommender import Recommender
+        from core.model.recommender import Recommender
 
         heads = {"multitask": "both", "engagement-only": "engagement", "rating-only": "rating"}[variant]
         rec = Recommender(heads=heads, train={"seed": seed}, device="cpu")

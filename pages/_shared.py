@@ -26,15 +26,15 @@ except ImportError:  # pragma: no cover
     PagesManager = None  # type: ignore[assignment,misc]
 
 from core.errors import BehaviorLensError
-from core.overview import Overview, compute_overview
-from core.sample import ensure_sample_dataset
-from core.workspace import DEFAULT_WORKSPACE, WORKSPACE_ENV, DatasetInfo, Workspace
+from core.ingest.overview import Overview, compute_overview
+from core.ingest.sample import ensure_sample_dataset
+from core.store.workspace import DEFAULT_WORKSPACE, WORKSPACE_ENV, DatasetInfo, Workspace
 
 DATASET_KEY = "dataset"  # session key of the sidebar dataset picker
 PENDING_DATASET_KEY = "dataset_pending"  # a dataset to select on the next run (after an ingest)
 REPORT_KEY = "ingest_report"  # the last ingest's report, as a dict
 RUN_KEY = "run"  # the run the analysis pages use (picked on the Train page)
-TRAIN_JOB_KEY = "train_job"  # run ID of this session's latest training job (core.training_job registry)
+TRAIN_JOB_KEY = "train_job"  # run ID of this session's latest training job (core.runs.jobs registry)
 UPLOADS_KEY = "_uploads"  # file_id -> saved temp path of this session's uploads
 DEFAULT_DATASET = "sample"
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
@@ -156,24 +156,24 @@ def forget_uploads(keep: set[str]) -> None:
 
 
 # -- fusion (the Fusion page) ----------------------------------------------------------
-# core.fusion_* import torch (through core.runs): imported on first use, so that pages
+# core.fusion_* import torch (through core.runs.records): imported on first use, so that pages
 # without a model do not pay for it.
 def _model_sha(root: str, run_id: str) -> str | None:
-    from core.checkpoint import load_json
+    from core.store.files import load_json
 
     return load_json(_workspace_at(root).run_dir(run_id) / "config.json").get("weights_sha256")
 
 
 @st.cache_resource(show_spinner="Computing the run's head outputs for every user (once per run)…", max_entries=8)
 def _fusion_candidates(root: str, run_id: str, context: str, model_sha: str | None) -> tuple[Any, dict[str, Any]]:
-    from core.fusion_runs import run_candidates
+    from core.runs.fusion import run_candidates
 
     del model_sha  # part of the cache key only: a retrained run gets new head outputs
     return run_candidates(_workspace_at(root), run_id, context)
 
 
 def load_fusion(workspace: Workspace, run_id: str, context: str) -> tuple[Any, dict[str, Any]]:
-    """A run's cached fusion candidates (``core.fusion_ranking.Candidates``) and their metadata; read-only."""
+    """A run's cached fusion candidates (``core.fusion.ranking.Candidates``) and their metadata; read-only."""
     root = str(workspace.root)
     return _fusion_candidates(root, run_id, context, _model_sha(root, run_id))
 
@@ -182,7 +182,7 @@ def load_fusion(workspace: Workspace, run_id: str, context: str) -> tuple[Any, d
 def _fusion_sweep(root: str, run_id: str, model_sha: str | None, step: float) -> Any:
     import pandas as pd
 
-    from core.fusion_ranking import sweep
+    from core.fusion.ranking import sweep
 
     cands, _ = _fusion_candidates(root, run_id, "test", model_sha)
     return pd.DataFrame(sweep(cands, step))
@@ -221,7 +221,7 @@ def pick_run(ws: Workspace, key: str) -> str | None:
     Usable runs are done or cancelled (they have a saved model) and of the sidebar's dataset;
     the choice is written back to ``RUN_KEY``, so every analysis page follows it.
     """
-    from core.runs import CANCELLED, DONE, list_runs
+    from core.runs.records import CANCELLED, DONE, list_runs
 
     runs = list_runs(ws)
     usable = runs[runs["status"].isin([DONE, CANCELLED])] if len(runs) else runs
@@ -242,8 +242,8 @@ def _frozen(weights: dict[str, float] | None) -> Weights:
 
 
 def _titles(root: str, run_id: str) -> Any:
-    from core.attribution.subject import titles_of
-    from core.runs import run_record
+    from core.explain.subject import titles_of
+    from core.runs.records import run_record
 
     ws = _workspace_at(root)
     return titles_of(ws.items(run_record(ws, run_id)["dataset"]))
@@ -251,7 +251,7 @@ def _titles(root: str, run_id: str) -> Any:
 
 @st.cache_resource(show_spinner="Loading the run's model…", max_entries=2)
 def _recommender(root: str, run_id: str, model_sha: str | None) -> Any:
-    from core.runs import load_run
+    from core.runs.records import load_run
 
     del model_sha  # part of the cache key only
     return load_run(_workspace_at(root), run_id)
@@ -267,7 +267,7 @@ def user_top(workspace: Workspace, run_id: str, user: str, k: int) -> tuple[Any,
     """A user's top-k by fused score with the run's default weights (engagement alone without a preset):
     the table (rank, item_id, title, score, every signal), the weights and the preset's name."""
     from core.errors import NotFoundError
-    from core.fusion_runs import default_weights, recommendation_table, run_item_ids
+    from core.runs.fusion import default_weights, recommendation_table, run_item_ids
 
     cands, meta = load_fusion(workspace, run_id, "all")
     name, weights = default_weights(workspace, run_id)
@@ -282,7 +282,7 @@ def user_top(workspace: Workspace, run_id: str, user: str, k: int) -> tuple[Any,
 
 
 def _dataset_stamp(workspace: Workspace, run_id: str) -> tuple[str, str]:
-    from core.runs import run_record
+    from core.runs.records import run_record
 
     info = workspace.dataset(run_record(workspace, run_id)["dataset"])
     return info.name, info.created_at.isoformat()
@@ -291,7 +291,7 @@ def _dataset_stamp(workspace: Workspace, run_id: str) -> tuple[str, str]:
 @st.cache_data(show_spinner="Explaining…", max_entries=64)
 def _explanation(root: str, run_id: str, sha: str | None, user: str, label: str, item: str, method: str,
                  target: str, weights: Weights) -> Any:
-    from core.attribution import explain
+    from core.explain import explain
 
     return explain(_recommender(root, run_id, sha), user, item, method, target, titles=_titles(root, run_id),
                    weights=None if weights is None else dict(weights), user_label=label, run=run_id)
@@ -299,7 +299,7 @@ def _explanation(root: str, run_id: str, sha: str | None, user: str, label: str,
 
 def load_explanation(workspace: Workspace, run_id: str, user: str, item: str, method: str, target: str,
                      weights: dict[str, float] | None, label: str | None = None) -> Any:
-    """``core.attribution.explain`` of a stored user and an item under the run (an ``Explanation``), cached."""
+    """``core.explain.explain`` of a stored user and an item under the run (an ``Explanation``), cached."""
     root = str(workspace.root)
     return _explanation(root, run_id, _model_sha(root, run_id), user, label or user, item, method, target,
                         _frozen(weights))
@@ -307,7 +307,7 @@ def load_explanation(workspace: Workspace, run_id: str, user: str, item: str, me
 
 @st.cache_data(show_spinner="Searching for a counterfactual set…", max_entries=64)
 def _counterfactual(root: str, run_id: str, sha: str | None, user: str, label: str, item: str, k: int) -> Any:
-    from core.counterfactual import counterfactual_set
+    from core.explain.counterfactual import counterfactual_set
 
     return counterfactual_set(_recommender(root, run_id, sha), user, item, k, titles=_titles(root, run_id),
                               user_label=label, run=run_id)
@@ -315,14 +315,14 @@ def _counterfactual(root: str, run_id: str, sha: str | None, user: str, label: s
 
 def load_counterfactual(workspace: Workspace, run_id: str, user: str, item: str, k: int,
                         label: str | None = None) -> Any:
-    """The counterfactual set (``core.counterfactual.CounterfactualSet``) of a stored user and an item, cached."""
+    """The counterfactual set (``core.explain.counterfactual.CounterfactualSet``) of a stored user and an item, cached."""
     root = str(workspace.root)
     return _counterfactual(root, run_id, _model_sha(root, run_id), user, label or user, item, int(k))
 
 
 @st.cache_data(show_spinner="Attributing the item text's tokens (runs the text encoder)…", max_entries=32)
 def _tokens(root: str, run_id: str, sha: str | None, user: str, item: str, target: str, weights: Weights) -> Any:
-    from core.attribution.tokens import token_attributions
+    from core.explain.tokens import token_attributions
 
     return token_attributions(_recommender(root, run_id, sha), user, item, target, titles=_titles(root, run_id),
                               weights=None if weights is None else dict(weights))
@@ -330,7 +330,7 @@ def _tokens(root: str, run_id: str, sha: str | None, user: str, item: str, targe
 
 def load_token_attributions(workspace: Workspace, run_id: str, user: str, item: str, target: str,
                             weights: dict[str, float] | None) -> Any:
-    """``core.attribution.tokens.token_attributions`` of the candidate item's text (a list), cached."""
+    """``core.explain.tokens.token_attributions`` of the candidate item's text (a list), cached."""
     root = str(workspace.root)
     return _tokens(root, run_id, _model_sha(root, run_id), user, item, target, _frozen(weights))
 
@@ -363,11 +363,11 @@ def influence_settings(users: int, method: str, k: int, seed: int = 0) -> dict[s
 
 def load_influence(workspace: Workspace, run_id: str, settings: dict[str, Any],
                    progress: Callable[[int, int], None] | None = None, compute: bool = True) -> Any:
-    """The run's global influence (``core.influence.InfluenceReport``, no ablation) for ``settings``, once per
+    """The run's global influence (``core.explain.influence.report.InfluenceReport``, no ablation) for ``settings``, once per
     run and settings (``progress(done, total)`` is called while it computes); ``compute=False``: stored or None."""
     def run() -> Any:
-        from core.influence import global_influence
-        from core.influence_runs import item_categories
+        from core.explain.influence.report import global_influence
+        from core.runs.influence import item_categories
 
         return global_influence(load_recommender(workspace, run_id), settings["users"], settings["method"],
                                 k=settings["k"], seed=settings["seed"], ablation=False, run=run_id,
@@ -378,9 +378,9 @@ def load_influence(workspace: Workspace, run_id: str, settings: dict[str, Any],
 
 def load_ablation(workspace: Workspace, run_id: str, progress: Callable[[int, int], None] | None = None,
                   compute: bool = True) -> Any:
-    """The run's behavior ablation on its test split (``core.ablation.AblationResult``), once per run."""
+    """The run's behavior ablation on its test split (``core.explain.influence.ablation.AblationResult``), once per run."""
     def run() -> Any:
-        from core.ablation import behavior_ablation
+        from core.explain.influence.ablation import behavior_ablation
 
         return behavior_ablation(load_recommender(workspace, run_id), "test", progress=progress)
     return _stored(workspace, ("ablation", run_id), run if compute else None)

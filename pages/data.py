@@ -1,7 +1,7 @@
 """The Data page: upload a log, map its columns, ingest, read the report, see the overview.
 
-Widgets and layout only: reading, validation and storage are ``core.ingest``;
-the overview tables are ``core.overview``; the figures are ``core.charts``.
+Widgets and layout only: reading, validation and storage are ``core.ingest.pipeline``;
+the overview tables are ``core.ingest.overview``; the figures are ``core.views.charts``.
 User-supplied text is shown with ``st.text``/``st.dataframe``/``st.json`` or
 escaped by ``plain``, never as raw Markdown or HTML.
 """
@@ -15,13 +15,13 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from core import charts
-from core import overview as O
+from core.views import charts
+from core.ingest import overview as O
 from core import schema as S
 from core.errors import BehaviorLensError
-from core.ingest import IngestOptions, default_name, ingest, inspect
-from core.source import SourceInfo
-from core.workspace import DatasetInfo, Workspace
+from core.ingest.pipeline import IngestOptions, default_name, ingest, inspect
+from core.ingest.source import SourceInfo
+from core.store.workspace import DatasetInfo, Workspace
 from pages._shared import (
     DATASET_KEY, PENDING_DATASET_KEY, REPORT_KEY, forget_uploads, get_workspace, load_overview, route_through_frame,
     saved_upload, show_error, show_warnings,

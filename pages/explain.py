@@ -2,10 +2,10 @@
 per-behavior sums, the counterfactual set, a plain-language summary, faithfulness and text tokens.
 
 Widgets and layout only: the top-K is the run's cached fusion candidates ranked with the run's
-default weights (``core.fusion_runs``); explanations are ``core.attribution.explain``,
-counterfactual sets ``core.counterfactual``, token attributions ``core.attribution.tokens``
+default weights (``core.runs.fusion``); explanations are ``core.explain.explain``,
+counterfactual sets ``core.explain.counterfactual``, token attributions ``core.explain.tokens``
 (when that module is there), all cached per run in ``pages/_shared.py``; the summary is
-``core.summary``; the figures ``core.explain_charts``. The explained (run, user, item,
+``core.explain.summary``; the figures ``core.views.explain_charts``. The explained (run, user, item,
 method, target, K) goes to the session for the Export page. Item titles and IDs are user
 data: shown only inside ``st.dataframe``, widget options, Plotly (escaped) or through ``plain``.
 """
@@ -17,21 +17,21 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import explain_charts as charts
+from core.views import explain_charts as charts
 from core import schema as S
-from core.attribution.explanation import TARGET_UNITS
+from core.explain.explanation import TARGET_UNITS
 from core.errors import BehaviorLensError
-from core.fusion import format_weights
-from core.runs import run_record
-from core.summary import summarize
-from core.workspace import Workspace
+from core.fusion.formula import format_weights
+from core.runs.records import run_record
+from core.explain.summary import summarize
+from core.store.workspace import Workspace
 from pages._shared import (
     EXPLAINED_KEY, get_workspace, load_counterfactual, load_explanation, load_fusion, load_token_attributions,
     pick_run, plain, route_through_frame, show_error, user_top,
 )
 
 try:  # text-token attributions are optional: another module of core provides them
-    from core.attribution import tokens as _tokens_module  # noqa: F401
+    from core.explain import tokens as _tokens_module  # noqa: F401
 
     HAS_TOKENS = True
 except ImportError:  # pragma: no cover - depends on the installed core
@@ -162,7 +162,7 @@ def tokens_section(ws: Workspace, run_id: str, user: str, item: str, target: str
     """Token highlights of the item's text, on request; whether they are shown."""
     st.subheader("Text tokens")
     if not HAS_TOKENS:
-        st.caption("Token attributions are not available: core.attribution.tokens is missing in this build.")
+        st.caption("Token attributions are not available: core.explain.tokens is missing in this build.")
         return False
     if not st.toggle("Attribute the item text's tokens (runs the text encoder)", key=TOKENS_KEY):
         return False

@@ -3,7 +3,7 @@
 Widgets and layout only: what to export comes from the session (the Explain page's last
 explanation, the Influence page's last computed settings), the results from the caches
 of ``pages/_shared.py`` (nothing is recomputed when they are there), the files from
-``core.report``. The HTML report opens offline: plotly.js is inlined and every user text
+``core.views.report``. The HTML report opens offline: plotly.js is inlined and every user text
 is escaped.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import streamlit as st
 
 from core.errors import BehaviorLensError
-from core.report import attributions_csv, html_report, influence_csv
-from core.workspace import Workspace
+from core.views.report import attributions_csv, html_report, influence_csv
+from core.store.workspace import Workspace
 from pages._shared import (
     EXPLAINED_KEY, INFLUENCE_KEY, get_workspace, load_ablation, load_counterfactual, load_explanation,
     load_influence, load_token_attributions, plain, route_through_frame, safe_file_name, show_error, user_top,

@@ -2,10 +2,10 @@
 
     score(u, i) = Σ_k w_k · s_k(u, i),  w_k ≥ 0,  Σ_k w_k = 1,  every signal s_k in [0, 1]
 
-(the formula and the normalization of each signal are documented in ``core.fusion``).
+(the formula and the normalization of each signal are documented in ``core.fusion.formula``).
 Widgets and layout only: the head outputs of every user are computed once per run and
-cached in the run folder (``core.fusion_cache``), so moving a slider re-ranks arrays
-(``core.fusion_ranking``) and runs no model. The live panel is a ``st.fragment``:
+cached in the run folder (``core.fusion.candidates``), so moving a slider re-ranks arrays
+(``core.fusion.ranking``) and runs no model. The live panel is a ``st.fragment``:
 moving a slider reruns only the panel. Item titles are user data: shown only inside
 ``st.dataframe`` or through ``plain``, never as Markdown or HTML.
 """
@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import charts
+from core.views import charts
 from core import schema as S
 from core.errors import BehaviorLensError, DataError
-from core.fusion import FORMULA, SIGNALS, format_weights, normalize_weights
-from core.fusion_ranking import Candidates, fused_metrics, user_ranking
-from core.fusion_runs import default_weights, list_presets, run_item_ids, save_preset
-from core.runs import CANCELLED, DONE, list_runs, run_record
-from core.workspace import Workspace
+from core.fusion.formula import FORMULA, SIGNALS, format_weights, normalize_weights
+from core.fusion.ranking import Candidates, fused_metrics, user_ranking
+from core.runs.fusion import default_weights, list_presets, run_item_ids, save_preset
+from core.runs.records import CANCELLED, DONE, list_runs, run_record
+from core.store.workspace import Workspace
 from pages._shared import (
     DATASET_KEY, RUN_KEY, get_workspace, load_fusion, load_fusion_sweep, load_item_titles, plain, route_through_frame,
     show_error,

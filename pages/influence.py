@@ -1,8 +1,8 @@
 """The Influence page: which behaviors move the rankings across users, by time gap and category; ablation.
 
-Widgets and layout only. The numbers are ``core.influence.global_influence`` (estimands in
-its module docstring, restated on the page) and ``core.ablation.behavior_ablation``; the
-figures are ``core.explain_charts``. Both computations run when asked, with a progress
+Widgets and layout only. The numbers are ``core.explain.influence.report.global_influence`` (estimands in
+its module docstring, restated on the page) and ``core.explain.influence.ablation.behavior_ablation``; the
+figures are ``core.views.explain_charts``. Both computations run when asked, with a progress
 bar, once per run and settings: ``pages/_shared.py`` keeps the results, and the session
 remembers the last settings so the Export page can offer the table.
 """
@@ -14,10 +14,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import explain_charts as charts
+from core.views import explain_charts as charts
 from core.errors import BehaviorLensError
-from core.runs import run_record
-from core.workspace import Workspace
+from core.runs.records import run_record
+from core.store.workspace import Workspace
 from pages._shared import (
     INFLUENCE_KEY, get_workspace, influence_settings, load_ablation, load_influence, pick_run, plain,
     route_through_frame, show_error,

@@ -1,8 +1,8 @@
 """The Train page: settings form, live training panel (progress, curves, cancel), saved runs.
 
 Widgets and layout only: training runs in a background thread owned by
-``core.training_job`` (the session keeps just the run ID); runs are listed by
-``core.runs``; the curves are ``core.charts``. The live panel is a fragment that
+``core.runs.jobs`` (the session keeps just the run ID); runs are listed by
+``core.runs.records``; the curves are ``core.views.charts``. The live panel is a fragment that
 reruns itself every second while the job trains, so the rest of the page stays
 put and responsive; when the job ends it asks for one full rerun, which
 refreshes the runs table and stops the polling.
@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import charts
-from core import training_job as J
+from core.views import charts
+from core.runs import jobs as J
 from core.errors import BehaviorLensError, NotFoundError
-from core.runs import CANCELLED, DONE, METRIC_KEYS, RUNNING, list_runs, run_record
-from core.workspace import Workspace
+from core.runs.records import CANCELLED, DONE, METRIC_KEYS, RUNNING, list_runs, run_record
+from core.store.workspace import Workspace
 from pages._shared import DATASET_KEY, RUN_KEY, TRAIN_JOB_KEY, get_workspace, plain, route_through_frame, show_error
 
 POLL_SECONDS = 1.0

@@ -24,3 +24,13 @@ def save_tiny_bert(folder: Path, vocab: Sequence[str], *, seed: int = 0, hidden:
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# The vocabulary most tests' tiny BERT uses: enough word pieces for the generated item texts' first words.
+TINY_VOCAB: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "shoe",
+                               "coffee", "bag", "##s")
+
+
+def tiny_bert(folder: Path) -> Path:
+    """A random 1-layer BERT (hidden 8) over :data:`TINY_VOCAB`, saved offline into ``folder``."""
+    return save_tiny_bert(folder, TINY_VOCAB)

@@ -26,7 +26,7 @@ def _isolated_workspace_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.fixture()
 def ws(_isolated_workspace_env: Path):
     """A real, empty DuckDB workspace in a temporary folder."""
-    from core.workspace import Workspace
+    from core.store.workspace import Workspace
 
     return Workspace(_isolated_workspace_env)
 

@@ -15,10 +15,10 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from core import synth
-from core.ingest import IngestOptions, ingest
-from core.runs import train_run
-from core.workspace import Workspace
+from core.data import synth
+from core.ingest.pipeline import IngestOptions, ingest
+from core.runs.records import train_run
+from core.store.workspace import Workspace
 from bert_support import save_tiny_bert  # tests/bert_support.py
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

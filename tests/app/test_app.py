@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -81,7 +81,7 @@ def test_unknown_dataset_in_session_falls_back_to_sample(app: AppTest) -> None:
 
 
 def test_picker_lists_every_dataset(app: AppTest, _isolated_workspace_env: Path, tmp_path: Path) -> None:
-    from core.ingest import IngestOptions, ingest
+    from core.ingest.pipeline import IngestOptions, ingest
 
     log = tmp_path / "log.csv"
     log.write_text("user_id,item_id,timestamp,behavior\nu1,i1,2024-01-01,view\n")

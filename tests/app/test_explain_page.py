@@ -14,7 +14,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 
 from page_support import DATASET, charts, frame, open_app, tiny_run, unescape  # tests/app/page_support.py
 

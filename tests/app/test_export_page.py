@@ -18,7 +18,7 @@ import streamlit as st
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
-from core.report import ATTRIBUTION_COLUMNS
+from core.views.report import ATTRIBUTION_COLUMNS
 
 from page_support import open_app, tiny_run, unescape  # tests/app/page_support.py
 

@@ -15,11 +15,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core import synth
-from core.fusion_runs import PRESETS_FILE
-from core.ingest import IngestOptions, ingest
-from core.runs import train_run
-from core.workspace import Workspace
+from core.data import synth
+from core.runs.fusion import PRESETS_FILE
+from core.ingest.pipeline import IngestOptions, ingest
+from core.runs.records import train_run
+from core.store.workspace import Workspace
 from page_support import server_mode  # tests/app/page_support.py
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

@@ -3,7 +3,7 @@
 A tiny generated dataset (40 users, 30 items) is ingested into the test's
 workspace and picked in the sidebar; the form sets a tiny model (width 16, one
 layer, history 20, one epoch) and the default encoder (the bundled MiniLM).
-Training runs in a ``core.training_job`` thread; the test reruns the app, as the
+Training runs in a ``core.runs.jobs`` thread; the test reruns the app, as the
 live panel's fragment does in a browser, until the panel shows no Cancel button.
 """
 
@@ -18,11 +18,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core import synth
-from core import training_job as J
-from core.ingest import IngestOptions, ingest
-from core.runs import run_record
-from core.workspace import Workspace
+from core.data import synth
+from core.runs import jobs as J
+from core.ingest.pipeline import IngestOptions, ingest
+from core.runs.records import run_record
+from core.store.workspace import Workspace
 from page_support import server_mode  # tests/app/page_support.py
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

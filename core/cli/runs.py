@@ -1,0 +1,134 @@
+"""`behaviorlens train | evaluate | recommend | runs`: the model subcommands of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.errors import DataError
+from core.store.workspace import Workspace
+
+COMMANDS = ("train", "evaluate", "recommend", "runs", "weights")
+WEIGHTS_HELP = ("fusion weights: NAME=VALUE pairs over engagement, rating, popularity, freshness (normalized to "
+                "sum 1), or a saved preset name; default: the run's saved preset, if any")
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register the model subcommands on the top-level subparsers."""
+    p = sub.add_parser("train", parents=[common], help="train the multi-task model on a dataset")
+    p.add_argument("--dataset", help="dataset name (see `behaviorlens datasets`)")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last epoch")
+    p.add_argument("--epochs", type=int, help="maximum epochs (early stopping on validation NDCG@10)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--config", metavar="FILE", help="JSON settings: {model: {...}, train: {...}, heads, encoder, ...}")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p = sub.add_parser("evaluate", parents=[common], help="metrics of a saved run")
+    p.add_argument("--run", required=True, help="run id (see `behaviorlens runs`)")
+    p.add_argument("--exclude-seen", choices=("yes", "no", "auto"), default="auto",
+                   help="drop the user's earlier items from the candidates (auto: the run's protocol)")
+    p.add_argument("--target-behavior", metavar="B", help="hold out each user's last event of this behavior")
+    p.add_argument("--weights", metavar="engagement=0.7,rating=0.3", help=WEIGHTS_HELP)
+    p = sub.add_parser("recommend", parents=[common], help="top-K items for one user")
+    p.add_argument("--run", required=True)
+    p.add_argument("--user", required=True, help="the user's original ID (pseudonymized internally)")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--weights", metavar="engagement=0.7,rating=0.3", help=WEIGHTS_HELP)
+    sub.add_parser("runs", parents=[common], help="list saved runs with their metrics")
+    p = sub.add_parser("weights", parents=[common], help="list or save a run's fusion weight presets")
+    p.add_argument("--run", required=True)
+    p.add_argument("--save", metavar="NAME", help="store --weights under NAME as the run's default preset")
+    p.add_argument("--weights", metavar="engagement=0.7,rating=0.3", help="the weights to save (NAME=VALUE pairs)")
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    from core.store.files import load_json
+
+    settings: dict[str, Any] = {}
+    if args.config:
+        settings = load_json(Path(args.config))
+    train = dict(settings.get("train", {}))
+    if args.epochs is not None:
+        train["epochs"] = args.epochs
+    if args.seed is not None:
+        train["seed"] = args.seed
+    settings["train"] = train
+    settings["device"] = args.device
+    return settings
+
+
+def _progress(quiet: bool) -> Any:
+    def report(event: dict[str, Any]) -> None:
+        if event.get("event") == "epoch":
+            print(f"epoch {event['epoch']}: loss {event['loss']:.4f}, valid NDCG@10 "
+                  f"{event.get('valid_NDCG@10', float('nan')):.4f}, {event['seconds']:.1f}s", file=sys.stderr)
+    return None if quiet else report
+
+
+def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
+    """Dispatch one model subcommand (torch is imported only here, not for ingest)."""
+    from core.runs.fusion import evaluate_fused, recommend_fused, resolve_weights
+    from core.runs.records import evaluate_run, list_runs, recommend_run, resume_run, train_run
+
+    if args.command == "train":
+        if bool(args.dataset) == bool(args.resume):
+            raise DataError("train needs exactly one of --dataset NAME (a new run) or --resume RUN")
+        report = _progress(args.quiet or as_json)
+        if args.resume:
+            run_id = resume_run(ws, args.resume, progress=report)
+        else:
+            run_id = train_run(ws, args.dataset, _settings(args), progress=report)
+        result = {"run": run_id, **evaluate_run(ws, run_id)}
+        _emit(result, as_json, f"run {run_id}: test {result['test']}, valid {result['valid']}")
+    elif args.command == "evaluate":
+        exclude = {"yes": True, "no": False, "auto": None}[args.exclude_seen]
+        target = ... if args.target_behavior is None else args.target_behavior
+        preset, weights = resolve_weights(ws, args.run, args.weights)
+        if weights is None:
+            result = evaluate_run(ws, args.run, exclude, target)
+        else:
+            result = evaluate_fused(ws, args.run, weights, exclude, target, preset)
+        _emit(result, as_json, f"{result['label']}\ntest {result['test']}\nvalid {result['valid']}")
+    elif args.command == "recommend":
+        if args.k < 1:
+            raise DataError(f"--k {args.k}: expected a positive number of items")
+        preset, weights = resolve_weights(ws, args.run, args.weights)
+        if weights is None:
+            top = recommend_run(ws, args.run, args.user, args.k)
+        else:
+            top = recommend_fused(ws, args.run, args.user, args.k, weights)
+        payload = {"run": args.run, "user": args.user, "items": json.loads(top.to_json(orient="records"))}
+        if weights is not None:
+            payload.update(weights=weights, preset=preset)
+        _emit(payload, as_json, top.to_string(index=False))
+    elif args.command == "runs":
+        frame = list_runs(ws)
+        _emit(json.loads(frame.to_json(orient="records", date_format="iso")) if len(frame) else [], as_json,
+              frame.to_string(index=False) if len(frame) else "no runs")
+    elif args.command == "weights":
+        _weights(args, ws, as_json)
+    return 0
+
+
+def _weights(args: argparse.Namespace, ws: Workspace, as_json: bool) -> None:
+    """`behaviorlens weights --run ID [--save NAME --weights ...]`: list or store presets."""
+    from core.fusion.formula import parse_weights
+    from core.runs.fusion import list_presets, save_preset
+
+    if bool(args.save) != bool(args.weights):
+        raise DataError("weights: give --save NAME with --weights NAME=VALUE,... to store a preset, "
+                        "or neither to list them")
+    if args.save:
+        presets = save_preset(ws, args.run, args.save, parse_weights(args.weights))
+    else:
+        presets = list_presets(ws, args.run)
+    lines = [f"{'*' if n == presets['default'] else ' '} {n}: " + ", ".join(f"{k}={v:.3g}" for k, v in w.items())
+             for n, w in presets["presets"].items()]
+    _emit({"run": args.run, **presets}, as_json, "\n".join(lines) or "no presets")
+
+
+def _emit(obj: Any, as_json: bool, text: str) -> None:
+    print(json.dumps(obj, default=str) if as_json else text)

@@ -1,0 +1,140 @@
+"""The ``fused`` target: the run's fused ranking score of one (user, item), as a torch function.
+
+:mod:`core.fusion.formula` re-ranks cached numpy signals and has no per-(user, item)
+differentiable score, so this module restates its formula for one user, in torch:
+
+    fused(u, i) = w_e · (p_i/p_max − low) / (1 − low) + w_r · clip((r_i − lo)/(hi − lo), 0, 1)
+                  + w_p · popularity_i + w_f · freshness_i
+
+with p the softmax probabilities over every item, p_max and low = min p_c / p_max taken
+over the user's eligible items (the run's protocol: earlier items excluded or kept;
+the explained item always counts), (lo, hi) the dataset's value range, and the item
+signals of the ``all`` context (constants for one item: they cancel in every
+attribution). For attribution the user's scale is held where the full history puts it:
+p_max and low are computed once with every event (:func:`engagement_reference`) and kept
+fixed while events are masked. Re-normalizing at every masked history would pin the
+user's top item at exactly 1 whatever is removed (it stays on top), so every method would
+attribute nothing to it, and the max/min kinks would break IG's completeness. With the
+scale fixed the fused score equals core.fusion.formula's at the full history and moves with
+p_i elsewhere. Weights are the run's default fusion preset; a run without one ranks by
+engagement alone (as ``behaviorlens recommend`` does), so the fused target is then
+engagement=1. ``tests/test_attribution.py`` checks this against ``core.fusion.formula``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.explain.scorer import TargetFn
+from core.model.evaluation import RatingScale, exclusion_mask
+from core.fusion.formula import ENGAGEMENT, FRESHNESS, POPULARITY, RATING, normalize_weights
+from core.model.network import BehaviorModel
+from core.data.sequences import SequenceData
+
+ENGAGEMENT_ONLY: dict[str, float] = {ENGAGEMENT: 1.0}
+
+
+@dataclass(frozen=True)
+class FusedSpec:
+    """Everything the fused score of one (user, item) needs besides the model."""
+
+    weights: dict[str, float]  # normalized over every signal
+    eligible: torch.Tensor  # [N+1] bool candidate items of the user (padding never)
+    value_range: tuple[float, float] | None
+    item_constant: float  # w_p · popularity_i + w_f · freshness_i
+
+
+def fused_spec(data: SequenceData, user: int, item: int, weights: Mapping[str, float] | None,
+               exclude_seen: bool) -> FusedSpec:
+    """The fused-score settings of user row ``user`` and item index ``item`` (every event as history)."""
+    w = normalize_weights(weights or ENGAGEMENT_ONLY)
+    if exclude_seen:
+        ends = data.offsets[user + 1: user + 2]
+        mask = exclusion_mask(data, np.array([user]), ends, np.array([item]))[0]
+    else:
+        mask = np.zeros(data.n_items + 1, bool)
+    mask[0] = True
+    constant = w[POPULARITY] * popularity_of(data, item) + w[FRESHNESS] * freshness_of(data, item)
+    values = data.value[~np.isnan(data.value)]
+    vrange = (float(values.min()), float(values.max())) if values.size else None
+    return FusedSpec(w, torch.from_numpy(~mask), vrange, constant)
+
+
+def popularity_of(data: SequenceData, item: int) -> float:
+    """log(1 + n_item) / log(1 + max_j n_j) over every event (the ``all`` context of core.fusion.formula)."""
+    counts = np.bincount(data.item, minlength=data.n_items + 1)[1:]
+    top = counts.max() if counts.size else 0
+    return float(np.log1p(counts[item - 1]) / np.log1p(top)) if top > 0 else 0.0
+
+
+def freshness_of(data: SequenceData, item: int) -> float:
+    """(t_item − t_min) / (t_max − t_min) of the items' latest events; 0 for an item without events."""
+    last = np.full(data.n_items + 1, -np.inf)
+    np.maximum.at(last, data.item, data.ts.astype(np.float64))
+    seen = np.isfinite(last)
+    if not seen[item] or last[seen].max() == last[seen].min():
+        return 0.0
+    lo, hi = last[seen].min(), last[seen].max()
+    return float((last[item] - lo) / (hi - lo))
+
+
+def fused_target(model: BehaviorModel, item: int, scale: RatingScale, spec: FusedSpec,
+                 reference: tuple[float, float] | None = None) -> TargetFn:
+    """(task_e [S, De], task_r [S, De+2]) -> fused score [S].
+
+    ``reference`` = (log p_max, low) of the full history (:func:`engagement_reference`): the
+    user's engagement scale held fixed; None re-normalizes every row (core.fusion.formula's view).
+    """
+    def fused(task_e: torch.Tensor, task_r: torch.Tensor) -> torch.Tensor:
+        out = torch.full((task_e.shape[0],), spec.item_constant, dtype=torch.float32)
+        if spec.weights[ENGAGEMENT] > 0:
+            signal = (engagement_signal(model, task_e, item, spec.eligible) if reference is None
+                      else fixed_scale_signal(model, task_e, item, reference))
+            out = out + spec.weights[ENGAGEMENT] * signal
+        if spec.weights[RATING] > 0 and spec.value_range is not None and spec.value_range[1] > spec.value_range[0]:
+            idx = torch.full((task_r.shape[0],), item, dtype=torch.long)
+            r = scale.restore(model.rating_of(task_r, idx).float())
+            lo, hi = spec.value_range
+            out = out + spec.weights[RATING] * ((r - lo) / (hi - lo)).clamp(0.0, 1.0)
+        return out
+    return fused
+
+
+def engagement_signal(model: BehaviorModel, task_e: torch.Tensor, item: int, eligible: torch.Tensor) -> torch.Tensor:
+    """Min-maxed probability of ``item`` over the eligible items, (p_i/p_max − low)/(1 − low): [S].
+
+    p_i/p_max = exp(logit_i − max logit): the softmax normalizer cancels.
+    """
+    logits = model.engagement_logits(task_e).float().masked_fill(~eligible, float("-inf"))  # [S, N+1]
+    rel = torch.exp(logits - logits.max(-1, keepdim=True).values)  # p / p_max, 0 where not eligible
+    low = torch.where(eligible, rel, torch.ones_like(rel)).min(-1).values  # [S]
+    span = 1.0 - low
+    return torch.where(span > 0, (rel[:, item] - low) / span.clamp(min=1e-30), torch.zeros_like(span))
+
+
+def log_probabilities(model: BehaviorModel, task_e: torch.Tensor) -> torch.Tensor:
+    """[S, De] -> log-softmax over every item [S, N+1] (padding -inf)."""
+    logits = model.engagement_logits(task_e).float()
+    logits[:, 0] = float("-inf")
+    return torch.log_softmax(logits, -1)
+
+
+@torch.no_grad()
+def engagement_reference(model: BehaviorModel, task_e: torch.Tensor, eligible: torch.Tensor) -> tuple[float, float]:
+    """(log p_max, low) of one full-history state [1, De] over the eligible items."""
+    logp = log_probabilities(model, task_e)[0].masked_fill(~eligible, float("-inf"))  # [N+1]
+    top = float(logp.max())
+    low = float(torch.exp(logp[eligible] - top).min()) if bool(eligible.any()) else 0.0
+    return top, low
+
+
+def fixed_scale_signal(model: BehaviorModel, task_e: torch.Tensor, item: int,
+                       reference: tuple[float, float]) -> torch.Tensor:
+    """(p_i / p_max* − low*) / (1 − low*) with p_max*, low* of the full history: [S]."""
+    top, low = reference
+    rel = torch.exp(log_probabilities(model, task_e)[:, item] - top)  # [S]
+    return (rel - low) / (1.0 - low) if low < 1.0 else torch.zeros_like(rel)

@@ -1,0 +1,1 @@
+"""Ranking fusion: one formula over normalized signals, candidate sets and re-ranking without the model."""

@@ -1,0 +1,270 @@
+"""Ingest an interaction log into the workspace, losing no row without a reason.
+
+Reading, parsing and validation run in a private in-memory DuckDB (spilling to a
+private temp folder outside the workspace), so raw user IDs never touch the
+workspace files; only the accepted, pseudonymized rows are written, in one
+transaction, under the workspace lock. The returned :class:`IngestReport`
+always satisfies ``rows_read == rows_accepted + rows_rejected``.
+
+The file is read and parsed in one pass into table ``parsed``; every later step
+(behavior mapping, pseudonyms, the report, the write) reads the view ``checked``
+over it, so the log is materialized once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from core import schema as S
+from core.ingest.catalogue import read_catalogue
+from core.errors import DataError, UnusableFileError
+from core.ingest.report import IngestReport, build_report
+from core.ingest.mapping import canonical_behavior, parse_behavior_codes, resolve_mapping
+from core.ingest.reader import load_source, peek_values
+from core.ingest.source import SourceInfo, inspect_source
+from core.ingest.validation import (
+    CHECKED,
+    PARSED,
+    Rules,
+    finish_labels,
+    mark_duplicates,
+    parse_query,
+    sample_labels,
+)
+from core.store.workspace import Workspace, validate_name
+
+Progress = Callable[[str, float], None]
+MEMORY_ENV = "BEHAVIORLENS_INGEST_MEMORY"
+
+
+@dataclass
+class IngestOptions:
+    """Settings of one ingest; every field has a CLI flag of the same meaning."""
+
+    name: str | None = None
+    columns: list[str] | None = None
+    mapping: dict[str, str | None] = field(default_factory=dict)
+    behavior_codes: dict[str, str] | str | None = None
+    keep_ids: bool = False
+    default_behavior: str | None = None
+    rating_range: tuple[float, float] = S.DEFAULT_RATING_RANGE
+    time_format: str | None = None
+    drop_duplicates: bool = False
+    items_id_column: str | None = None
+    memory_limit: str = field(default_factory=lambda: os.environ.get(MEMORY_ENV, "1GB"))
+
+
+def default_name(path: str | os.PathLike[str]) -> str:
+    """A dataset name from a file name: ``events.csv.gz`` -> ``events``."""
+    stem = Path(path).name
+    for suffix in (".gz", ".csv", ".tsv", ".txt", ".parquet", ".jsonl", ".json", ".ndjson", ".data"):
+        stem = stem[: -len(suffix)] if stem.lower().endswith(suffix) else stem
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._-") or "dataset"
+    return stem[:64]
+
+
+def inspect(path: str | os.PathLike[str], columns: list[str] | None = None) -> tuple[SourceInfo, dict[str, str]]:
+    """Detect a file's layout and guess its column mapping (for the mapping step in the UI)."""
+    info = inspect_source(path, columns)
+    return info, resolve_mapping(info.columns)
+
+
+def ingest(workspace: Workspace, events: str | os.PathLike[str], items: str | os.PathLike[str] | None = None,
+           options: IngestOptions | None = None, *, source_names: list[str] | None = None,
+           progress: Progress | None = None) -> IngestReport:
+    """Read, validate, pseudonymize and store one event log (and optional item catalogue)."""
+    opts = options or IngestOptions()
+    started = time.perf_counter()
+    say = progress or (lambda stage, frac: None)
+    name = validate_name(opts.name or default_name(source_names[0] if source_names else events))
+    codes = parse_behavior_codes(opts.behavior_codes)
+    say("reading", 0.05)
+    info = inspect_source(events, opts.columns)
+    mapping = resolve_mapping(info.columns, opts.mapping)
+    _require_ids(info, mapping)
+    rules = _rules(info, mapping, opts)
+    with _scratch(opts.memory_limit) as con:
+        labels = _sample_labels(con, info, rules, codes)
+        malformed = load_source(con, info, PARSED, parse_query(rules, labels))
+        say("validating", 0.4)
+        finish_labels(con, rules, codes)
+        if opts.drop_duplicates:
+            mark_duplicates(con, rules)
+        catalogue = read_catalogue(con, items, opts.items_id_column) if items is not None else None
+        con.execute("SET preserve_insertion_order = false")  # rows carry their number from here on
+        say("pseudonymizing", 0.6)
+        n_users = _user_table(con, workspace, opts.keep_ids)
+        n_items = _item_rows(con, catalogue)
+        report = build_report(con, name, info, mapping, rules, malformed, codes, opts, catalogue,
+                              source_names, n_users, n_items, _example_user(workspace, opts.keep_ids))
+        if report.rows_read == 0:
+            raise UnusableFileError(f"{info.path.name} has no data rows (only a header?): nothing to ingest")
+        say("writing", 0.8)
+        report.replaced = _write(con, workspace, name, report)
+    report.elapsed_s = round(time.perf_counter() - started, 3)
+    say("done", 1.0)
+    return report
+
+
+@contextmanager
+def _scratch(memory_limit: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A private in-memory DuckDB that spills to a private temp folder, removed afterwards."""
+    tmp = tempfile.mkdtemp(prefix="behaviorlens-ingest-")
+    try:
+        con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": tmp})
+    except duckdb.Error as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{MEMORY_ENV}={memory_limit!r} is not a memory size such as 1GB or 512MB") from exc
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        yield con
+    finally:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _require_ids(info: SourceInfo, mapping: dict[str, str]) -> None:
+    for fld in S.REQUIRED_FIELDS:
+        if fld not in mapping:
+            hint = " The file seems to have no header: name its columns with --columns." if not info.header else ""
+            raise UnusableFileError(
+                f"no {fld} column found in {info.path.name} among {info.columns}: map one with "
+                f"--map {fld}=COLUMN.{hint}"
+            )
+
+
+def _rules(info: SourceInfo, mapping: dict[str, str], opts: IngestOptions) -> Rules:
+    lo, hi = (float(x) for x in opts.rating_range)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise DataError(f"rating range {opts.rating_range}: expected two finite numbers LO < HI, such as 1,5")
+    default = opts.default_behavior
+    if default is not None and not str(default).strip():
+        raise DataError("--default-behavior is empty: give a behavior such as view or purchase")
+    if S.BEHAVIOR not in mapping and default is None:
+        default = S.RATE if S.VALUE in mapping else S.VIEW
+    if default is not None:
+        default = canonical_behavior(default)
+    if opts.time_format is not None:
+        _check_time_format(opts.time_format)
+    return Rules(
+        mapping=mapping,
+        default_behavior=default,
+        rating_range=(lo, hi),
+        decimal_comma=info.delimiter == ";",
+        time_format=opts.time_format,
+    )
+
+
+def _sample_labels(con: duckdb.DuckDBPyConnection, info: SourceInfo, rules: Rules,
+                   codes: dict[str, str]) -> dict[str, str]:
+    """Behaviors of the labels in the first records, so the read pass can map them itself."""
+    column = rules.mapping.get(S.BEHAVIOR)
+    if column is None:
+        default = rules.default_behavior or S.VIEW
+        return {default: default}
+    return sample_labels(peek_values(con, info, column), codes)
+
+
+def _check_time_format(fmt: str) -> None:
+    try:
+        duckdb.connect().execute("SELECT try_strptime('2020-01-01', ?)", [fmt]).fetchall()
+    except duckdb.Error as exc:
+        raise DataError(
+            f"--time-format {fmt!r} is not a valid strptime format ({str(exc).splitlines()[0]}): "
+            "use codes such as %Y-%m-%d %H:%M:%S or %d/%m/%Y"
+        ) from exc
+
+
+def _user_table(con: duckdb.DuckDBPyConnection, workspace: Workspace, keep_ids: bool) -> int:
+    """Table ``__users(raw, uid)``: the stored ID of every accepted user; returns their count."""
+    if keep_ids:
+        return int(con.execute(f"SELECT count(DISTINCT u) FROM {CHECKED} WHERE reason IS NULL").fetchone()[0])
+    raw = con.sql(f"SELECT DISTINCT u FROM {CHECKED} WHERE reason IS NULL").to_arrow_table().column(0)
+    stored = workspace.pseudonymize(raw.to_pylist())
+    if len(set(stored)) != len(stored):
+        raise DataError("two user IDs got the same pseudonym; ingest again with --keep-ids or report this")
+    users = pa.table({"raw": raw, "uid": pa.array(stored, pa.string())})
+    con.register("__users_arrow", users)
+    con.execute("CREATE TABLE __users AS SELECT * FROM __users_arrow")
+    con.unregister("__users_arrow")
+    return len(stored)
+
+
+def _example_user(workspace: Workspace, keep_ids: bool) -> Callable[[Any], Any]:
+    """How report examples show a user ID: raw with keep_ids, else its pseudonym (null tokens as is)."""
+    def show(raw: Any) -> Any:
+        if keep_ids or raw is None or str(raw).strip().lower() in S.NULL_TOKENS:
+            return raw
+        return workspace.pseudonymize([str(raw)])[0]
+
+    return show
+
+
+def _write(con: duckdb.DuckDBPyConnection, workspace: Workspace, name: str, report: IngestReport) -> bool:
+    """Store events, items and the dataset row in one transaction; True if it replaced one."""
+    with workspace.lock():
+        con.execute(f"ATTACH '{_sql_path(workspace.db_path)}' AS ws")
+        try:
+            replaced = con.execute("SELECT count(*) FROM ws.datasets WHERE name = ?", [name]).fetchone()[0] > 0
+            con.execute("BEGIN TRANSACTION")
+            try:
+                _replace_rows(con, name, report)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("CHECKPOINT ws")
+        finally:
+            con.execute("DETACH ws")
+    return bool(replaced)
+
+
+def _replace_rows(con: duckdb.DuckDBPyConnection, name: str, report: IngestReport) -> None:
+    for table in ("events", "items"):
+        con.execute(f"DELETE FROM ws.{table} WHERE {S.DATASET} = ?", [name])
+    con.execute("DELETE FROM ws.datasets WHERE name = ?", [name])
+    user, join = ("us.uid", " JOIN __users us ON c.u = us.raw") if report.pseudonymized else ("c.u", "")
+    con.execute(
+        f"INSERT INTO ws.events SELECT ?, c.row, {user}, c.i, c.ts, c.b, c.v, c.t "
+        f"FROM {CHECKED} c{join} WHERE c.reason IS NULL",
+        [name],
+    )
+    con.execute("INSERT INTO ws.items SELECT ?, * FROM __items", [name])
+    con.execute("INSERT INTO ws.datasets VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?)", report.dataset_row())
+
+
+def _item_rows(con: duckdb.DuckDBPyConnection, catalogue: tuple[pd.DataFrame, dict[str, Any]] | None) -> int:
+    """Table ``__items``: catalogue rows plus every event item missing from it; returns the event items."""
+    event_items = f"SELECT DISTINCT i FROM {CHECKED} WHERE reason IS NULL"
+    plain = (f"i AS {S.ITEM_ID}, i AS {S.ITEM_TITLE}, CAST(NULL AS VARCHAR) AS {S.ITEM_CATEGORY}, "
+             f"'' AS {S.ITEM_TEXT}, CAST(NULL AS VARCHAR) AS {S.ITEM_ATTRS}")
+    if catalogue is None:
+        con.execute(f"CREATE TABLE __items AS SELECT {plain} FROM ({event_items})")
+        return int(con.execute("SELECT count(*) FROM __items").fetchone()[0])
+    con.execute(f"CREATE TABLE __event_items AS {event_items}")
+    con.register("__cat_df", catalogue[0].astype("string"))
+    cols = f"{S.ITEM_ID}, {S.ITEM_TITLE}, {S.ITEM_CATEGORY}, {S.ITEM_TEXT}, {S.ITEM_ATTRS}"
+    con.execute(
+        f"CREATE TABLE __items AS SELECT {cols} FROM __cat_df UNION ALL SELECT {plain} "
+        f"FROM __event_items WHERE i NOT IN (SELECT {S.ITEM_ID} FROM __cat_df)"
+    )
+    con.unregister("__cat_df")
+    return int(con.execute("SELECT count(*) FROM __event_items").fetchone()[0])
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")

@@ -1,0 +1,1 @@
+"""The multi-task model: settings, network, text encoder, training, evaluation, metrics and the Recommender."""

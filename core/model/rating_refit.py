@@ -1,0 +1,122 @@
+"""Per-task checkpoint selection for the rating head: refit its tower on the frozen encoder.
+
+The rating head starts to overfit while the ranking still improves, so the epoch that
+early stopping picks (best validation NDCG@10) is rarely the best one for ratings. After
+the main loop has restored that epoch, this phase freezes everything the engagement head
+depends on (item encoder, history encoder, request time, shared MMoE experts, engagement
+head) and trains only the rating task's gate and the rating head on the cached user
+states of every training position, keeping the epoch with the lowest validation RMSE;
+"no refit" (the restored state) is a candidate too, so validation RMSE never gets worse
+and engagement outputs are unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.data.batches import Split, training_batch
+from core.model.evaluation import Protocol, RatingScale, evaluate_split
+from core.model.network import BehaviorModel, user_value_mean
+from core.data.sequences import SequenceData
+
+_ENCODE_BATCH = 128
+_STEP_BATCH = 1024
+
+
+@dataclass
+class RatingPositions:
+    """Training positions whose next event has a value, with the frozen model's inputs to the rating task."""
+
+    mixed: torch.Tensor  # [P, D] user state + request-gap embedding (the MMoE input)
+    extra: torch.Tensor  # [P, 2] running mean of the user's earlier values, has one
+    item: torch.Tensor  # [P] target item index
+    value: torch.Tensor  # [P] standardized target value
+
+
+def rating_parameters(model: BehaviorModel) -> list[torch.nn.Parameter]:
+    """What the refit trains: the rating task's MMoE gate and the rating head."""
+    return list(model.mmoe.gates[1].parameters()) + list(model.rating.parameters())
+
+
+@torch.no_grad()
+def rating_positions(model: BehaviorModel, data: SequenceData, split: Split, users: np.ndarray,
+                     scale: RatingScale, device: torch.device) -> RatingPositions:
+    """Run the frozen model (eval mode, no dropout) once over every training window."""
+    model.eval()
+    parts: list[tuple[torch.Tensor, ...]] = []
+    for lo in range(0, len(users), _ENCODE_BATCH):
+        idx = users[lo:lo + _ENCODE_BATCH]
+        batch = training_batch(data, idx, split.train_end[idx], model.cfg.max_len).to(device)
+        values = (batch.target_value - scale.mean) / scale.std  # [B, L]
+        keep = (batch.target_item > 0) & ~torch.isnan(values)
+        if not keep.any():
+            continue
+        states = model.encode(model.tokens(batch), batch)
+        mixed = model.mixed(states, batch)
+        extra = user_value_mean(batch, model.cfg)
+        parts.append((mixed[keep].float(), extra[keep].float(), batch.target_item[keep], values[keep].float()))
+    if not parts:
+        empty = torch.zeros(0, device=device)
+        return RatingPositions(empty.view(0, model.cfg.d_model), empty.view(0, 2), empty.long(), empty)
+    return RatingPositions(*(torch.cat([p[i] for p in parts]) for i in range(4)))
+
+
+def _epoch(model: BehaviorModel, pos: RatingPositions, optimizer: torch.optim.Optimizer,
+           rng: np.random.Generator) -> float:
+    """One pass over the cached positions in shuffled mini-batches; mean MSE."""
+    model.rating.train()
+    order = torch.as_tensor(rng.permutation(len(pos.item)), device=pos.item.device)
+    total = 0.0
+    for lo in range(0, len(order), _STEP_BATCH):
+        idx = order[lo:lo + _STEP_BATCH]
+        _, task_r = model.mmoe(pos.mixed[idx])
+        pred = model.rating_of(torch.cat([task_r, pos.extra[idx]], -1), pos.item[idx]).float()
+        loss = F.mse_loss(pred, pos.value[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.item()) * len(idx)
+    model.rating.eval()
+    return total / max(1, len(order))
+
+
+def refit_rating(model: BehaviorModel, data: SequenceData, split: Split, users: np.ndarray, scale: RatingScale,
+                 protocol: Protocol, device: torch.device, epochs: int, lr: float, patience: int = 3, seed: int = 0,
+                 progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Refit the rating task on the frozen encoder; keeps the state with the best validation RMSE.
+
+    Returns a summary: the validation RMSE before and after, and the refit epoch kept (0 = none).
+    """
+    before = evaluate_split(model, data, split, "valid", protocol, scale, device).get("RMSE", math.nan)
+    summary = {"valid_RMSE_before": before, "valid_RMSE": before, "epoch": 0, "epochs_run": 0}
+    if epochs <= 0 or not math.isfinite(before):
+        return summary
+    pos = rating_positions(model, data, split, users, scale, device)
+    if len(pos.item) == 0:
+        return summary
+    params = rating_parameters(model)
+    best = {id(p): p.detach().clone() for p in params}
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    rng = np.random.default_rng(seed)
+    for epoch in range(1, epochs + 1):
+        loss = _epoch(model, pos, optimizer, rng)
+        rmse = evaluate_split(model, data, split, "valid", protocol, scale, device).get("RMSE", math.nan)
+        summary["epochs_run"] = epoch
+        if progress:
+            progress({"event": "rating_refit", "epoch": epoch, "loss_rating": loss, "valid_RMSE": rmse})
+        if rmse < summary["valid_RMSE"]:
+            summary.update(valid_RMSE=rmse, epoch=epoch)
+            best = {id(p): p.detach().clone() for p in params}
+        elif epoch - summary["epoch"] >= patience:
+            break
+    with torch.no_grad():
+        for p in params:
+            p.copy_(best[id(p)])
+    return summary

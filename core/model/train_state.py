@@ -1,0 +1,86 @@
+"""Training state for resuming an interrupted run: safetensors for tensors, JSON for the rest.
+
+``train_state.safetensors`` holds the current model (``model.*``), the best model so
+far (``best.*``), the loss module (``loss.*``) and AdamW's moments
+(``opt.<param>.<name>``); ``train_state.json`` the epoch, history, optimizer
+hyper-parameters and the tensor file's checksum.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.store.files import finite_or_none, load_json, load_state_into, load_tensors, save_json, save_tensors
+from core.errors import ArtifactError
+from core.model.training import FitState
+
+STATE_TENSORS = "train_state.safetensors"
+STATE_JSON = "train_state.json"
+
+
+def save_train_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     loss_fn: torch.nn.Module, state: FitState, epoch: int) -> None:
+    """Write everything needed to continue after ``epoch`` (atomically, tensors first)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"loss.{k}": v for k, v in loss_fn.state_dict().items()})
+    if state.best_state is not None:
+        tensors.update({f"best.{k}": v for k, v in state.best_state.items()})
+    opt = optimizer.state_dict()
+    scalars: dict[str, dict[str, float]] = {}
+    for pid, slots in opt["state"].items():
+        for name, value in slots.items():
+            if torch.is_tensor(value) and value.dim() > 0:
+                tensors[f"opt.{pid}.{name}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[name] = float(value)
+    digest = save_tensors(folder / STATE_TENSORS, tensors)
+    save_json(folder / STATE_JSON, finite_or_none({
+        "epoch": epoch, "history": state.history, "best_epoch": state.best_epoch,
+        "best_score": state.best_score if state.best_epoch > 0 else None,
+        "param_groups": opt["param_groups"], "scalars": scalars, "sha256": digest,
+    }))
+
+
+def has_train_state(folder: Path) -> bool:
+    return (folder / STATE_JSON).is_file() and (folder / STATE_TENSORS).is_file()
+
+
+def load_train_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     loss_fn: torch.nn.Module) -> tuple[FitState, int]:
+    """Restore model, loss and optimizer in place; return the fit state and the last finished epoch."""
+    meta = load_json(folder / STATE_JSON)
+    tensors = load_tensors(folder / STATE_TENSORS, meta.get("sha256"))
+    part = _prefixed(tensors)
+    load_state_into(model, part.get("model", {}), folder / STATE_TENSORS)
+    load_state_into(loss_fn, part.get("loss", {}), folder / STATE_TENSORS)
+    optimizer.load_state_dict({"state": _optimizer_slots(part.get("opt", {}), meta.get("scalars", {})),
+                               "param_groups": meta["param_groups"]})
+    best = part.get("best") or None
+    score = meta.get("best_score")
+    state = FitState(history=list(meta.get("history", [])), best_epoch=int(meta.get("best_epoch", -1)),
+                     best_score=float("-inf") if score is None else float(score), best_state=best)
+    return state, int(meta["epoch"])
+
+
+def _prefixed(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        head, _, rest = key.partition(".")
+        out.setdefault(head, {})[rest] = value
+    return out
+
+
+def _optimizer_slots(tensors: dict[str, torch.Tensor], scalars: dict[str, dict[str, float]]) -> dict[int, dict[str, Any]]:
+    slots: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        pid, _, name = key.partition(".")
+        slots.setdefault(int(pid), {})[name] = value
+    for pid, values in scalars.items():
+        for name, value in values.items():
+            slots.setdefault(int(pid), {})[name] = torch.tensor(value)
+    if any(not s for s in slots.values()):
+        raise ArtifactError("the saved optimizer state is incomplete")
+    return slots

@@ -1,0 +1,1 @@
+"""Views: Plotly figures and the CSV/HTML exports (no streamlit)."""
