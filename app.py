@@ -14,8 +14,15 @@ from streamlit.navigation.page import StreamlitPage
 
 from core.errors import BehaviorLensError
 from pages._shared import (
-    DATASET_KEY, DEFAULT_DATASET, PENDING_DATASET_KEY, REPORT_KEY, ensure_sample, get_workspace, plain,
+    DATASET_KEY,
+    DEFAULT_DATASET,
+    PENDING_DATASET_KEY,
+    REPORT_KEY,
+    ensure_sample,
+    get_workspace,
+    plain,
     show_error,
+    workspace_root,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -78,7 +85,7 @@ def workspace_status(chosen: str | None) -> None:
 def sidebar() -> None:
     """Dataset picker and workspace status (errors shown, never raised)."""
     try:
-        ensure_sample()
+        ensure_sample(workspace_root())
     except BehaviorLensError as exc:
         with st.sidebar:
             show_error(exc)

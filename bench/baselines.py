@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.model import metrics as M
 from core.data.batches import leave_last_out
-from core.model.evaluation import exclusion_mask, user_scores
 from core.data.sequences import SequenceData, build_sequences
+from core.model import metrics as M
+from core.model.evaluation import exclusion_mask, user_scores
 
 
 def _setup(events: pd.DataFrame) -> tuple[SequenceData, object, np.ndarray]:

@@ -61,8 +61,7 @@ FIGURES: dict[str, tuple[str, float | None, str]] = {
 
 def defaults_digest() -> str:
     """Short hash of the model and training defaults: a bench run is reused only while they hold."""
-    from core.model.network import ModelConfig
-    from core.model.training import TrainConfig
+    from core.model.config import ModelConfig, TrainConfig
 
     def table(cls: Any) -> dict[str, Any]:
         return {f.name: (f.default if f.default is not MISSING else
@@ -73,7 +72,8 @@ def defaults_digest() -> str:
 
 def bench_run(ws: Any, epochs: int | None, threads: int) -> tuple[str, float]:
     """The run id of the default configuration (trained unless a finished one is there), training seconds."""
-    from core.runs.records import DONE, list_runs, train_run
+    from core.runs.records import DONE, list_runs
+    from core.runs.train import train_run
 
     digest, cap = defaults_digest(), epochs or "default"
     tag = f"bench-explain-e{cap}-{digest}"
@@ -155,25 +155,26 @@ def raw_ids(ws: Any, stored: list[str]) -> dict[str, str]:
 def page_times(ws: Any, run_id: str, rec: Any, users: list[str]) -> list[dict[str, float]]:
     """Seconds of the Explain page's core calls per new user, by part: run-level calls, then the cached model."""
     from core.explain import explain
-    from core.runs.explain import explain_run
-    from core.explain.subject import titles_of
     from core.explain.counterfactual import counterfactual_set
-    from core.runs.fusion import default_weights, recommend_fused, recommendation_table, run_candidates, run_item_ids
-    from core.runs.influence import counterfactual_run
+    from core.explain.subject import titles_of
+    from core.runs.explain import counterfactual_run, explain_run
+    from core.runs.fusion import default_weights, recommend_fused, recommendation_table, run_candidates
+    from core.runs.run import open_run
 
     summarize = _summarize() or (lambda exp: None)
-    weights = default_weights(ws, run_id)[1] or {"engagement": 1.0}
-    cands, meta = run_candidates(ws, run_id, "all")  # built once, as the page's cache holds it
-    items, titles, ids, out = ws.items("sample"), titles_of(ws.items("sample")), run_item_ids(ws, run_id), []
+    weights = default_weights(open_run(ws, run_id))[1] or {"engagement": 1.0}
+    held = open_run(ws, run_id)  # the page keeps one handle per run: candidates and titles are read once
+    cands, meta = run_candidates(held, "all")
+    titles, out = titles_of(ws.items("sample")), []
     for stored, raw in raw_ids(ws, users).items():
         row: dict[str, Any] = {"user": raw}
-        top = _timed(row, "run_top", lambda: recommend_fused(ws, run_id, raw, K, weights))
+        top = _timed(row, "run_top", lambda: recommend_fused(open_run(ws, run_id), raw, K, weights))
         item = str(top["item_id"].iloc[0])
-        exp = _timed(row, "run_explain", lambda: explain_run(ws, run_id, raw, item, "ig", "fused", weights))
-        _timed(row, "run_counterfactual", lambda: counterfactual_run(ws, run_id, raw, item, K))
+        exp = _timed(row, "run_explain", lambda: explain_run(open_run(ws, run_id), raw, item, "ig", "fused", weights))
+        _timed(row, "run_counterfactual", lambda: counterfactual_run(open_run(ws, run_id), raw, item, K))
         _timed(row, "run_summary", lambda: summarize(exp))
-        _timed(row, "cached_top", lambda: recommendation_table(cands, meta["user_ids"].index(stored), K, weights,
-                                                               ids, items))
+        _timed(row, "cached_top", lambda: recommendation_table(held, cands, meta["user_ids"].index(stored), K,
+                                                               weights))
         exp = _timed(row, "cached_explain", lambda: explain(rec, stored, item, "ig", "fused", weights=weights,
                                                             titles=titles, user_label=raw, run=run_id))
         _timed(row, "cached_counterfactual", lambda: counterfactual_set(rec, stored, item, K, titles=titles))
@@ -202,12 +203,13 @@ def _summarize() -> Any:
     return summarize
 
 
-def influence_times(rec: Any, ws: Any, users: int) -> dict[str, float]:
+def influence_times(rec: Any, ws: Any, run_id: str, users: int) -> dict[str, float]:
     """Seconds of global influence over ``users`` users, methods loo and swap (no ablation)."""
     from core.explain.influence.report import global_influence
     from core.runs.influence import item_categories
+    from core.runs.run import open_run
 
-    categories, out = item_categories(ws, "sample"), {}
+    categories, out = item_categories(open_run(ws, run_id)), {}
     for method in ("loo", "swap"):
         start = time.perf_counter()
         global_influence(rec, users, method, categories=categories, ablation=False)
@@ -266,8 +268,8 @@ def run(args: argparse.Namespace, out_path: Path) -> int:
     import torch
 
     from core.explain.subject import titles_of
-    from core.runs.records import load_run
     from core.ingest.sample import ensure_sample_dataset
+    from core.runs.run import open_run
     from core.store.workspace import Workspace
 
     torch.set_num_threads(args.threads)
@@ -275,7 +277,7 @@ def run(args: argparse.Namespace, out_path: Path) -> int:
     ws = Workspace(args.workspace)
     ensure_sample_dataset(ws)
     run_id, train_s = bench_run(ws, args.epochs, args.threads)
-    rec = load_run(ws, run_id, device="cpu")
+    rec = open_run(ws, run_id, "cpu").recommender()
     titles = titles_of(ws.items("sample"))
     print(f"run {run_id} ({'trained in %.0f s' % train_s if train_s else 'reused'}); {os.cpu_count()} cores, "
           f"{args.threads} torch threads, load average {load_before[0]:.2f}", flush=True)
@@ -289,7 +291,7 @@ def run(args: argparse.Namespace, out_path: Path) -> int:
     others = [str(u) for u in rec.data_.users if str(u) not in {u for u, _ in pairs}]
     page_users = list(np.random.default_rng(0).choice(others, args.page_users or args.pairs, replace=False))
     page = page_times(ws, run_id, rec, [str(u) for u in page_users])
-    influence = influence_times(rec, ws, args.users)
+    influence = influence_times(rec, ws, run_id, args.users)
     context = {"run": run_id, "train_s": train_s, "pairs": len(rows), "users": args.users, "threads": args.threads,
                "cores": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
                "summary": _summarize() is not None, "quick": args.quick}

@@ -51,8 +51,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from core.fusion import formula as F  # noqa: E402
 from core.fusion import candidates as FC  # noqa: E402
+from core.fusion import formula as F  # noqa: E402
 from core.fusion import ranking as R  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-100k"
@@ -87,7 +87,7 @@ def time_changes(c: R.Candidates, settings: list[dict[str, float]]) -> dict[str,
 # -- ML-100K ---------------------------------------------------------------------------------
 def train(workspace: Path, data: Path, epochs: int) -> dict[str, Any]:
     from bench.ml100k import build_dataset
-    from core.runs.records import train_run
+    from core.runs.train import train_run
     from core.store.workspace import Workspace
 
     ws = Workspace(workspace)
@@ -100,20 +100,21 @@ def train(workspace: Path, data: Path, epochs: int) -> dict[str, Any]:
 
 def ml100k(workspace: Path, run_id: str, repeats: int) -> dict[str, Any]:
     from core.runs import fusion as FR
-    from core.runs.records import evaluate_run, load_run
+    from core.runs.run import open_run
+    from core.runs.scores import evaluate_run
     from core.store.workspace import Workspace
 
     ws = Workspace(workspace)
-    rec = load_run(ws, run_id, device="cpu")
+    rec = open_run(ws, run_id, "cpu").recommender()
     proto = rec.protocol_
     model_times = []
     for _ in range(2):
         t = time.perf_counter()
         FC.build_candidates(rec, "test", proto.exclude_seen, proto.target_behavior)
         model_times.append(time.perf_counter() - t)
-    FR.run_candidates(ws, run_id, "test")  # stored in the run (built once)
+    FR.run_candidates(open_run(ws, run_id), "test")  # stored in the run (built once)
     t = time.perf_counter()
-    c, _ = FR.run_candidates(ws, run_id, "test")
+    c, _ = FR.run_candidates(open_run(ws, run_id), "test")
     out: dict[str, Any] = {"users": len(c.users), "items": c.n_items, "candidates": c.items.shape[1],
                            "cache_load_s": time.perf_counter() - t, "model_s": min(model_times),
                            **time_changes(c, weight_settings(repeats))}
@@ -122,19 +123,20 @@ def ml100k(workspace: Path, run_id: str, repeats: int) -> dict[str, Any]:
         R.fused_metrics(c, w)
     out["sweep_s"], out["sweep_points"] = time.perf_counter() - t, len(F.weight_grid(0.25))
     out["exact_users"] = R.fused_metrics(c, {"engagement": 0.5, "rating": 0.5})["exact_users"]
-    out.update(done_when(ws, run_id, rec, evaluate_run(ws, run_id)))
+    out.update(done_when(ws, run_id, rec, evaluate_run(open_run(ws, run_id))))
     return out
 
 
 def done_when(ws: Any, run_id: str, rec: Any, plain: dict[str, Any]) -> dict[str, Any]:
     """engagement=1 vs rating=1: metrics (and engagement=1 against evaluate) and one user's top-10s."""
     from core.runs.fusion import evaluate_fused, recommend_fused
+    from core.runs.run import open_run
 
     keys = ("HR@10", "NDCG@10", "MRR@10", "coverage@10", "mean_popularity@10")
-    e = evaluate_fused(ws, run_id, {"engagement": 1, "rating": 0})
-    r = evaluate_fused(ws, run_id, {"engagement": 0, "rating": 1})
+    e = evaluate_fused(open_run(ws, run_id), {"engagement": 1, "rating": 0})
+    r = evaluate_fused(open_run(ws, run_id), {"engagement": 0, "rating": 1})
     user = str(rec.data_.users[0])
-    lists = {name: recommend_fused(ws, run_id, user, 10, w)["item_id"].tolist()
+    lists = {name: recommend_fused(open_run(ws, run_id), user, 10, w)["item_id"].tolist()
              for name, w in (("engagement", {"engagement": 1}), ("rating", {"rating": 1}))}
     return {"evaluate_engagement": {k: e["test"][k] for k in keys}, "evaluate_rating": {k: r["test"][k] for k in keys},
             "evaluate_plain": {k: plain["test"][k] for k in keys[:3]},
@@ -238,9 +240,11 @@ def model_estimate(items: int, users: int, sample: int = 64, history: int = 50) 
     """Seconds of the model's head outputs over every item for ``sample`` users, scaled to ``users``."""
     import torch
 
-    from core.model.evaluation import RatingScale, user_scores
-    from core.model.network import BehaviorModel, ModelConfig
     from core.data.sequences import SequenceData
+    from core.model.config import ModelConfig
+    from core.model.evaluation import user_scores
+    from core.model.network import BehaviorModel
+    from core.model.protocol import RatingScale
 
     rng = np.random.default_rng(1)
     model = BehaviorModel(ModelConfig(n_items=items, n_behaviors=2, text_dim=384), torch.zeros(items + 1, 384)).eval()

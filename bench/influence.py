@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -25,7 +26,8 @@ METHODS = ("swap", "loo", "ig")
 
 def _run_for_seed(ws, seed: int, threads: int, epochs: int | None) -> tuple[str, float]:
     """The run id of the default configuration trained with ``seed`` (reused when present), training seconds."""
-    from core.runs.records import list_runs, train_run
+    from core.runs.records import list_runs
+    from core.runs.train import train_run
 
     runs = list_runs(ws)
     from bench.explain import defaults_digest  # a run is reused only while the defaults hold
@@ -55,9 +57,9 @@ def main() -> int:
     from scipy.stats import spearmanr
 
     from core.explain.influence.report import global_influence
-    from core.runs.influence import item_categories
-    from core.runs.records import load_run
     from core.ingest.sample import ensure_sample_dataset
+    from core.runs.influence import item_categories
+    from core.runs.run import open_run
     from core.store.workspace import Workspace
 
     torch.set_num_threads(args.threads)
@@ -65,10 +67,11 @@ def main() -> int:
     planted = json.loads((REPO / "sample_data" / "ground_truth.json").read_text())["behavior_weights"]
     ws = Workspace(args.workspace)
     ensure_sample_dataset(ws)
-    categories, rows = item_categories(ws, "sample"), []
+    rows: list[dict[str, Any]] = []
     for seed in args.seeds:
         run_id, train_s = _run_for_seed(ws, seed, args.threads, args.epochs)
-        rec = load_run(ws, run_id, device="cpu")
+        rec = open_run(ws, run_id, "cpu").recommender()
+        categories = item_categories(open_run(ws, run_id))
         metrics = rec.evaluate("test")
         print(f"seed {seed}: run {run_id} (trained in {train_s:.0f} s), HR@10 {metrics['HR@10']:.3f}, "
               f"NDCG@10 {metrics['NDCG@10']:.3f}", flush=True)

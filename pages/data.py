@@ -15,16 +15,25 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from core.views import charts
-from core.ingest import overview as O
 from core import schema as S
 from core.errors import BehaviorLensError
+from core.ingest import overview as O
 from core.ingest.pipeline import IngestOptions, default_name, ingest, inspect
-from core.ingest.source import SourceInfo
+from core.ingest.source_info import SourceInfo
+from core.progress import fraction
 from core.store.workspace import DatasetInfo, Workspace
+from core.views import charts
 from pages._shared import (
-    DATASET_KEY, PENDING_DATASET_KEY, REPORT_KEY, forget_uploads, get_workspace, load_overview, route_through_frame,
-    saved_upload, show_error, show_warnings,
+    DATASET_KEY,
+    PENDING_DATASET_KEY,
+    REPORT_KEY,
+    forget_uploads,
+    get_workspace,
+    load_overview,
+    route_through_frame,
+    saved_upload,
+    show_error,
+    show_warnings,
 )
 
 UPLOAD_TYPES = ["csv", "tsv", "txt", "gz", "parquet", "jsonl", "json"]
@@ -95,7 +104,7 @@ def run_ingest(ws: Workspace, events_path: Path, items_path: Path | None, option
     bar = st.progress(0.0, text="starting")
     try:
         report = ingest(ws, events_path, items_path, options, source_names=[source_name],
-                        progress=lambda stage, fraction: bar.progress(fraction, text=stage))
+                        progress=lambda event: bar.progress(fraction(event), text=event["stage"]))
     except BehaviorLensError as exc:
         bar.empty()
         show_error(exc)

@@ -1,11 +1,10 @@
 """The Explain page: pick a user -> their top-K -> pick an item -> why: attributions on a timeline,
 per-behavior sums, the counterfactual set, a plain-language summary, faithfulness and text tokens.
 
-Widgets and layout only: the top-K is the run's cached fusion candidates ranked with the run's
-default weights (``core.runs.fusion``); explanations are ``core.explain.explain``,
-counterfactual sets ``core.explain.counterfactual``, token attributions ``core.explain.tokens``
-(when that module is there), all cached per run in ``pages/_shared.py``; the summary is
-``core.explain.summary``; the figures ``core.views.explain_charts``. The explained (run, user, item,
+Widgets and layout only: the top-K is the run's fusion candidates ranked with the run's default
+weights (``core.runs.fusion.user_top``); explanations, counterfactual sets and token attributions
+are ``core.runs.explain`` (kept by the run's handle); the summary is ``core.explain.summary``; the
+figures ``core.views.explain_charts``. The explained (run, user, item,
 method, target, K) goes to the session for the Export page. Item titles and IDs are user
 data: shown only inside ``st.dataframe``, widget options, Plotly (escaped) or through ``plain``.
 """
@@ -17,25 +16,16 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.views import explain_charts as charts
 from core import schema as S
-from core.explain.explanation import TARGET_UNITS
 from core.errors import BehaviorLensError
-from core.fusion.formula import format_weights
-from core.runs.records import run_record
+from core.explain.explanation import TARGET_UNITS
 from core.explain.summary import summarize
-from core.store.workspace import Workspace
-from pages._shared import (
-    EXPLAINED_KEY, get_workspace, load_counterfactual, load_explanation, load_fusion, load_token_attributions,
-    pick_run, plain, route_through_frame, show_error, user_top,
-)
-
-try:  # text-token attributions are optional: another module of core provides them
-    from core.explain import tokens as _tokens_module  # noqa: F401
-
-    HAS_TOKENS = True
-except ImportError:  # pragma: no cover - depends on the installed core
-    HAS_TOKENS = False
+from core.fusion.formula import format_weights
+from core.runs.explain import counterfactual_run, explain_run, token_attributions_run
+from core.runs.fusion import run_candidates, user_top
+from core.runs.run import Run
+from core.views import explain_charts as charts
+from pages._shared import EXPLAINED_KEY, get_workspace, pick_run, plain, route_through_frame, show_error
 
 METHODS = {"ig": "Integrated Gradients", "shap": "SHAP", "loo": "Leave-one-out", "attention": "Attention (heuristic)"}
 TARGETS = {"fused": "fused ranking score", "engagement": "engagement (log-probability)", "rating": "predicted rating"}
@@ -45,9 +35,9 @@ MAX_LISTED = 5000  # users offered in the picker; any other can be typed
 
 
 # -- user and top-K ------------------------------------------------------------------------------------
-def pick_user(ws: Workspace, dataset: str, users: list[str]) -> tuple[str, str] | None:
+def pick_user(run: Run, users: list[str]) -> tuple[str, str] | None:
     """(stored user ID, label shown) from the searchable picker; a typed ID is resolved as an original ID."""
-    pseudonymized = ws.dataset(dataset).pseudonymized
+    pseudonymized = run.workspace.dataset(run.dataset).pseudonymized
     label = "User (search the pseudonyms, or type an original user ID)" if pseudonymized else "User (search or type)"
     choice = st.selectbox(label, users[:MAX_LISTED], key=USER_KEY, accept_new_options=True,
                           help="Type to search. An ID that is not in the list is looked up as an original user ID "
@@ -58,16 +48,16 @@ def pick_user(ws: Workspace, dataset: str, users: list[str]) -> tuple[str, str] 
     choice = str(choice).strip()
     if choice in set(users):
         return choice, choice
-    stored = ws.resolve_user(dataset, choice)
+    stored = run.stored_user(choice)
     if pseudonymized:
         st.caption(plain(f"Original user ID {choice} is stored as {stored}."))
     return stored, choice
 
 
-def top_section(ws: Workspace, run_id: str, user: str) -> tuple[pd.DataFrame, dict[str, float], int]:
+def top_section(run: Run, user: str) -> tuple[pd.DataFrame, dict[str, float], int]:
     """The user's top-K by fused score (the run's default weights) with every signal; the table, weights, K."""
     k = int(st.number_input("K (recommendations shown and the counterfactual's top-K)", 1, 100, 10, key=K_KEY))
-    table, weights, name = user_top(ws, run_id, user, k)
+    table, weights, name = user_top(run, user, k)
     st.dataframe(table, hide_index=True, key="explain_top_table",
                  column_config={c: st.column_config.NumberColumn(format="%.4f")
                                 for c in ("score", "engagement", "rating", "popularity", "freshness")})
@@ -133,9 +123,10 @@ def _method_note(exp: Any) -> str:
             f"{exp.runtime_ms:.0f} ms.")
 
 
-def counterfactual_section(ws: Workspace, run_id: str, user: str, label: str, item: str, k: int) -> None:
+def counterfactual_section(run: Run, user: str, label: str, item: str, k: int) -> None:
     st.subheader("Counterfactual set")
-    cf = load_counterfactual(ws, run_id, user, item, k, label)
+    with st.spinner("Searching for a counterfactual set…"):
+        cf = counterfactual_run(run, user, item, k, stored=True, label=label)
     (st.success if cf.found else st.info)(plain(cf.message[:1].upper() + cf.message[1:] + "."))
     if cf.events:
         removed = pd.DataFrame(cf.events)[["time", "behavior", "item", "title", "value", "attribution"]]
@@ -157,17 +148,14 @@ def faithfulness_section(exp: Any) -> None:
                "order's means the explanation ranks the events that carry the score first.")
 
 
-def tokens_section(ws: Workspace, run_id: str, user: str, item: str, target: str,
-                   weights: dict[str, float] | None) -> bool:
+def tokens_section(run: Run, user: str, item: str, target: str, weights: dict[str, float] | None) -> bool:
     """Token highlights of the item's text, on request; whether they are shown."""
     st.subheader("Text tokens")
-    if not HAS_TOKENS:
-        st.caption("Token attributions are not available: core.explain.tokens is missing in this build.")
-        return False
     if not st.toggle("Attribute the item text's tokens (runs the text encoder)", key=TOKENS_KEY):
         return False
     try:  # e.g. the run's encoder files are gone: say so here, keep the rest of the page
-        result = load_token_attributions(ws, run_id, user, item, target, weights)[0]
+        with st.spinner("Attributing the item text's tokens (runs the text encoder)…"):
+            result = token_attributions_run(run, user, item, target, weights, stored=True)[0]
     except BehaviorLensError as exc:
         show_error(exc)
         return False
@@ -178,18 +166,18 @@ def tokens_section(ws: Workspace, run_id: str, user: str, item: str, target: str
     return True
 
 
-def explain_section(ws: Workspace, run_id: str, who: tuple[str, str], item: str, k: int,
-                    weights: dict[str, float]) -> None:
+def explain_section(run: Run, who: tuple[str, str], item: str, k: int, weights: dict[str, float]) -> None:
     """Method/target, then every view of the explanation; the request goes to the session."""
     (user, label), (method, target) = who, explanation_controls()
     fused = weights if target == "fused" else None
-    exp = load_explanation(ws, run_id, user, item, method, target, fused, label)
+    with st.spinner("Explaining…"):
+        exp = explain_run(run, user, item, method, target, fused, stored=True, label=label)
     summary_section(exp)
     timeline_section(exp)
-    counterfactual_section(ws, run_id, user, label, item, k)
+    counterfactual_section(run, user, label, item, k)
     faithfulness_section(exp)
-    tokens = tokens_section(ws, run_id, user, item, target, fused)
-    st.session_state[EXPLAINED_KEY] = {"run": run_id, "user": user, "label": label, "item": item, "method": method,
+    tokens = tokens_section(run, user, item, target, fused)
+    st.session_state[EXPLAINED_KEY] = {"run": run.id, "user": user, "label": label, "item": item, "method": method,
                                        "target": target, "k": k, "weights": fused, "tokens": tokens}
 
 
@@ -199,19 +187,18 @@ def main() -> None:
     st.title("Explain")
     st.caption("Why does this user get this item? Pick a user and one of their recommendations.")
     try:
-        ws = get_workspace()
-        run_id = pick_run(ws, "explain_run")
-        if run_id is None:
+        run = pick_run(get_workspace(), "explain_run")
+        if run is None:
             return
-        dataset = run_record(ws, run_id)["dataset"]
-        _, meta = load_fusion(ws, run_id, "all")
-        who = pick_user(ws, dataset, meta["user_ids"])
+        with st.spinner("Computing the run's head outputs for every user (once per run)…"):
+            _, meta = run_candidates(run, "all")
+        who = pick_user(run, meta["user_ids"])
         if who is None:
             return
-        table, weights, k = top_section(ws, run_id, who[0])
+        table, weights, k = top_section(run, who[0])
         item = pick_item(table, who[0])
         if item is not None:
-            explain_section(ws, run_id, who, item, k, weights)
+            explain_section(run, who, item, k, weights)
     except BehaviorLensError as exc:
         show_error(exc)
 

@@ -1,8 +1,8 @@
 """The Export page: download the current explanation (CSV, HTML report) and the global influence (CSV).
 
 Widgets and layout only: what to export comes from the session (the Explain page's last
-explanation, the Influence page's last computed settings), the results from the caches
-of ``pages/_shared.py`` (nothing is recomputed when they are there), the files from
+explanation, the Influence page's last computed settings), the results from the run's handle
+(``core.runs``: nothing is recomputed when they are there), the files from
 ``core.views.report``. The HTML report opens offline: plotly.js is inlined and every user text
 is escaped.
 """
@@ -14,24 +14,34 @@ from typing import Any
 import streamlit as st
 
 from core.errors import BehaviorLensError
-from core.views.report import attributions_csv, html_report, influence_csv
+from core.runs.explain import counterfactual_run, explain_run, token_attributions_run
+from core.runs.fusion import user_top
+from core.runs.influence import kept_ablation, kept_influence
+from core.runs.run import Run
 from core.store.workspace import Workspace
+from core.views.report import attributions_csv, html_report, influence_csv
 from pages._shared import (
-    EXPLAINED_KEY, INFLUENCE_KEY, get_workspace, load_ablation, load_counterfactual, load_explanation,
-    load_influence, load_token_attributions, plain, route_through_frame, safe_file_name, show_error, user_top,
+    EXPLAINED_KEY,
+    INFLUENCE_KEY,
+    get_run,
+    get_workspace,
+    plain,
+    route_through_frame,
+    safe_file_name,
+    show_error,
 )
 
 
-def report_parts(ws: Workspace, request: dict[str, Any]) -> dict[str, Any]:
+def report_parts(run: Run, request: dict[str, Any]) -> dict[str, Any]:
     """The explanation, its counterfactual set, the user's top-K and (if shown) the item's token highlights."""
-    run, user, item = request["run"], request["user"], request["item"]
+    user, item = request["user"], request["item"]
     parts: dict[str, Any] = {
-        "top": user_top(ws, run, user, request["k"])[0],
-        "counterfactual": load_counterfactual(ws, run, user, item, request["k"], request["label"]),
+        "top": user_top(run, user, request["k"])[0],
+        "counterfactual": counterfactual_run(run, user, item, request["k"], stored=True, label=request["label"]),
         "tokens": None,
     }
     if request.get("tokens"):
-        words = load_token_attributions(ws, run, user, item, request["target"], request["weights"])[0].words
+        words = token_attributions_run(run, user, item, request["target"], request["weights"], stored=True)[0].words
         parts["tokens"] = ([w for w, _ in words], [a for _, a in words])
     return parts
 
@@ -43,15 +53,16 @@ def explanation_downloads(ws: Workspace) -> None:
     if not request:
         st.info("Nothing explained yet: pick a user and an item on the Explain page, then come back here.")
         return
-    exp = load_explanation(ws, request["run"], request["user"], request["item"], request["method"],
-                           request["target"], request["weights"], request["label"])
+    run = get_run(ws, request["run"])
+    exp = explain_run(run, request["user"], request["item"], request["method"], request["target"],
+                      request["weights"], stored=True, label=request["label"])
     st.caption(plain(f"User {exp.user}, item {exp.item_title or exp.item} ({exp.item}), method {exp.method}, "
                      f"{exp.target} score, run {request['run']}: {len(exp.events)} events."))
     stem = safe_file_name(f"explanation-{exp.user}-{exp.item}-{exp.method}-{exp.target}")
     left, right = st.columns(2)
     left.download_button("Attributions (CSV)", attributions_csv(exp), file_name=f"{stem}.csv", mime="text/csv",
                          key="export_attributions", on_click="ignore", icon=":material/table:")
-    report = html_report(exp, **report_parts(ws, request))
+    report = html_report(exp, **report_parts(run, request))
     right.download_button("HTML report", report, file_name=f"{stem}.html", mime="text/html",
                           key="export_report", on_click="ignore", icon=":material/description:")
     st.caption("The HTML report is one self-contained file: summary, top-K, timeline, per-behavior sums, "
@@ -62,11 +73,12 @@ def influence_downloads(ws: Workspace) -> None:
     """The global influence table (with the ablation deltas when computed)."""
     st.header("Global influence")
     last = st.session_state.get(INFLUENCE_KEY)
-    report = None if not last else load_influence(ws, last["run"], last["settings"], compute=False)
+    run = None if not last else get_run(ws, last["run"])
+    report = None if run is None else kept_influence(run, last["settings"], compute=False)
     if report is None:
         st.info("No global influence computed in this session: compute it on the Influence page first.")
         return
-    ablation = load_ablation(ws, last["run"], compute=False)
+    ablation = kept_ablation(run, compute=False)
     st.caption(plain(f"Run {last['run']}: method {report.method}, {report.users:,} users, top-{report.k} items"
                      + ("; with the behavior ablation" if ablation is not None else "")))
     stem = safe_file_name(f"influence-{last['run']}-{report.method}-{report.users}users")

@@ -3,9 +3,9 @@
     score(u, i) = Σ_k w_k · s_k(u, i),  w_k ≥ 0,  Σ_k w_k = 1,  every signal s_k in [0, 1]
 
 (the formula and the normalization of each signal are documented in ``core.fusion.formula``).
-Widgets and layout only: the head outputs of every user are computed once per run and
-cached in the run folder (``core.fusion.candidates``), so moving a slider re-ranks arrays
-(``core.fusion.ranking``) and runs no model. The live panel is a ``st.fragment``:
+Widgets and layout only: the head outputs of every user are computed once per run, stored in
+the run folder and kept by the run's handle (``core.runs.fusion``), so moving a slider re-ranks
+arrays (``core.fusion.ranking``) and runs no model. The live panel is a ``st.fragment``:
 moving a slider reruns only the panel. Item titles are user data: shown only inside
 ``st.dataframe`` or through ``plain``, never as Markdown or HTML.
 """
@@ -18,18 +18,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.views import charts
 from core import schema as S
 from core.errors import BehaviorLensError, DataError
 from core.fusion.formula import FORMULA, SIGNALS, format_weights, normalize_weights
 from core.fusion.ranking import Candidates, fused_metrics, user_ranking
-from core.runs.fusion import default_weights, list_presets, run_item_ids, save_preset
-from core.runs.records import CANCELLED, DONE, list_runs, run_record
-from core.store.workspace import Workspace
-from pages._shared import (
-    DATASET_KEY, RUN_KEY, get_workspace, load_fusion, load_fusion_sweep, load_item_titles, plain, route_through_frame,
-    show_error,
-)
+from core.runs.fusion import default_weights, list_presets, run_candidates, run_sweep, save_preset
+from core.runs.run import Run
+from core.views import charts
+from pages._shared import get_workspace, pick_run, plain, route_through_frame, show_error
 
 SLIDER = "fusion_w_{}"
 USER_KEY, K_KEY, AXIS_KEY = "fusion_user", "fusion_k", "fusion_axis"
@@ -47,30 +43,13 @@ NORMALIZATION = (
 
 
 # -- the run ------------------------------------------------------------------------------------
-def pick_run(ws: Workspace) -> str | None:
-    """The run to fuse: the analysis pages' run (``st.session_state["run"]``) or one picked here."""
-    runs = list_runs(ws)
-    dataset = st.session_state.get(DATASET_KEY)
-    usable = runs[runs["status"].isin([DONE, CANCELLED])] if len(runs) else runs
-    if len(usable) and dataset is not None:
-        usable = usable[usable["dataset"] == dataset]
-    options = usable["run_id"].tolist() if len(usable) else []
-    if not options:
-        st.info("No trained run of this dataset yet: train one on the Train page.")
-        return None
-    current = st.session_state.get(RUN_KEY)
-    run = st.selectbox("Run", options, index=options.index(current) if current in options else 0)
-    st.session_state[RUN_KEY] = run
-    return run
-
-
-def start_run(ws: Workspace, run_id: str) -> None:
+def start_run(run: Run) -> None:
     """On a new run: sliders from its saved preset (or engagement only), no previous setting."""
-    if st.session_state.get(LOADED_KEY) == run_id:
+    if st.session_state.get(LOADED_KEY) == run.id:
         return
-    _, saved = default_weights(ws, run_id)
+    _, saved = default_weights(run)
     set_sliders(saved or DEFAULT_WEIGHTS)
-    st.session_state[LOADED_KEY] = run_id
+    st.session_state[LOADED_KEY] = run.id
     st.session_state[LAST_KEY] = st.session_state[PREV_KEY] = None
     st.session_state.pop(USER_KEY, None)  # another run may have other users
 
@@ -80,9 +59,9 @@ def set_sliders(weights: dict[str, float]) -> None:
         st.session_state[SLIDER.format(s)] = round(float(weights.get(s, 0.0)), 2)
 
 
-def presets_bar(ws: Workspace, run_id: str) -> None:
+def presets_bar(run: Run) -> None:
     """Load a saved preset into the sliders (the run's default is marked)."""
-    presets = list_presets(ws, run_id)
+    presets = list_presets(run)
     if not presets["presets"]:
         st.caption("No saved weight preset for this run yet: save one below the sliders.")
         return
@@ -144,17 +123,23 @@ def top_table(cands: Candidates, row: int, k: int, weights: dict[str, float], pr
 
 
 @st.fragment
-def fusion_panel(ws: Workspace, run_id: str, dataset: str) -> None:
+def fusion_panel(run: Run) -> None:
     """The live panel; a slider move reruns only this fragment (its errors are shown here)."""
     try:
-        live_panel(ws, run_id, dataset)
+        live_panel(run)
     except BehaviorLensError as exc:
         show_error(exc)
 
 
-def live_panel(ws: Workspace, run_id: str, dataset: str) -> None:
+def candidates(run: Run, context: str) -> tuple[Candidates, dict[str, Any]]:
+    """The run's candidates of ``context``, with a spinner while they are first computed."""
+    with st.spinner("Computing the run's head outputs for every user (once per run)…"):
+        return run_candidates(run, context)
+
+
+def live_panel(run: Run) -> None:
     """Presets, sliders -> metrics with deltas, the chosen user's top-K with rank changes, trade-off chart, save."""
-    presets_bar(ws, run_id)
+    presets_bar(run)
     raw = sliders()
     try:
         weights = normalize_weights(raw)
@@ -162,7 +147,7 @@ def live_panel(ws: Workspace, run_id: str, dataset: str) -> None:
         show_error(exc)
         return
     st.caption(plain("normalized weights: " + ", ".join(f"{s} {w:.3f}" for s, w in weights.items())))
-    test, meta = load_fusion(ws, run_id, "test")
+    test, meta = candidates(run, "test")
     metrics = fused_metrics(test, weights)
     prev = remember(weights, metrics)
     st.subheader("Ranking metrics (test split)")
@@ -170,21 +155,19 @@ def live_panel(ws: Workspace, run_id: str, dataset: str) -> None:
     st.caption(plain(f"{meta.get('label', '')}; {metrics['users']:,} users"
                      + ("" if metrics["exact_users"] == 1 else
                         f"; top-10 provably exact for {metrics['exact_users']:.1%} of users (pre-selected candidates)")))
-    user_section(ws, run_id, dataset, weights, prev)
-    tradeoff_section(ws, run_id, weights, metrics)
-    save_section(ws, run_id, weights)
+    user_section(run, weights, prev)
+    tradeoff_section(run, weights, metrics)
+    save_section(run, weights)
 
 
-def user_section(ws: Workspace, run_id: str, dataset: str, weights: dict[str, float],
-                 prev: dict[str, Any] | None) -> None:
-    everyone, meta = load_fusion(ws, run_id, "all")
+def user_section(run: Run, weights: dict[str, float], prev: dict[str, Any] | None) -> None:
+    everyone, meta = candidates(run, "all")
     st.subheader("Top-K for one user")
     left, right = st.columns([3, 1])
     user = left.selectbox("User (stored ID)", meta["user_ids"], key=USER_KEY)
     k = right.number_input("K", 1, 100, 10, key=K_KEY)
     row = meta["user_ids"].index(user)
-    titles = load_item_titles(ws, ws.dataset(dataset))
-    table = top_table(everyone, row, int(k), weights, prev, run_item_ids(ws, run_id), titles)
+    table = top_table(everyone, row, int(k), weights, prev, run.item_ids(), run.item_titles())
     st.dataframe(table, hide_index=True, key="fusion_top_table",
                  column_config={"score": st.column_config.NumberColumn(format="%.4f"),
                                 **{s: st.column_config.NumberColumn(format="%.3f") for s in SIGNALS}})
@@ -192,22 +175,23 @@ def user_section(ws: Workspace, run_id: str, dataset: str, weights: dict[str, fl
         st.caption(plain(f"change: rank movement since the previous setting ({format_weights(prev['weights'])})"))
 
 
-def tradeoff_section(ws: Workspace, run_id: str, weights: dict[str, float], metrics: dict[str, Any]) -> None:
+def tradeoff_section(run: Run, weights: dict[str, float], metrics: dict[str, Any]) -> None:
     st.subheader("Trade-off over the weight simplex")
     axis = st.radio("Against", ["coverage@10", "mean_popularity@10"], horizontal=True, key=AXIS_KEY,
                     format_func=lambda a: "catalogue coverage@10" if a == "coverage@10" else "mean popularity@10")
-    points = load_fusion_sweep(ws, run_id)
+    with st.spinner("Sweeping the weight simplex…"):
+        points = run_sweep(run)
     current = {**weights, **metrics}
     st.plotly_chart(charts.tradeoff(points, axis, "NDCG@10", SIGNALS, current), key="fusion_tradeoff")
     st.caption(f"{len(points)} weight settings on a 0.25 grid of the simplex; the star is the current setting.")
 
 
-def save_section(ws: Workspace, run_id: str, weights: dict[str, float]) -> None:
+def save_section(run: Run, weights: dict[str, float]) -> None:
     left, right = st.columns([3, 1])
     name = left.text_input("Preset name", key=PRESET_NAME_KEY, placeholder="e.g. balanced")
     if right.button("Save as the run's preset", key="fusion_save"):
         try:
-            save_preset(ws, run_id, name.strip(), weights)
+            save_preset(run, name.strip(), weights)
         except BehaviorLensError as exc:
             show_error(exc)
             return
@@ -221,12 +205,11 @@ def main() -> None:
     st.latex(FORMULA)
     st.caption(NORMALIZATION)
     try:
-        ws = get_workspace()
-        run_id = pick_run(ws)
-        if run_id is None:
+        run = pick_run(get_workspace(), "fusion_run")
+        if run is None:
             return
-        start_run(ws, run_id)
-        fusion_panel(ws, run_id, run_record(ws, run_id)["dataset"])
+        start_run(run)
+        fusion_panel(run)
     except BehaviorLensError as exc:
         show_error(exc)
 

@@ -1,10 +1,11 @@
 """The Influence page: which behaviors move the rankings across users, by time gap and category; ablation.
 
-Widgets and layout only. The numbers are ``core.explain.influence.report.global_influence`` (estimands in
-its module docstring, restated on the page) and ``core.explain.influence.ablation.behavior_ablation``; the
-figures are ``core.views.explain_charts``. Both computations run when asked, with a progress
-bar, once per run and settings: ``pages/_shared.py`` keeps the results, and the session
-remembers the last settings so the Export page can offer the table.
+Widgets and layout only. The numbers are ``core.runs.influence`` over
+``core.explain.influence.report.global_influence`` (estimands in its module docstring, restated on
+the page) and ``core.explain.influence.ablation.behavior_ablation``; the figures are
+``core.views.explain_charts``. Both computations run when asked, with a progress bar, once per run
+and settings (the run's handle keeps the results), and the session remembers the last settings so
+the Export page can offer the table.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.views import explain_charts as charts
 from core.errors import BehaviorLensError
-from core.runs.records import run_record
-from core.store.workspace import Workspace
-from pages._shared import (
-    INFLUENCE_KEY, get_workspace, influence_settings, load_ablation, load_influence, pick_run, plain,
-    route_through_frame, show_error,
-)
+from core.progress import fraction
+from core.runs.influence import influence_settings, kept_ablation, kept_influence
+from core.runs.run import Run
+from core.views import explain_charts as charts
+from pages._shared import INFLUENCE_KEY, get_workspace, pick_run, plain, route_through_frame, show_error
 
 METHODS = {"loo": "leave-one-out (attributions)", "swap": "behavior swap (interventional)",
            "ig": "Integrated Gradients (attributions)"}
@@ -75,20 +74,20 @@ def settings_form(n_users: int) -> dict[str, Any] | None:
 
 
 def progress_callback(bar: Any, what: str) -> Any:
-    """A ``(done, total)`` callback that moves ``bar``."""
-    def update(done: int, total: int) -> None:
-        bar.progress(min(1.0, done / total) if total else 1.0, text=f"{what}: {done:,}/{total:,}")
+    """A progress callback (:mod:`core.progress`) that moves ``bar``."""
+    def update(event: dict[str, Any]) -> None:
+        bar.progress(fraction(event), text=f"{what}: {event['done']:,}/{event['total']:,}")
     return update
 
 
-def compute(ws: Workspace, run_id: str, settings: dict[str, Any]) -> None:
+def compute(run: Run, settings: dict[str, Any]) -> None:
     """Run (or fetch) the influence report and the ablation with progress bars; remember the settings."""
     bar = st.progress(0.0, text="Attributing the sampled users' recommendations…")
-    load_influence(ws, run_id, settings, progress_callback(bar, "Users attributed"))
+    kept_influence(run, settings, progress_callback(bar, "Users attributed"))
     bar.progress(0.0, text="Behavior ablation…")
-    load_ablation(ws, run_id, progress_callback(bar, "Behaviors removed"))
+    kept_ablation(run, progress_callback(bar, "Behaviors removed"))
     bar.empty()
-    st.session_state[INFLUENCE_KEY] = {"run": run_id, "settings": settings}
+    st.session_state[INFLUENCE_KEY] = {"run": run.id, "settings": settings}
 
 
 def behavior_section(report: Any, stat: str) -> None:
@@ -140,11 +139,10 @@ def ablation_section(ablation: Any) -> None:
                                               users=ablation.users)))
 
 
-def results(ws: Workspace, run_id: str) -> None:
+def results(run: Run) -> None:
     """The last computed report of this run (if any): estimand choice, charts, ablation."""
     last = st.session_state.get(INFLUENCE_KEY)
-    report = None if not last or last["run"] != run_id else load_influence(ws, run_id, last["settings"],
-                                                                           compute=False)
+    report = None if not last or last["run"] != run.id else kept_influence(run, last["settings"], compute=False)
     if report is None:
         st.info("Pick the settings and press Compute influence: the numbers are computed once per run and "
                 "settings.")
@@ -158,7 +156,7 @@ def results(ws: Workspace, run_id: str) -> None:
     group_sections(report, str(stat))
     if report.model_weights:
         model_weights_section(report.model_weights)
-    ablation = load_ablation(ws, run_id, compute=False)
+    ablation = kept_ablation(run, compute=False)
     if ablation is not None:
         ablation_section(ablation)
 
@@ -170,13 +168,13 @@ def main() -> None:
     st.caption("Which behaviors drive the recommendations, across a sample of users.")
     try:
         ws = get_workspace()
-        run_id = pick_run(ws, "influence_run")
-        if run_id is None:
+        run = pick_run(ws, "influence_run")
+        if run is None:
             return
-        settings = settings_form(ws.dataset(run_record(ws, run_id)["dataset"]).n_users)
+        settings = settings_form(ws.dataset(run.dataset).n_users)
         if settings is not None:
-            compute(ws, run_id, settings)
-        results(ws, run_id)
+            compute(run, settings)
+        results(run)
     except BehaviorLensError as exc:
         show_error(exc)
 

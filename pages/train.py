@@ -15,16 +15,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.views import charts
-from core.runs import jobs as J
 from core.errors import BehaviorLensError, NotFoundError
-from core.runs.records import CANCELLED, DONE, METRIC_KEYS, RUNNING, list_runs, run_record
+from core.runs import jobs as J
+from core.runs.records import CANCELLED, DONE, METRIC_KEYS, PICKABLE, RUNNING, list_runs, run_record
 from core.store.workspace import Workspace
+from core.views import charts
 from pages._shared import DATASET_KEY, RUN_KEY, TRAIN_JOB_KEY, get_workspace, plain, route_through_frame, show_error
 
 POLL_SECONDS = 1.0
 DEVICES = ["auto", "cpu", "cuda"]
-PICKABLE = (DONE, CANCELLED)  # runs with a saved model
 RUN_CHOICE = "train_run_choice"
 
 

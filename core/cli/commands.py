@@ -16,9 +16,10 @@ from typing import Any
 from core.cli import explain as cli_explain
 from core.cli import influence as cli_influence
 from core.cli import runs as cli_runs
+from core.cli import synth as cli_synth
 from core.errors import BehaviorLensError, DataError, NotFoundError
-from core.ingest.pipeline import IngestOptions, ingest
 from core.ingest.mapping import parse_pairs
+from core.ingest.pipeline import IngestOptions, ingest
 from core.ingest.sample import SAMPLE_DATASET, ensure_sample_dataset
 from core.store.workspace import Workspace
 
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_runs.add_parsers(sub, common)
     cli_explain.add_parsers(sub, common)
     cli_influence.add_parsers(sub, common)
+    cli_synth.add_parsers(sub, common)
     return top
 
 
@@ -101,6 +103,8 @@ def _print_ingest(report: dict[str, Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command in cli_synth.COMMANDS:  # needs no workspace: dispatched before one is opened
+        return cli_synth.run(args, getattr(args, "json", False))
     ws = Workspace(getattr(args, "workspace", None))
     as_json = getattr(args, "json", False)
     if args.command in cli_runs.COMMANDS:

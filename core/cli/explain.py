@@ -57,23 +57,22 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     """Dispatch ``explain`` (torch, captum and shap are imported only here)."""
-    from core.runs.explain import explain_run
+    from core.runs.explain import explain_run, token_attributions_run
+    from core.runs.fusion import resolve_weights
+    from core.runs.run import open_run
 
     options = _options(args)
     weights = None
+    if args.weights is not None and args.target != "fused":
+        raise DataError(f"--weights applies to --target fused only, not {args.target!r}")
+    run_ = open_run(ws, args.run)
     if args.weights is not None:
-        if args.target != "fused":
-            raise DataError(f"--weights applies to --target fused only, not {args.target!r}")
-        from core.runs.fusion import resolve_weights
-
-        _, weights = resolve_weights(ws, args.run, args.weights)
-    exp = explain_run(ws, args.run, args.user, args.item, args.method, args.target, weights, **options)
+        _, weights = resolve_weights(run_, args.weights)
+    exp = explain_run(run_, args.user, args.item, args.method, args.target, weights, **options)
     out = exp.to_dict()
     if args.tokens:
-        from core.explain.tokens import token_attributions_run
-
-        out["tokens"] = [t.to_dict() for t in token_attributions_run(ws, args.run, args.user, args.item,
-                                                                     args.target, weights)]
+        out["tokens"] = [t.to_dict() for t in token_attributions_run(run_, args.user, args.item, args.target,
+                                                                     weights)]
     if as_json:
         print(json.dumps(out, allow_nan=False))
     else:

@@ -38,14 +38,17 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     """Dispatch (torch is imported only here)."""
-    from core.runs.influence import counterfactual_run, influence_run
+    from core.runs.explain import counterfactual_run
+    from core.runs.influence import influence_run
+    from core.runs.run import open_run
 
+    run_ = open_run(ws, args.run)
     if args.command == "influence":
-        report = influence_run(ws, args.run, args.users, args.method, k=args.k, seed=args.seed,
+        report = influence_run(run_, args.users, args.method, k=args.k, seed=args.seed,
                                ablation=not args.no_ablation, min_age=args.min_age).to_dict()
         print(json.dumps(report, allow_nan=False) if as_json else _influence_text(report))
     else:
-        result = counterfactual_run(ws, args.run, args.user, args.item, args.k, args.max_removals).to_dict()
+        result = counterfactual_run(run_, args.user, args.item, args.k, args.max_removals).to_dict()
         print(json.dumps(result, allow_nan=False) if as_json else _counterfactual_text(result))
     return 0
 

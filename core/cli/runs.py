@@ -71,35 +71,40 @@ def _progress(quiet: bool) -> Any:
 def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     """Dispatch one model subcommand (torch is imported only here, not for ingest)."""
     from core.runs.fusion import evaluate_fused, recommend_fused, resolve_weights
-    from core.runs.records import evaluate_run, list_runs, recommend_run, resume_run, train_run
+    from core.runs.records import list_runs
+    from core.runs.run import open_run
+    from core.runs.scores import evaluate_run, recommend_run
+    from core.runs.train import resume_run, train_run
 
     if args.command == "train":
         if bool(args.dataset) == bool(args.resume):
             raise DataError("train needs exactly one of --dataset NAME (a new run) or --resume RUN")
         report = _progress(args.quiet or as_json)
         if args.resume:
-            run_id = resume_run(ws, args.resume, progress=report)
+            run_id = resume_run(open_run(ws, args.resume), progress=report)
         else:
             run_id = train_run(ws, args.dataset, _settings(args), progress=report)
-        result = {"run": run_id, **evaluate_run(ws, run_id)}
+        result = {"run": run_id, **evaluate_run(open_run(ws, run_id))}
         _emit(result, as_json, f"run {run_id}: test {result['test']}, valid {result['valid']}")
     elif args.command == "evaluate":
         exclude = {"yes": True, "no": False, "auto": None}[args.exclude_seen]
         target = ... if args.target_behavior is None else args.target_behavior
-        preset, weights = resolve_weights(ws, args.run, args.weights)
+        run_ = open_run(ws, args.run)
+        preset, weights = resolve_weights(run_, args.weights)
         if weights is None:
-            result = evaluate_run(ws, args.run, exclude, target)
+            result = evaluate_run(run_, exclude, target)
         else:
-            result = evaluate_fused(ws, args.run, weights, exclude, target, preset)
+            result = evaluate_fused(run_, weights, exclude, target, preset)
         _emit(result, as_json, f"{result['label']}\ntest {result['test']}\nvalid {result['valid']}")
     elif args.command == "recommend":
         if args.k < 1:
             raise DataError(f"--k {args.k}: expected a positive number of items")
-        preset, weights = resolve_weights(ws, args.run, args.weights)
+        run_ = open_run(ws, args.run)
+        preset, weights = resolve_weights(run_, args.weights)
         if weights is None:
-            top = recommend_run(ws, args.run, args.user, args.k)
+            top = recommend_run(run_, args.user, args.k)
         else:
-            top = recommend_fused(ws, args.run, args.user, args.k, weights)
+            top = recommend_fused(run_, args.user, args.k, weights)
         payload = {"run": args.run, "user": args.user, "items": json.loads(top.to_json(orient="records"))}
         if weights is not None:
             payload.update(weights=weights, preset=preset)
@@ -117,14 +122,15 @@ def _weights(args: argparse.Namespace, ws: Workspace, as_json: bool) -> None:
     """`behaviorlens weights --run ID [--save NAME --weights ...]`: list or store presets."""
     from core.fusion.formula import parse_weights
     from core.runs.fusion import list_presets, save_preset
+    from core.runs.run import open_run
 
     if bool(args.save) != bool(args.weights):
         raise DataError("weights: give --save NAME with --weights NAME=VALUE,... to store a preset, "
                         "or neither to list them")
     if args.save:
-        presets = save_preset(ws, args.run, args.save, parse_weights(args.weights))
+        presets = save_preset(open_run(ws, args.run), args.save, parse_weights(args.weights))
     else:
-        presets = list_presets(ws, args.run)
+        presets = list_presets(open_run(ws, args.run))
     lines = [f"{'*' if n == presets['default'] else ' '} {n}: " + ", ".join(f"{k}={v:.3g}" for k, v in w.items())
              for n, w in presets["presets"].items()]
     _emit({"run": args.run, **presets}, as_json, "\n".join(lines) or "no presets")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.errors import DataError
 from core.data.sequences import PAD, SequenceData, value_bucket
+from core.errors import DataError
 
 REPEAT_RATE_THRESHOLD = 0.05  # above it, earlier items stay candidates by default
 NEW_VISIT_SECONDS = 1800  # a gap this long between two of a user's events starts a new visit

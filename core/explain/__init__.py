@@ -11,13 +11,14 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from core.errors import DataError
 from core.explain.attention import explain_attention
 from core.explain.explanation import TARGETS, EventAttribution, Explanation
 from core.explain.ig import explain_ig
 from core.explain.loo import explain_loo
 from core.explain.shapley import explain_shap
 from core.explain.subject import Subject, Titles, subject_for
-from core.errors import DataError
+from core.model.recommender import Recommender
 
 METHODS: dict[str, Callable[..., Explanation]] = {
     "ig": explain_ig, "shap": explain_shap, "loo": explain_loo, "attention": explain_attention,
@@ -39,7 +40,7 @@ def explain_subject(subject: Subject, method: str, **options: Any) -> Explanatio
     return fn(subject, **options)
 
 
-def explain(rec: Any, user: str, item: str, method: str = "ig", target: str = "fused", *,
+def explain(rec: Recommender, user: str, item: str, method: str = "ig", target: str = "fused", *,
             weights: Mapping[str, float] | None = None, titles: Titles | None = None,
             user_label: str | None = None, run: str | None = None, **options: Any) -> Explanation:
     """Explain why the fitted ``rec`` scores ``item`` (original item ID) for ``user`` (stored user ID)."""

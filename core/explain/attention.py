@@ -14,11 +14,11 @@ import time
 import numpy as np
 import torch
 
+from core.data.batches import Batch
+from core.errors import DataError
 from core.explain.explanation import Explanation
 from core.explain.scorer import HistoryScorer
 from core.explain.subject import Subject, finish
-from core.data.batches import Batch
-from core.errors import DataError
 from core.model.network import BehaviorModel
 
 

@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.explain.explanation import _strict
+from core._checks import check_whole, finite_or_none
 from core.explain.scorer import HistoryScorer
 from core.explain.subject import Titles, item_index, subject_for, user_row
-from core.errors import DataError
 from core.model.evaluation import exclusion_mask
+from core.model.recommender import Recommender
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # removed [S, n] bool -> logits [S, N+1]
 MAX_REMOVALS = 20
@@ -67,7 +67,7 @@ class CounterfactualSet:
         return len(self.events)
 
     def to_dict(self) -> dict[str, Any]:
-        return _strict({**asdict(self), "size": self.size})
+        return finite_or_none({**asdict(self), "size": self.size})
 
 
 @dataclass
@@ -157,13 +157,12 @@ def model_logits_fn(scorer: HistoryScorer) -> LogitsFn:
     return logits_scorer.score_removed
 
 
-def counterfactual_set(rec: Any, user: str, item: str, k: int = 10, max_removals: int = MAX_REMOVALS, *,
+def counterfactual_set(rec: Recommender, user: str, item: str, k: int = 10, max_removals: int = MAX_REMOVALS, *,
                        titles: Titles | None = None, user_label: str | None = None,
                        run: str | None = None) -> CounterfactualSet:
     """The counterfactual set of ``item`` (original ID) for the stored ``user`` under the fitted ``rec``."""
     for name, value in (("k", k), ("max_removals", max_removals)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise DataError(f"{name} {value!r}: expected a whole number >= 1")
+        check_whole(name, value, 1)
     start = time.perf_counter()
     subject = subject_for(rec, user, item, "engagement", titles=titles, user_label=user_label, run=run)
     row, idx, data = user_row(rec, user, user_label), item_index(rec, item), rec.data_

@@ -10,9 +10,10 @@ completeness property (IG, SHAP) they sum to ``score - baseline_score``.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from core._checks import finite_or_none
 
 TARGETS: tuple[str, ...] = ("engagement", "rating", "fused")
 TARGET_UNITS = {
@@ -84,20 +85,8 @@ class Explanation:
         """A plain dict that is strict JSON: NaN and infinities become None."""
         out = asdict(self)
         out["relative_delta"] = self.relative_delta
-        return _strict(out)
+        return finite_or_none(out)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), allow_nan=False)
 
-
-def _strict(obj: Any) -> Any:
-    """Recursively: non-finite floats -> None, numpy scalars -> Python numbers, tuples -> lists."""
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes, list, dict)):
-        obj = obj.item()  # numpy / torch scalar
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
-    return obj

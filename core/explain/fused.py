@@ -29,11 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.explain.scorer import TargetFn
-from core.model.evaluation import RatingScale, exclusion_mask
-from core.fusion.formula import ENGAGEMENT, FRESHNESS, POPULARITY, RATING, normalize_weights
-from core.model.network import BehaviorModel
 from core.data.sequences import SequenceData
+from core.explain.scorer import TargetFn
+from core.fusion.formula import ENGAGEMENT, FRESHNESS, POPULARITY, RATING, normalize_weights
+from core.model.evaluation import exclusion_mask
+from core.model.network import BehaviorModel
+from core.model.protocol import RatingScale
 
 ENGAGEMENT_ONLY: dict[str, float] = {ENGAGEMENT: 1.0}
 

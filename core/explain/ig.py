@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from captum.attr import IntegratedGradients
 
+from core._checks import check_whole
+from core.errors import DataError
 from core.explain.explanation import Explanation
 from core.explain.scorer import EventScorer
 from core.explain.subject import Subject, finish
-from core.errors import DataError
 
 DEFAULT_STEPS = 64  # measured on the sample data's default model: |delta| / gap ≤ 1e-5 at 64 steps
 # A tiny test model trained at lr 1e-2 has sharp paths (its behavior memory's weights grow
@@ -42,8 +43,7 @@ class IGResult:
 def integrated_gradients(scorer: EventScorer, steps: int = DEFAULT_STEPS, tolerance: float | None = TOLERANCE,
                          internal_batch_size: int | None = None) -> IGResult:
     """Per-event IG of ``scorer`` (tokens [1, n, D] summed over D); doubles ``steps`` until within ``tolerance``."""
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 2:
-        raise DataError(f"IG steps {steps!r}: expected a whole number >= 2")
+    check_whole("IG steps", steps, 2)
     if tolerance is not None and not tolerance > 0:
         raise DataError(f"IG tolerance {tolerance!r}: expected a positive number or None")
     x, b = scorer.tokens(), scorer.baseline_tokens()

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from core.data.batches import Batch, history_batch
-from core.model.evaluation import RatingScale
-from core.model.network import BehaviorModel
 from core.data.sequences import SequenceData
+from core.model.network import BehaviorModel
+from core.model.protocol import RatingScale
 
 TargetFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (task_e [S, De], task_r [S, De+2]) -> [S]
 _CELLS = 1 << 22  # attention cells (rows x L x L x heads) per chunk of a removed-mask pass

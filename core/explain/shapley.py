@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core._checks import check_whole
 from core.explain.explanation import Explanation
 from core.explain.scorer import EventScorer
 from core.explain.subject import Subject, finish
-from core.errors import DataError
 
 EXACT_MAX = 12  # exact Shapley values up to this many events (2^12 = 4096 evaluations)
 DEFAULT_MAX_EVALS = 2000  # value-function calls of the sampled explainer
@@ -38,8 +38,8 @@ def shapley_values(scorer: EventScorer, exact_max: int = EXACT_MAX, max_evals: i
     """Shapley values [n] of the events: exact up to ``exact_max`` events, else ``max_evals`` sampled calls."""
     n = scorer.n_events
     exact = n <= exact_max
-    if not exact and (not isinstance(max_evals, int) or isinstance(max_evals, bool) or max_evals < 2 * n + 1):
-        raise DataError(f"SHAP samples {max_evals!r}: expected a whole number >= {2 * n + 1} (2n + 1 for {n} events)")
+    if not exact:
+        check_whole("SHAP samples", max_evals, 2 * n + 1, hint=f"2n + 1 for {n} events")
     calls = [0]
 
     def value(z: np.ndarray) -> np.ndarray:  # coalitions [S, n] (1 = present) -> [S]

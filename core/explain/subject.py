@@ -18,11 +18,15 @@ import pandas as pd
 import torch
 
 from core import schema as S
+from core.data.batches import Batch
+from core.data.sequences import SequenceData
+from core.errors import DataError, NotFittedError, NotFoundError
 from core.explain.explanation import TARGET_UNITS, TARGETS, EventAttribution, Explanation
 from core.explain.faithfulness import N_RANDOM, faithfulness
-from core.explain.fused import engagement_reference, fused_spec, fused_target
+from core.explain.fused import FusedSpec, engagement_reference, fused_spec, fused_target
 from core.explain.scorer import EventScorer, HistoryScorer, engagement_target, rating_target, user_history
-from core.errors import DataError, NotFittedError, NotFoundError
+from core.model.network import BehaviorModel
+from core.model.recommender import Recommender
 
 Titles = Mapping[str, tuple[str | None, str | None]]  # item ID -> (title, item text)
 
@@ -41,7 +45,7 @@ class Subject:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def user_row(rec: Any, user: str, label: str | None = None) -> int:
+def user_row(rec: Recommender, user: str, label: str | None = None) -> int:
     """Row of a stored user ID in the fitted data; NotFoundError (naming ``label``, else ``user``) when absent."""
     users = rec.data_.users
     pos = int(np.searchsorted(users, user))
@@ -50,7 +54,7 @@ def user_row(rec: Any, user: str, label: str | None = None) -> int:
     return pos
 
 
-def item_index(rec: Any, item: str) -> int:
+def item_index(rec: Recommender, item: str) -> int:
     """Index (1..N) of an original item ID in the fitted catalogue; NotFoundError when absent."""
     ids = rec.data_.item_ids
     pos = int(np.searchsorted(ids[1:], str(item))) + 1
@@ -69,7 +73,7 @@ def titles_of(items: pd.DataFrame | None) -> dict[str, tuple[str | None, str | N
     return dict(zip(items[S.ITEM_ID].astype(str), clean))
 
 
-def subject_for(rec: Any, user: str, item: str, target: str = "fused", *, weights: Mapping[str, float] | None = None,
+def subject_for(rec: Recommender, user: str, item: str, target: str = "fused", *, weights: Mapping[str, float] | None = None,
                 titles: Titles | None = None, user_label: str | None = None, run: str | None = None) -> Subject:
     """The subject of a fitted Recommender: stored ``user`` ID, original ``item`` ID, ``target``."""
     if target not in TARGETS:
@@ -95,7 +99,7 @@ def subject_for(rec: Any, user: str, item: str, target: str = "fused", *, weight
                    run, details)
 
 
-def full_history_reference(model: Any, batch: Any, spec: Any) -> tuple[float, float]:
+def full_history_reference(model: BehaviorModel, batch: Batch, spec: FusedSpec) -> tuple[float, float]:
     """The user's engagement scale (log p_max, low) with every event: held fixed while attributing."""
     model.eval()
     with torch.no_grad():
@@ -103,7 +107,7 @@ def full_history_reference(model: Any, batch: Any, spec: Any) -> tuple[float, fl
     return engagement_reference(model, task_e[:, -1], spec.eligible)
 
 
-def _event_rows(data: Any, row: int, n: int, titles: Titles) -> list[dict[str, Any]]:
+def _event_rows(data: SequenceData, row: int, n: int, titles: Titles) -> list[dict[str, Any]]:
     """The last ``n`` events of user row ``row`` as EventAttribution fields (no attribution yet)."""
     end = int(data.offsets[row + 1])
     rows = []

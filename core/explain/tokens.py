@@ -25,13 +25,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from core.explain.explanation import TARGET_UNITS, _strict
-from core.explain.scorer import HistoryScorer
-from core.explain.subject import Subject, Titles, item_index, subject_for, titles_of
-from core.model.encoder import TextEncoder, mean_pool
+from core._checks import check_whole, finite_or_none
 from core.errors import ArtifactError, DataError, NotFittedError
-from core.runs.records import load_run, run_record
-from core.store.workspace import Workspace
+from core.explain.explanation import TARGET_UNITS
+from core.explain.scorer import HistoryScorer
+from core.explain.subject import Subject, Titles, item_index, subject_for
+from core.model.encoder import TextEncoder, mean_pool
+from core.model.recommender import Recommender
 
 CANDIDATE, EVENT = "candidate", "event"
 DEFAULT_STEPS = 32
@@ -68,7 +68,7 @@ class TokenAttribution:
 
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON dict (non-finite floats -> None); ``words`` as [word, attribution] pairs."""
-        return _strict({**asdict(self), "relative_delta": self.relative_delta})
+        return finite_or_none({**asdict(self), "relative_delta": self.relative_delta})
 
 
 class LiveEncoder:
@@ -104,7 +104,7 @@ class LiveEncoder:
         return F.normalize(pooled, p=2.0, dim=1) if self.normalize else pooled
 
 
-def live_encoder(rec: Any) -> LiveEncoder:
+def live_encoder(rec: Recommender) -> LiveEncoder:
     """The loaded encoder of a fitted recommender (cached per process); ArtifactError if it is gone or changed."""
     device = rec.device_.type
     enc = TextEncoder(rec.encoder, device=device)
@@ -236,7 +236,7 @@ def check_embedding(live_row: torch.Tensor, stored: torch.Tensor, item_id: str) 
     return gap
 
 
-def token_attributions(rec: Any, user: str, item: str, target: str = "fused", *,
+def token_attributions(rec: Recommender, user: str, item: str, target: str = "fused", *,
                        weights: Mapping[str, float] | None = None, event_positions: list[int] | None = None,
                        steps: int = DEFAULT_STEPS, tolerance: float | None = TOLERANCE,
                        titles: Titles | None = None) -> list[TokenAttribution]:
@@ -245,13 +245,12 @@ def token_attributions(rec: Any, user: str, item: str, target: str = "fused", *,
     ``user``: stored user ID; ``item``: original item ID; ``titles``: {item ID: (title, item
     text)} with the texts the run was trained on (:func:`titles_of` of the dataset's items).
     """
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 2:
-        raise DataError(f"token attribution steps {steps!r}: expected a whole number >= 2")
+    check_whole("token attribution steps", steps, 2)
     if tolerance is not None and not (isinstance(tolerance, (int, float)) and tolerance > 0):
         raise DataError(f"token attribution tolerance {tolerance!r}: expected a positive number or None")
     if titles is None:
         raise DataError("token attributions need the item texts the run was trained on: pass "
-                        "titles=titles_of(workspace.items(dataset)) or use token_attributions_run")
+                        "titles=titles_of(workspace.items(dataset)) or use core.runs.explain.token_attributions_run")
     if not hasattr(rec, "model_"):
         raise NotFittedError("this Recommender is not fitted yet: call fit() or Recommender.load() first")
     twin = copy.copy(rec)
@@ -262,14 +261,12 @@ def token_attributions(rec: Any, user: str, item: str, target: str = "fused", *,
     return [_one(live, subject, twin.model_, job, titles, (steps, tolerance)) for job in jobs]
 
 
-def _texts(rec: Any, subject: Subject, positions: list[int]) -> list[tuple[str, int | None, str, int]]:
+def _texts(rec: Recommender, subject: Subject, positions: list[int]) -> list[tuple[str, int | None, str, int]]:
     """(source, position, item ID, item index) of the candidate, then of each event position."""
     n = len(subject.events)
     out: list[tuple[str, int | None, str, int]] = [(CANDIDATE, None, subject.item, item_index(rec, subject.item))]
     for p in positions:
-        if not isinstance(p, int) or isinstance(p, bool) or not 0 <= p < n:
-            raise DataError(f"event position {p!r}: expected a whole number from 0 to {n - 1} "
-                            f"(the explained window has {n} events, 0 = oldest)")
+        check_whole("event position", p, 0, n - 1, hint=f"the explained window has {n} events, 0 = oldest")
         out.append((EVENT, p, subject.events[p]["item"], item_index(rec, subject.events[p]["item"])))
     return out
 
@@ -287,20 +284,3 @@ def _one(live: LiveEncoder, subject: Subject, model: torch.nn.Module, job: tuple
     return TokenAttribution(source=source, position=position, item=item_id, text=text, target=subject.target,
                             units=TARGET_UNITS[subject.target], details=details, **out)
 
-
-def token_attributions_run(ws: Workspace, run_id: str, user_id: str, item_id: str, target: str = "fused",
-                           weights: Mapping[str, float] | None = None, *, event_positions: list[int] | None = None,
-                           steps: int = DEFAULT_STEPS, tolerance: float | None = TOLERANCE) -> list[TokenAttribution]:
-    """:func:`token_attributions` for the original ``user_id`` under run ``run_id``, with the dataset's item texts.
-
-    ``weights``: fusion weights of the ``fused`` target; None = the run's default preset.
-    """
-    dataset = run_record(ws, run_id)["dataset"]
-    stored = ws.resolve_user(dataset, user_id)
-    if weights is None and target == "fused":
-        from core.runs.fusion import default_weights
-
-        _, weights = default_weights(ws, run_id)
-    rec = load_run(ws, run_id)
-    return token_attributions(rec, stored, item_id, target, weights=weights, event_positions=event_positions,
-                              steps=steps, tolerance=tolerance, titles=titles_of(ws.items(dataset)))

@@ -36,17 +36,19 @@ import numpy as np
 import torch
 
 from core.data.batches import leave_last_out
-from core.store.files import load_json, load_tensors, save_json, save_tensors
+from core.data.sequences import SequenceData
 from core.errors import ArtifactError, DataError
-from core.model.evaluation import RatingScale, exclusion_mask, user_scores
 from core.fusion.formula import freshness_signal, minmax_probability, popularity_signal, rating_signal
 from core.fusion.ranking import ANCHORS, NO_OUTSIDE, Candidates, top_columns
+from core.model.evaluation import exclusion_mask, user_scores
 from core.model.network import BehaviorModel
-from core.data.sequences import SequenceData
+from core.model.protocol import RatingScale
+from core.model.recommender import Recommender
+from core.store.files import load_json, load_tensors, save_json, save_tensors
 
 CONTEXTS = ("test", "valid", "all")
 CACHE_FORMAT = "behaviorlens-fusion/1"
-FOLDER = "fusion"
+
 FULL_ITEMS = 5_000  # catalogues up to this size keep every item as a candidate (exact)
 PER_ANCHOR = 40  # above it: each user's top-40 items under each anchor weighting, unioned
 _CELLS = 1 << 22  # [users, items] cells scored per chunk (bounded memory)
@@ -201,7 +203,7 @@ def all_ratings(model: BehaviorModel, states: torch.Tensor, scale: RatingScale) 
     return out
 
 
-def build_candidates(rec: Any, context: str, exclude_seen: bool, target_behavior: str | None,
+def build_candidates(rec: Recommender, context: str, exclude_seen: bool, target_behavior: str | None,
                      per_anchor: int = PER_ANCHOR, full_items: int = FULL_ITEMS) -> Candidates:
     """Run the model of a fitted ``Recommender`` once over every user of ``context``; the cached signals."""
     if context not in CONTEXTS:

@@ -28,12 +28,12 @@ candidates is :mod:`core.fusion.ranking`; how they are computed and chosen, :mod
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from core._checks import is_finite_number
 from core.errors import DataError
 
 ENGAGEMENT, RATING, POPULARITY, FRESHNESS = "engagement", "rating", "popularity", "freshness"
@@ -66,8 +66,7 @@ def normalize_weights(weights: Mapping[str, Any]) -> dict[str, float]:
     for name, value in weights.items():
         if name not in SIGNALS:
             raise DataError(f"weight {name!r} is not a signal: expected some of {', '.join(SIGNALS)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(float(value)):
+        if not is_finite_number(value):
             raise DataError(f"weight {name}={value!r}: expected a finite number")
         if value < 0:
             raise DataError(f"weight {name}={value!r}: weights must be non-negative")

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from core.model import metrics as M
 from core.errors import DataError
-from core.fusion.formula import ENGAGEMENT, FRESHNESS, K, POPULARITY, RATING, SIGNALS, normalize_weights, weight_grid
+from core.fusion.formula import ENGAGEMENT, FRESHNESS, POPULARITY, RATING, SIGNALS, K, normalize_weights, weight_grid
+from core.model import metrics as M
 
 NO_OUTSIDE = -1.0  # ``Candidates.outside`` when every eligible item is a candidate
 _CHUNK_CELLS = 1 << 21  # candidate cells re-ranked per block of users

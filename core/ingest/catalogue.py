@@ -19,7 +19,8 @@ from core.errors import UnusableFileError
 from core.ingest.mapping import guess_mapping, is_numeric_text, normalize_name
 from core.ingest.reader import load_source
 from core.ingest.sniff import TRAILING
-from core.ingest.source import Malformed, SourceInfo, inspect_source
+from core.ingest.source import inspect_source
+from core.ingest.source_info import Malformed, SourceInfo
 
 EXAMPLES_PER_REASON = 5
 R_DUPLICATE_ITEM = "duplicate_item_id"

@@ -30,12 +30,13 @@ import pandas as pd
 import pyarrow as pa
 
 from core import schema as S
-from core.ingest.catalogue import read_catalogue
 from core.errors import DataError, UnusableFileError
-from core.ingest.report import IngestReport, build_report
+from core.ingest.catalogue import read_catalogue
 from core.ingest.mapping import canonical_behavior, parse_behavior_codes, resolve_mapping
 from core.ingest.reader import load_source, peek_values
-from core.ingest.source import SourceInfo, inspect_source
+from core.ingest.report import IngestReport, build_report
+from core.ingest.source import inspect_source
+from core.ingest.source_info import SourceInfo
 from core.ingest.validation import (
     CHECKED,
     PARSED,
@@ -45,9 +46,10 @@ from core.ingest.validation import (
     parse_query,
     sample_labels,
 )
+from core.progress import ProgressFn
+from core.progress import report as notify
 from core.store.workspace import Workspace, validate_name
 
-Progress = Callable[[str, float], None]
 MEMORY_ENV = "BEHAVIORLENS_INGEST_MEMORY"
 
 
@@ -85,14 +87,13 @@ def inspect(path: str | os.PathLike[str], columns: list[str] | None = None) -> t
 
 def ingest(workspace: Workspace, events: str | os.PathLike[str], items: str | os.PathLike[str] | None = None,
            options: IngestOptions | None = None, *, source_names: list[str] | None = None,
-           progress: Progress | None = None) -> IngestReport:
+           progress: ProgressFn | None = None) -> IngestReport:
     """Read, validate, pseudonymize and store one event log (and optional item catalogue)."""
     opts = options or IngestOptions()
     started = time.perf_counter()
-    say = progress or (lambda stage, frac: None)
     name = validate_name(opts.name or default_name(source_names[0] if source_names else events))
     codes = parse_behavior_codes(opts.behavior_codes)
-    say("reading", 0.05)
+    notify(progress, "ingest", 0.05, 1.0, stage="reading")
     info = inspect_source(events, opts.columns)
     mapping = resolve_mapping(info.columns, opts.mapping)
     _require_ids(info, mapping)
@@ -100,23 +101,23 @@ def ingest(workspace: Workspace, events: str | os.PathLike[str], items: str | os
     with _scratch(opts.memory_limit) as con:
         labels = _sample_labels(con, info, rules, codes)
         malformed = load_source(con, info, PARSED, parse_query(rules, labels))
-        say("validating", 0.4)
+        notify(progress, "ingest", 0.4, 1.0, stage="validating")
         finish_labels(con, rules, codes)
         if opts.drop_duplicates:
             mark_duplicates(con, rules)
         catalogue = read_catalogue(con, items, opts.items_id_column) if items is not None else None
         con.execute("SET preserve_insertion_order = false")  # rows carry their number from here on
-        say("pseudonymizing", 0.6)
+        notify(progress, "ingest", 0.6, 1.0, stage="pseudonymizing")
         n_users = _user_table(con, workspace, opts.keep_ids)
         n_items = _item_rows(con, catalogue)
         report = build_report(con, name, info, mapping, rules, malformed, codes, opts, catalogue,
                               source_names, n_users, n_items, _example_user(workspace, opts.keep_ids))
         if report.rows_read == 0:
             raise UnusableFileError(f"{info.path.name} has no data rows (only a header?): nothing to ingest")
-        say("writing", 0.8)
+        notify(progress, "ingest", 0.8, 1.0, stage="writing")
         report.replaced = _write(con, workspace, name, report)
     report.elapsed_s = round(time.perf_counter() - started, 3)
-    say("done", 1.0)
+    notify(progress, "ingest", 1.0, 1.0, stage="done")
     return report
 
 

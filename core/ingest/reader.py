@@ -13,7 +13,8 @@ from __future__ import annotations
 import duckdb
 
 from core.errors import UnusableFileError
-from core.ingest.source import MAX_LINE_BYTES, Malformed, SourceInfo, fallback_to_latin1, first_line
+from core.ingest.source import MAX_LINE_BYTES, fallback_to_latin1, first_line
+from core.ingest.source_info import Malformed, SourceInfo
 
 _JSON_DELIM = "\x01"  # a byte that does not occur in text lines: one column per line
 _REJECTS = "rejects_table='__rejects', rejects_scan='__rejects_scan'"

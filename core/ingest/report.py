@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 
 from core import schema as S
-from core.ingest.source import Malformed, SourceInfo
+from core.ingest.source_info import Malformed, SourceInfo
 from core.ingest.validation import CHECKED, Rules, duplicate_key
 
 EXAMPLES_PER_REASON = 5

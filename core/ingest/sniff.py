@@ -1,7 +1,7 @@
 """Delimited text: pick the delimiter, decide whether the first row is a header, name columns.
 
 Pure functions over the first lines of a file (already decoded); no I/O. The
-result is written into a :class:`~core.ingest.source.SourceInfo`.
+result is written into a :class:`~core.ingest.source_info.SourceInfo`.
 """
 
 from __future__ import annotations
@@ -9,13 +9,10 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from typing import TYPE_CHECKING
 
 from core.errors import DataError, UnusableFileError
 from core.ingest.mapping import looks_like_header
-
-if TYPE_CHECKING:
-    from core.ingest.source import SourceInfo
+from core.ingest.source_info import SourceInfo
 
 DELIMITERS = (",", "\t", ";", "|")
 TRAILING = "_trailing"  # name of the empty field a trailing delimiter adds

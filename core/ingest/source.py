@@ -17,53 +17,19 @@ import shutil
 import tempfile
 import weakref
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
 from core.errors import DataError, UnusableFileError
 from core.ingest.sniff import sniff_csv
+from core.ingest.source_info import SourceInfo
 
 MAX_FILE_BYTES_ENV = "BEHAVIORLENS_MAX_FILE_MB"
 DEFAULT_MAX_FILE_MB = 4096
 SNIFF_BYTES = 256 * 1024
 MAX_LINE_BYTES = 8 * 1024 * 1024
-_DELIM_NAMES = {",": "comma", "\t": "TAB", ";": "semicolon", "|": "pipe"}
 _GZIP_ERRORS = (EOFError, OSError, zlib.error)
-
-
-@dataclass
-class SourceInfo:
-    """What :func:`inspect_source` learned about a file."""
-
-    path: Path
-    format: str  # "csv" | "parquet" | "jsonl"
-    compression: str | None = None  # "gzip" or None
-    encoding: str = "utf-8"
-    delimiter: str | None = None
-    header: bool = True
-    columns: list[str] = field(default_factory=list)
-    size_bytes: int = 0
-    warnings: list[str] = field(default_factory=list)
-    read_path: Path | None = None  # what DuckDB reads (a decompressed copy for .parquet.gz)
-
-    @property
-    def delimiter_name(self) -> str | None:
-        return None if self.delimiter is None else _DELIM_NAMES.get(self.delimiter, self.delimiter)
-
-    @property
-    def data_path(self) -> Path:
-        return self.read_path or self.path
-
-
-@dataclass
-class Malformed:
-    """A record the parser could not split into the expected columns."""
-
-    line: int
-    error: str
-    raw: str
 
 
 def max_file_bytes() -> int:

@@ -1,72 +1,173 @@
-"""Validation of model and training settings: every bad value is a DataError naming the setting."""
+"""Every setting of a run, typed, in one place: the dataclasses are the schema and the validation.
+
+A run is configured by a JSON object (``--config``, the Train page)::
+
+    {"encoder": null, "heads": "both", "exclude_seen": null, "target_behavior": null, "device": "auto",
+     "model": {ModelConfig settings}, "train": {TrainConfig settings}}
+
+Each field declares its type and, in its metadata, its range or choices; :func:`check_settings`
+derives every check from them, so a new setting is one field here. Every bad value is a
+:class:`~core.errors.DataError` naming the setting, the value and what was expected. Fields
+marked ``derived`` are computed from the data (catalogue size, rating scale) and cannot be set.
+"""
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from core._checks import check_number, check_whole, is_finite_number
 from core.errors import DataError
 
-# setting -> (type, low, high, low inclusive); None bound = open
-_NUMBERS: dict[str, tuple[type, float | None, float | None, bool]] = {
-    "epochs": (int, 1, None, True),
-    "batch_size": (int, 1, None, True),
-    "lr": (float, 0.0, None, True),
-    "weight_decay": (float, 0.0, None, True),
-    "n_negatives": (int, 1, None, True),
-    "event_dropout": (float, 0.0, 1.0, True),
-    "patience": (int, 1, None, True),
-    "rating_refit_epochs": (int, 0, None, True),
-    "bucket_pool": (int, 1, None, True),
-    "request_gap": (float, 0.0, None, True),
-    "seed": (int, None, None, True),
-    "threads": (int, 1, None, True),
-    "d_model": (int, 1, None, True),
-    "n_layers": (int, 1, None, True),
-    "n_heads": (int, 1, None, True),
-    "max_len": (int, 1, None, True),
-    "dropout": (float, 0.0, 1.0, True),
-    "n_experts": (int, 1, None, True),
-    "expert_dim": (int, 1, None, True),
-}
-
-_SWITCHES = ("use_text", "use_item_id", "use_request_time", "use_memory")
+HEADS = ("both", "engagement", "rating")
+DEVICES = ("auto", "cpu", "cuda")
+LOSSES = ("softmax", "bce")
 
 
-def check_number(name: str, value: Any) -> None:
-    """Raise DataError unless ``value`` is a number of the right kind and range for ``name``."""
-    kind, low, high, _ = _NUMBERS[name]
-    if value is None and name == "threads":
+def setting(default: Any = dataclasses.MISSING, *, low: float | None = None, high: float | None = None,
+            below: float | None = None, choices: tuple[str, ...] | None = None, derived: bool = False,
+            check: Callable[[str, Any], None] | None = None, factory: Callable[[], Any] | None = None) -> Any:
+    """A dataclass field with its constraints: ``low <= value <= high`` (``< below``), one of ``choices``,
+    a custom ``check(name, value)``; ``derived`` fields come from the data, never from the analyst."""
+    meta = {"low": low, "high": high, "below": below, "choices": choices, "derived": derived, "check": check}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _check_loss_weights(name: str, value: Any) -> None:
+    if value == "uncertainty":
         return
-    ok_type = isinstance(value, int) if kind is int else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or (kind is float and not math.isfinite(value)):
-        raise DataError(f"setting {name}={value!r}: expected {'an integer' if kind is int else 'a number'}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        rng = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-        raise DataError(f"setting {name}={value!r}: expected a value in {rng}")
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or any(not is_finite_number(w) or w < 0 for w in value) or sum(value) <= 0):
+        raise DataError(f"setting {name}={value!r}: expected [w_engagement, w_rating], two non-negative numbers "
+                        "not both zero, or \"uncertainty\"")
 
 
-def check_settings(values: dict[str, Any]) -> None:
-    """Check every known numeric setting in ``values`` plus the loss settings."""
+@dataclass
+class ModelConfig:
+    """Architecture settings (all JSON-serializable); the first three and the rating scale come from the data."""
+
+    n_items: int = setting(derived=True)
+    n_behaviors: int = setting(derived=True)  # including padding index 0
+    text_dim: int = setting(derived=True)
+    d_model: int = setting(64, low=1)
+    n_layers: int = setting(2, low=1)
+    n_heads: int = setting(2, low=1)
+    max_len: int = setting(200, low=1)
+    dropout: float = setting(0.2, low=0.0, below=1.0)
+    n_experts: int = setting(4, low=1)
+    expert_dim: int = setting(64, low=1)
+    use_text: bool = True
+    use_item_id: bool = True
+    use_request_time: bool = True  # condition on when the prediction is asked (see RequestTime)
+    use_memory: bool = True  # the additive behavior memory beside the transformer (see BehaviorMemory)
+    request_gap: float = setting(86400.0, low=0.0)  # seconds after the last event a whole-history request is asked
+    value_mean: float = setting(0.0, derived=True)  # rating standardization, (value - mean) / std
+    value_std: float = setting(1.0, derived=True)
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise DataError(f"d_model {self.d_model} must be a multiple of n_heads {self.n_heads}")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class TrainConfig:
+    """Optimization settings (JSON-serializable)."""
+
+    epochs: int = setting(40, low=1)
+    batch_size: int = setting(32, low=1)
+    lr: float = setting(2e-3, low=0.0)
+    weight_decay: float = setting(0.0, low=0.0)
+    loss: str = setting("softmax", choices=LOSSES)  # full softmax, or BCE with sampled negatives
+    n_negatives: int = setting(100, low=1)
+    loss_weights: str | list[float] = setting(check=_check_loss_weights, factory=lambda: [1.0, 0.5])
+    event_dropout: float = setting(0.1, low=0.0, high=1.0)  # share of input events swapped for the mask token
+    patience: int = setting(5, low=1)
+    rating_refit_epochs: int = setting(20, low=0)  # refit the rating task on the frozen encoder (valid RMSE)
+    # >1: users sorted by history length within pools of this many batches (less padding, faster
+    # epochs); 1 = plain shuffled batches. Sorting changed what small models learned (see the README).
+    bucket_pool: int = setting(1, low=1)
+    seed: int = 0
+    threads: int | None = setting(None, low=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Settings:
+    """The top level of a run's settings: the Recommender's constructor arguments."""
+
+    encoder: str | None = None  # a local Hugging Face model folder; None = the bundled all-MiniLM-L6-v2
+    heads: str = setting("both", choices=HEADS)
+    exclude_seen: bool | None = None  # None = decide from the dataset's repeat rate
+    target_behavior: str | None = None
+    device: str = setting("auto", choices=DEVICES)
+    model: dict[str, Any] = setting(factory=dict)
+    train: dict[str, Any] = setting(factory=dict)
+
+
+def settable(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    """The fields of a config class an analyst may set (not the derived ones)."""
+    return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("derived")}
+
+
+def _allowed(kind: Any) -> tuple[Any, ...]:
+    """The members of a resolved type hint (``int | None`` -> (int, None))."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return tuple(None if a is type(None) else typing.get_origin(a) or a for a in typing.get_args(kind))
+    return (typing.get_origin(kind) or kind,)
+
+
+def check_value(name: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> None:
+    """Raise DataError unless ``value`` fits the field's type hint ``kind`` and its constraints."""
+    allowed, label = _allowed(kind), f"setting {name}"
+    if meta.get("check") is not None:
+        meta["check"](name, value)
+    elif value is None:
+        if None not in allowed:
+            raise DataError(f"{label}=null: expected a value")
+    elif bool in allowed:
+        if not isinstance(value, bool):
+            raise DataError(f"{label}={value!r}: expected true or false{', or null (auto)' if None in allowed else ''}")
+    elif int in allowed:
+        check_whole(label, value, meta.get("low"), meta.get("high"))
+    elif float in allowed:
+        check_number(label, value, meta.get("low"), meta.get("high"))
+        if meta.get("below") is not None and value >= meta["below"]:
+            raise DataError(f"{label}={value!r}: expected a value below {meta['below']}")
+    elif meta.get("choices") is not None and value not in meta["choices"]:
+        raise DataError(f"{label}={value!r}: expected one of {', '.join(meta['choices'])}")
+    elif dict in allowed and not isinstance(value, dict):
+        raise DataError(f"{label} must be a JSON object of {name} settings, got {type(value).__name__}")
+    elif str in allowed and not isinstance(value, str):
+        raise DataError(f"{label}={value!r}: expected a string{' or null' if None in allowed else ''}")
+
+
+def check_section(cls: type, values: Mapping[str, Any], section: str) -> None:
+    """Check a settings object against a config class: unknown keys, types and ranges."""
+    if not isinstance(values, Mapping):
+        raise DataError(f"{section} settings must be a JSON object, got {type(values).__name__}")
+    known = settable(cls)
+    bad = sorted(set(values) - set(known))
+    if bad:
+        raise DataError(f"unknown {section} setting(s) {bad}: expected some of {sorted(known)}")
+    hints = typing.get_type_hints(cls)
     for name, value in values.items():
-        if name in _NUMBERS:
-            check_number(name, value)
-        if name in _SWITCHES and not isinstance(value, bool):
-            raise DataError(f"setting {name}={value!r}: expected true or false")
-    if "dropout" in values and values["dropout"] >= 1.0:
-        raise DataError(f"setting dropout={values['dropout']!r}: expected a value below 1")
-    weights = values.get("loss_weights")
-    if weights is not None and weights != "uncertainty":
-        if (not isinstance(weights, (list, tuple)) or len(weights) != 2
-                or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 or not math.isfinite(w) for w in weights)
-                or sum(weights) <= 0):
-            raise DataError(f"setting loss_weights={weights!r}: expected [w_engagement, w_rating], "
-                            "two non-negative numbers not both zero, or \"uncertainty\"")
-    if values.get("loss", "softmax") not in ("softmax", "bce"):
-        raise DataError(f"setting loss={values['loss']!r}: expected softmax or bce")
+        check_value(name, value, hints[name], known[name].metadata)
 
 
-def check_flag(name: str, value: Any) -> None:
-    """A tri-state flag: True, False or None (auto)."""
-    if value is not None and not isinstance(value, bool):
-        raise DataError(f"setting {name}={value!r}: expected true, false or null (auto)")
+def check_settings(settings: Mapping[str, Any]) -> None:
+    """Check a whole settings object: the top level, then ``model`` and ``train``."""
+    check_section(Settings, settings, "run")
+    check_section(ModelConfig, settings.get("model") or {}, "model")
+    check_section(TrainConfig, settings.get("train") or {}, "training")
+

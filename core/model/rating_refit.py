@@ -13,7 +13,6 @@ and engagement outputs are unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.data.batches import Split, training_batch
-from core.model.evaluation import Protocol, RatingScale, evaluate_split
+from core.data.batches import training_batch
+from core.model.evaluation import evaluate_split
+from core.model.fitted import Fitted
 from core.model.network import BehaviorModel, user_value_mean
-from core.data.sequences import SequenceData
+from core.progress import ProgressFn, report
 
 _ENCODE_BATCH = 128
 _STEP_BATCH = 1024
@@ -46,9 +46,9 @@ def rating_parameters(model: BehaviorModel) -> list[torch.nn.Parameter]:
 
 
 @torch.no_grad()
-def rating_positions(model: BehaviorModel, data: SequenceData, split: Split, users: np.ndarray,
-                     scale: RatingScale, device: torch.device) -> RatingPositions:
-    """Run the frozen model (eval mode, no dropout) once over every training window."""
+def rating_positions(fitted: Fitted, users: np.ndarray) -> RatingPositions:
+    """Run the frozen model (eval mode, no dropout) once over every training window of ``users``."""
+    model, data, split, scale, device = fitted.model, fitted.data, fitted.split, fitted.scale, fitted.device
     model.eval()
     parts: list[tuple[torch.Tensor, ...]] = []
     for lo in range(0, len(users), _ENCODE_BATCH):
@@ -87,18 +87,19 @@ def _epoch(model: BehaviorModel, pos: RatingPositions, optimizer: torch.optim.Op
     return total / max(1, len(order))
 
 
-def refit_rating(model: BehaviorModel, data: SequenceData, split: Split, users: np.ndarray, scale: RatingScale,
-                 protocol: Protocol, device: torch.device, epochs: int, lr: float, patience: int = 3, seed: int = 0,
-                 progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Refit the rating task on the frozen encoder; keeps the state with the best validation RMSE.
+def refit_rating(fitted: Fitted, users: np.ndarray, epochs: int, lr: float, *, patience: int = 3, seed: int = 0,
+                 progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Refit the rating task of ``fitted.model`` on its frozen encoder, over the training windows of ``users``;
+    keeps the state with the best validation RMSE.
 
     Returns a summary: the validation RMSE before and after, and the refit epoch kept (0 = none).
     """
-    before = evaluate_split(model, data, split, "valid", protocol, scale, device).get("RMSE", math.nan)
+    model = fitted.model
+    before = evaluate_split(fitted, "valid").get("RMSE", math.nan)
     summary = {"valid_RMSE_before": before, "valid_RMSE": before, "epoch": 0, "epochs_run": 0}
     if epochs <= 0 or not math.isfinite(before):
         return summary
-    pos = rating_positions(model, data, split, users, scale, device)
+    pos = rating_positions(fitted, users)
     if len(pos.item) == 0:
         return summary
     params = rating_parameters(model)
@@ -107,10 +108,9 @@ def refit_rating(model: BehaviorModel, data: SequenceData, split: Split, users: 
     rng = np.random.default_rng(seed)
     for epoch in range(1, epochs + 1):
         loss = _epoch(model, pos, optimizer, rng)
-        rmse = evaluate_split(model, data, split, "valid", protocol, scale, device).get("RMSE", math.nan)
+        rmse = evaluate_split(fitted, "valid").get("RMSE", math.nan)
         summary["epochs_run"] = epoch
-        if progress:
-            progress({"event": "rating_refit", "epoch": epoch, "loss_rating": loss, "valid_RMSE": rmse})
+        report(progress, "rating_refit", epoch, epochs, epoch=epoch, loss_rating=loss, valid_RMSE=rmse)
         if rmse < summary["valid_RMSE"]:
             summary.update(valid_RMSE=rmse, epoch=epoch)
             best = {id(p): p.detach().clone() for p in params}

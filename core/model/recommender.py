@@ -1,13 +1,16 @@
 """The front object, scikit-learn style: the constructor stores settings, ``fit`` validates and trains.
 
-Fitted attributes end in ``_``. ``save``/``load`` use safetensors + JSON only.
+Fitted attributes end in ``_``: ``model_``, ``data_``, ``split_``, ``protocol_``, ``scale_``,
+``device_`` (together: :meth:`Recommender.fitted`), ``history_``, ``best_epoch_``,
+``cancelled_``, ``rating_refit_``, ``encoder_fingerprint_``. The settings are checked against
+:mod:`core.model.config`; ``save``/``load`` (:mod:`core.model.checkpoint`) use safetensors + JSON only.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,34 +19,29 @@ import pandas as pd
 import torch
 
 from core import schema as S
+from core._checks import check_whole
 from core.data.batches import default_exclude_seen, history_batch, leave_last_out, return_gap
-from core.store.files import (FORMAT, check_config, finite_or_none, load_json, load_state_into, load_tensors,
-                             save_json, save_tensors, seal_config)
-from core.model.encoder import TextEncoder
-from core.errors import ArtifactError, DataError, NotFittedError, NotFoundError
-from core.model.evaluation import Protocol, RatingScale, evaluate_split, exclusion_mask
-from core.model.network import BehaviorModel, ModelConfig
 from core.data.sequences import SequenceData, build_sequences
-from core.model.config import check_flag, check_settings
-from core.model.train_state import has_train_state, load_train_state
+from core.errors import DataError, NotFittedError, NotFoundError
+from core.model.checkpoint import load_checkpoint, save_checkpoint
+from core.model.config import ModelConfig, Settings, TrainConfig, check_settings, settable
+from core.model.encoder import TextEncoder
+from core.model.evaluation import evaluate_split, exclusion_mask
+from core.model.fitted import Fitted, pick_device
+from core.model.losses import MultiTaskLoss
+from core.model.network import BehaviorModel
+from core.model.protocol import Protocol
 from core.model.rating_refit import refit_rating
-from core.model.training import (FitState, MultiTaskLoss, TrainConfig, fit, make_optimizer, refits_rating, standardize,
-                           training_users)
-
-HEADS = ("both", "engagement", "rating")
-
-
-def pick_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise DataError(f"device {device!r}: expected auto, cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DataError("device 'cuda' was asked for but no CUDA GPU is available; use --device auto or cpu")
-    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else device if device != "auto" else "cpu")
+from core.model.train_state import has_train_state, load_train_state
+from core.model.training import FitState, Hooks, fit, make_optimizer, refits_rating, standardize, training_users
+from core.progress import CancelFn, ProgressFn
 
 
 class Recommender:
     """Multi-task behavior-sequence recommender with a pretrained text encoder on the item side."""
+
+    model_: BehaviorModel
+    data_: SequenceData
 
     def __init__(self, *, encoder: str | None = None, heads: str = "both", exclude_seen: bool | None = None,
                  target_behavior: str | None = None, device: str = "auto", model: dict[str, Any] | None = None,
@@ -59,51 +57,39 @@ class Recommender:
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> Recommender:
         """Build from a settings dict (a run config); unknown keys are a DataError naming them."""
-        known = {"encoder", "heads", "exclude_seen", "target_behavior", "device", "model", "train"}
         if not isinstance(settings, dict):
             raise DataError(f"settings must be a JSON object, got {type(settings).__name__}")
-        bad = sorted(set(settings) - known)
+        bad = sorted(set(settings) - set(settable(Settings)))
         if bad:
-            raise DataError(f"unknown setting(s) {bad}: expected some of {sorted(known)}")
+            raise DataError(f"unknown setting(s) {bad}: expected some of {sorted(settable(Settings))}")
         for key in ("model", "train"):
             if not isinstance(settings.get(key) or {}, dict):
                 raise DataError(f"setting {key!r} must be a JSON object of {key} settings")
         return cls(**settings)
 
+    def get_settings(self) -> dict[str, Any]:
+        return {"encoder": self.encoder, "heads": self.heads, "exclude_seen": self.exclude_seen,
+                "target_behavior": self.target_behavior, "device": self.device,
+                "model": self.model, "train": self.train}
+
     # -- settings ----------------------------------------------------------------
     def _train_config(self) -> TrainConfig:
-        known = {f.name for f in fields(TrainConfig)}
-        bad = sorted(set(self.train) - known)
-        if bad:
-            raise DataError(f"unknown training setting(s) {bad}: expected some of {sorted(known)}")
-        check_settings(self.train)
-        check_settings(self.model)
-        check_flag("exclude_seen", self.exclude_seen)
+        check_settings(self.get_settings())
         cfg = TrainConfig(**self.train)
-        if self.heads not in HEADS:
-            raise DataError(f"heads {self.heads!r}: expected one of {HEADS}")
         if self.heads != "both":
             cfg.loss_weights = [1.0, 0.0] if self.heads == "engagement" else [0.0, 1.0]
         return cfg
 
     def _model_config(self, data: SequenceData, text_dim: int) -> ModelConfig:
-        known = {f.name for f in fields(ModelConfig)} - {"n_items", "n_behaviors", "text_dim", "value_mean", "value_std"}
-        bad = sorted(set(self.model) - known)
-        if bad:
-            raise DataError(f"unknown model setting(s) {bad}: expected some of {sorted(known)}")
-        check_settings(self.model)
         model = dict(self.model)
         if model.get("use_request_time") and "request_gap" not in model:  # the request-time input
             model["request_gap"] = return_gap(data, self.split_.train_end)
-        cfg = ModelConfig(n_items=data.n_items, n_behaviors=len(data.behaviors), text_dim=text_dim,
-                          value_mean=self.scale_.mean, value_std=self.scale_.std, **model)
-        if cfg.d_model % cfg.n_heads:
-            raise DataError(f"d_model {cfg.d_model} must be a multiple of n_heads {cfg.n_heads}")
-        return cfg
+        return ModelConfig(n_items=data.n_items, n_behaviors=len(data.behaviors), text_dim=text_dim,
+                           value_mean=self.scale_.mean, value_std=self.scale_.std, **model)
 
     # -- fit ---------------------------------------------------------------------
     def fit(self, events: pd.DataFrame, items: pd.DataFrame | None = None, *,
-            progress: Callable[[dict[str, Any]], None] | None = None, cancel: Callable[[], bool] | None = None,
+            progress: ProgressFn | None = None, cancel: CancelFn | None = None,
             cache_dir: str | os.PathLike[str] | None = None,
             on_epoch: Callable[[Recommender, FitState, int], None] | None = None,
             resume_from: str | os.PathLike[str] | None = None) -> Recommender:
@@ -117,28 +103,26 @@ class Recommender:
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
         catalogue = list(items[S.ITEM_ID].astype(str)) if items is not None else None
-        data = build_sequences(events, item_ids=sorted(set(catalogue) | set(events[S.ITEM_ID].astype(str))) if catalogue else None)
+        vocab = sorted(set(catalogue) | set(events[S.ITEM_ID].astype(str))) if catalogue else None
+        data = build_sequences(events, item_ids=vocab)
         self._prepare(data, self._item_texts(data, items), cache_dir, progress)
         self.loss_fn_ = MultiTaskLoss(cfg, data.n_items, self.scale_).to(self.device_)
         self.optimizer_ = make_optimizer(self.model_, self.loss_fn_, cfg)
-        state, start = FitState(), 0
+        state = FitState()
         if resume_from is not None and has_train_state(Path(resume_from)):
-            state, start = load_train_state(Path(resume_from), self.model_, self.optimizer_, self.loss_fn_)
-        callback = None if on_epoch is None else (lambda st, ep: on_epoch(self, st, ep))
-        state = fit(self.model_, data, self.split_, cfg, self.protocol_, self.scale_, self.device_,
-                    progress=progress, cancel=cancel, on_epoch=callback, state=state, start_epoch=start,
-                    optimizer=self.optimizer_, loss_fn=self.loss_fn_)
+            state = load_train_state(Path(resume_from), self.model_, self.optimizer_, self.loss_fn_)
+        hooks = Hooks(progress, cancel, None if on_epoch is None else (lambda st, ep: on_epoch(self, st, ep)))
+        state = fit(self.fitted(), cfg, state=state, loss_fn=self.loss_fn_, optimizer=self.optimizer_, hooks=hooks)
         if state.best_state is not None:
             self.model_.load_state_dict(state.best_state)
         self.rating_refit_ = None
         if refits_rating(cfg) and not state.cancelled and state.best_state is not None:
-            self.rating_refit_ = refit_rating(self.model_, data, self.split_, training_users(data, self.split_),
-                                              self.scale_, self.protocol_, self.device_, cfg.rating_refit_epochs,
+            self.rating_refit_ = refit_rating(self.fitted(), training_users(data, self.split_), cfg.rating_refit_epochs,
                                               cfg.lr, seed=cfg.seed, progress=progress)
         self.history_, self.best_epoch_, self.cancelled_ = state.history, state.best_epoch, state.cancelled
         return self
 
-    def _prepare(self, data: SequenceData, texts: list[str], cache_dir: Any, progress: Any) -> None:
+    def _prepare(self, data: SequenceData, texts: list[str], cache_dir: Any, progress: ProgressFn | None) -> None:
         self.device_ = pick_device(self.device)
         self.data_ = data
         self.split_ = leave_last_out(data, self.target_behavior)
@@ -157,11 +141,9 @@ class Recommender:
         lookup = dict(zip(items[S.ITEM_ID].astype(str), items[S.ITEM_TEXT].fillna("").astype(str)))
         return [lookup.get(i, "") for i in data.item_ids[1:]]
 
-    def _encode(self, texts: list[str], cache_dir: Any, progress: Any) -> torch.Tensor:
-        enc = TextEncoder(self.encoder, cache_dir=Path(cache_dir) if cache_dir else None,
-                          device=self.device_.type)
-        report = None if progress is None else (lambda done, total: progress({"event": "encode", "done": done, "total": total}))
-        emb = enc.encode(texts, progress=report)
+    def _encode(self, texts: list[str], cache_dir: Any, progress: ProgressFn | None) -> torch.Tensor:
+        enc = TextEncoder(self.encoder, cache_dir=Path(cache_dir) if cache_dir else None, device=self.device_.type)
+        emb = enc.encode(texts, progress=progress)
         self.encoder_fingerprint_ = enc.fingerprint
         table = torch.zeros(len(texts) + 1, emb.shape[1])
         table[1:] = torch.from_numpy(emb)
@@ -172,6 +154,11 @@ class Recommender:
         if not hasattr(self, "model_"):
             raise NotFittedError("this Recommender is not fitted yet: call fit() or Recommender.load()")
 
+    def fitted(self) -> Fitted:
+        """The fitted model, data, split, protocol, rating scale and device as one bundle."""
+        self._check_fitted()
+        return Fitted(self.model_, self.data_, self.split_, self.protocol_, self.scale_, self.device_)
+
     def evaluate(self, which: str = "test", exclude_seen: bool | None = None,
                  target_behavior: str | None | type[Ellipsis] = ..., negatives: int | None = None) -> dict[str, Any]:
         """Metrics of the held-out events; defaults follow the fitted protocol."""
@@ -181,15 +168,14 @@ class Recommender:
         target = self.protocol_.target_behavior if target_behavior is ... else target_behavior
         protocol = Protocol(self.protocol_.exclude_seen if exclude_seen is None else exclude_seen, target, negatives)
         split = self.split_ if target == self.protocol_.target_behavior else leave_last_out(self.data_, target)
-        out = evaluate_split(self.model_, self.data_, split, which, protocol, self.scale_, self.device_)
+        out = evaluate_split(replace(self.fitted(), split=split, protocol=protocol), which)
         return {"protocol": protocol.name, "label": protocol.label, **out}
 
     @torch.inference_mode()
     def recommend(self, user_id: str, k: int = 10, exclude_seen: bool | None = None) -> pd.DataFrame:
         """Top-``k`` items for a stored user ID, with both head outputs."""
         self._check_fitted()
-        if not isinstance(k, int) or k < 1:
-            raise DataError(f"k must be a positive integer, got {k!r}")
+        check_whole("k", k, 1)
         pos = np.searchsorted(self.data_.users, user_id)
         if pos >= len(self.data_.users) or self.data_.users[pos] != user_id:
             raise NotFoundError(f"user {user_id!r} is not in the fitted data")
@@ -215,55 +201,20 @@ class Recommender:
         })
 
     # -- persistence ---------------------------------------------------------------
-    def get_settings(self) -> dict[str, Any]:
-        return {"encoder": self.encoder, "heads": self.heads, "exclude_seen": self.exclude_seen,
-                "target_behavior": self.target_behavior, "device": self.device,
-                "model": self.model, "train": self.train}
-
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``model.safetensors`` and ``config.json`` (with the weights' checksum) atomically."""
-        self._check_fitted()
-        folder = Path(folder)
-        digest = save_tensors(folder / "model.safetensors", self.model_.state_dict())
-        save_json(folder / "config.json", seal_config({
-            "format": FORMAT, "settings": self.get_settings(), "model_config": self.model_.cfg.to_dict(),
-            "weights_sha256": digest, "encoder_fingerprint": getattr(self, "encoder_fingerprint_", None),
-            "protocol": {"exclude_seen": self.protocol_.exclude_seen, "target_behavior": self.protocol_.target_behavior},
-            "rating_scale": {"mean": self.scale_.mean, "std": self.scale_.std},
-            "vocab": {"items": [str(i) for i in self.data_.item_ids[1:]], "behaviors": self.data_.behaviors[1:]},
-            "best_epoch": getattr(self, "best_epoch_", None),
-            "history": finite_or_none(getattr(self, "history_", [])),
-            "rating_refit": finite_or_none(getattr(self, "rating_refit_", None)),
-        }))
-        return folder
+        extras = {"encoder_fingerprint": getattr(self, "encoder_fingerprint_", None),
+                  "best_epoch": getattr(self, "best_epoch_", None), "history": getattr(self, "history_", []),
+                  "rating_refit": getattr(self, "rating_refit_", None)}
+        return save_checkpoint(Path(folder), self.fitted(), self.get_settings(), extras)
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str], events: pd.DataFrame, device: str = "auto") -> Recommender:
         """Rebuild a fitted recommender from its folder and the events of its dataset."""
-        folder = Path(folder)
-        config = load_json(folder / "config.json")
-        check_config(config, folder / "config.json")
-        settings = {**config["settings"], "device": device}
-        rec = cls(**settings)
-        vocab = config["vocab"]
-        known = set(vocab["items"])
-        events = events[events[S.ITEM_ID].astype(str).isin(known) & events[S.BEHAVIOR].isin(vocab["behaviors"])]
-        rec.device_ = pick_device(device)
-        rec.data_ = build_sequences(events, item_ids=vocab["items"], behaviors=vocab["behaviors"])
-        proto = config["protocol"]
-        rec.protocol_ = Protocol(exclude_seen=bool(proto["exclude_seen"]), target_behavior=proto["target_behavior"])
-        rec.split_ = leave_last_out(rec.data_, rec.protocol_.target_behavior)
-        rec.scale_ = RatingScale(**config["rating_scale"])
-        state = load_tensors(folder / "model.safetensors", config.get("weights_sha256"))
-        try:
-            # runs saved before these inputs existed have neither
-            mcfg = ModelConfig(**({"use_memory": False, "use_request_time": False} | config["model_config"]))
-            text = state["items.text"]
-        except (TypeError, KeyError) as exc:
-            raise ArtifactError(f"{folder / 'config.json'} does not describe this model ({exc})") from exc
-        rec.model_ = BehaviorModel(mcfg, text)
-        load_state_into(rec.model_, state, folder / "model.safetensors")
-        rec.model_.to(rec.device_).eval()
+        config, fitted = load_checkpoint(Path(folder), events, device)
+        rec = cls(**{**config["settings"], "device": device})
+        rec.model_, rec.data_, rec.split_ = fitted.model, fitted.data, fitted.split
+        rec.protocol_, rec.scale_, rec.device_ = fitted.protocol, fitted.scale, fitted.device
         rec.history_, rec.best_epoch_ = config.get("history", []), config.get("best_epoch")
         rec.rating_refit_ = config.get("rating_refit")
         rec.encoder_fingerprint_ = config.get("encoder_fingerprint")

@@ -13,12 +13,11 @@ from typing import Any
 
 import torch
 
-from core.store.files import finite_or_none, load_json, load_state_into, load_tensors, save_json, save_tensors
+from core._checks import finite_or_none
 from core.errors import ArtifactError
 from core.model.training import FitState
-
-STATE_TENSORS = "train_state.safetensors"
-STATE_JSON = "train_state.json"
+from core.store.files import load_json, load_state_into, load_tensors, save_json, save_tensors
+from core.store.run_folder import STATE_JSON, STATE_TENSORS
 
 
 def save_train_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -49,8 +48,8 @@ def has_train_state(folder: Path) -> bool:
 
 
 def load_train_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     loss_fn: torch.nn.Module) -> tuple[FitState, int]:
-    """Restore model, loss and optimizer in place; return the fit state and the last finished epoch."""
+                     loss_fn: torch.nn.Module) -> FitState:
+    """Restore model, loss and optimizer in place; the fit state, with the last finished epoch in ``epochs_done``."""
     meta = load_json(folder / STATE_JSON)
     tensors = load_tensors(folder / STATE_TENSORS, meta.get("sha256"))
     part = _prefixed(tensors)
@@ -61,8 +60,9 @@ def load_train_state(folder: Path, model: torch.nn.Module, optimizer: torch.opti
     best = part.get("best") or None
     score = meta.get("best_score")
     state = FitState(history=list(meta.get("history", [])), best_epoch=int(meta.get("best_epoch", -1)),
-                     best_score=float("-inf") if score is None else float(score), best_state=best)
-    return state, int(meta["epoch"])
+                     best_score=float("-inf") if score is None else float(score), best_state=best,
+                     epochs_done=int(meta["epoch"]))
+    return state
 
 
 def _prefixed(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:

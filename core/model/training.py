@@ -1,9 +1,8 @@
-"""The fit loop and the losses (outside the model, torchrec style). No printing: callbacks report.
+"""The fit loop: epochs of shuffled (optionally length-bucketed) batches, early stopping, callbacks.
 
-Every position predicts the next event (SASRec style): the engagement loss is a
-full softmax over all items (or BCE with sampled negatives), the rating loss an
-MSE on standardized values, masked where the next event has no value. Task
-weights are fixed or learned (uncertainty weighting, Kendall et al. 2018).
+No printing: progress goes through the one callback shape of :mod:`core.progress`. The losses
+are :mod:`core.model.losses`; the model, data, split, protocol and rating scale arrive as one
+:class:`~core.model.fitted.Fitted`.
 """
 
 from __future__ import annotations
@@ -12,98 +11,23 @@ import ctypes
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from core.data.batches import Batch, Split, training_batch
-from core.model.evaluation import Protocol, RatingScale, evaluate_split
-from core.model.network import BehaviorModel
+from core.data.batches import Split, training_batch
 from core.data.sequences import SequenceData
+from core.model.config import TrainConfig
+from core.model.evaluation import evaluate_split
+from core.model.fitted import Fitted
+from core.model.losses import MultiTaskLoss
+from core.model.network import BehaviorModel
+from core.model.protocol import RatingScale
+from core.progress import CancelFn, ProgressFn, report
 
-ProgressFn = Callable[[dict[str, Any]], None]
-CancelFn = Callable[[], bool]
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-
-
-@dataclass
-class TrainConfig:
-    """Optimization settings (JSON-serializable)."""
-
-    epochs: int = 40
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    loss: str = "softmax"  # "softmax" (full) or "bce" (sampled negatives)
-    n_negatives: int = 100
-    loss_weights: str | list[float] = field(default_factory=lambda: [1.0, 0.5])  # or "uncertainty"
-    event_dropout: float = 0.1  # share of input events swapped for the mask token while training
-    patience: int = 5
-    rating_refit_epochs: int = 20  # refit the rating task on the frozen encoder, selected on valid RMSE
-    # >1: users sorted by history length within pools of this many batches (less padding, faster
-    # epochs); 1 = plain shuffled batches. Sorting changed what small models learned (see the README).
-    bucket_pool: int = 1
-    seed: int = 0
-    threads: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class LossParts:
-    total: torch.Tensor
-    engagement: torch.Tensor
-    rating: torch.Tensor
-
-
-class MultiTaskLoss(nn.Module):
-    """Engagement (softmax CE or sampled BCE) + rating (masked MSE), fixed or learned weights."""
-
-    def __init__(self, cfg: TrainConfig, n_items: int, scale: RatingScale | None = None) -> None:
-        super().__init__()
-        self.cfg, self.n_items = cfg, n_items
-        self.scale = scale or RatingScale()
-        self.learned = cfg.loss_weights == "uncertainty"
-        self.log_vars = nn.Parameter(torch.zeros(2)) if self.learned else None
-        self.fixed = None if self.learned else [float(w) for w in cfg.loss_weights]
-
-    def forward(self, model: BehaviorModel, batch: Batch, removed: torch.Tensor | None) -> LossParts:
-        task_e, task_r = model(batch, removed)
-        has_target = batch.target_item > 0  # [B, L]
-        h_e, h_r = task_e[has_target], task_r[has_target]  # [P, De]
-        target = batch.target_item[has_target]  # [P]
-        engagement = self._engagement(model, h_e, target)
-        values = (batch.target_value[has_target] - self.scale.mean) / self.scale.std  # standardized
-        rated = ~torch.isnan(values)
-        if rated.any():
-            rating = F.mse_loss(model.rating_of(h_r[rated], target[rated]).float(), values[rated])
-        else:
-            rating = torch.zeros((), device=values.device)
-        return LossParts(self._combine(engagement, rating), engagement.detach(), rating.detach())
-
-    def _engagement(self, model: BehaviorModel, h_e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.cfg.loss == "softmax":
-            logits = model.engagement_logits(h_e).float()
-            logits[:, 0] = float("-inf")
-            return F.cross_entropy(logits, target)
-        negs = torch.randint(1, self.n_items, (len(target), self.cfg.n_negatives), device=target.device)
-        negs = negs + (negs >= target.unsqueeze(1)).long()  # uniform over the other items, never the target
-        cand = torch.cat([target.unsqueeze(1), negs], 1)  # [P, 1+n]
-        flat = model.engagement_logits(h_e.repeat_interleave(cand.shape[1], 0), cand.flatten()).float()
-        labels = torch.zeros_like(flat).view(cand.shape)
-        labels[:, 0] = 1.0
-        return F.binary_cross_entropy_with_logits(flat.view(cand.shape), labels)
-
-    def _combine(self, engagement: torch.Tensor, rating: torch.Tensor) -> torch.Tensor:
-        if self.log_vars is None:
-            return self.fixed[0] * engagement + self.fixed[1] * rating
-        s = self.log_vars
-        return torch.exp(-s[0]) * engagement + torch.exp(-s[1]) * rating + s.sum()
 
 
 @dataclass
@@ -115,6 +39,24 @@ class FitState:
     best_score: float = -math.inf
     best_state: dict[str, torch.Tensor] | None = None
     cancelled: bool = False
+    epochs_done: int = 0  # finished epochs (a resumed run starts after them)
+
+
+@dataclass
+class Hooks:
+    """How a caller follows and steers training: progress events, a cancel check, an end-of-epoch hook."""
+
+    progress: ProgressFn | None = None
+    cancel: CancelFn | None = None
+    on_epoch: Callable[[FitState, int], None] | None = None
+
+
+@dataclass
+class Optimization:
+    """The loss module and the optimizer over the model's and the loss's parameters."""
+
+    loss_fn: MultiTaskLoss
+    optimizer: torch.optim.Optimizer
 
 
 def standardize(data: SequenceData, split: Split) -> RatingScale:
@@ -143,25 +85,25 @@ def _return_freed_memory() -> None:
     libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
 
 
-def fit(model: BehaviorModel, data: SequenceData, split: Split, cfg: TrainConfig, protocol: Protocol,
-        scale: RatingScale, device: torch.device, progress: ProgressFn | None = None,
-        cancel: CancelFn | None = None, on_epoch: Callable[[FitState, int], None] | None = None,
-        state: FitState | None = None, start_epoch: int = 0,
-        optimizer: torch.optim.Optimizer | None = None, loss_fn: MultiTaskLoss | None = None) -> FitState:
-    """Train with AdamW and early stopping on validation NDCG@10 (-RMSE for a rating-only model)."""
+def fit(fitted: Fitted, cfg: TrainConfig, *, state: FitState | None = None, loss_fn: MultiTaskLoss | None = None,
+        optimizer: torch.optim.Optimizer | None = None, hooks: Hooks | None = None) -> FitState:
+    """Train ``fitted.model`` with AdamW and early stopping on validation NDCG@10 (-RMSE for a rating-only
+    model), from ``state.epochs_done`` (a resumed run passes its saved state, loss and optimizer)."""
     _return_freed_memory()
-    state = state or FitState()
-    loss_fn = loss_fn or MultiTaskLoss(cfg, data.n_items, scale).to(device)
+    model, data, split = fitted.model, fitted.data, fitted.split
+    state, hooks = state or FitState(), hooks or Hooks()
+    loss_fn = loss_fn or MultiTaskLoss(cfg, data.n_items, fitted.scale).to(fitted.device)
     optimizer = optimizer or make_optimizer(model, loss_fn, cfg)
-    rng = np.random.default_rng(cfg.seed + start_epoch)
+    rng = np.random.default_rng(cfg.seed + state.epochs_done)
     users = training_users(data, split)
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(state.epochs_done, cfg.epochs):
         started = time.perf_counter()
-        losses = _run_epoch(model, data, split, cfg, users, rng, device, optimizer, loss_fn, progress, cancel, epoch)
+        losses = _run_epoch(fitted, cfg, users, rng, Optimization(loss_fn, optimizer), hooks, epoch)
         if losses is None:
             state.cancelled = True
             break
-        metrics = evaluate_split(model, data, split, "valid", protocol, scale, device)
+        state.epochs_done = epoch + 1
+        metrics = evaluate_split(fitted, "valid")
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - started, 2), **losses,
                   **{f"valid_{k}": v for k, v in metrics.items()}}
         state.history.append(record)
@@ -169,10 +111,9 @@ def fit(model: BehaviorModel, data: SequenceData, split: Split, cfg: TrainConfig
         if score > state.best_score:
             state.best_score, state.best_epoch = score, epoch + 1
             state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if progress:
-            progress({"event": "epoch", **record, "best_epoch": state.best_epoch})
-        if on_epoch:
-            on_epoch(state, epoch + 1)
+        report(hooks.progress, "epoch", epoch + 1, cfg.epochs, **record, best_epoch=state.best_epoch)
+        if hooks.on_epoch:
+            hooks.on_epoch(state, epoch + 1)
         if epoch + 1 - state.best_epoch >= cfg.patience:
             break
     return state
@@ -219,28 +160,27 @@ def length_buckets(users: np.ndarray, lengths: np.ndarray, batch_size: int, rng:
     return [groups[i] for i in rng.permutation(len(groups))] or [order]
 
 
-def _run_epoch(model: BehaviorModel, data: SequenceData, split: Split, cfg: TrainConfig, users: np.ndarray,
-               rng: np.random.Generator, device: torch.device, optimizer: torch.optim.Optimizer,
-               loss_fn: MultiTaskLoss, progress: ProgressFn | None, cancel: CancelFn | None,
-               epoch: int) -> dict[str, float] | None:
+def _run_epoch(fitted: Fitted, cfg: TrainConfig, users: np.ndarray, rng: np.random.Generator, opt: Optimization,
+               hooks: Hooks, epoch: int) -> dict[str, float] | None:
+    """One pass over the training users; the mean losses, or None when cancelled."""
+    model, data, split, device = fitted.model, fitted.data, fitted.split, fitted.device
     model.train()
     lengths = np.minimum(split.train_end - data.offsets[:-1], model.cfg.max_len + 1)
     groups = length_buckets(users, lengths, cfg.batch_size, rng, cfg.bucket_pool)
     steps = len(groups)
     sums = np.zeros(3)
     for step, idx in enumerate(groups):
-        if cancel and cancel():
+        if hooks.cancel and hooks.cancel():
             return None
         batch = training_batch(data, idx, split.train_end[idx], model.cfg.max_len).to(device)
         removed = (torch.rand(batch.mask.shape, device=device) < cfg.event_dropout) & batch.mask
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            parts = loss_fn(model, batch, removed if cfg.event_dropout > 0 else None)
-        optimizer.zero_grad(set_to_none=True)
+            parts = opt.loss_fn(model, batch, removed if cfg.event_dropout > 0 else None)
+        opt.optimizer.zero_grad(set_to_none=True)
         parts.total.backward()
-        optimizer.step()
+        opt.optimizer.step()
         sums += [parts.total.item(), parts.engagement.item(), parts.rating.item()]
-        if progress:
-            progress({"event": "step", "epoch": epoch + 1, "step": step + 1, "steps": steps,
-                      "loss": float(parts.total.item())})
+        report(hooks.progress, "step", step + 1, steps, epoch=epoch + 1, step=step + 1, steps=steps,
+               loss=float(parts.total.item()))
     mean = sums / steps
     return {"loss": float(mean[0]), "loss_engagement": float(mean[1]), "loss_rating": float(mean[2])}

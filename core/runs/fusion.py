@@ -1,73 +1,74 @@
-"""Fusion over a saved run: cached candidates, named weight presets, fused evaluate and recommend.
+"""Fusion over a saved run: named weight presets, cached candidates, fused evaluate and recommend, a user's top-K.
 
 Presets live in ``<run>/fusion_presets.json``: ``{"default": NAME, "presets": {NAME: weights}}``.
 Saving a preset makes it the run's default: the weights the CLI (``evaluate``,
-``recommend`` without ``--weights``), the Explain page and exports use.
+``recommend`` without ``--weights``), the Explain page and exports use. Candidates are
+computed once per run, protocol and context, stored in the run folder (keyed by the
+weights' checksum) and kept in the run handle's memo, so moving a weight re-ranks arrays.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from core import schema as S
-from core.store.files import load_json, save_json
+from core._checks import check_whole, finite_or_none
 from core.errors import DataError, NotFoundError
-from core.model.evaluation import Protocol
-from core.fusion.formula import SIGNALS, normalize_weights, parse_weights
-from core.fusion.ranking import Candidates, fused_metrics, user_ranking
-from core.fusion.candidates import FOLDER, FULL_ITEMS, PER_ANCHOR, build_candidates, read_cache, write_cache
-from core.runs.records import load_run, run_record
-from core.store.workspace import Workspace, validate_name
+from core.fusion.candidates import FULL_ITEMS, PER_ANCHOR, build_candidates, read_cache, write_cache
+from core.fusion.formula import ENGAGEMENT, SIGNALS, normalize_weights, parse_weights
+from core.fusion.ranking import Candidates, fused_metrics, sweep, user_ranking
+from core.runs.run import Run
+from core.store.files import load_json, save_json
+from core.store.run_folder import FUSION_FOLDER, PRESETS_FILE
+from core.store.workspace import validate_name
 
-PRESETS_FILE = "fusion_presets.json"
 Weights = dict[str, float]
+ENGAGEMENT_ONLY: Weights = {ENGAGEMENT: 1.0}
 
 
 # -- presets --------------------------------------------------------------------------------
-def list_presets(ws: Workspace, run_id: str) -> dict[str, Any]:
+def list_presets(run: Run) -> dict[str, Any]:
     """``{"default": name or None, "presets": {name: normalized weights}}`` of a run."""
-    run_record(ws, run_id)
-    path = ws.run_dir(run_id) / PRESETS_FILE
+    path = run.folder / PRESETS_FILE
     if not path.is_file():
         return {"default": None, "presets": {}}
     stored = load_json(path)
     return {"default": stored.get("default"), "presets": dict(stored.get("presets", {}))}
 
 
-def save_preset(ws: Workspace, run_id: str, name: str, weights: dict[str, Any]) -> dict[str, Any]:
+def save_preset(run: Run, name: str, weights: dict[str, Any]) -> dict[str, Any]:
     """Store normalized ``weights`` under ``name`` and make it the run's default; the presets."""
     validate_name(name, "preset")
     weights = normalize_weights(weights)
-    with ws.lock():
-        current = list_presets(ws, run_id)
+    with run.workspace.lock():
+        current = list_presets(run)
         current["presets"][name] = weights
         current["default"] = name
-        save_json(ws.run_dir(run_id) / PRESETS_FILE, current)
+        save_json(run.folder / PRESETS_FILE, current)
     return current
 
 
-def default_weights(ws: Workspace, run_id: str) -> tuple[str | None, Weights | None]:
+def default_weights(run: Run) -> tuple[str | None, Weights | None]:
     """(name, weights) of the run's default preset, or (None, None) when it has none."""
-    presets = list_presets(ws, run_id)
+    presets = list_presets(run)
     name = presets["default"]
     return (name, normalize_weights(presets["presets"][name])) if name in presets["presets"] else (None, None)
 
 
-def resolve_weights(ws: Workspace, run_id: str, spec: str | None) -> tuple[str | None, Weights | None]:
+def resolve_weights(run: Run, spec: str | None) -> tuple[str | None, Weights | None]:
     """``--weights`` value -> (preset name or None, weights): NAME=VALUE pairs, a preset name, or the default."""
     if spec is None:
-        return default_weights(ws, run_id)
+        return default_weights(run)
     if "=" in spec:
         return None, parse_weights(spec)
-    presets = list_presets(ws, run_id)["presets"]
+    presets = list_presets(run)["presets"]
     if spec not in presets:
-        raise DataError(f"--weights {spec!r}: not NAME=VALUE pairs and not a preset of run {run_id} "
+        raise DataError(f"--weights {spec!r}: not NAME=VALUE pairs and not a preset of run {run.id} "
                         f"(presets: {sorted(presets) or 'none'})")
     return spec, normalize_weights(presets[spec])
 
@@ -80,89 +81,83 @@ def _key(context: str, exclude_seen: bool, target: str | None) -> tuple[str, dic
     return f"{context}-{digest}", params
 
 
-def run_protocol(ws: Workspace, run_id: str, exclude_seen: bool | None = None,
-                 target_behavior: str | None | type[Ellipsis] = ...) -> Protocol:
-    """The run's protocol (from its config, no model loaded) with the given overrides."""
-    run_record(ws, run_id)
-    saved = load_json(ws.run_dir(run_id) / "config.json")["protocol"]
-    return Protocol(bool(saved["exclude_seen"]) if exclude_seen is None else bool(exclude_seen),
-                    saved["target_behavior"] if target_behavior is ... else target_behavior)
+def run_candidates(run: Run, context: str, exclude_seen: bool | None = None,
+                   target_behavior: str | None | type[Ellipsis] = ...) -> tuple[Candidates, dict[str, Any]]:
+    """A run's candidates for ``context`` and their metadata (``cached``: read from the run folder, not computed).
 
-
-def run_candidates(ws: Workspace, run_id: str, context: str, exclude_seen: bool | None = None,
-                   target_behavior: str | None | type[Ellipsis] = ...,
-                   model: Callable[[], Any] | None = None) -> tuple[Candidates, dict[str, Any]]:
-    """A run's cached candidates for ``context`` and their metadata (``cached``: read, not computed).
-
-    Computed with the model, and stored, only when missing or stale (another model, protocol or format);
-    ``model`` returns the run's fitted Recommender (default: load it).
+    Computed with the model, and stored, only when missing or stale (another model, protocol or format).
     """
-    protocol = run_protocol(ws, run_id, exclude_seen, target_behavior)
-    folder = ws.run_dir(run_id)
-    sha = load_json(folder / "config.json").get("weights_sha256")
+    protocol = run.protocol(exclude_seen, target_behavior)
     key, params = _key(context, protocol.exclude_seen, protocol.target_behavior)
-    expect = {**params, "weights_sha256": sha}
-    cached = read_cache(folder / FOLDER, key, expect)
-    if cached is not None:
-        return cached[0], {**cached[1], "cached": True}
-    rec = model() if model is not None else load_run(ws, run_id)
-    cands = build_candidates(rec, context, protocol.exclude_seen, protocol.target_behavior)
-    meta = {**expect, "label": protocol.label, "protocol": protocol.name, "n_items": rec.data_.n_items,
-            "user_ids": [str(u) for u in rec.data_.users[cands.users]]}
-    write_cache(folder / FOLDER, key, cands, meta)
-    return cands, {**meta, "cached": False}
+    expect = {**params, "weights_sha256": run.weights_digest}
+
+    def compute() -> tuple[Candidates, dict[str, Any]]:
+        cached = read_cache(run.folder / FUSION_FOLDER, key, expect)
+        if cached is not None:
+            return cached[0], {**cached[1], "cached": True}
+        rec = run.recommender()
+        cands = build_candidates(rec, context, protocol.exclude_seen, protocol.target_behavior)
+        meta = {**expect, "label": protocol.label, "protocol": protocol.name, "n_items": rec.data_.n_items,
+                "user_ids": [str(u) for u in rec.data_.users[cands.users]]}
+        write_cache(run.folder / FUSION_FOLDER, key, cands, meta)
+        return cands, {**meta, "cached": False}
+
+    return run.memo("candidates", key, compute)  # type: ignore[return-value]
+
+
+def run_sweep(run: Run, step: float = 0.25) -> pd.DataFrame:
+    """Test metrics of every weight setting on a ``step`` grid of the simplex (one row each), once per run."""
+    return run.memo("sweep", step, lambda: pd.DataFrame(sweep(run_candidates(run, "test")[0], step)))  # type: ignore[return-value]
 
 
 # -- fused evaluate / recommend ---------------------------------------------------------------
-def evaluate_fused(ws: Workspace, run_id: str, weights: dict[str, Any], exclude_seen: bool | None = None,
+def evaluate_fused(run: Run, weights: dict[str, Any], exclude_seen: bool | None = None,
                    target_behavior: str | None | type[Ellipsis] = ..., preset: str | None = None) -> dict[str, Any]:
     """The ``behaviorlens evaluate`` object ranked by the fused score; ``weights`` repeats the normalized weights."""
     weights = normalize_weights(weights)
-    protocol = run_protocol(ws, run_id, exclude_seen, target_behavior)
-    out: dict[str, Any] = {"run": run_id, "protocol": protocol.name, "label": protocol.label,
+    protocol = run.protocol(exclude_seen, target_behavior)
+    out: dict[str, Any] = {"run": run.id, "protocol": protocol.name, "label": protocol.label,
                            "exclude_seen": protocol.exclude_seen, "target_behavior": protocol.target_behavior,
                            "weights": weights, "preset": preset}
-    loaded: list[Any] = []
-
-    def model() -> Any:  # loaded at most once, only when a cache is missing
-        if not loaded:
-            loaded.append(load_run(ws, run_id))
-        return loaded[0]
-
     for split in ("test", "valid"):
-        cands, _ = run_candidates(ws, run_id, split, protocol.exclude_seen, protocol.target_behavior, model)
-        out[split] = _finite(fused_metrics(cands, weights))
+        cands, _ = run_candidates(run, split, protocol.exclude_seen, protocol.target_behavior)
+        out[split] = finite_or_none(fused_metrics(cands, weights))
     return out
 
 
-def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}
-
-
-def run_item_ids(ws: Workspace, run_id: str) -> np.ndarray:
-    """[N+1] item IDs of a run's vocabulary; index 0 = padding ("")."""
-    return np.asarray([""] + list(load_json(ws.run_dir(run_id) / "config.json")["vocab"]["items"]), dtype=object)
-
-
-def recommend_fused(ws: Workspace, run_id: str, user_id: str, k: int, weights: dict[str, Any]) -> pd.DataFrame:
-    """Top-k for an original user ID by fused score: item_id, title, score and every signal."""
-    weights = normalize_weights(weights)
-    record = run_record(ws, run_id)
-    stored = ws.resolve_user(record["dataset"], user_id)
-    cands, meta = run_candidates(ws, run_id, "all")
+def user_row(meta: dict[str, Any], stored: str, label: str, run: Run) -> int:
+    """Row of a stored user ID in the candidates of context ``all``; NotFoundError naming ``label``."""
     users = meta["user_ids"]
     row = int(np.searchsorted(users, stored))
     if row >= len(users) or users[row] != stored:
-        raise NotFoundError(f"user {user_id!r} is not in the data of run {run_id}")
-    titles = ws.items(record["dataset"])[[S.ITEM_ID, S.ITEM_TITLE]]
-    return recommendation_table(cands, row, k, weights, run_item_ids(ws, run_id), titles)
+        raise NotFoundError(f"user {label!r} is not in the data of run {run.id}")
+    return row
 
 
-def recommendation_table(cands: Candidates, row: int, k: int, weights: Weights, item_ids: np.ndarray,
-                         titles: pd.DataFrame) -> pd.DataFrame:
+def recommend_fused(run: Run, user_id: str, k: int, weights: dict[str, Any]) -> pd.DataFrame:
+    """Top-k for an original user ID by fused score: item_id, title, score and every signal."""
+    weights = normalize_weights(weights)
+    stored = run.stored_user(user_id)
+    cands, meta = run_candidates(run, "all")
+    return recommendation_table(run, cands, user_row(meta, stored, user_id, run), k, weights)
+
+
+def user_top(run: Run, user: str, k: int) -> tuple[pd.DataFrame, Weights, str | None]:
+    """A stored user's top-k by fused score with the run's default weights (engagement alone without a preset):
+    the table (rank, item_id, title, score, every signal), the weights and the preset's name."""
+    name, weights = default_weights(run)
+    weights = weights or dict(ENGAGEMENT_ONLY)
+    cands, meta = run_candidates(run, "all")
+    table = recommendation_table(run, cands, user_row(meta, user, user, run), check_whole("k", k, 1), weights)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table, weights, name
+
+
+def recommendation_table(run: Run, cands: Candidates, row: int, k: int, weights: Weights) -> pd.DataFrame:
     """One user's fused top-k: item_id, title, score and every normalized signal."""
     ranked = user_ranking(cands, row, weights)
-    frame = pd.DataFrame({S.ITEM_ID: item_ids[ranked["item"][:k]], "score": ranked["score"][:k],
+    frame = pd.DataFrame({S.ITEM_ID: run.item_ids()[ranked["item"][:k]], "score": ranked["score"][:k],
                           **{s: ranked[s][:k] for s in SIGNALS}})
-    frame = frame.merge(titles[[S.ITEM_ID, S.ITEM_TITLE]], on=S.ITEM_ID, how="left")
+    frame = frame.merge(run.item_titles(), on=S.ITEM_ID, how="left")
     return frame[[S.ITEM_ID, S.ITEM_TITLE, "score", *SIGNALS]]
+

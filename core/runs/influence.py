@@ -1,41 +1,51 @@
-"""Influence and counterfactual sets over a saved run: original user and item IDs, item categories and titles."""
+"""Influence and ablation over a saved run: the dataset's item categories, results kept per run and settings."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from core import schema as S
-from core.explain.subject import titles_of
-from core.explain.counterfactual import MAX_REMOVALS, CounterfactualSet, counterfactual_set
+from core.explain.influence.ablation import AblationResult, behavior_ablation
 from core.explain.influence.report import InfluenceReport, global_influence
-from core.explain.influence.table import Progress
-from core.runs.records import load_run, run_record
-from core.store.workspace import Workspace
+from core.progress import ProgressFn
+from core.runs.run import Run
 
 
-def item_categories(ws: Workspace, dataset: str) -> dict[str, Any]:
-    """{item ID: category} of a dataset's catalogue (empty when it has no categories)."""
-    items = ws.items(dataset)
-    if items.empty or S.ITEM_CATEGORY not in items:
-        return {}
-    return dict(zip(items[S.ITEM_ID].astype(str), items[S.ITEM_CATEGORY]))
+def item_categories(run: Run) -> dict[str, Any]:
+    """{item ID: category} of the run's dataset (empty when it has no categories)."""
+    def read() -> dict[str, Any]:
+        items = run.workspace.items(run.dataset)
+        if items.empty or S.ITEM_CATEGORY not in items:
+            return {}
+        return dict(zip(items[S.ITEM_ID].astype(str), items[S.ITEM_CATEGORY]))
+    return run.memo("default", ("categories",), read)  # type: ignore[return-value]
 
 
-def influence_run(ws: Workspace, run_id: str, users: int | None = 200, method: str = "loo", *, k: int = 10,
-                  seed: int = 0, ablation: bool = True, progress: Progress | None = None,
-                  **options: Any) -> InfluenceReport:
-    """Global per-behavior influence of run ``run_id`` (see :mod:`core.explain.influence.report`)."""
-    dataset = run_record(ws, run_id)["dataset"]
-    rec = load_run(ws, run_id)
-    return global_influence(rec, users, method, k=k, seed=seed, categories=item_categories(ws, dataset),
-                            ablation=ablation, run=run_id, progress=progress, **options)
+def influence_settings(users: int | None, method: str, k: int, seed: int = 0) -> dict[str, Any]:
+    """The settings of one global influence computation: what the run's memo and a session remember."""
+    return {"users": None if users is None else int(users), "method": str(method), "k": int(k), "seed": int(seed)}
 
 
-def counterfactual_run(ws: Workspace, run_id: str, user_id: str, item_id: str, k: int = 10,
-                       max_removals: int = MAX_REMOVALS) -> CounterfactualSet:
-    """The counterfactual set of ``item_id`` for the original ``user_id`` under run ``run_id``."""
-    dataset = run_record(ws, run_id)["dataset"]
-    stored = ws.resolve_user(dataset, user_id)
-    rec = load_run(ws, run_id)
-    return counterfactual_set(rec, stored, item_id, k, max_removals, titles=titles_of(ws.items(dataset)),
-                              user_label=user_id, run=run_id)
+def influence_run(run: Run, users: int | None = 200, method: str = "loo", *, k: int = 10, seed: int = 0,
+                  ablation: bool = True, progress: ProgressFn | None = None, **options: Any) -> InfluenceReport:
+    """Global per-behavior influence of the run (see :mod:`core.explain.influence.report`); with ``ablation``,
+    the behavior ablation of its test split too."""
+    return global_influence(run.recommender(), users, method, k=k, seed=seed, categories=item_categories(run),
+                            ablation=ablation, run=run.id, progress=progress, **options)
+
+
+def kept_influence(run: Run, settings: dict[str, Any], progress: ProgressFn | None = None,
+                   compute: bool = True) -> InfluenceReport | None:
+    """The run's global influence for ``settings`` (:func:`influence_settings`), without the ablation, computed
+    once per run and settings; ``compute=False``: the kept report or None."""
+    def run_it() -> InfluenceReport:
+        return influence_run(run, settings["users"], settings["method"], k=settings["k"], seed=settings["seed"],
+                             ablation=False, progress=progress)
+    return run.memo("influence", tuple(sorted(settings.items())), run_it if compute else None)
+
+
+def kept_ablation(run: Run, progress: ProgressFn | None = None, compute: bool = True) -> AblationResult | None:
+    """The run's behavior ablation on its test split, computed once per run; ``compute=False``: kept or None."""
+    def run_it() -> AblationResult:
+        return behavior_ablation(run.recommender(), "test", progress=progress)
+    return run.memo("ablation", "test", run_it if compute else None)

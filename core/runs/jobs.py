@@ -30,9 +30,11 @@ from typing import Any
 
 import torch
 
+from core._checks import is_whole
 from core.errors import BehaviorLensError
-from core.runs.records import CANCELLED, DONE, FAILED, RUNNING, new_run_id, run_record, train_run
-from core.model.training import TrainConfig
+from core.model.config import TrainConfig
+from core.runs.records import CANCELLED, DONE, FAILED, RUNNING, new_run_id, run_record
+from core.runs.train import train_run
 from core.store.workspace import Workspace
 
 STARTING, ENCODING, TRAINING, FINISHING = "starting", "encoding", "training", "finishing"
@@ -172,7 +174,7 @@ class TrainingJob:
 def planned_epochs(settings: dict[str, Any]) -> int:
     """Epochs the settings ask for (the training default when they do not say)."""
     epochs = (settings.get("train") or {}).get("epochs", TrainConfig.epochs)
-    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 else 1
+    return int(epochs) if is_whole(epochs) and epochs > 0 else 1
 
 
 def _fraction(epochs_done: float, epochs: int) -> float:

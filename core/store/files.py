@@ -1,28 +1,49 @@
-"""Safe model files: safetensors for tensors, JSON for everything else, checksums on both.
+"""Safe files, the one place that writes them: atomic writes, safetensors for tensors, JSON for the rest.
 
-Never pickle, never ``torch.load``. A file that is pickled, modified after it was
-written, or does not fit the architecture its config describes is refused with
-:class:`~core.errors.ArtifactError`.
+Every file is written atomically (a temp file in the same folder, flushed, then renamed
+into place): a reader sees the old file or the new one, never half of one. Tensors are
+safetensors with a checksum; never pickle, never ``torch.load``. A file that is pickled,
+modified after it was written, or does not fit the module it is loaded into is refused
+with :class:`~core.errors.ArtifactError`. Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
+from typing import IO, TYPE_CHECKING, Any
 
 from core.errors import ArtifactError
-from core.store.workspace import atomic_write_bytes, atomic_write_json
 
-FORMAT = "behaviorlens-run/1"
+if TYPE_CHECKING:  # torch and safetensors load when tensors are written or read, not for JSON
+    import torch
+
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+ / torch.save zip archive
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write`` on a temp file next to ``path``, flush it to disk, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -39,6 +60,8 @@ def _looks_like_safetensors(data: bytes) -> bool:
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
     """Write tensors as safetensors (atomically); return the file's sha256."""
+    from safetensors.torch import save as st_save
+
     data = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
     atomic_write_bytes(path, data)
     return sha256_bytes(data)
@@ -53,14 +76,19 @@ def load_tensors(path: Path, expected_sha256: str | None) -> dict[str, torch.Ten
         raise ArtifactError(f"{path} is a pickled file: only safetensors checkpoints are loaded (pickles can run code)")
     if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
         raise ArtifactError(f"{path} does not match the checksum recorded in its config: it was modified or replaced")
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
     try:
         return st_load(data)
     except (SafetensorError, ValueError) as exc:
         raise ArtifactError(f"{path} is not a valid safetensors file ({exc})") from exc
 
 
-def save_json(path: Path, obj: dict[str, Any]) -> None:
-    atomic_write_json(path, obj)
+def save_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as pretty, key-sorted UTF-8 JSON, atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
 def load_json(path: Path) -> dict[str, Any]:
@@ -72,48 +100,6 @@ def load_json(path: Path) -> dict[str, Any]:
         raise ArtifactError(f"{path} is not valid JSON ({exc})") from exc
     if not isinstance(obj, dict):
         raise ArtifactError(f"{path} must hold a JSON object")
-    return obj
-
-
-def _config_digest(config: dict[str, Any]) -> str:
-    body = {k: v for k, v in config.items() if k != "config_sha256"}
-    return sha256_bytes(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8"))
-
-
-def seal_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Add ``config_sha256``, a checksum over the rest of the config."""
-    return {**config, "config_sha256": _config_digest(config)}
-
-
-REQUIRED_KEYS = ("format", "settings", "model_config", "weights_sha256", "protocol", "rating_scale", "vocab")
-
-
-def check_format(config: dict[str, Any], path: Path) -> None:
-    if config.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: format {config.get('format')!r} is not {FORMAT!r}")
-
-
-def check_config(config: dict[str, Any], path: Path) -> None:
-    """Refuse a run config of another format, with missing keys, edited, or inconsistent with itself."""
-    check_format(config, path)
-    missing = [k for k in REQUIRED_KEYS if not config.get(k)]
-    if missing:
-        raise ArtifactError(f"{path} lacks {missing}: it is not a complete run config")
-    if config.get("config_sha256") != _config_digest(config):
-        raise ArtifactError(f"{path} does not match its own checksum: it was edited after it was written")
-    vocab, mcfg = config["vocab"], config["model_config"]
-    if len(vocab.get("items", [])) != mcfg.get("n_items") or len(vocab.get("behaviors", [])) + 1 != mcfg.get("n_behaviors"):
-        raise ArtifactError(f"{path}: the vocabulary sizes do not match the model's n_items/n_behaviors")
-
-
-def finite_or_none(obj: Any) -> Any:
-    """Replace NaN/inf floats by None, recursively, so the JSON is strict."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_or_none(v) for v in obj]
     return obj
 
 

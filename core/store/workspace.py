@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,28 +102,6 @@ def validate_name(name: str, what: str = "dataset") -> str:
             "'_', '.' or '-', starting with a letter or digit"
         )
     return name
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as pretty, key-sorted JSON, atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
 class Workspace:

@@ -16,8 +16,9 @@ from collections.abc import Iterable
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.ingest import overview as O
 from core import schema as S
+from core._checks import finite_float
+from core.ingest import overview as O
 
 MAX_LABEL = 60
 CHART_HEIGHT = 380
@@ -125,13 +126,6 @@ def transition_heatmap(matrix: pd.DataFrame, title: str = "Next behavior (within
 VALID_RANKING = ("HR@10", "NDCG@10", "MRR@10")  # drawn on the left axis; RMSE on the right
 
 
-def _finite(value: object) -> float | None:
-    """``value`` as a float for a trace, None (a gap) when missing or not finite."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if number == number and abs(number) != float("inf") else None
 
 
 def training_loss(step_losses: list[list[float]], history: list[dict[str, object]],
@@ -140,14 +134,14 @@ def training_loss(step_losses: list[list[float]], history: list[dict[str, object
     fig = go.Figure()
     if step_losses:
         fig.add_trace(go.Scatter(
-            x=[p[0] for p in step_losses], y=[_finite(p[1]) for p in step_losses], mode="lines",
+            x=[p[0] for p in step_losses], y=[finite_float(p[1]) for p in step_losses], mode="lines",
             name="loss (step)", line=dict(width=1), hovertemplate="epoch %{x:.2f}: %{y:.4f}<extra></extra>",
         ))
     epochs = [rec.get("epoch") for rec in history]
     for key, name in (("loss", "loss (epoch mean)"), ("loss_engagement", "engagement"), ("loss_rating", "rating")):
         if any(key in rec for rec in history):
             fig.add_trace(go.Scatter(
-                x=epochs, y=[_finite(rec.get(key)) for rec in history], mode="lines+markers", name=name,
+                x=epochs, y=[finite_float(rec.get(key)) for rec in history], mode="lines+markers", name=name,
                 hovertemplate="%{fullData.name}, epoch %{x}: %{y:.4f}<extra></extra>",
             ))
     return _layout(fig, title, xaxis_title="epoch", yaxis_title="loss", hovermode="closest")
@@ -159,10 +153,10 @@ def validation_metrics(history: list[dict[str, object]], title: str = "Validatio
     epochs = [rec.get("epoch") for rec in history]
     for metric in VALID_RANKING:
         fig.add_trace(go.Scatter(
-            x=epochs, y=[_finite(rec.get(f"valid_{metric}")) for rec in history], mode="lines+markers",
+            x=epochs, y=[finite_float(rec.get(f"valid_{metric}")) for rec in history], mode="lines+markers",
             name=metric, hovertemplate=f"{metric}, epoch %{{x}}: %{{y:.4f}}<extra></extra>",
         ))
-    rmse = [_finite(rec.get("valid_RMSE")) for rec in history]
+    rmse = [finite_float(rec.get("valid_RMSE")) for rec in history]
     if any(v is not None for v in rmse):
         fig.add_trace(go.Scatter(
             x=epochs, y=rmse, mode="lines+markers", name="RMSE", yaxis="y2", line=dict(dash="dot"),

@@ -16,17 +16,17 @@ goes through :func:`core.views.charts.safe_label`, so Plotly shows it literally.
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from core._checks import finite_float
 from core.explain.explanation import Explanation
-from core.views.charts import CHART_HEIGHT, MAX_LABEL, safe_label, safe_labels
-from core.explain.influence.report import behavior_totals
+from core.explain.influence.estimands import behavior_totals
 from core.ingest.overview import behavior_order
+from core.views.charts import CHART_HEIGHT, MAX_LABEL, safe_label, safe_labels
 
 POSITIVE, NEGATIVE = "#2166ac", "#b2182b"  # the ends of the diverging scale (RdBu)
 DIVERGING = [[0.0, NEGATIVE], [0.5, "#f7f7f7"], [1.0, POSITIVE]]
@@ -44,13 +44,6 @@ def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
     return fig
 
 
-def _number(value: Any) -> float | None:
-    """A finite float, or None (a gap in a trace)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def as_dict(report: Any) -> dict[str, Any]:
@@ -73,7 +66,7 @@ def timeline(exp: Explanation, title: str | None = None) -> go.Figure:
     heuristic = exp.heuristic
     title = title or ("Event timeline: attention weight per event (heuristic)" if heuristic
                       else "Event timeline: attribution per event")
-    values = [_number(e.attribution) or 0.0 for e in exp.events]
+    values = [finite_float(e.attribution) or 0.0 for e in exp.events]
     scale = max((abs(v) for v in values), default=0.0) or 1.0
     times = pd.to_datetime([e.time for e in exp.events], utc=True).tz_localize(None)
     order = safe_labels(behavior_order(sorted({e.behavior for e in exp.events})))
@@ -112,7 +105,7 @@ def deletion_chart(exp: Explanation, title: str = "Deletion curve: attribution o
     for curve, name, dash in ((exp.deletion_curve, f"by attribution (AOPC {_fmt(exp.aopc)})", "solid"),
                               (exp.random_deletion_curve, f"random order (AOPC {_fmt(exp.aopc_random)})", "dot")):
         fig.add_trace(go.Scatter(
-            x=list(range(len(curve))), y=[_number(v) for v in curve], mode="lines+markers", name=name,
+            x=list(range(len(curve))), y=[finite_float(v) for v in curve], mode="lines+markers", name=name,
             line=dict(dash=dash), hovertemplate="%{x} removed: %{y:.4g}<extra>%{fullData.name}</extra>",
         ))
     return _layout(fig, title, xaxis_title="events removed", yaxis_title=safe_label(f"score ({exp.target})"),
@@ -120,7 +113,7 @@ def deletion_chart(exp: Explanation, title: str = "Deletion curve: attribution o
 
 
 def _fmt(value: Any) -> str:
-    number = _number(value)
+    number = finite_float(value)
     return "n/a" if number is None else f"{number:.4g}"
 
 
@@ -132,9 +125,9 @@ def influence_bars(report: Any, stat: str = "share", title: str = "Influence by 
     values: Mapping[str, Any] = d.get(key) or {}
     intervals: Mapping[str, Any] = (d.get("intervals") or {}).get(key, {})
     order = behavior_order(list(values))
-    ys = [_number(values[b]) for b in order]
-    lows = [_number((intervals.get(b) or [None, None])[0]) for b in order]
-    highs = [_number((intervals.get(b) or [None, None])[1]) for b in order]
+    ys = [finite_float(values[b]) for b in order]
+    lows = [finite_float((intervals.get(b) or [None, None])[0]) for b in order]
+    highs = [finite_float((intervals.get(b) or [None, None])[1]) for b in order]
     fig = go.Figure(go.Bar(
         x=safe_labels(order), y=ys, name=axis,
         error_y=dict(type="data", symmetric=False,
@@ -151,7 +144,7 @@ def influence_by_group(groups: Mapping[str, Mapping[str, Any]], stat: str = "sha
     """One bar per group (time-gap bucket or category, in the given order): ``stat`` and the rows behind it."""
     labels = list(groups)
     fig = go.Figure(go.Bar(
-        x=safe_labels(labels, MAX_LABEL), y=[_number(groups[g].get(stat)) for g in labels],
+        x=safe_labels(labels, MAX_LABEL), y=[finite_float(groups[g].get(stat)) for g in labels],
         customdata=[int(groups[g].get("rows", 0)) for g in labels],
         hovertemplate="%{x}: %{y:.4g} (%{customdata} rows)<extra></extra>",
     ))
@@ -164,7 +157,7 @@ def token_html(tokens: Sequence[str], attributions: Sequence[float]) -> str:
 
     WordPiece continuations (``##s``) join the previous token without a space.
     """
-    values = [_number(a) or 0.0 for a in attributions]
+    values = [finite_float(a) or 0.0 for a in attributions]
     scale = max((abs(v) for v in values), default=0.0) or 1.0
     parts: list[str] = []
     for token, value in zip(tokens, values):

@@ -25,10 +25,10 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from core.explain.explanation import TARGET_UNITS, Explanation
-from core.views.explain_charts import STATISTICS, as_dict, behavior_sums, deletion_chart, timeline, token_html
-from core.explain.influence.report import behavior_totals
-from core.ingest.overview import behavior_order
+from core.explain.influence.estimands import behavior_totals
 from core.explain.summary import reference_note, summarize
+from core.ingest.overview import behavior_order
+from core.views.explain_charts import STATISTICS, as_dict, behavior_sums, deletion_chart, timeline, token_html
 
 ATTRIBUTION_COLUMNS = ("user", "item", "target", "method", "position", "behavior", "event_item", "title", "time",
                        "value", "attribution")

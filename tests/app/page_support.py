@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from bert_support import save_tiny_bert  # tests/bert_support.py
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from core.data import synth
 from core.ingest.pipeline import IngestOptions, ingest
-from core.runs.records import train_run
+from core.runs.train import train_run
 from core.store.workspace import Workspace
-from bert_support import save_tiny_bert  # tests/bert_support.py
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 DATASET = "syn"

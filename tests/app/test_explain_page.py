@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from page_support import DATASET, charts, frame, open_app, tiny_run, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
 from core.store.workspace import Workspace
-
-from page_support import DATASET, charts, frame, open_app, tiny_run, unescape  # tests/app/page_support.py
 
 PAGE = "pages/explain.py"
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import streamlit as st
+from page_support import open_app, tiny_run, unescape  # tests/app/page_support.py
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from core.views.report import ATTRIBUTION_COLUMNS
 
-from page_support import open_app, tiny_run, unescape  # tests/app/page_support.py
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:

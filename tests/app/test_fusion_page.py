@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from page_support import server_mode  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
 from core.data import synth
-from core.runs.fusion import PRESETS_FILE
 from core.ingest.pipeline import IngestOptions, ingest
-from core.runs.records import train_run
+from core.runs.train import train_run
+from core.store.run_folder import PRESETS_FILE
 from core.store.workspace import Workspace
-from page_support import server_mode  # tests/app/page_support.py
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "pages/fusion.py"

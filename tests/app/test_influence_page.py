@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
-
 from page_support import charts, frame, open_app, tiny_run, unescape  # tests/app/page_support.py
+from streamlit.testing.v1 import AppTest
 
 PAGE = "pages/influence.py"
 

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from page_support import server_mode  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
 from core.data import synth
-from core.runs import jobs as J
 from core.ingest.pipeline import IngestOptions, ingest
+from core.runs import jobs as J
 from core.runs.records import run_record
 from core.store.workspace import Workspace
-from page_support import server_mode  # tests/app/page_support.py
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TRAIN_PAGE = "pages/train.py"

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core.data import synth
-from core.cli import main
-from core.ingest.pipeline import IngestOptions, ingest
-from core.runs.records import train_run
-from core.store.workspace import Workspace
 from bert_support import tiny_bert  # tests/bert_support.py
+
+from core.cli import main
+from core.data import synth
+from core.ingest.pipeline import IngestOptions, ingest
+from core.runs.train import train_run
+from core.store.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},

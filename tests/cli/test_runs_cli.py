@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from core.data import synth
 from core.cli import main
+from core.data import synth
 
 REPO = Path(__file__).resolve().parents[2]
 METRICS = ("HR@10", "NDCG@10", "MRR@10", "RMSE", "MAE", "AUC")

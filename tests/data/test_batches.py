@@ -8,11 +8,16 @@ import pytest
 
 from core import schema as S
 from core.data.batches import (
-    REPEAT_RATE_THRESHOLD, default_exclude_seen, history_batch, leave_last_out, repeat_rate, seen_items,
+    REPEAT_RATE_THRESHOLD,
+    default_exclude_seen,
+    history_batch,
+    leave_last_out,
+    repeat_rate,
+    seen_items,
     training_batch,
 )
-from core.errors import DataError
 from core.data.sequences import build_sequences, value_bucket
+from core.errors import DataError
 
 T0 = 1_700_000_000
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from core import schema as S
-from core.errors import DataError
 from core.data.sequences import GAP_BUCKETS, PAD, VALUE_BUCKETS, build_sequences, gap_bucket, value_bucket
+from core.errors import DataError
 
 T0 = 1_700_000_000  # seconds since the epoch
 

@@ -13,11 +13,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core import cli
 from core.data import synth
 from core.errors import DataError
 from core.schema import (
-    BEHAVIOR, CANONICAL_BEHAVIORS, CART, CLICK, FAVORITE, ITEM_CATEGORY, ITEM_ID, ITEM_TITLE,
-    PURCHASE, RATE, REVIEW, SHARE, TEXT, TIMESTAMP, USER_ID, VALUE, VIEW,
+    BEHAVIOR,
+    CANONICAL_BEHAVIORS,
+    CART,
+    CLICK,
+    FAVORITE,
+    ITEM_CATEGORY,
+    ITEM_ID,
+    ITEM_TITLE,
+    PURCHASE,
+    RATE,
+    REVIEW,
+    SHARE,
+    TEXT,
+    TIMESTAMP,
+    USER_ID,
+    VALUE,
+    VIEW,
 )
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
@@ -67,7 +83,7 @@ def test_committed_sample_matches_regeneration(tmp_path: Path,
     assert [p.name for p in paths] == list(FILES)
     for name in FILES:
         assert (SAMPLE_DIR / name).read_bytes() == (tmp_path / name).read_bytes(), (
-            f"sample_data/{name} differs from `python -m core.data.synth --out sample_data`")
+            f"sample_data/{name} differs from `behaviorlens synth --out sample_data`")
 
 
 # --- figures and formats ------------------------------------------------------------------
@@ -218,9 +234,9 @@ def test_unusual_weight_orders_work() -> None:
 
 
 def test_cli_writes_files_with_weights(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    status = synth.main(["--out", str(tmp_path), "--users", "60", "--items", "50",
-                         "--events", "2000", "--seed", "5",
-                         "--weights", f"{VIEW}=2, {PURCHASE}=0.3"])
+    status = cli.main(["synth", "--out", str(tmp_path), "--users", "60", "--items", "50",
+                       "--events", "2000", "--seed", "5",
+                       "--weights", f"{VIEW}=2, {PURCHASE}=0.3"])
     assert status == 0 and "events" in capsys.readouterr().out
     truth = json.loads((tmp_path / synth.TRUTH_FILE).read_text(encoding="utf-8"))
     assert truth["behavior_weights"] == _weights(view=2.0, purchase=0.3)
@@ -229,7 +245,7 @@ def test_cli_writes_files_with_weights(tmp_path: Path, capsys: pytest.CaptureFix
 
 @pytest.mark.parametrize("spec", [VIEW, f"{VIEW}=lots", "buy=1"])
 def test_cli_bad_weights_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, spec: str) -> None:
-    assert synth.main(["--out", str(tmp_path), "--weights", spec]) == 2
+    assert cli.main(["synth", "--out", str(tmp_path), "--weights", spec]) == 2
     assert "error:" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 

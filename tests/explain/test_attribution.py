@@ -16,18 +16,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from bert_support import save_tiny_bert  # tests/bert_support.py
 
 from core import schema as S
+from core.errors import DataError, NotFittedError, NotFoundError
 from core.explain import METHODS, Explanation, explain, explain_subject
 from core.explain.faithfulness import aopc, deletion_curves, faithfulness, removal_masks
 from core.explain.ig import DEFAULT_STEPS, MAX_STEPS, integrated_gradients
 from core.explain.loo import leave_one_out
 from core.explain.shapley import shapley_values
 from core.explain.subject import Subject, subject_for
-from core.errors import DataError, NotFittedError, NotFoundError
 from core.model.evaluation import predicted_ratings, user_scores
 from core.model.recommender import Recommender
-from bert_support import save_tiny_bert  # tests/bert_support.py
 
 TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2,
               "dropout": 0.0}

@@ -12,21 +12,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from bert_support import save_tiny_bert  # tests/bert_support.py
 
 from core import schema as S
 from core.data import synth
-from core.explain.influence.ablation import ablate, behavior_ablation
-from core.explain.explanation import EventAttribution, Explanation
-from core.explain.scorer import user_history
 from core.data.batches import leave_last_out
-from core.explain.counterfactual import counterfactual_set, search
-from core.errors import DataError, NotFoundError
-from core.explain.influence.report import AttributionTable, behavior_totals, global_influence, summarize
-from core.explain.influence.table import ig_matrix, loo_matrix, top_items
-from core.explain.influence.swap import score_rows, swap_rows, typical_value_buckets
-from core.model.recommender import Recommender
 from core.data.sequences import build_sequences
-from bert_support import save_tiny_bert  # tests/bert_support.py
+from core.errors import DataError, NotFoundError
+from core.explain.counterfactual import counterfactual_set, search
+from core.explain.explanation import EventAttribution, Explanation
+from core.explain.influence.ablation import ablate, behavior_ablation
+from core.explain.influence.estimands import behavior_totals, summarize
+from core.explain.influence.report import global_influence
+from core.explain.influence.table import AttributionTable
+from core.explain.influence.swap import score_rows, swap_rows, typical_value_buckets
+from core.explain.influence.table import ig_matrix, loo_matrix, top_items
+from core.explain.scorer import user_history
+from core.model.recommender import Recommender
 
 DAY = 86400
 
@@ -237,9 +239,9 @@ def test_loo_and_ig_tables_match_single_item_explanations(fitted: Recommender) -
     """Column j of the batched (user, top-K) tables equals core.explain's explanation of item j."""
     from core.explain import explain
     from core.explain.ig import integrated_gradients
-    from core.explain.subject import subject_for
-    from core.explain.scorer import HistoryScorer
     from core.explain.influence.table import items_target
+    from core.explain.scorer import HistoryScorer
+    from core.explain.subject import subject_for
 
     data, model, row = fitted.data_, fitted.model_, 2
     user = str(data.users[row])
@@ -281,9 +283,9 @@ def test_global_influence_report(fitted: Recommender) -> None:
 def test_model_weights_read_the_behavior_memory(fitted: Recommender) -> None:
     """model_weights is the memory's own weight of one event (w = softplus(8 (W_b + W_v))) at each age."""
     from core.cli.influence import _influence_text
-    from core.explain.influence.report import MEMORY_AGES
-    from core.model.network import GATE_SCALE
     from core.data.sequences import gap_bucket
+    from core.explain.influence.report import MEMORY_AGES
+    from core.model.memory import GATE_SCALE
 
     report = global_influence(fitted, 5, "loo", k=3, ablation=False, n_boot=10)
     memory, data = fitted.model_.memory, fitted.data_
@@ -445,13 +447,13 @@ def test_per_event_influence_recovers_the_planted_order(bert, order: str) -> Non
 
 def test_swap_real_rows_are_leave_one_out_and_sums_add_up(fitted: Recommender) -> None:
     """The unmodified rows of a swap are the leave-one-out attributions of the sampled events."""
-    from core.explain.scorer import HistoryScorer
+    from core.explain.influence.swap import SwapSettings, user_swaps
     from core.explain.influence.table import items_target
-    from core.explain.influence.swap import user_swaps
+    from core.explain.scorer import HistoryScorer
 
     data, model, row = fitted.data_, fitted.model_, 5
     buckets = typical_value_buckets(data)
-    settings = {"events_per_user": 3, "recent": 10, "similar": 4, "min_age": 0}
+    settings = SwapSettings(events_per_user=3, recent=10, similar=4, min_age=0)
     abs_total, total, pairs, table = user_swaps(model, data, row, np.array([1, 2]), np.random.default_rng(0),
                                                 buckets, settings, "softmax")
     assert len(np.unique(table.event)) == 3 and pairs == len(table.user)

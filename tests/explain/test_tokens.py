@@ -15,19 +15,20 @@ from typing import Any
 
 import pytest
 import torch
+from bert_support import save_tiny_bert  # tests/bert_support.py
 from transformers import BertTokenizer
 
 from core.data import synth
+from core.errors import ArtifactError, DataError, NotFittedError, NotFoundError
 from core.explain import explain
 from core.explain.subject import titles_of
-from core.explain.tokens import (TokenAttribution, live_encoder, merge_words, token_attributions,
-                                     token_attributions_run)
-from core.errors import ArtifactError, DataError, NotFittedError, NotFoundError
+from core.explain.tokens import TokenAttribution, live_encoder, merge_words, token_attributions
+from core.runs.explain import token_attributions_run
 from core.ingest.pipeline import IngestOptions, ingest
 from core.model.recommender import Recommender
-from core.runs.records import load_run, train_run
+from core.runs.run import open_run
+from core.runs.train import train_run
 from core.store.workspace import Workspace
-from bert_support import save_tiny_bert  # tests/bert_support.py
 
 TINY = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
         "train": {"batch_size": 32, "epochs": 2, "threads": 1}}
@@ -50,7 +51,7 @@ class Env:
         self.bert = _bert(root / "bert", seed=0)
         self.other_bert = _bert(root / "other", seed=1)
         self.run_id = train_run(self.ws, "syn", {**TINY, "encoder": str(self.bert), "device": "cpu"})
-        self.rec = load_run(self.ws, self.run_id, device="cpu")
+        self.rec = open_run(self.ws, self.run_id, "cpu").recommender()
         self.titles = titles_of(self.ws.items("syn"))
         self.raw_user = str(data.events["user_id"].iloc[0])
         self.user = self.ws.resolve_user("syn", self.raw_user)
@@ -199,11 +200,11 @@ def test_bad_arguments(env: Env) -> None:
 
 
 def test_run_api_and_strict_json(env: Env) -> None:
-    (cand,) = token_attributions_run(env.ws, env.run_id, env.raw_user, env.item, "rating")
+    (cand,) = token_attributions_run(open_run(env.ws, env.run_id), env.raw_user, env.item, "rating")
     out = json.loads(json.dumps(cand.to_dict(), allow_nan=False))
     assert {"source", "position", "item", "text", "tokens", "attributions", "words", "score", "baseline_score",
             "completeness_delta", "runtime_ms", "relative_delta"} <= set(out)
     assert out["source"] == "candidate" and out["target"] == "rating"
     assert all(isinstance(w, list) and len(w) == 2 for w in out["words"])
     with pytest.raises(NotFoundError, match="nobody"):
-        token_attributions_run(env.ws, env.run_id, "nobody", env.item)
+        token_attributions_run(open_run(env.ws, env.run_id), "nobody", env.item)

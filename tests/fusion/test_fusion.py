@@ -17,15 +17,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.fusion import formula as F
-from core.fusion import candidates as FC
-from core.fusion import ranking as R
-from core.runs import fusion as FR
-from core.data import synth
 from core.cli import main
+from core.data import synth
 from core.errors import DataError
+from core.fusion import candidates as FC
+from core.fusion import formula as F
+from core.fusion import ranking as R
 from core.ingest.pipeline import IngestOptions, ingest
-from core.runs.records import evaluate_run, train_run
+from core.runs import fusion as FR
+from core.runs.run import Run as RunHandle
+from core.runs.run import open_run
+from core.runs.scores import evaluate_run
+from core.runs.train import train_run
+from core.store.run_folder import FUSION_FOLDER, PRESETS_FILE
 from core.store.workspace import Workspace
 
 TINY = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
@@ -252,8 +256,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 @pytest.mark.parametrize("exclude", [None, True, False])
 def test_engagement_alone_reproduces_evaluate_exactly(run: Run, exclude: bool | None) -> None:
-    plain = evaluate_run(run.ws, run.run_id, exclude)
-    fused = FR.evaluate_fused(run.ws, run.run_id, {"engagement": 1}, exclude)
+    plain = evaluate_run(open_run(run.ws, run.run_id), exclude)
+    fused = FR.evaluate_fused(open_run(run.ws, run.run_id), {"engagement": 1}, exclude)
     assert fused["label"] == plain["label"] and fused["exclude_seen"] == plain["exclude_seen"]
     for split in ("test", "valid"):
         for key in RANKING:
@@ -265,8 +269,8 @@ def test_engagement_alone_reproduces_evaluate_exactly(run: Run, exclude: bool | 
 
 
 def test_cache_is_stored_in_the_run_and_reused_without_the_model(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
-    FR.run_candidates(run.ws, run.run_id, "test")
-    folder = run.ws.run_dir(run.run_id) / FC.FOLDER
+    FR.run_candidates(open_run(run.ws, run.run_id), "test")
+    folder = run.ws.run_dir(run.run_id) / FUSION_FOLDER
     stored = sorted(folder.glob("test-*.safetensors"))
     assert stored and all(p.with_suffix(".json").is_file() for p in stored)
     assert not any(folder.glob("*.pkl")) and not any(folder.glob("*.npy"))
@@ -274,8 +278,8 @@ def test_cache_is_stored_in_the_run_and_reused_without_the_model(run: Run, monke
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("a weight change must not load or run the model")
 
-    monkeypatch.setattr(FR, "load_run", no_model)
-    c, meta = FR.run_candidates(run.ws, run.run_id, "test")
+    monkeypatch.setattr(RunHandle, "recommender", no_model)
+    c, meta = FR.run_candidates(open_run(run.ws, run.run_id), "test")
     assert meta["cached"] is True and meta["format"] == FC.CACHE_FORMAT
     a = R.fused_metrics(c, {"engagement": 1})
     b = R.fused_metrics(c, {"popularity": 1})
@@ -283,21 +287,21 @@ def test_cache_is_stored_in_the_run_and_reused_without_the_model(run: Run, monke
 
 
 def test_altered_cache_is_rebuilt(run: Run) -> None:
-    c, _ = FR.run_candidates(run.ws, run.run_id, "valid")
-    path = next((run.ws.run_dir(run.run_id) / FC.FOLDER).glob("valid-*.safetensors"))
+    c, _ = FR.run_candidates(open_run(run.ws, run.run_id), "valid")
+    path = next((run.ws.run_dir(run.run_id) / FUSION_FOLDER).glob("valid-*.safetensors"))
     path.write_bytes(path.read_bytes()[:-8] + b"\0" * 8)
-    again, meta = FR.run_candidates(run.ws, run.run_id, "valid")
+    again, meta = FR.run_candidates(open_run(run.ws, run.run_id), "valid")
     assert meta["cached"] is False
     np.testing.assert_array_equal(again.items, c.items)
 
 
 def test_heads_alone_give_different_metrics_and_lists(run: Run) -> None:
-    e = FR.evaluate_fused(run.ws, run.run_id, {"engagement": 1, "rating": 0})
-    r = FR.evaluate_fused(run.ws, run.run_id, {"engagement": 0, "rating": 1})
+    e = FR.evaluate_fused(open_run(run.ws, run.run_id), {"engagement": 1, "rating": 0})
+    r = FR.evaluate_fused(open_run(run.ws, run.run_id), {"engagement": 0, "rating": 1})
     assert e["test"] != r["test"]
     user = str(run.data.events["user_id"].iloc[0])
-    top_e = FR.recommend_fused(run.ws, run.run_id, user, 10, {"engagement": 1})
-    top_r = FR.recommend_fused(run.ws, run.run_id, user, 10, {"rating": 1})
+    top_e = FR.recommend_fused(open_run(run.ws, run.run_id), user, 10, {"engagement": 1})
+    top_r = FR.recommend_fused(open_run(run.ws, run.run_id), user, 10, {"rating": 1})
     assert top_e["item_id"].tolist() != top_r["item_id"].tolist()
     assert top_r["rating"].is_monotonic_decreasing and top_e["engagement"].is_monotonic_decreasing
 
@@ -334,14 +338,14 @@ def test_saved_preset_becomes_the_default(run: Run) -> None:
                              "engagement=1,popularity=3")
     assert code == 0, err
     assert out["default"] == "pop-heavy" and out["presets"]["pop-heavy"]["popularity"] == 0.75
-    assert FR.default_weights(run.ws, run.run_id) == ("pop-heavy", out["presets"]["pop-heavy"])
+    assert FR.default_weights(open_run(run.ws, run.run_id)) == ("pop-heavy", out["presets"]["pop-heavy"])
     code, out, _ = run.cli("evaluate", "--run", run.run_id)
     assert out["preset"] == "pop-heavy" and out["weights"]["popularity"] == 0.75
     code, by_name, _ = run.cli("evaluate", "--run", run.run_id, "--weights", "pop-heavy")
     assert by_name["test"] == out["test"]
     code, _, err = run.cli("evaluate", "--run", run.run_id, "--weights", "no-such-preset")
     assert code == 2 and "no-such-preset" in err
-    (run.ws.run_dir(run.run_id) / FR.PRESETS_FILE).unlink()
+    (run.ws.run_dir(run.run_id) / PRESETS_FILE).unlink()
     code, out, _ = run.cli("evaluate", "--run", run.run_id)
     assert "weights" not in out  # no preset: the model's own ranking, as before
 

@@ -353,7 +353,7 @@ def test_default_name() -> None:
 
 def test_progress_callback_reaches_done(ws, write_file) -> None:
     stages: list[tuple[str, float]] = []
-    ingest(ws, write_file("p.csv", "user_id,item_id\nu1,i1\n"), progress=lambda s, f: stages.append((s, f)))
+    ingest(ws, write_file("p.csv", "user_id,item_id\nu1,i1\n"), progress=lambda e: stages.append((e["stage"], e["done"])))
     assert stages[0][0] == "reading" and stages[-1] == ("done", 1.0)
 
 

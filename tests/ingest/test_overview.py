@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.ingest import overview as O
 from core import schema as S
 from core.errors import NotFoundError
+from core.ingest import overview as O
 from core.ingest.pipeline import IngestOptions, ingest
 from core.store.workspace import Workspace
 

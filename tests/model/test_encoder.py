@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bert_support import save_tiny_bert  # tests/bert_support.py
 from transformers import BertModel, BertTokenizer
 
-from core.model.encoder import TextEncoder, default_model_path, mean_pool
 from core.errors import ArtifactError, DataError
-from bert_support import save_tiny_bert  # tests/bert_support.py
+from core.model.encoder import TextEncoder, mean_pool
+from core.model.encoder_files import default_model_path
 
 VOCAB = [
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "running",
@@ -96,7 +97,7 @@ def test_partial_cache_encodes_only_new_texts(tiny: Path, tmp_path: Path) -> Non
     enc = TextEncoder(tiny, cache_dir=tmp_path)
     enc.encode(TEXTS[:2])
     calls: list[tuple[int, int]] = []
-    out = enc.encode([TEXTS[1], TEXTS[2], TEXTS[2], TEXTS[0]], progress=lambda d, t: calls.append((d, t)))
+    out = enc.encode([TEXTS[1], TEXTS[2], TEXTS[2], TEXTS[0]], progress=lambda e: calls.append((e["done"], e["total"])))
     assert enc.last_stats == {"cached": 2, "encoded": 1}
     assert calls == [(2, 3), (3, 3)]
     fresh = TextEncoder(tiny).encode([TEXTS[1], TEXTS[2], TEXTS[2], TEXTS[0]])
@@ -125,7 +126,7 @@ def test_corrupt_cache_index_raises(tiny: Path, tmp_path: Path) -> None:
 def test_progress_called_per_batch(tiny: Path) -> None:
     calls: list[tuple[int, int]] = []
     enc = TextEncoder(tiny, batch_size=2)
-    enc.encode(["a", "red", "blue", "the", "shoe"], progress=lambda d, t: calls.append((d, t)))
+    enc.encode(["a", "red", "blue", "the", "shoe"], progress=lambda e: calls.append((e["done"], e["total"])))
     assert calls == [(0, 5), (2, 5), (4, 5), (5, 5)]
 
 

@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from core.model import metrics
 from core.errors import DataError
-
+from core.model import metrics
 
 # --- ranks at k ---------------------------------------------------------------
 

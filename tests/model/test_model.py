@@ -9,11 +9,12 @@ import torch
 
 from core import schema as S
 from core.data.batches import Batch, history_batch
-from core.model.network import (
-    GATE_SCALE, MMoE, Block, BehaviorModel, EngagementHead, EventEmbedding, HistoryEncoder, ItemEncoder, ModelConfig,
-    RatingHead, TimeBias,
-)
 from core.data.sequences import build_sequences, gap_bucket
+from core.model.config import ModelConfig
+from core.model.heads import EngagementHead, MMoE, RatingHead
+from core.model.layers import Block, EventEmbedding, HistoryEncoder, ItemEncoder, TimeBias
+from core.model.memory import GATE_SCALE
+from core.model.network import BehaviorModel
 
 T0 = 1_700_000_000
 N_ITEMS, TEXT_DIM, D, H, DE, L = 7, 6, 8, 2, 4, 6

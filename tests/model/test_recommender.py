@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from bert_support import save_tiny_bert  # tests/bert_support.py
 
 from core import schema as S
 from core.data import synth
-from core.store.files import seal_config
 from core.errors import ArtifactError, DataError, NotFittedError, NotFoundError
 from core.model.recommender import Recommender
-from bert_support import save_tiny_bert  # tests/bert_support.py
+from core.store.run_folder import seal_config
 
 TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2}
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "shoe", "coffee", "bag", "##s"]
@@ -329,7 +329,7 @@ def test_saved_config_is_strict_json_without_ratings(tiny_bert, dataset, tmp_pat
 # -- the rating head's own checkpoint selection ---------------------------------------------------------------------
 
 def test_rating_refit_never_worsens_valid_rmse_and_leaves_engagement_alone(tiny_bert, dataset, tmp_path) -> None:
-    from core.model.rating_refit import refit_rating, rating_parameters
+    from core.model.rating_refit import rating_parameters, refit_rating
     from core.model.training import training_users
 
     events, items = dataset
@@ -339,8 +339,8 @@ def test_rating_refit_never_worsens_valid_rmse_and_leaves_engagement_alone(tiny_
     before_top = rec.recommend(rec.data_.users[0], k=5)
     frozen = {n: p.detach().clone() for n, p in rec.model_.named_parameters()}
     calls = []
-    summary = refit_rating(rec.model_, rec.data_, rec.split_, training_users(rec.data_, rec.split_), rec.scale_,
-                           rec.protocol_, rec.device_, epochs=4, lr=5e-3, patience=4, progress=calls.append)
+    summary = refit_rating(rec.fitted(), training_users(rec.data_, rec.split_), epochs=4, lr=5e-3, patience=4,
+                           progress=calls.append)
     after_valid = rec.evaluate("valid")
     assert summary["valid_RMSE_before"] == pytest.approx(before_valid["RMSE"])
     assert after_valid["RMSE"] == pytest.approx(summary["valid_RMSE"]) and after_valid["RMSE"] <= before_valid["RMSE"]

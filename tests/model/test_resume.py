@@ -9,8 +9,10 @@ import pytest
 from core.data import synth
 from core.errors import NotFoundError
 from core.ingest.pipeline import IngestOptions, ingest
-from core.model.train_state import STATE_JSON, STATE_TENSORS
-from core.runs.records import list_runs, resume_run, run_record, train_run
+from core.runs.records import list_runs, run_record
+from core.runs.run import open_run
+from core.runs.train import resume_run, train_run
+from core.store.run_folder import STATE_JSON, STATE_TENSORS
 
 TINY = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
         "train": {"batch_size": 16, "epochs": 3, "patience": 10}}
@@ -41,7 +43,7 @@ def test_cancelled_run_resumes_from_its_last_epoch(ws, dataset: str) -> None:
     assert seen == [1]
 
     resumed: list[int] = []
-    resume_run(ws, run_id, progress=lambda e: resumed.append(e["epoch"]) if e["event"] == "epoch" else None)
+    resume_run(open_run(ws, run_id), progress=lambda e: resumed.append(e["epoch"]) if e["event"] == "epoch" else None)
     assert resumed == [2, 3]  # continues after epoch 1, not from scratch
     record = run_record(ws, run_id)
     assert record["status"] == "done"
@@ -53,4 +55,4 @@ def test_cancelled_run_resumes_from_its_last_epoch(ws, dataset: str) -> None:
 def test_a_finished_run_has_nothing_to_resume(ws, dataset: str) -> None:
     run_id = train_run(ws, dataset, {**TINY, "train": {**TINY["train"], "epochs": 1}})
     with pytest.raises(NotFoundError, match="no saved training state"):
-        resume_run(ws, run_id)
+        resume_run(open_run(ws, run_id))

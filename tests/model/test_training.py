@@ -11,10 +11,14 @@ import torch
 
 from core import schema as S
 from core.data.batches import leave_last_out, training_batch
-from core.model.evaluation import Protocol, RatingScale, evaluate_split, exclusion_mask
-from core.model.network import BehaviorModel, ModelConfig
 from core.data.sequences import build_sequences
-from core.model.training import MultiTaskLoss, TrainConfig, fit, make_optimizer, standardize
+from core.model.config import ModelConfig, TrainConfig
+from core.model.evaluation import evaluate_split, exclusion_mask
+from core.model.fitted import Fitted
+from core.model.losses import MultiTaskLoss
+from core.model.network import BehaviorModel
+from core.model.protocol import Protocol, RatingScale
+from core.model.training import Hooks, fit, make_optimizer, standardize
 
 T0 = 1_700_000_000
 CPU = torch.device("cpu")
@@ -126,7 +130,7 @@ def _fit(data, cfg: TrainConfig, **kw):
     split = leave_last_out(data)
     model = _model(data)
     scale = standardize(data, split)
-    state = fit(model, data, split, cfg, Protocol(exclude_seen=False), scale, CPU, **kw)
+    state = fit(Fitted(model, data, split, Protocol(exclude_seen=False), scale, CPU), cfg, hooks=Hooks(**kw))
     return model, state
 
 
@@ -228,7 +232,7 @@ def test_evaluate_split_golden_earlier_items_kept(handbuilt) -> None:
     data, model, scale = handbuilt
     split = leave_last_out(data)
     np.testing.assert_array_equal(split.users, [0, 1, 2])
-    out = evaluate_split(model, data, split, "test", Protocol(exclude_seen=False), scale, CPU)
+    out = evaluate_split(Fitted(model, data, split, Protocol(exclude_seen=False), scale, CPU), "test")
     # test targets: a -> item 3 (rank 2), b -> item 11 (rank 10: a miss), c -> item 4 (rank 3)
     for k, v in _ranking([2, 10, 3]).items():
         assert out[k] == pytest.approx(v), k
@@ -244,7 +248,7 @@ def test_evaluate_split_golden_earlier_items_kept(handbuilt) -> None:
 def test_evaluate_split_golden_earlier_items_excluded(handbuilt) -> None:
     data, model, scale = handbuilt
     split = leave_last_out(data)
-    out = evaluate_split(model, data, split, "test", Protocol(exclude_seen=True), scale, CPU)
+    out = evaluate_split(Fitted(model, data, split, Protocol(exclude_seen=True), scale, CPU), "test")
     # a: items 1, 2 removed -> rank 0; b: items 5, 12 removed -> rank 9; c: item 4 is the target -> rank 3
     for k, v in _ranking([0, 9, 3]).items():
         assert out[k] == pytest.approx(v), k
@@ -254,7 +258,7 @@ def test_evaluate_split_golden_earlier_items_excluded(handbuilt) -> None:
 def test_evaluate_split_golden_validation(handbuilt) -> None:
     data, model, scale = handbuilt
     split = leave_last_out(data)
-    out = evaluate_split(model, data, split, "valid", Protocol(exclude_seen=True), scale, CPU)
+    out = evaluate_split(Fitted(model, data, split, Protocol(exclude_seen=True), scale, CPU), "valid")
     # valid targets: a -> item 2 (item 1 removed: rank 0), b -> item 12 (item 5 removed: rank 10), c -> item 4 (rank 3)
     for k, v in _ranking([0, 10, 3]).items():
         assert out[k] == pytest.approx(v), k
@@ -267,7 +271,7 @@ def test_evaluate_split_without_rated_targets_gives_nan_rating_metrics(handbuilt
     data, model, scale = handbuilt
     split = leave_last_out(data)
     only_b = type(split)(None, split.users[1:2], split.valid_pos[1:2], split.test_pos[1:2], split.train_end)
-    out = evaluate_split(model, data, only_b, "test", Protocol(exclude_seen=False), scale, CPU)
+    out = evaluate_split(Fitted(model, data, only_b, Protocol(exclude_seen=False), scale, CPU), "test")
     assert math.isnan(out["RMSE"]) and math.isnan(out["MAE"])
     assert out["HR@10"] == 0.0 and out["users"] == 1
 
@@ -303,7 +307,7 @@ def _bias_only_model(data) -> BehaviorModel:
 def test_sampled_protocol_ranks_among_the_negatives(handbuilt) -> None:
     data, model, scale = handbuilt
     split = leave_last_out(data)
-    out = evaluate_split(model, data, split, "test", Protocol(exclude_seen=False, negatives=3), scale, CPU)
+    out = evaluate_split(Fitted(model, data, split, Protocol(exclude_seen=False, negatives=3), scale, CPU), "test")
     assert out["HR@10"] == 1.0  # 4 candidates: every target is in the top 10
     assert 0.0 <= out["AUC"] <= 1.0 and out["users"] == 3
 
@@ -314,7 +318,7 @@ def test_coverage_counts_only_candidates() -> None:
     data = build_sequences(_frame(rows), item_ids=[f"i{k:02d}" for k in range(1, 12)])
     model = _bias_only_model(data)
     split = leave_last_out(data)
-    out = evaluate_split(model, data, split, "test", Protocol(exclude_seen=True), RatingScale(), CPU)
+    out = evaluate_split(Fitted(model, data, split, Protocol(exclude_seen=True), RatingScale(), CPU), "test")
     # candidates: items 2..7 (8-11 and 1 were seen; 2 is the target) -> 6 of 11 items can be recommended
     assert out["HR@10"] == 1.0
     assert out["coverage@10"] == pytest.approx(6 / 11)

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bert_support import save_tiny_bert  # tests/bert_support.py
 
 from core.data import synth
-from core.runs import jobs as J
 from core.errors import DataError
 from core.ingest.pipeline import IngestOptions, ingest
+from core.runs import jobs as J
 from core.runs.records import list_runs, run_record
 from core.store.workspace import Workspace
-from bert_support import save_tiny_bert  # tests/bert_support.py
 
 DATASET = "tiny"
 JOIN_S = 180

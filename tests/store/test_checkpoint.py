@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.store.files import (
-    FORMAT, check_format, load_json, load_state_into, load_tensors, save_json, save_tensors, sha256_bytes,
-)
 from core.errors import ArtifactError
+from core.store.files import load_json, load_state_into, load_tensors, save_json, save_tensors, sha256_bytes
+from core.store.run_folder import FORMAT, check_format
 
 
 class _Planted:

@@ -16,7 +16,8 @@ from core import schema as S
 from core.cli import main
 from core.errors import DataError, NotFoundError
 from core.ingest.pipeline import IngestOptions, ingest
-from core.store.workspace import Workspace, atomic_write_bytes, atomic_write_json, validate_name
+from core.store.files import atomic_write_bytes, save_json
+from core.store.workspace import Workspace, validate_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,7 +98,7 @@ def test_the_key_is_private_and_never_printed(tmp_path, write_file, capsys) -> N
 
 def test_atomic_write_replaces_whole_files(tmp_path) -> None:
     target = tmp_path / "run" / "metrics.json"
-    atomic_write_json(target, {"b": 1, "a": [1, 2]})
+    save_json(target, {"b": 1, "a": [1, 2]})
     assert json.loads(target.read_text()) == {"a": [1, 2], "b": 1}
     atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"new" and os.listdir(target.parent) == ["metrics.json"]

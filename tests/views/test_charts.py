@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.views import charts
-from core.ingest import overview as O
 from core import schema as S
+from core.ingest import overview as O
+from core.views import charts
 
 EVIL = "<script>alert(1)</script>"
 EVIL_LINK = '<a href="javascript:alert(1)">x</a> & co'

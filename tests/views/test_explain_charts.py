@@ -6,7 +6,12 @@ import pytest
 
 from core.explain.explanation import EventAttribution, Explanation
 from core.views.explain_charts import (
-    behavior_sums, deletion_chart, influence_bars, influence_by_group, timeline, token_html,
+    behavior_sums,
+    deletion_chart,
+    influence_bars,
+    influence_by_group,
+    timeline,
+    token_html,
 )
 
 EVIL = "<script>alert(1)</script>"

@@ -11,10 +11,16 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from core.explain.explanation import EventAttribution, Explanation
-from core.views.report import (
-    ATTRIBUTION_COLUMNS, attribution_rows, attributions_csv, html_report, influence_csv, influence_table, safe_cell,
-)
 from core.explain.summary import summarize
+from core.views.report import (
+    ATTRIBUTION_COLUMNS,
+    attribution_rows,
+    attributions_csv,
+    html_report,
+    influence_csv,
+    influence_table,
+    safe_cell,
+)
 
 EVIL = "<script>alert(1)</script>"
 EVIL_ATTR = '"><img src=x onerror=alert(2)>'

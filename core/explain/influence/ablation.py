@@ -23,12 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.model import metrics as M
-from core.explain.explanation import _strict
+from core._checks import finite_or_none
 from core.data.batches import history_batch
-from core.errors import DataError, NotFittedError
-from core.model.evaluation import K, exclusion_mask
 from core.data.sequences import SequenceData
+from core.errors import DataError, NotFittedError
+from core.model import metrics as M
+from core.model.evaluation import K, exclusion_mask
+from core.model.network import BehaviorModel
+from core.model.recommender import Recommender
+from core.progress import ProgressFn, report
 
 ScoreFn = Callable[[int | None], tuple[np.ndarray, np.ndarray, int]]  # code -> scores [U, N+1], values [U], removed
 METRICS = ("HR@10", "NDCG@10", "RMSE")
@@ -48,7 +51,7 @@ class AblationResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _strict(asdict(self))
+        return finite_or_none(asdict(self))
 
 
 def split_metrics(scores: np.ndarray, predicted: np.ndarray, targets: np.ndarray, truth: np.ndarray,
@@ -62,7 +65,7 @@ def split_metrics(scores: np.ndarray, predicted: np.ndarray, targets: np.ndarray
 
 
 def ablate(score_fn: ScoreFn, behaviors: list[str], targets: np.ndarray, truth: np.ndarray,
-           exclude: np.ndarray | None, k: int = K, progress: Callable[[int, int], None] | None = None,
+           exclude: np.ndarray | None, k: int = K, progress: ProgressFn | None = None,
            ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """(baseline, metrics without each behavior, deltas); ``behaviors[c - 1]`` is the name of code c."""
     scores, predicted, _ = score_fn(None)
@@ -73,12 +76,11 @@ def ablate(score_fn: ScoreFn, behaviors: list[str], targets: np.ndarray, truth: 
         metrics[name] = split_metrics(scores, predicted, targets, truth, exclude, k)
         deltas[name] = {m: metrics[name][m] - baseline[m] for m in baseline}
         deltas[name]["removed_events"] = removed
-        if progress is not None:
-            progress(code, len(behaviors))
+        report(progress, "behaviors", code, len(behaviors))
     return baseline, metrics, deltas
 
 
-def model_score_fn(model: Any, data: SequenceData, users: np.ndarray, ends: np.ndarray, targets: np.ndarray,
+def model_score_fn(model: BehaviorModel, data: SequenceData, users: np.ndarray, ends: np.ndarray, targets: np.ndarray,
                    scale: Any, device: torch.device, batch_size: int = 256) -> ScoreFn:
     """``ScoreFn`` of a BehaviorModel: log-probabilities, predicted target values, removed count."""
     @torch.inference_mode()
@@ -100,8 +102,8 @@ def model_score_fn(model: Any, data: SequenceData, users: np.ndarray, ends: np.n
     return score
 
 
-def behavior_ablation(rec: Any, which: str = "test",
-                      progress: Callable[[int, int], None] | None = None) -> AblationResult:
+def behavior_ablation(rec: Recommender, which: str = "test",
+                      progress: ProgressFn | None = None) -> AblationResult:
     """Remove each behavior type from every history of the fitted ``rec`` and re-evaluate ``which``."""
     if not hasattr(rec, "model_"):
         raise NotFittedError("this Recommender is not fitted yet: call fit() or Recommender.load() first")

@@ -1,44 +1,11 @@
-"""Per-behavior influence: which behaviors move the rankings, for one user and across users.
+"""The global influence report of a fitted model: per-behavior influence over a sample of users.
 
-Attributions. ``a(u, j, e)`` is the attribution of event e of user u to the engagement
-log-probability s_j = log p(j | u's history) of an item j the model recommends to u:
-j ∈ R(u), u's top-K by the model's engagement ranking under the run's protocol (never
-the held-out truth). Method ``loo`` (leave-one-out, e masked in place) or ``ig``
-(Integrated Gradients from the all-masked baseline); see :mod:`core.explain.influence.table`.
-
-Estimands, over a seeded sample U of users, with rows P = {(u, j, e): u ∈ U, j ∈ R(u),
-e among the newest ``max_len`` events of u}, P_b its rows whose event has behavior b, and
-S_b ⊆ P_b the rows whose event is *settled*: at least ``min_age`` seconds (default one
-hour) older than u's newest event, i.e. not part of the ongoing session:
-
-- ``per_behavior_share[b]`` = Σ_{P_b} |a| / Σ_P |a|: the share of the total absolute
-  attribution carried by behavior b, every event counted (how much of the ranking b
-  drives; it grows with how many such events there are). The shares sum to 1.
-- ``per_event[b]`` = Σ_{S_b} |a| / |S_b|: the mean absolute attribution of ONE settled
-  event of type b to one recommended item: how much one such event counts, the quantity
-  the planted ``behavior_weights`` of :mod:`core.data.synth` describe (they act on later
-  sessions). Absolute values, because an event lifts the items related to it and pushes
-  the others down through the softmax normalizer: a signed mean mixes the two and can
-  mislead even under the generating model. Events of the ongoing session are left out
-  because their influence is mostly the session's next step (a view is followed by a
-  click on the same item), a different effect that ``by_time_gap`` shows.
-- ``per_behavior_signed[b]`` = Σ_{S_b} a / |S_b|: the same mean, signed.
-- ``by_time_gap`` / ``by_category``: share (of Σ_P |a|), per_event (mean |a|), signed
-  (mean a) and rows, with every row of P grouped by its event's age (time of u's newest
-  event − time of e: <1h, 1h-1d, 1-7d, >7d) or by its event item's category.
-- ``intervals``: 95% percentile bootstrap intervals of the three per-behavior numbers,
-  resampling users (a user's rows together; ``n_boot`` resamples, seeded).
-
-``model_weights`` (not an attribution): the behavior memory's learned weight of one event
-of each behavior at a few ages (``MEMORY_AGES``), read from the model itself; see
-:func:`memory_weights`.
-
-Method ``swap`` (:mod:`core.explain.influence.swap`) replaces ``per_event`` and
-``per_behavior_signed`` with an interventional estimate. Behavior ablation (metric deltas
-when one behavior is removed from every history) lives in :mod:`core.explain.influence.ablation`.
-
-Per user (one explanation): :func:`behavior_totals` = Σ of the explanation's event
-attributions by behavior type (signed; in the explanation's target units).
+:func:`global_influence` attributes each sampled user's recommended items to their events
+(leave-one-out or Integrated Gradients, :mod:`core.explain.influence.table`) or intervenes on
+their behaviors (:mod:`core.explain.influence.swap`), then summarizes by behavior, time gap and
+category with bootstrap intervals (the estimands are defined in
+:mod:`core.explain.influence.estimands`). ``model_weights`` (not an attribution) reads the
+behavior memory's own weight of one event of each behavior at a few ages.
 """
 
 from __future__ import annotations
@@ -48,22 +15,21 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
-from core.explain.explanation import Explanation, _strict
-from core.errors import DataError, NotFittedError
-from core.explain.influence.table import AttributionTable, Progress, attribution_table, sample_users, top_items
+from core._checks import check_whole, finite_or_none
 from core.data.sequences import SequenceData
+from core.errors import DataError, NotFittedError
+from core.explain.influence.estimands import MIN_AGE, N_BOOT, summarize
+from core.explain.influence.swap import SwapSettings, swap_summary, typical_value_buckets
+from core.explain.influence.table import attribution_table, sample_users, top_items
+from core.model.network import BehaviorModel
+from core.model.recommender import Recommender
+from core.progress import ProgressFn
 
-TIME_GAPS: tuple[tuple[str, float], ...] = (("<1h", 3600.0), ("1h-1d", 86400.0), ("1-7d", 7 * 86400.0),
-                                            (">7d", float("inf")))
 METHODS = ("loo", "ig", "swap")
-MIN_AGE = 3600  # seconds; events of the ongoing session (younger) are left out of per_event
 MEMORY_AGES: tuple[tuple[str, int], ...] = (("10 min", 600), ("12 h", 43_200), ("3 d", 259_200),
                                              ("14 d", 1_209_600))  # ages at which model_weights are read
-N_BOOT = 200
-NO_CATEGORY = "(none)"
 
 
 @dataclass
@@ -94,128 +60,12 @@ class InfluenceReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON-ready dict (NaN -> None)."""
-        return _strict(asdict(self))
+        return finite_or_none(asdict(self))
 
 
-def behavior_totals(exp: Explanation) -> dict[str, float]:
-    """Σ of one explanation's event attributions by behavior type (signed, target units), largest |Σ| first."""
-    totals: dict[str, float] = {}
-    for e in exp.events:
-        totals[e.behavior] = totals.get(e.behavior, 0.0) + float(e.attribution)
-    return dict(sorted(totals.items(), key=lambda kv: -abs(kv[1])))
-
-
-def user_sums(table: AttributionTable, keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, ...]:
-    """Per (sampled user, key): Σ|a|, Σa and row counts, each [U', n_keys]; plus the users' order [U']."""
-    users, row = np.unique(table.user, return_inverse=True)
-    flat = row * n_keys + keys
-    size = len(users) * n_keys
-    shape = (len(users), n_keys)
-    abs_sum = np.bincount(flat, np.abs(table.attribution), size).reshape(shape)
-    signed = np.bincount(flat, table.attribution, size).reshape(shape)
-    count = np.bincount(flat, None, size).reshape(shape).astype(np.float64)
-    return abs_sum, signed, count, users
-
-
-def ratio_stats(abs_sum: np.ndarray, signed: np.ndarray, count: np.ndarray) -> dict[str, np.ndarray]:
-    """[..., U', G] per-user sums -> share, per_event, signed [..., G] (NaN where a group has no rows)."""
-    a, s, c = abs_sum.sum(-2), signed.sum(-2), count.sum(-2)
-    total = a.sum(-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return {"share": np.where(total > 0, a / total, np.nan), "per_event": np.where(c > 0, a / c, np.nan),
-                "signed": np.where(c > 0, s / c, np.nan)}
-
-
-def bootstrap(abs_sum: np.ndarray, signed: np.ndarray, count: np.ndarray, n_boot: int = N_BOOT,
-              seed: int = 0) -> dict[str, np.ndarray]:
-    """95% percentile intervals [G, 2] of each statistic, resampling users with replacement."""
-    n = abs_sum.shape[0]
-    if n == 0:
-        return {name: np.full((abs_sum.shape[1], 2), np.nan) for name in ("share", "per_event", "signed")}
-    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
-    stats = ratio_stats(weights[:, :, None] * abs_sum, weights[:, :, None] * signed, weights[:, :, None] * count)
-    out = {}
-    for name, values in stats.items():  # values [n_boot, G]
-        ok = np.isfinite(values).any(0)
-        bounds = np.full((values.shape[1], 2), np.nan)
-        if ok.any():
-            bounds[ok] = np.nanpercentile(values[:, ok], [2.5, 97.5], axis=0).T
-        out[name] = bounds
-    return out
-
-
-def time_gap_bucket(age_seconds: np.ndarray) -> np.ndarray:
-    """Index into TIME_GAPS of each age in seconds [R]."""
-    edges = np.array([upper for _, upper in TIME_GAPS[:-1]])
-    return np.searchsorted(edges, np.asarray(age_seconds, np.float64), side="right")
-
-
-def grouped(table: AttributionTable, keys: np.ndarray, labels: list[str]) -> dict[str, dict[str, float]]:
-    """label -> {share, per_event, signed, rows} over the table's rows grouped by ``keys`` [R]."""
-    abs_sum, signed, count, _ = user_sums(table, keys, len(labels))
-    stats = ratio_stats(abs_sum, signed, count)
-    rows = count.sum(0)
-    return {label: {"share": float(stats["share"][g]), "per_event": float(stats["per_event"][g]),
-                    "signed": float(stats["signed"][g]), "rows": int(rows[g])}
-            for g, label in enumerate(labels) if rows[g] > 0}
-
-
-def event_ages(data: SequenceData, table: AttributionTable) -> np.ndarray:
-    """[R] seconds between each row's event and its user's newest event."""
-    newest = data.ts[data.offsets[table.user + 1] - 1]
-    return (newest - data.ts[table.event]).astype(np.float64)
-
-
-def category_keys(data: SequenceData, table: AttributionTable,
-                  categories: Mapping[str, Any] | None) -> tuple[np.ndarray, list[str]]:
-    """[R] category code of each row's event item, and the labels (NO_CATEGORY for unknown)."""
-    names = np.array([_category(categories, str(i)) for i in data.item_ids], dtype=object)
-    labels, codes = np.unique(names[data.item[table.event]].astype(str), return_inverse=True)
-    return codes.astype(np.int64), [str(x) for x in labels]
-
-
-def _category(categories: Mapping[str, Any] | None, item: str) -> str:
-    value = None if categories is None else categories.get(item)
-    return NO_CATEGORY if value is None or value != value or str(value) == "" else str(value)
-
-
-def summarize(table: AttributionTable, data: SequenceData, categories: Mapping[str, Any] | None = None,
-              n_boot: int = N_BOOT, seed: int = 0, min_age: float = 0) -> dict[str, Any]:
-    """The report's numbers from an attribution table: per behavior (with intervals), time gap, category.
-
-    ``per_behavior_share`` counts every row; ``per_event`` and ``per_behavior_signed`` only rows whose
-    event is at least ``min_age`` seconds older than its user's newest event.
-    """
-    ages = event_ages(data, table)
-    out = _per_behavior(table, data, {"share": "per_behavior_share"}, n_boot, seed)
-    settled = _per_behavior(table.subset(ages >= min_age), data,
-                            {"per_event": "per_event", "signed": "per_behavior_signed"}, n_boot, seed)
-    out["events_settled"] = settled.pop("events")
-    for key in ("per_event", "per_behavior_signed"):
-        out[key] = settled[key]
-    out["intervals"].update(settled["intervals"])
-    out["by_time_gap"] = grouped(table, time_gap_bucket(ages), [n for n, _ in TIME_GAPS])
-    codes, labels = category_keys(data, table, categories)
-    out["by_category"] = grouped(table, codes, labels)
-    return out
-
-
-def _per_behavior(table: AttributionTable, data: SequenceData, names: dict[str, str], n_boot: int,
-                  seed: int) -> dict[str, Any]:
-    """{names[stat]: {behavior: value}}, their bootstrap ``intervals`` and row counts ``events``."""
-    behaviors = list(data.behaviors[1:])
-    abs_sum, signed, count, _ = user_sums(table, data.behavior[table.event] - 1, len(behaviors))
-    stats, boot = ratio_stats(abs_sum, signed, count), bootstrap(abs_sum, signed, count, n_boot, seed)
-    present = [g for g in range(len(behaviors)) if count[:, g].sum() > 0]
-    out: dict[str, Any] = {names[s]: {behaviors[g]: float(stats[s][g]) for g in present} for s in names}
-    out["intervals"] = {names[s]: {behaviors[g]: [float(x) for x in boot[s][g]] for g in present} for s in names}
-    out["events"] = {behaviors[g]: int(count[:, g].sum()) for g in present}
-    return out
-
-
-def global_influence(rec: Any, users: int | None = 200, method: str = "loo", *, k: int = 10, seed: int = 0,
+def global_influence(rec: Recommender, users: int | None = 200, method: str = "loo", *, k: int = 10, seed: int = 0,
                      categories: Mapping[str, Any] | None = None, ablation: bool = True, n_boot: int = N_BOOT,
-                     min_age: int = MIN_AGE, run: str | None = None, progress: Progress | None = None,
+                     min_age: int = MIN_AGE, run: str | None = None, progress: ProgressFn | None = None,
                      **options: Any) -> InfluenceReport:
     """Per-behavior influence of the fitted ``rec`` over ``users`` sampled users (seeded); see the module doc.
 
@@ -230,11 +80,8 @@ def global_influence(rec: Any, users: int | None = 200, method: str = "loo", *, 
     data, model, loss = rec.data_, rec.model_, str(rec.train.get("loss", "softmax"))
     rows = sample_users(data, users, seed)
     if method == "swap":
-        from core.explain.influence.swap import swap_summary
-
-        numbers, details = swap_summary(model, data, rows, k, rec.protocol_.exclude_seen, rec.device_, seed=seed,
-                                        categories=categories, n_boot=n_boot, loss=loss, min_age=min_age,
-                                        progress=progress, **options)
+        numbers, details = swap_summary(rec, rows, k, SwapSettings(min_age=min_age, **options), seed=seed,
+                                        categories=categories, n_boot=n_boot, progress=progress)
     else:
         items = top_items(model, data, rows, k, rec.protocol_.exclude_seen, rec.device_)
         table, details = attribution_table(model, data, rows, items, method, loss=loss, progress=progress, **options)
@@ -252,7 +99,7 @@ def global_influence(rec: Any, users: int | None = 200, method: str = "loo", *, 
     return report
 
 
-def memory_weights(model: Any, data: SequenceData) -> dict[str, dict[str, float]] | None:
+def memory_weights(model: BehaviorModel, data: SequenceData) -> dict[str, dict[str, float]] | None:
     """The model's own weight of one event of each behavior at ``MEMORY_AGES`` (None without a memory).
 
     The behavior memory adds w(behavior, value, age) * V(token - mask token) per event (see
@@ -261,8 +108,6 @@ def memory_weights(model: Any, data: SequenceData) -> dict[str, dict[str, float]
     """
     if getattr(model, "memory", None) is None:
         return None
-    from core.explain.influence.swap import typical_value_buckets
-
     codes = torch.arange(1, len(data.behaviors))
     values = torch.as_tensor(typical_value_buckets(data)[1:])
     ages = torch.tensor([seconds for _, seconds in MEMORY_AGES])
@@ -271,11 +116,10 @@ def memory_weights(model: Any, data: SequenceData) -> dict[str, dict[str, float]
             for i, b in enumerate(data.behaviors[1:])}
 
 
-def _check(rec: Any, method: str, min_age: Any) -> None:
+def _check(rec: Recommender, method: str, min_age: Any) -> None:
     """DataError for an unknown method or a bad min_age; NotFittedError for an unfitted recommender."""
     if method not in METHODS:
         raise DataError(f"method {method!r}: expected one of {', '.join(METHODS)}")
-    if not isinstance(min_age, int) or isinstance(min_age, bool) or min_age < 0:
-        raise DataError(f"min_age {min_age!r}: expected a whole number of seconds >= 0")
+    check_whole("min_age", min_age, 0, unit="seconds")
     if not hasattr(rec, "model_"):
         raise NotFittedError("this Recommender is not fitted yet: call fit() or Recommender.load() first")

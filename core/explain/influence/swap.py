@@ -32,23 +32,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from core.explain.scorer import expand, user_history
+from core._checks import check_whole
 from core.data.batches import Batch
-from core.errors import DataError
-from core.explain.influence.report import MIN_AGE, N_BOOT, bootstrap, ratio_stats, summarize
-from core.explain.influence.table import AttributionTable, Progress, items_target, top_items
-from core.model.network import BehaviorModel
 from core.data.sequences import SequenceData, value_bucket
+from core.errors import DataError
+from core.explain.influence.estimands import MIN_AGE, N_BOOT, bootstrap, ratio_stats, summarize
+from core.explain.influence.table import AttributionTable, items_target, top_items
+from core.explain.scorer import expand, user_history
+from core.model.network import BehaviorModel
+from core.model.recommender import Recommender
+from core.progress import ProgressFn, report
 
 EVENTS_PER_USER = 2
 RECENT = 20
 SIMILAR = 5
+
+
+@dataclass(frozen=True)
+class SwapSettings:
+    """Which events are swapped and which items are scored (see the module docstring)."""
+
+    events_per_user: int = EVENTS_PER_USER  # events sampled per user
+    recent: int = RECENT  # ... among the user's newest ``recent`` events
+    similar: int = SIMILAR  # items nearest to the event's item scored beside the recommended ones
+    min_age: int = MIN_AGE  # seconds an event must be older than the user's newest event
+
+    def check(self) -> SwapSettings:
+        for name, low in (("events_per_user", 1), ("recent", 1), ("similar", 1), ("min_age", 0)):
+            check_whole(f"swap {name}", getattr(self, name), low)
+        return self
 
 
 def typical_value_buckets(data: SequenceData) -> np.ndarray:
@@ -102,7 +120,7 @@ def score_rows(model: BehaviorModel, rows: Batch, removed: torch.Tensor, loss: s
 
 
 def user_swaps(model: BehaviorModel, data: SequenceData, u: int, recommended: np.ndarray, rng: np.random.Generator,
-               buckets: np.ndarray, settings: dict[str, int], loss: str,
+               buckets: np.ndarray, settings: SwapSettings, loss: str,
                directions: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray, int, AttributionTable]:
     """One user's Σ over (e, j) of |s_j(h_b) − s_j(h_∅)| and of s_j(h_b) − s_j(h_∅) (each [B]), the pair
     count, and the leave-one-out table of the sampled events' real rows."""
@@ -110,9 +128,9 @@ def user_swaps(model: BehaviorModel, data: SequenceData, u: int, recommended: np
     batch = user_history(data, u, model.cfg.max_len)
     n, n_beh = batch.item.shape[1], len(buckets) - 1
     ts = batch.ts[0].numpy()
-    pool = np.arange(max(0, n - settings["recent"]), n)
-    pool = pool[ts[pool] <= ts[-1] - settings["min_age"]]
-    positions = np.sort(rng.choice(pool, size=min(settings["events_per_user"], len(pool)), replace=False))
+    pool = np.arange(max(0, n - settings.recent), n)
+    pool = pool[ts[pool] <= ts[-1] - settings.min_age]
+    positions = np.sort(rng.choice(pool, size=min(settings.events_per_user, len(pool)), replace=False))
     if not len(positions):
         return np.zeros(n_beh), np.zeros(n_beh), 0, AttributionTable.concat([])
     rows, removed = swap_rows(batch, positions, buckets)
@@ -121,7 +139,7 @@ def user_swaps(model: BehaviorModel, data: SequenceData, u: int, recommended: np
     end = int(data.offsets[u + 1])
     for i, p in enumerate(positions):
         item = int(batch.item[0, p])
-        cand = np.union1d(recommended, similar_items(directions, item, settings["similar"]))
+        cand = np.union1d(recommended, similar_items(directions, item, settings.similar))
         diff = (scores[i][:, cand] - scores[i][-1:, cand]).numpy()  # [B+2, C]
         abs_total += np.abs(diff[:n_beh]).sum(1)
         total += diff[:n_beh].sum(1)
@@ -132,20 +150,16 @@ def user_swaps(model: BehaviorModel, data: SequenceData, u: int, recommended: np
     return abs_total, total, pairs, AttributionTable.concat(parts)
 
 
-def swap_summary(model: BehaviorModel, data: SequenceData, users: np.ndarray, k: int, exclude_seen: bool,
-                 device: torch.device, *, seed: int = 0, categories: Mapping[str, Any] | None = None,
-                 n_boot: int = N_BOOT, loss: str = "softmax", events_per_user: int = EVENTS_PER_USER,
-                 recent: int = RECENT, similar: int = SIMILAR, min_age: int = MIN_AGE,
-                 progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The swap report's numbers (see the module docstring) and its details."""
-    for name, value, low in (("events_per_user", events_per_user, 1), ("recent", recent, 1),
-                             ("similar", similar, 1), ("min_age", min_age, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise DataError(f"swap {name} {value!r}: expected a whole number >= {low}")
+def swap_summary(rec: Recommender, users: np.ndarray, k: int, settings: SwapSettings, *, seed: int = 0,
+                 categories: Mapping[str, Any] | None = None, n_boot: int = N_BOOT,
+                 progress: ProgressFn | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The swap report's numbers over the sampled ``users`` of the fitted ``rec`` (see the module docstring)
+    and its details."""
+    settings.check()
     start = time.perf_counter()
-    settings = {"events_per_user": events_per_user, "recent": recent, "similar": similar, "min_age": min_age}
+    model, data, loss = rec.model_, rec.data_, str(rec.train.get("loss", "softmax"))
     buckets, rng, directions = typical_value_buckets(data), np.random.default_rng(seed), item_directions(model)
-    items = top_items(model, data, users, k, exclude_seen, device)
+    items = top_items(model, data, users, k, rec.protocol_.exclude_seen, rec.device_)
     abs_sums, sums, pairs, tables = [], [], [], []
     for i, (u, rec_items) in enumerate(zip(users, items)):
         abs_total, total, n_pairs, table = user_swaps(model, data, int(u), rec_items, rng, buckets, settings, loss,
@@ -154,14 +168,13 @@ def swap_summary(model: BehaviorModel, data: SequenceData, users: np.ndarray, k:
         sums.append(total)
         pairs.append(n_pairs)
         tables.append(table)
-        if progress is not None:
-            progress(i + 1, len(users))
+        report(progress, "users", i + 1, len(users))
     if not sum(pairs):
         raise DataError("behavior swap: no sampled user has an event old enough (min_age) in the recent window")
     numbers = summarize(AttributionTable.concat(tables), data, categories, n_boot, seed)
     _swap_per_event(numbers, np.array(abs_sums), np.array(sums), np.array(pairs, np.float64), data.behaviors[1:],
                     n_boot, seed)
-    details = {**settings, "sampled_events": int(sum(len(np.unique(t.event)) for t in tables)),
+    details = {**asdict(settings), "sampled_events": int(sum(len(np.unique(t.event)) for t in tables)),
                "pairs": int(sum(pairs)), "runtime_ms": (time.perf_counter() - start) * 1000,
                "per_event": "interventional: mean |s_j(behavior b) - s_j(event masked)|",
                "per_behavior_signed": "interventional: mean s_j(behavior b) - s_j(event masked)"}

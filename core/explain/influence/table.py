@@ -22,22 +22,22 @@ The result is an :class:`AttributionTable` with one row per (u, j, e).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.explain.scorer import HistoryScorer, TargetFn, user_history
+from core._checks import check_whole
+from core.data.sequences import SequenceData
 from core.errors import DataError
+from core.explain.scorer import HistoryScorer, TargetFn, user_history
 from core.model.evaluation import exclusion_mask, user_scores
 from core.model.network import BehaviorModel
-from core.data.sequences import SequenceData
+from core.progress import ProgressFn, report
 
 ATTRIBUTION_METHODS = ("ig", "loo")
 GLOBAL_IG_STEPS = 32  # Gauss–Legendre nodes; the mean relative completeness delta is reported
-Progress = Callable[[int, int], None]  # (done, total)
 
 
 @dataclass
@@ -63,8 +63,8 @@ class AttributionTable:
 
 def sample_users(data: SequenceData, n: int | None, seed: int) -> np.ndarray:
     """``n`` distinct user rows with at least one event, drawn with ``seed`` (sorted); None = every user."""
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-        raise DataError(f"users {n!r}: expected a whole number >= 1")
+    if n is not None:
+        check_whole("users", n, 1)
     pool = np.flatnonzero(data.lengths() > 0)
     if n is None or n >= len(pool):
         return pool
@@ -74,8 +74,7 @@ def sample_users(data: SequenceData, n: int | None, seed: int) -> np.ndarray:
 def top_items(model: BehaviorModel, data: SequenceData, users: np.ndarray, k: int, exclude_seen: bool,
               device: torch.device) -> list[np.ndarray]:
     """Each user's top-``k`` item indices on the full history (fewer when fewer items are candidates)."""
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise DataError(f"k {k!r}: expected a whole number >= 1")
+    check_whole("k", k, 1)
     ends = data.offsets[users + 1]
     scores, _ = user_scores(model, data, users, ends, device)  # [U, N+1]
     if exclude_seen:
@@ -138,7 +137,7 @@ def _per_output_grads(objective: torch.Tensor, path: torch.Tensor) -> torch.Tens
 
 def attribution_table(model: BehaviorModel, data: SequenceData, users: np.ndarray, items: list[np.ndarray],
                       method: str = "loo", *, loss: str = "softmax", steps: int = GLOBAL_IG_STEPS,
-                      progress: Progress | None = None) -> tuple[AttributionTable, dict[str, float]]:
+                      progress: ProgressFn | None = None) -> tuple[AttributionTable, dict[str, float]]:
     """Attributions of every (user, recommended item, event) by ``method``; details (runtime, IG deltas)."""
     if method not in ATTRIBUTION_METHODS:
         raise DataError(f"method {method!r}: expected one of {', '.join(ATTRIBUTION_METHODS)}")
@@ -154,8 +153,7 @@ def attribution_table(model: BehaviorModel, data: SequenceData, users: np.ndarra
                 gap = np.abs(values.sum(1) - delta)
                 rel.extend(np.abs(delta[gap > 0]) / gap[gap > 0])
             parts.append(_rows(data, int(u), rec_items, values))
-        if progress is not None:
-            progress(i + 1, len(users))
+        report(progress, "users", i + 1, len(users))
     details = {"runtime_ms": (time.perf_counter() - start) * 1000}
     if method == "ig":
         details.update(steps=steps, mean_relative_delta=float(np.mean(rel)) if rel else None)

@@ -1,4 +1,8 @@
-"""Word lists of the sample-data generator: catalogue categories and review templates."""
+"""Word lists of the sample-data generator: catalogue categories and review templates.
+Each :class:`Category` holds the brands, models, product types, modifiers and description
+sentences that :mod:`core.data.synth.catalogue` draws item titles and descriptions from;
+``REVIEW_TEMPLATES`` holds, by tone, the review sentences that
+:mod:`core.data.synth.simulate` fills in for review events."""
 
 from __future__ import annotations
 

@@ -1,0 +1,77 @@
+"""A fitted model on disk: ``model.safetensors`` + a sealed ``config.json``, and back.
+
+The config records the settings, the architecture, the vocabularies (item IDs, behaviors),
+the protocol, the rating scale, the encoder's fingerprint and the weights' checksum. Loading
+rebuilds the sequences from the dataset's events with the saved vocabularies and refuses a
+file that was edited, replaced or does not fit the architecture. Runs saved before the
+behavior memory and the request time existed load without them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core import schema as S
+from core._checks import finite_or_none
+from core.data.batches import leave_last_out
+from core.data.sequences import build_sequences
+from core.errors import ArtifactError
+from core.model.config import ModelConfig
+from core.model.fitted import Fitted, pick_device
+from core.model.network import BehaviorModel
+from core.model.protocol import Protocol, RatingScale
+from core.store.files import load_json, load_state_into, load_tensors, save_json, save_tensors
+from core.store.run_folder import CONFIG_FILE, FORMAT, MODEL_FILE, check_config, seal_config
+
+# settings added after the first release: a config without them describes a model without them
+_ADDED_LATER = {"use_memory": False, "use_request_time": False}
+
+
+def save_checkpoint(folder: Path, fitted: Fitted, settings: dict[str, Any], extras: dict[str, Any]) -> Path:
+    """Write the weights, then the config that names their checksum (both atomically).
+
+    ``extras``: ``encoder_fingerprint``, ``best_epoch``, ``history``, ``rating_refit`` (stored as given).
+    """
+    digest = save_tensors(folder / MODEL_FILE, fitted.model.state_dict())
+    save_json(folder / CONFIG_FILE, seal_config({
+        "format": FORMAT, "settings": settings, "model_config": fitted.model.cfg.to_dict(),
+        "weights_sha256": digest, "encoder_fingerprint": extras.get("encoder_fingerprint"),
+        "protocol": {"exclude_seen": fitted.protocol.exclude_seen, "target_behavior": fitted.protocol.target_behavior},
+        "rating_scale": {"mean": fitted.scale.mean, "std": fitted.scale.std},
+        "vocab": {"items": [str(i) for i in fitted.data.item_ids[1:]], "behaviors": fitted.data.behaviors[1:]},
+        "best_epoch": extras.get("best_epoch"),
+        "history": finite_or_none(extras.get("history") or []),
+        "rating_refit": finite_or_none(extras.get("rating_refit")),
+    }))
+    return folder
+
+
+def load_checkpoint(folder: Path, events: pd.DataFrame, device: str) -> tuple[dict[str, Any], Fitted]:
+    """The checked config and the fitted bundle of ``folder`` over the dataset's ``events`` (events outside the
+    saved vocabularies are dropped)."""
+    config = load_json(folder / CONFIG_FILE)
+    check_config(config, folder / CONFIG_FILE)
+    vocab = config["vocab"]
+    events = events[events[S.ITEM_ID].astype(str).isin(set(vocab["items"])) & events[S.BEHAVIOR].isin(vocab["behaviors"])]
+    data = build_sequences(events, item_ids=vocab["items"], behaviors=vocab["behaviors"])
+    proto = config["protocol"]
+    protocol = Protocol(exclude_seen=bool(proto["exclude_seen"]), target_behavior=proto["target_behavior"])
+    state = load_tensors(folder / MODEL_FILE, config.get("weights_sha256"))
+    model = _network(config, state, folder)
+    load_state_into(model, state, folder / MODEL_FILE)
+    torch_device = pick_device(device)
+    model.to(torch_device).eval()
+    return config, Fitted(model, data, leave_last_out(data, protocol.target_behavior), protocol,
+                          RatingScale(**config["rating_scale"]), torch_device)
+
+
+def _network(config: dict[str, Any], state: dict[str, Any], folder: Path) -> BehaviorModel:
+    try:
+        mcfg = ModelConfig(**(_ADDED_LATER | config["model_config"]))
+        text = state["items.text"]
+    except (TypeError, KeyError) as exc:
+        raise ArtifactError(f"{folder / CONFIG_FILE} does not describe this model ({exc})") from exc
+    return BehaviorModel(mcfg, text)

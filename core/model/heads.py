@@ -1,0 +1,91 @@
+"""The multi-task top: MMoE over the user state, the engagement head (a logit per item), the rating head.
+
+    MMoE         = shared experts over the user state (+ the request gap), one softmax gate per task
+    engagement   = <engagement task state + memory, item representation> + item bias  (a logit per item)
+    rating       = tower([task state, item, task state * item, user mean]) + item bias, standardized units
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.data.batches import Batch
+from core.model.config import ModelConfig
+
+
+class MMoE(nn.Module):
+    """Shared experts and one softmax gate per task over the user state."""
+
+    def __init__(self, cfg: ModelConfig, n_tasks: int = 2) -> None:
+        super().__init__()
+        self.n_experts, self.expert_dim = cfg.n_experts, cfg.expert_dim
+        self.experts = nn.Sequential(nn.Linear(cfg.d_model, cfg.n_experts * cfg.expert_dim), nn.GELU())
+        self.gates = nn.ModuleList(nn.Linear(cfg.d_model, cfg.n_experts) for _ in range(n_tasks))
+
+    def forward(self, state: torch.Tensor) -> list[torch.Tensor]:
+        """state [..., D] -> one [..., expert_dim] mixture per task."""
+        experts = self.experts(state).unflatten(-1, (self.n_experts, self.expert_dim))  # [..., E, De]
+        return [(gate(state).softmax(-1).unsqueeze(-1) * experts).sum(-2) for gate in self.gates]
+
+
+class EngagementHead(nn.Module):
+    """Logit of engaging with a candidate: task state · item representation + item bias.
+
+    With the behavior memory, the task state carries it as D trailing features, added to
+    the projected state: logit = (proj(task) + memory) · item + item bias.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.proj = nn.Linear(cfg.expert_dim, cfg.d_model)
+        self.item_bias = nn.Embedding(cfg.n_items + 1, 1)
+        nn.init.zeros_(self.item_bias.weight)
+
+    def forward(self, task_state: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor | None) -> torch.Tensor:
+        """[P, De] x items [N', D] (all, when item_idx is None) -> logits [P, N']; or paired [P] when items [P, D]."""
+        h = self.proj(task_state[..., :self.proj.in_features])
+        if task_state.shape[-1] > self.proj.in_features:  # the behavior memory's trailing features
+            h = h + task_state[..., self.proj.in_features:]
+        bias = self.item_bias.weight.squeeze(-1) if item_idx is None else self.item_bias(item_idx).squeeze(-1)
+        if item_idx is None:
+            return h @ items.T + bias
+        return (h * items).sum(-1) + bias
+
+
+class RatingHead(nn.Module):
+    """Standardized rating: tower([state, item, state * item, user mean]) + w * user mean + item bias.
+
+    The task state carries two extra trailing features: the user's mean earlier value
+    (standardized) and whether there is one.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.proj = nn.Linear(cfg.expert_dim, d)
+        self.tower = nn.Sequential(nn.Linear(3 * d + 2, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, 1))
+        self.user_weight = nn.Parameter(torch.zeros(()))
+        self.item_bias = nn.Embedding(cfg.n_items + 1, 1)
+        nn.init.zeros_(self.item_bias.weight)
+
+    def forward(self, task_state: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        """task_state [P, De + 2], items [P, D], item_idx [P] -> [P]."""
+        h, extra = self.proj(task_state[..., :-2]), task_state[..., -2:]
+        out = self.tower(torch.cat([h, items, h * items, extra], -1)).squeeze(-1)
+        return out + self.user_weight * extra[..., 0] + self.item_bias(item_idx).squeeze(-1)
+
+
+def user_value_mean(batch: Batch, cfg: ModelConfig, removed: torch.Tensor | None = None) -> torch.Tensor:
+    """Causal running mean of each user's event values, standardized: [B, L, 2] (mean, has one).
+
+    Removed events (``removed`` [B, L]) do not count, like everything else about them.
+    """
+    has = (batch.value > 0) & batch.mask
+    if removed is not None:
+        has = has & ~removed
+    values = ((batch.value - 1).float() - cfg.value_mean) / cfg.value_std
+    total = torch.cumsum(values * has, 1)
+    count = torch.cumsum(has.float(), 1)
+    mean = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+    return torch.stack([mean, (count > 0).float()], -1)

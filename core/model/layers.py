@@ -1,0 +1,134 @@
+"""The sequence side of the network: item representations, event tokens, time-biased causal attention.
+
+    event token  = item(text projection + ID) + behavior + value + time gap + position
+    history      = causal pre-norm transformer over tokens, attention biased by each event's age
+                   at the request time (when the prediction is asked)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.data.batches import Batch
+from core.data.sequences import GAP_BUCKETS, VALUE_BUCKETS, gap_bucket
+from core.model.config import ModelConfig
+
+
+class ItemEncoder(nn.Module):
+    """Item index -> representation: projected frozen text embedding + item-ID embedding."""
+
+    def __init__(self, cfg: ModelConfig, text: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("text", text.float(), persistent=True)  # [N+1, T], row 0 = padding
+        self.proj = nn.Linear(cfg.text_dim, cfg.d_model)
+        self.id_emb = nn.Embedding(cfg.n_items + 1, cfg.d_model, padding_idx=0)
+        nn.init.normal_(self.id_emb.weight, std=0.02)
+        self.use_text, self.use_item_id = cfg.use_text, cfg.use_item_id
+
+    def forward(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """``idx`` [...] -> [..., D]; None -> every item [N+1, D]."""
+        text = self.text if idx is None else self.text[idx]
+        ids = self.id_emb.weight if idx is None else self.id_emb(idx)
+        out = torch.zeros_like(ids)
+        if self.use_text:
+            out = out + self.proj(text)
+        if self.use_item_id:
+            out = out + ids
+        return out
+
+
+class EventEmbedding(nn.Module):
+    """Event token = item + behavior + value + gap-to-previous + position embeddings."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.behavior = nn.Embedding(cfg.n_behaviors, d, padding_idx=0)
+        self.value = nn.Embedding(VALUE_BUCKETS, d)
+        self.gap = nn.Embedding(GAP_BUCKETS, d)
+        self.position = nn.Embedding(cfg.max_len, d)
+        self.mask_token = nn.Parameter(torch.zeros(d))  # stands in for a removed event
+        self.drop = nn.Dropout(cfg.dropout)
+        self.scale = math.sqrt(d)
+        for emb in (self.behavior, self.value, self.gap, self.position):
+            nn.init.normal_(emb.weight, std=0.02)
+
+    def forward(self, batch: Batch, item_repr: torch.Tensor) -> torch.Tensor:
+        """[B, L] codes + item representations [B, L, D] -> tokens [B, L, D] (before dropout)."""
+        gaps = torch.zeros_like(batch.ts)
+        gaps[:, 1:] = gap_bucket(batch.ts[:, 1:] - batch.ts[:, :-1]).masked_fill(~batch.mask[:, :-1], 0)
+        gaps = gaps.masked_fill(~batch.mask, 0)  # the first real event has no previous one: bucket 0
+        tok = item_repr * self.scale + self.behavior(batch.behavior) + self.value(batch.value) + self.gap(gaps)
+        return tok * batch.mask.unsqueeze(-1)
+
+    def positions(self, length: int) -> torch.Tensor:
+        return self.position.weight[-length:]  # [L, D]; the newest event always has the last position
+
+
+class TimeBias(nn.Module):
+    """Additive attention bias that is a learned function of each earlier event's age.
+
+    bias_h(age) = a_h * log2(1 + age in seconds) + b_h * age in days: a per-head recency
+    decay (logarithmic and linear parts) that costs one broadcast, not a lookup per pair.
+    The age is measured at the query position's request time (``now`` [B, L]).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.log_slope = nn.Parameter(torch.zeros(cfg.n_heads))
+        self.day_slope = nn.Parameter(torch.zeros(cfg.n_heads))
+
+    def forward(self, ts: torch.Tensor, key_mask: torch.Tensor, now: torch.Tensor | None = None) -> torch.Tensor:
+        """ts [B, L], key_mask [B, L], now [B, L] (default ts) -> float mask [B, H, L, L] (-inf where not allowed)."""
+        length = ts.shape[1]
+        now = ts if now is None else now
+        age = (now.unsqueeze(2) - ts.unsqueeze(1)).clamp(min=0).float().unsqueeze(1)  # [B, 1, Lq, Lk]
+        bias = self.log_slope.view(1, -1, 1, 1) * torch.log2(1 + age) + self.day_slope.view(1, -1, 1, 1) * (age / 86400)
+        causal = torch.ones(length, length, dtype=torch.bool, device=ts.device).tril()
+        allowed = causal & key_mask.unsqueeze(1)  # [B, L, L]
+        allowed = allowed | torch.eye(length, dtype=torch.bool, device=ts.device)  # never an empty row
+        return bias.masked_fill(~allowed.unsqueeze(1), float("-inf"))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; dropout on residuals only (fast on CPU)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d, self.heads = cfg.d_model, cfg.n_heads
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.ffn = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        """x [B, L, D], attn_bias [B, H, L, L] -> [B, L, D]."""
+        b, length, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)  # [B, H, L, Dh]
+        x = x + self.drop(self.out(att.transpose(1, 2).reshape(b, length, d)))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class HistoryEncoder(nn.Module):
+    """Causal transformer over event tokens -> a user state at every position."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.time_bias = TimeBias(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, tokens: torch.Tensor, ts: torch.Tensor, key_mask: torch.Tensor,
+                now: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [B, L, D], times [B, L] -> states [B, L, D]."""
+        bias = self.time_bias(ts, key_mask, now)
+        x = tokens
+        for block in self.blocks:
+            x = block(x, bias)
+        return self.norm(x)

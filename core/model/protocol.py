@@ -1,0 +1,40 @@
+"""How held-out events are scored (:class:`Protocol`, named in every figure) and how ratings are scaled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.model import metrics as M
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    """Standardization of ratings: stored = (value - mean) / std."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    def restore(self, z: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        return z * self.std + self.mean
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How held-out events are scored; ``label`` names it in every figure."""
+
+    exclude_seen: bool
+    target_behavior: str | None = None
+    negatives: int | None = None  # None = full ranking
+
+    @property
+    def name(self) -> str:
+        return M.protocol_name(self.negatives)
+
+    @property
+    def label(self) -> str:
+        seen = "earlier items excluded" if self.exclude_seen else "earlier items kept"
+        target = f"last {self.target_behavior}" if self.target_behavior else "last event"
+        return f"{self.name} ranking, {seen}, target = {target}, leave-last-out"

@@ -1,0 +1,163 @@
+"""The ``Run`` handle: one saved run of a workspace, what every run-level operation takes.
+
+``open_run(workspace, run_id)`` reads the run's row (dataset, status, settings); the run
+folder's ``config.json`` (protocol, vocabulary, weights digest) is read on first use and
+the fitted :class:`~core.model.recommender.Recommender` is loaded on first use, once.
+
+A handle may be shared between threads (the dashboard keeps one per run and weights
+digest for every browser session): the recommender is only read after loading, and the
+results derived from it (fusion candidates, explanations, influence reports) are kept in
+a small memo behind a lock, bounded per kind, so that a second analyst asking the same
+question gets the same object without recomputing it. Nothing of one analyst's state
+lives here: what they picked or uploaded stays in their own session.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from core import schema as S
+from core.errors import ArtifactError
+from core.explain.subject import Titles, titles_of
+from core.model.protocol import Protocol
+from core.model.recommender import Recommender
+from core.runs.records import run_record
+from core.store.files import load_json
+from core.store.run_folder import CONFIG_FILE
+from core.store.workspace import Workspace
+
+T = TypeVar("T")
+MEMO_SIZES: dict[str, int] = {"default": 16, "explanation": 64, "counterfactual": 64, "tokens": 32}
+_UNSET = object()
+
+
+def run_digest(workspace: Workspace, run_id: str) -> str | None:
+    """The checksum of a run's saved weights (None before its first model is saved): a retrained run gets a new one."""
+    path = workspace.run_dir(run_id) / CONFIG_FILE
+    return load_json(path).get("weights_sha256") if path.is_file() else None
+
+
+class Run:
+    """A saved run: its dataset, settings, config and weights digest, and a lazily loaded recommender.
+
+    Attributes:
+        workspace: the workspace it belongs to.
+        id: the run ID.
+        dataset: the dataset it was trained on.
+        status: running, done, cancelled or failed (when the handle was opened).
+        settings: the Recommender settings it was trained with.
+        metrics: the stored valid/test metrics (None while running or after a failure).
+        folder: the run folder.
+        device: where the recommender is loaded (auto, cpu or cuda).
+    """
+
+    def __init__(self, workspace: Workspace, run_id: str, device: str = "auto") -> None:
+        record = run_record(workspace, run_id)
+        self.device = device
+        self.workspace = workspace
+        self.id: str = run_id
+        self.dataset: str = record["dataset"]
+        self.status: str = record["status"]
+        self.settings: dict[str, Any] = dict(record["config"].get("settings") or {})
+        self.metrics: dict[str, Any] | None = record["metrics"]
+        self.folder: Path = workspace.run_dir(run_id)
+        self._lock = threading.RLock()
+        self._load_lock = threading.Lock()
+        self._config: dict[str, Any] | None = None
+        self._recommender: Recommender | None = None
+        self._memo: dict[str, OrderedDict[Hashable, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, dataset={self.dataset!r}, status={self.status!r})"
+
+    # -- the saved model ------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run folder's ``config.json`` (read once); ArtifactError when the run has no saved model."""
+        with self._lock:
+            if self._config is None:
+                path = self.folder / CONFIG_FILE
+                if not path.is_file():
+                    raise ArtifactError(f"run {self.id} has no saved model yet (status {self.status}): "
+                                        f"{path} is missing")
+                self._config = load_json(path)
+            return self._config
+
+    @property
+    def weights_digest(self) -> str | None:
+        """The checksum of the saved weights: what every cache of this run is keyed by."""
+        return self.config.get("weights_sha256")
+
+    def recommender(self) -> Recommender:
+        """The fitted recommender over the dataset's events, loaded on first use (once, even across threads)."""
+        with self._load_lock:
+            if self._recommender is None:
+                self.config  # noqa: B018 - a clear error when the run has no saved model
+                events = self.workspace.events(self.dataset)
+                self._recommender = Recommender.load(self.folder, events, device=self.device)
+            return self._recommender
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the recommender is in memory already."""
+        return self._recommender is not None
+
+    def protocol(self, exclude_seen: bool | None = None,
+                 target_behavior: str | None | type[Ellipsis] = ...) -> Protocol:
+        """The run's evaluation protocol (from its config, no model loaded), with optional overrides."""
+        saved = self.config["protocol"]
+        return Protocol(bool(saved["exclude_seen"]) if exclude_seen is None else bool(exclude_seen),
+                        saved["target_behavior"] if target_behavior is ... else target_behavior)
+
+    def item_ids(self) -> np.ndarray:
+        """[N+1] item IDs of the model's vocabulary; index 0 = padding ("")."""
+        return self.memo("default", ("item_ids",),
+                         lambda: np.asarray(["", *self.config["vocab"]["items"]], dtype=object))
+
+    def titles(self) -> Titles:
+        """{item ID: (title, item text)} of the dataset's catalogue."""
+        return self.memo("default", ("titles",), lambda: titles_of(self.workspace.items(self.dataset)))
+
+    def item_titles(self) -> pd.DataFrame:
+        """``[item_id, title]`` of the dataset's catalogue (for tables of items)."""
+        return self.memo("default", ("item_titles",),
+                         lambda: self.workspace.items(self.dataset)[[S.ITEM_ID, S.ITEM_TITLE]])
+
+    def stored_user(self, user_id: str) -> str:
+        """The stored ID (pseudonym where the dataset has them) of an original user ID; NotFoundError if absent."""
+        return self.workspace.resolve_user(self.dataset, user_id)
+
+    # -- derived results --------------------------------------------------------------------
+    def memo(self, kind: str, key: Hashable, compute: Callable[[], T] | None) -> T | None:
+        """The result kept under (``kind``, ``key``); computed (outside the lock) and kept when missing.
+
+        With ``compute=None`` only a kept result is returned (None when there is none). Each kind
+        keeps its newest ``MEMO_SIZES[kind]`` results (``default``'s size for other kinds).
+        """
+        with self._lock:
+            table = self._memo.setdefault(kind, OrderedDict())
+            found = table.get(key, _UNSET)
+            if found is not _UNSET:
+                table.move_to_end(key)
+                return found  # type: ignore[return-value]
+        if compute is None:
+            return None
+        value = compute()
+        with self._lock:
+            table[key] = value
+            while len(table) > MEMO_SIZES.get(kind, MEMO_SIZES["default"]):
+                table.popitem(last=False)
+        return value
+
+
+def open_run(workspace: Workspace, run_id: str, device: str = "auto") -> Run:
+    """A handle on a saved run (its recommender loads on ``device`` when first used); NotFoundError when the
+    workspace has no such run."""
+    return Run(workspace, run_id, device)

@@ -1,0 +1,32 @@
+"""The model's own scores over a saved run: ``behaviorlens evaluate`` and ``recommend`` without fusion weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from core import schema as S
+from core.runs.records import pick_metrics
+from core.runs.run import Run
+
+
+def evaluate_run(run: Run, exclude_seen: bool | None = None,
+                 target_behavior: str | None | type[Ellipsis] = ...) -> dict[str, Any]:
+    """The ``behaviorlens evaluate`` object: run, protocol, label, exclude_seen, target_behavior, test, valid."""
+    rec = run.recommender()
+    test = rec.evaluate("test", exclude_seen, target_behavior)
+    valid = rec.evaluate("valid", exclude_seen, target_behavior)
+    target = rec.protocol_.target_behavior if target_behavior is ... else target_behavior
+    return {
+        "run": run.id, "protocol": test["protocol"], "label": test["label"],
+        "exclude_seen": rec.protocol_.exclude_seen if exclude_seen is None else bool(exclude_seen),
+        "target_behavior": target, "test": pick_metrics(test), "valid": pick_metrics(valid),
+    }
+
+
+def recommend_run(run: Run, user_id: str, k: int = 10) -> pd.DataFrame:
+    """Top-k for an original (raw) user ID, with item titles and both head outputs."""
+    top = run.recommender().recommend(run.stored_user(user_id), k)
+    return top.merge(run.item_titles(), on=S.ITEM_ID, how="left")[
+        [S.ITEM_ID, S.ITEM_TITLE, "engagement", "engagement_logit", "rating"]]

@@ -1,0 +1,84 @@
+"""Training a dataset into a run folder, checkpointing every epoch, and resuming an interrupted run.
+
+A run folder holds ``model.safetensors`` + ``config.json`` (the best model),
+``metrics.json`` and, while training, ``train_state.safetensors`` +
+``train_state.json`` so that an interrupted run resumes from its last epoch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core._checks import finite_or_none
+from core.errors import NotFoundError
+from core.model.recommender import Recommender
+from core.model.train_state import has_train_state, save_train_state
+from core.model.training import FitState
+from core.progress import CancelFn, ProgressFn
+from core.runs.records import CANCELLED, DONE, FAILED, RUNNING, new_run_id, pick_metrics, set_run
+from core.runs.run import Run
+from core.store.files import save_json
+from core.store.run_folder import METRICS_FILE, PROGRESS_FILE, RUN_FILE, STATE_JSON, STATE_TENSORS
+from core.store.workspace import Workspace
+
+
+def train_run(ws: Workspace, dataset: str, settings: dict[str, Any], *, run_id: str | None = None,
+              progress: ProgressFn | None = None, cancel: CancelFn | None = None, resume: bool = False) -> str:
+    """Train ``dataset`` with ``settings`` (Recommender keyword arguments) into a run; its id.
+
+    With ``resume`` the run's saved training state (if any) is loaded and training continues.
+    """
+    ws.dataset(dataset)
+    run_id = run_id or new_run_id(dataset)
+    folder = ws.run_dir(run_id)
+    rec = Recommender.from_settings(settings)
+    config = {"dataset": dataset, "settings": rec.get_settings()}
+    set_run(ws, run_id, dataset, RUNNING, config, None)
+    try:
+        save_json(folder / RUN_FILE, {"run": run_id, **config})
+        rec.fit(ws.events(dataset), ws.items(dataset), progress=progress, cancel=cancel,
+                cache_dir=ws.cache_dir / "embeddings", on_epoch=lambda r, st, ep: _checkpoint(r, folder, st, ep),
+                resume_from=folder if resume else None)
+        metrics = _finish(rec, folder)
+    except BaseException:
+        set_run(ws, run_id, dataset, FAILED, config, None)
+        raise
+    set_run(ws, run_id, dataset, CANCELLED if rec.cancelled_ else DONE, config, metrics)
+    return run_id
+
+
+def resume_run(run: Run, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> str:
+    """Continue an interrupted or cancelled run from its last saved epoch."""
+    if not has_train_state(run.folder):
+        raise NotFoundError(f"run {run.id!r} has no saved training state to resume from (status {run.status})")
+    return train_run(run.workspace, run.dataset, run.settings, run_id=run.id, progress=progress, cancel=cancel,
+                     resume=True)
+
+
+def _finish(rec: Recommender, folder: Path) -> dict[str, Any]:
+    """Save the best model and its metrics; a finished run drops its training state."""
+    rec.save(folder)
+    if not rec.cancelled_:
+        for name in (STATE_TENSORS, STATE_JSON):
+            (folder / name).unlink(missing_ok=True)
+    test = rec.evaluate("test")
+    metrics = {"valid": pick_metrics(rec.evaluate("valid")), "test": pick_metrics(test), "protocol": test["label"],
+               "best_epoch": rec.best_epoch_}
+    save_json(folder / METRICS_FILE, finite_or_none({**metrics, "history": rec.history_}))
+    return metrics
+
+
+def _checkpoint(rec: Recommender, folder: Path, state: FitState, epoch: int) -> None:
+    """After every epoch: the training state and the best model so far (a crash loses one epoch)."""
+    save_train_state(folder, rec.model_, rec.optimizer_, rec.loss_fn_, state, epoch)
+    current = {k: v.detach().clone() for k, v in rec.model_.state_dict().items()}
+    if state.best_state is not None:
+        rec.model_.load_state_dict(state.best_state)
+    rec.history_, rec.best_epoch_ = state.history, state.best_epoch
+    rec.save(folder)
+    rec.model_.load_state_dict(current)
+    save_json(folder / PROGRESS_FILE, finite_or_none({"epoch": epoch, "best_epoch": state.best_epoch,
+                                                      "history": state.history}))
+
+
