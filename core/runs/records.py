@@ -49,7 +49,7 @@ def list_runs(ws: Workspace) -> pd.DataFrame:
     frame = ws.query("SELECT run_id, dataset, created_at, status, metrics FROM runs ORDER BY created_at DESC")
     rows = []
     for rec in frame.to_dict("records"):
-        metrics = json.loads(rec.pop("metrics") or "{}")
+        metrics = _json_or_none(rec.pop("metrics")) or {}
         rec["protocol"] = metrics.get("protocol")
         for split in ("valid", "test"):
             for k, v in (metrics.get(split) or {}).items():
@@ -76,5 +76,10 @@ def run_record(ws: Workspace, run_id: str) -> dict[str, Any]:
         raise NotFoundError(f"no run {run_id!r} in workspace {ws.root}")
     row = frame.iloc[0].to_dict()
     row["config"] = json.loads(row["config"])
-    row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else None
+    row["metrics"] = _json_or_none(row["metrics"])
     return row
+
+
+def _json_or_none(value: Any) -> Any:
+    """A stored JSON column: a missing value comes back from DuckDB as None, or as NaN through pandas 3."""
+    return json.loads(value) if isinstance(value, str) and value else None
