@@ -1,7 +1,7 @@
 """The ``fused`` target: the run's fused ranking score of one (user, item), as a torch function.
 
-:mod:`core.fusion.formula` re-ranks cached numpy signals and has no per-(user, item)
-differentiable score, so this module restates its formula for one user, in torch:
+The formula and each signal are :mod:`core.fusion.formula`'s own functions, applied here to
+torch tensors of one user so that the score is differentiable:
 
     fused(u, i) = w_e · (p_i/p_max − low) / (1 − low) + w_r · clip((r_i − lo)/(hi − lo), 0, 1)
                   + w_p · popularity_i + w_f · freshness_i
@@ -31,7 +31,17 @@ import torch
 
 from core.data.sequences import SequenceData
 from core.explain.scorer import TargetFn
-from core.fusion.formula import ENGAGEMENT, FRESHNESS, POPULARITY, RATING, normalize_weights
+from core.fusion.candidates import item_signals
+from core.fusion.formula import (
+    ENGAGEMENT,
+    FRESHNESS,
+    POPULARITY,
+    RATING,
+    fuse,
+    normalize_weights,
+    scale_probability,
+    scale_rating,
+)
 from core.model.evaluation import exclusion_mask
 from core.model.network import BehaviorModel
 from core.model.protocol import RatingScale
@@ -59,28 +69,11 @@ def fused_spec(data: SequenceData, user: int, item: int, weights: Mapping[str, f
     else:
         mask = np.zeros(data.n_items + 1, bool)
     mask[0] = True
-    constant = w[POPULARITY] * popularity_of(data, item) + w[FRESHNESS] * freshness_of(data, item)
+    pop, fresh, _ = item_signals(data, None)  # the ``all`` context: every event
+    constant = float(fuse({POPULARITY: pop[item], FRESHNESS: fresh[item]}, w))
     values = data.value[~np.isnan(data.value)]
     vrange = (float(values.min()), float(values.max())) if values.size else None
     return FusedSpec(w, torch.from_numpy(~mask), vrange, constant)
-
-
-def popularity_of(data: SequenceData, item: int) -> float:
-    """log(1 + n_item) / log(1 + max_j n_j) over every event (the ``all`` context of core.fusion.formula)."""
-    counts = np.bincount(data.item, minlength=data.n_items + 1)[1:]
-    top = counts.max() if counts.size else 0
-    return float(np.log1p(counts[item - 1]) / np.log1p(top)) if top > 0 else 0.0
-
-
-def freshness_of(data: SequenceData, item: int) -> float:
-    """(t_item − t_min) / (t_max − t_min) of the items' latest events; 0 for an item without events."""
-    last = np.full(data.n_items + 1, -np.inf)
-    np.maximum.at(last, data.item, data.ts.astype(np.float64))
-    seen = np.isfinite(last)
-    if not seen[item] or last[seen].max() == last[seen].min():
-        return 0.0
-    lo, hi = last[seen].min(), last[seen].max()
-    return float((last[item] - lo) / (hi - lo))
 
 
 def fused_target(model: BehaviorModel, item: int, scale: RatingScale, spec: FusedSpec,
@@ -91,17 +84,15 @@ def fused_target(model: BehaviorModel, item: int, scale: RatingScale, spec: Fuse
     user's engagement scale held fixed; None re-normalizes every row (core.fusion.formula's view).
     """
     def fused(task_e: torch.Tensor, task_r: torch.Tensor) -> torch.Tensor:
-        out = torch.full((task_e.shape[0],), spec.item_constant, dtype=torch.float32)
+        signals: dict[str, torch.Tensor] = {}
         if spec.weights[ENGAGEMENT] > 0:
-            signal = (engagement_signal(model, task_e, item, spec.eligible) if reference is None
-                      else fixed_scale_signal(model, task_e, item, reference))
-            out = out + spec.weights[ENGAGEMENT] * signal
-        if spec.weights[RATING] > 0 and spec.value_range is not None and spec.value_range[1] > spec.value_range[0]:
+            signals[ENGAGEMENT] = (engagement_signal(model, task_e, item, spec.eligible) if reference is None
+                                   else fixed_scale_signal(model, task_e, item, reference))
+        if spec.weights[RATING] > 0:
             idx = torch.full((task_r.shape[0],), item, dtype=torch.long)
-            r = scale.restore(model.rating_of(task_r, idx).float())
-            lo, hi = spec.value_range
-            out = out + spec.weights[RATING] * ((r - lo) / (hi - lo)).clamp(0.0, 1.0)
-        return out
+            signals[RATING] = scale_rating(scale.restore(model.rating_of(task_r, idx).float()), spec.value_range)
+        base = torch.full((task_e.shape[0],), spec.item_constant, dtype=torch.float32)
+        return base + fuse(signals, spec.weights)
     return fused
 
 
@@ -113,8 +104,9 @@ def engagement_signal(model: BehaviorModel, task_e: torch.Tensor, item: int, eli
     logits = model.engagement_logits(task_e).float().masked_fill(~eligible, float("-inf"))  # [S, N+1]
     rel = torch.exp(logits - logits.max(-1, keepdim=True).values)  # p / p_max, 0 where not eligible
     low = torch.where(eligible, rel, torch.ones_like(rel)).min(-1).values  # [S]
-    span = 1.0 - low
-    return torch.where(span > 0, (rel[:, item] - low) / span.clamp(min=1e-30), torch.zeros_like(span))
+    varies = low < 1.0  # else every eligible item is equally likely: the signal is 0
+    safe_low = torch.where(varies, low, torch.zeros_like(low))  # no 0/0 in the branch torch.where drops
+    return torch.where(varies, scale_probability(rel[:, item], safe_low), torch.zeros_like(low))
 
 
 def log_probabilities(model: BehaviorModel, task_e: torch.Tensor) -> torch.Tensor:
@@ -138,4 +130,4 @@ def fixed_scale_signal(model: BehaviorModel, task_e: torch.Tensor, item: int,
     """(p_i / p_max* − low*) / (1 − low*) with p_max*, low* of the full history: [S]."""
     top, low = reference
     rel = torch.exp(log_probabilities(model, task_e)[:, item] - top)  # [S]
-    return (rel - low) / (1.0 - low) if low < 1.0 else torch.zeros_like(rel)
+    return scale_probability(rel, low) if low < 1.0 else torch.zeros_like(rel)

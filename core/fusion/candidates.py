@@ -38,7 +38,18 @@ import torch
 from core.data.batches import leave_last_out
 from core.data.sequences import SequenceData
 from core.errors import ArtifactError, DataError
-from core.fusion.formula import freshness_signal, minmax_probability, popularity_signal, rating_signal
+from core.fusion.formula import (
+    ENGAGEMENT,
+    FRESHNESS,
+    POPULARITY,
+    RATING,
+    SIGNALS,
+    freshness_signal,
+    fuse,
+    minmax_probability,
+    popularity_signal,
+    rating_signal,
+)
 from core.fusion.ranking import ANCHORS, NO_OUTSIDE, Candidates, top_columns
 from core.model.evaluation import exclusion_mask, user_scores
 from core.model.network import BehaviorModel
@@ -84,14 +95,12 @@ def anchor_scores(anchor: np.ndarray, eng: np.ndarray, rat64: np.ndarray, pop: n
                   eligible: np.ndarray) -> np.ndarray:
     """[B, N+1] float64 scores under one anchor weighting, -inf where not eligible.
 
-    The sums of ``core.fusion.ranking.fused_scores`` in the same order; zero terms are skipped
-    (x + 0.0 == x, x · 1.0 == x), so the values are bit-identical to a weight change.
+    The formula's own sums (:func:`core.fusion.formula.fuse`), as ``core.fusion.ranking.fused_scores``
+    adds them, so the values are bit-identical to a weight change.
     """
-    score = anchor[0] * eng if anchor[0] else np.zeros_like(eng)
-    if anchor[1]:
-        score += anchor[1] * rat64
-    if anchor[2] or anchor[3]:
-        score += (anchor[2] * pop.astype(np.float64) + anchor[3] * fresh)[None, :]
+    weights = dict(zip(SIGNALS, anchor))
+    score = np.zeros(eng.shape) + fuse({ENGAGEMENT: eng, RATING: rat64}, weights)
+    score += fuse({POPULARITY: pop, FRESHNESS: fresh}, weights)  # [N+1] broadcast over the rows, or 0.0
     score[~eligible] = -np.inf
     return score
 
@@ -102,7 +111,7 @@ def _global_listing(anchor: np.ndarray, pop: np.ndarray, fresh: np.ndarray, elig
 
     Same values and tie rule as ``top_columns(anchor_scores(...))``, without a [B, N] sort.
     """
-    score = (anchor[2] * pop.astype(np.float64) + anchor[3] * fresh)
+    score = np.zeros(len(pop)) + fuse({POPULARITY: pop, FRESHNESS: fresh}, dict(zip(SIGNALS, anchor)))
     order = np.lexsort((np.arange(len(score)), -score))
     reach = min(len(order), depth + int((~eligible).sum(1).max()))
     ok = eligible[:, order[:reach]]  # [B, reach]

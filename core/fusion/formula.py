@@ -22,8 +22,10 @@ zero, and divided by their sum. The signals, each normalized into [0, 1]:
   event; 0 for items without events.
 
 A signal that does not vary (no values, one candidate) is 0 everywhere. Equal fused
-scores rank the smaller item index first, as in :mod:`core.model.metrics`. Re-ranking the cached
-candidates is :mod:`core.fusion.ranking`; how they are computed and chosen, :mod:`core.fusion.candidates`.
+scores rank the smaller item index first, as in :mod:`core.model.metrics`. This module is the
+only place the formula and the signals are written down: re-ranking the cached candidates
+(:mod:`core.fusion.ranking`), choosing them (:mod:`core.fusion.candidates`) and the fused target
+that explanations attribute (:mod:`core.explain.fused`) all call it.
 """
 
 from __future__ import annotations
@@ -83,25 +85,36 @@ def format_weights(weights: Mapping[str, float]) -> str:
 
 
 # -- signals ------------------------------------------------------------------------------
+# Each function below is the one definition of its part of the formula. They take NumPy arrays
+# (the cached candidates, the Fusion page) or torch tensors (the differentiable fused target that
+# explanations attribute, core.explain.fused), so both read the same expressions.
+def scale_probability(relative: Any, low: Any) -> Any:
+    """The engagement signal from p_i / p_max and the user's lowest candidate ratio: (rel - low) / (1 - low)."""
+    return (relative - low) / (1.0 - low)
+
+
 def minmax_probability(log_probs: np.ndarray, eligible: np.ndarray) -> np.ndarray:
     """Engagement signal [B, N] float64: softmax probabilities min-maxed over each row's eligible items."""
     lp = np.where(eligible, log_probs.astype(np.float64), -np.inf)
     top = lp.max(1, keepdims=True)
     p = np.exp(lp - np.where(np.isfinite(top), top, 0.0))  # p / p_max, 0 where not eligible
     low = np.where(eligible, p, np.inf).min(1, keepdims=True)
-    span = 1.0 - low
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(eligible & (span > 0), (p - low) / span, 0.0)
+        out = np.where(eligible & (low < 1.0), scale_probability(p, low), 0.0)
     return out
 
 
-def rating_signal(ratings: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
-    """Rating signal: clip((r - lo) / (hi - lo), 0, 1) as float32; 0 without a value range."""
-    r = np.asarray(ratings, dtype=np.float32)
+def scale_rating(ratings: Any, value_range: tuple[float, float] | None) -> Any:
+    """clip((r - lo) / (hi - lo), 0, 1) of predicted ratings (array or tensor); 0 without a value range."""
     if value_range is None or not value_range[1] > value_range[0]:
-        return np.zeros_like(r)
+        return ratings * 0
     lo, hi = value_range
-    return np.clip((r - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32)
+    return ((ratings - lo) / (hi - lo)).clip(0.0, 1.0)
+
+
+def rating_signal(ratings: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    """The rating signal of predicted ratings, as float32."""
+    return np.asarray(scale_rating(np.asarray(ratings, dtype=np.float32), value_range), dtype=np.float32)
 
 
 def popularity_signal(counts: np.ndarray) -> np.ndarray:
@@ -121,14 +134,22 @@ def freshness_signal(last_seen: np.ndarray) -> np.ndarray:
     return np.where(seen, (np.nan_to_num(t) - lo) / (hi - lo), 0.0).astype(np.float32)
 
 
-def fuse(signals: Mapping[str, np.ndarray], weights: Mapping[str, Any]) -> np.ndarray:
-    """The formula on arrays of one shape: Σ_k w_k · s_k with normalized weights (float64)."""
+def fuse(signals: Mapping[str, Any], weights: Mapping[str, Any]) -> Any:
+    """The formula: Σ_k w_k · s_k over the signals given (the others count 0), with normalized weights.
+
+    Signals are NumPy arrays (summed in float64), torch tensors or numbers, of one shape or
+    broadcastable. Terms are added in ``SIGNALS`` order and zero weights are skipped (x + 0.0 == x),
+    so a partial sum plus the rest equals the whole, bit for bit. 0.0 when no weighted signal is given.
+    """
     w = normalize_weights(weights)
-    out = None
+    total: Any = None
     for name in SIGNALS:
-        term = w[name] * np.asarray(signals[name], dtype=np.float64)
-        out = term if out is None else out + term
-    return out
+        if name not in signals or not w[name]:
+            continue
+        value = signals[name]
+        term = w[name] * (value.astype(np.float64, copy=False) if isinstance(value, np.ndarray) else value)
+        total = term if total is None else total + term
+    return 0.0 if total is None else total
 
 
 def weight_grid(step: float = 0.25, signals: tuple[str, ...] = SIGNALS) -> list[dict[str, float]]:

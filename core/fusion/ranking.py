@@ -15,7 +15,17 @@ from typing import Any
 import numpy as np
 
 from core.errors import DataError
-from core.fusion.formula import ENGAGEMENT, FRESHNESS, POPULARITY, RATING, SIGNALS, K, normalize_weights, weight_grid
+from core.fusion.formula import (
+    ENGAGEMENT,
+    FRESHNESS,
+    POPULARITY,
+    RATING,
+    SIGNALS,
+    K,
+    fuse,
+    normalize_weights,
+    weight_grid,
+)
 from core.model import metrics as M
 
 NO_OUTSIDE = -1.0  # ``Candidates.outside`` when every eligible item is a candidate
@@ -70,11 +80,10 @@ def rows_of(c: Candidates, rows: slice) -> Candidates:
 
 def fused_scores(c: Candidates, weights: Mapping[str, float]) -> np.ndarray:
     """[U, M] float64 fused scores of the candidates; -inf in empty slots. No model is run."""
-    w = normalize_weights(weights)
-    item_part = w[POPULARITY] * c.popularity.astype(np.float64) + w[FRESHNESS] * c.freshness
-    out = np.multiply(c.engagement, w[ENGAGEMENT], dtype=np.float64)
-    out += np.multiply(c.rating, w[RATING], dtype=np.float64)
-    out += item_part[c.items]
+    out = np.zeros(c.items.shape) + fuse({ENGAGEMENT: c.engagement, RATING: c.rating}, weights)
+    item_part = fuse({POPULARITY: c.popularity, FRESHNESS: c.freshness}, weights)  # [N+1] or 0.0
+    if isinstance(item_part, np.ndarray):
+        out += item_part[c.items]
     out[c.items == 0] = -np.inf
     return out
 
@@ -194,12 +203,10 @@ def user_ranking(c: Candidates, row: int, weights: Mapping[str, float]) -> dict[
     """One user's candidates best first: item, score and every signal ([M'] arrays)."""
     items = c.items[row]
     keep = items > 0
-    w = normalize_weights(weights)
     sig = {ENGAGEMENT: c.engagement[row][keep], RATING: c.rating[row][keep].astype(np.float64),
            POPULARITY: c.popularity[items[keep]].astype(np.float64),
            FRESHNESS: c.freshness[items[keep]].astype(np.float64)}
-    score = w[ENGAGEMENT] * sig[ENGAGEMENT] + w[RATING] * sig[RATING]
-    score = score + (w[POPULARITY] * c.popularity.astype(np.float64) + w[FRESHNESS] * c.freshness)[items[keep]]
+    score = fused_scores(rows_of(c, slice(row, row + 1)), weights)[0][keep]
     order = np.lexsort((items[keep], -score))
     return {"item": items[keep][order], "score": score[order], **{k: v[order] for k, v in sig.items()}}
 
