@@ -98,12 +98,12 @@ def pick_pairs(rec: Any, n: int) -> list[tuple[str, str]]:
 
 def time_pair(rec: Any, user: str, item: str, titles: Any) -> dict[str, Any]:
     """Every method on one pair: runtimes, IG completeness, AOPC ratios, token LIG, KernelExplainer."""
-    from core.explain import explain
+    from core.explain import Labels, explain
     from core.explain.tokens import token_attributions
 
     row: dict[str, Any] = {"user": user, "item": item}
     for method in METHODS:
-        exp = explain(rec, user, item, method, "fused", titles=titles)
+        exp = explain(rec, user, item, method, "fused", labels=Labels(titles))
         row[f"{method}_ms"] = exp.runtime_ms
         if method in ("ig", "loo"):
             row[f"{method}_aopc"], row[f"{method}_aopc_random"] = exp.aopc, exp.aopc_random
@@ -156,7 +156,7 @@ def page_times(ws: Any, run_id: str, rec: Any, users: list[str]) -> list[dict[st
     """Seconds of the Explain page's core calls per new user, by part: run-level calls, then the cached model."""
     from core.explain import explain
     from core.explain.counterfactual import counterfactual_set
-    from core.explain.subject import titles_of
+    from core.explain.subject import Labels, titles_of
     from core.runs.explain import counterfactual_run, explain_run
     from core.runs.fusion import default_weights, recommend_fused, recommendation_table, run_candidates
     from core.runs.run import open_run
@@ -176,8 +176,8 @@ def page_times(ws: Any, run_id: str, rec: Any, users: list[str]) -> list[dict[st
         _timed(row, "cached_top", lambda: recommendation_table(held, cands, meta["user_ids"].index(stored), K,
                                                                weights))
         exp = _timed(row, "cached_explain", lambda: explain(rec, stored, item, "ig", "fused", weights=weights,
-                                                            titles=titles, user_label=raw, run=run_id))
-        _timed(row, "cached_counterfactual", lambda: counterfactual_set(rec, stored, item, K, titles=titles))
+                                                            labels=Labels(titles, raw, run_id)))
+        _timed(row, "cached_counterfactual", lambda: counterfactual_set(rec, stored, item, K, labels=Labels(titles)))
         _timed(row, "cached_summary", lambda: summarize(exp))
         row["ig_steps"] = exp.details["steps"]
         row["page_run_calls_s"] = sum(v for k, v in row.items() if k.startswith("run_"))
@@ -205,14 +205,14 @@ def _summarize() -> Any:
 
 def influence_times(rec: Any, ws: Any, run_id: str, users: int) -> dict[str, float]:
     """Seconds of global influence over ``users`` users, methods loo and swap (no ablation)."""
-    from core.explain.influence.report import global_influence
+    from core.explain.influence.report import InfluenceSettings, global_influence
     from core.runs.influence import item_categories
     from core.runs.run import open_run
 
     categories, out = item_categories(open_run(ws, run_id)), {}
     for method in ("loo", "swap"):
         start = time.perf_counter()
-        global_influence(rec, users, method, categories=categories, ablation=False)
+        global_influence(rec, InfluenceSettings(users, method), categories=categories, ablation=False)
         out[f"influence_{method}_s"] = time.perf_counter() - start
     return out
 

@@ -56,7 +56,7 @@ def main() -> int:
     import torch
     from scipy.stats import spearmanr
 
-    from core.explain.influence.report import global_influence
+    from core.explain.influence.report import InfluenceSettings, global_influence
     from core.ingest.sample import ensure_sample_dataset
     from core.runs.influence import item_categories
     from core.runs.run import open_run
@@ -77,7 +77,7 @@ def main() -> int:
               f"NDCG@10 {metrics['NDCG@10']:.3f}", flush=True)
         for method in [m for m in args.methods.split(",") if m in METHODS]:
             start = time.perf_counter()
-            report = global_influence(rec, args.users, method, categories=categories, ablation=False)
+            report = global_influence(rec, InfluenceSettings(args.users, method), categories=categories, ablation=False)
             seconds = time.perf_counter() - start
             names = [b for b in planted if b in report.per_event]
             truth = [planted[b] for b in names]

@@ -74,7 +74,8 @@ def peak_mb() -> float:
 
 def child_behaviorlens(path: Path) -> dict[str, object]:
     sys.path.insert(0, str(REPO))
-    from core.ingest.pipeline import IngestOptions, ingest
+    from core.ingest.options import IngestOptions
+    from core.ingest.pipeline import ingest
     from core.store.workspace import Workspace
 
     with tempfile.TemporaryDirectory(prefix="bl-bench-ws-") as root:

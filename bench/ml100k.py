@@ -36,7 +36,8 @@ METRICS = ("HR@10", "NDCG@10", "MRR@10", "RMSE", "MAE")
 
 def build_dataset(data_dir: Path, workspace: Path) -> str:
     """Ingest u.data (every rating a `rate` event) and u.item (title + genre names) into a workspace."""
-    from core.ingest.pipeline import IngestOptions, ingest
+    from core.ingest.options import IngestOptions
+    from core.ingest.pipeline import ingest
     from core.store.workspace import Workspace
 
     genres = [line.split("|")[0] for line in (data_dir / "u.genre").read_text("latin-1").splitlines() if line.strip()]

@@ -29,7 +29,7 @@ _EXPORTS: dict[str, str] = {
     "NotFoundError": "core.errors",
     # storage and ingestion
     "Workspace": "core.store.workspace",
-    "IngestOptions": "core.ingest.pipeline", "inspect": "core.ingest.pipeline",
+    "IngestOptions": "core.ingest.options", "inspect": "core.ingest.pipeline",
     "IngestReport": "core.ingest.report", "ensure_sample_dataset": "core.ingest.sample",
     # data
     "SynthConfig": "core.data.synth", "generate": "core.data.synth",
@@ -39,9 +39,10 @@ _EXPORTS: dict[str, str] = {
     # fusion
     "SIGNALS": "core.fusion.formula", "normalize_weights": "core.fusion.formula", "parse_weights": "core.fusion.formula",
     # explanations of a fitted Recommender
-    "Explanation": "core.explain.explanation", "summarize": "core.explain.summary",
+    "Explanation": "core.explain.explanation", "Labels": "core.explain.subject", "summarize": "core.explain.summary",
     "counterfactual_set": "core.explain.counterfactual", "token_attributions": "core.explain.tokens",
-    "InfluenceReport": "core.explain.influence.report", "global_influence": "core.explain.influence.report",
+    "InfluenceReport": "core.explain.influence.report", "InfluenceSettings": "core.explain.influence.report",
+    "global_influence": "core.explain.influence.report",
     "behavior_ablation": "core.explain.influence.ablation",
     # saved runs
     "Run": "core.runs.run", "open_run": "core.runs.run", "list_runs": "core.runs.records",

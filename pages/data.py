@@ -18,7 +18,8 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 from core import schema as S
 from core.errors import BehaviorLensError
 from core.ingest import overview as O
-from core.ingest.pipeline import IngestOptions, default_name, ingest, inspect
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import default_name, ingest, inspect
 from core.ingest.source_info import SourceInfo
 from core.progress import fraction
 from core.store.workspace import DatasetInfo, Workspace

@@ -16,8 +16,9 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import BehaviorLensError
+from core.explain.influence.report import InfluenceSettings
 from core.progress import fraction
-from core.runs.influence import influence_settings, kept_ablation, kept_influence
+from core.runs.influence import kept_ablation, kept_influence
 from core.runs.run import Run
 from core.views import explain_charts as charts
 from pages._shared import INFLUENCE_KEY, get_workspace, pick_run, plain, route_through_frame, show_error
@@ -61,7 +62,7 @@ ABLATION_PROTOCOL = (
 )
 
 
-def settings_form(n_users: int) -> dict[str, Any] | None:
+def settings_form(n_users: int) -> InfluenceSettings | None:
     """Method, user sample size and K; the settings when Compute is pressed."""
     with st.form("influence_form"):
         left, mid, right = st.columns([2, 1, 1])
@@ -70,7 +71,7 @@ def settings_form(n_users: int) -> dict[str, Any] | None:
                                  key=USERS_KEY, help="a seeded sample: the same settings give the same users")
         k = right.number_input("Top-K items per user", 1, 50, 10, key=K_KEY)
         submitted = st.form_submit_button("Compute influence", type="primary")
-    return influence_settings(int(users), str(method), int(k)) if submitted else None
+    return InfluenceSettings(int(users), str(method), int(k)) if submitted else None
 
 
 def progress_callback(bar: Any, what: str) -> Any:
@@ -80,7 +81,7 @@ def progress_callback(bar: Any, what: str) -> Any:
     return update
 
 
-def compute(run: Run, settings: dict[str, Any]) -> None:
+def compute(run: Run, settings: InfluenceSettings) -> None:
     """Run (or fetch) the influence report and the ablation with progress bars; remember the settings."""
     bar = st.progress(0.0, text="Attributing the sampled users' recommendations…")
     kept_influence(run, settings, progress_callback(bar, "Users attributed"))

@@ -13,7 +13,7 @@ import core
 REPO = Path(__file__).resolve().parents[1]
 PUBLIC = [
     "ArtifactError", "BehaviorLensError", "DataError", "Explanation", "IngestOptions", "IngestReport",
-    "InfluenceReport", "ModelConfig", "NotFittedError", "NotFoundError", "Recommender", "Run", "SIGNALS",
+    "InfluenceReport", "InfluenceSettings", "Labels", "ModelConfig", "NotFittedError", "NotFoundError", "Recommender", "Run", "SIGNALS",
     "Settings", "SynthConfig", "TrainConfig", "UnusableFileError", "Workspace", "WorkspaceError",
     "attributions_csv", "behavior_ablation", "counterfactual_run", "counterfactual_set", "ensure_sample_dataset",
     "evaluate_fused", "evaluate_run", "explain_run", "generate", "global_influence", "html_report",

@@ -19,7 +19,8 @@ from core.cli import runs as cli_runs
 from core.cli import synth as cli_synth
 from core.errors import BehaviorLensError, DataError, NotFoundError
 from core.ingest.mapping import parse_pairs
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.ingest.sample import SAMPLE_DATASET, ensure_sample_dataset
 from core.store.workspace import Workspace
 

@@ -17,15 +17,15 @@ from core.explain.explanation import TARGETS, EventAttribution, Explanation
 from core.explain.ig import explain_ig
 from core.explain.loo import explain_loo
 from core.explain.shapley import explain_shap
-from core.explain.subject import Subject, Titles, subject_for
+from core.explain.subject import Labels, Subject, subject_for
 from core.model.recommender import Recommender
 
 METHODS: dict[str, Callable[..., Explanation]] = {
     "ig": explain_ig, "shap": explain_shap, "loo": explain_loo, "attention": explain_attention,
 }
 
-__all__ = ["METHODS", "TARGETS", "EventAttribution", "Explanation", "Subject", "explain", "explain_subject",
-           "subject_for"]
+__all__ = ["METHODS", "TARGETS", "EventAttribution", "Explanation", "Labels", "Subject", "explain",
+           "explain_subject", "subject_for"]
 
 
 def explain_subject(subject: Subject, method: str, **options: Any) -> Explanation:
@@ -41,10 +41,9 @@ def explain_subject(subject: Subject, method: str, **options: Any) -> Explanatio
 
 
 def explain(rec: Recommender, user: str, item: str, method: str = "ig", target: str = "fused", *,
-            weights: Mapping[str, float] | None = None, titles: Titles | None = None,
-            user_label: str | None = None, run: str | None = None, **options: Any) -> Explanation:
+            weights: Mapping[str, float] | None = None, labels: Labels | None = None, **options: Any) -> Explanation:
     """Explain why the fitted ``rec`` scores ``item`` (original item ID) for ``user`` (stored user ID)."""
     if method not in METHODS:
         raise DataError(f"method {method!r}: expected one of {', '.join(METHODS)}")
-    subject = subject_for(rec, user, item, target, weights=weights, titles=titles, user_label=user_label, run=run)
+    subject = subject_for(rec, user, item, target, weights=weights, labels=labels)
     return explain_subject(subject, method, **options)

@@ -34,7 +34,7 @@ import torch
 
 from core._checks import check_whole, finite_or_none
 from core.explain.scorer import HistoryScorer
-from core.explain.subject import Titles, item_index, subject_for, user_row
+from core.explain.subject import Labels, item_index, subject_for, user_row
 from core.model.evaluation import exclusion_mask
 from core.model.recommender import Recommender
 
@@ -158,14 +158,14 @@ def model_logits_fn(scorer: HistoryScorer) -> LogitsFn:
 
 
 def counterfactual_set(rec: Recommender, user: str, item: str, k: int = 10, max_removals: int = MAX_REMOVALS, *,
-                       titles: Titles | None = None, user_label: str | None = None,
-                       run: str | None = None) -> CounterfactualSet:
+                       labels: Labels | None = None) -> CounterfactualSet:
     """The counterfactual set of ``item`` (original ID) for the stored ``user`` under the fitted ``rec``."""
     for name, value in (("k", k), ("max_removals", max_removals)):
         check_whole(name, value, 1)
     start = time.perf_counter()
-    subject = subject_for(rec, user, item, "engagement", titles=titles, user_label=user_label, run=run)
-    row, idx, data = user_row(rec, user, user_label), item_index(rec, item), rec.data_
+    labels = labels or Labels()
+    subject = subject_for(rec, user, item, "engagement", labels=labels)
+    row, idx, data = user_row(rec, user, labels.user), item_index(rec, item), rec.data_
     if rec.protocol_.exclude_seen:
         excluded = exclusion_mask(data, np.array([row]), data.offsets[row + 1:row + 2], np.array([idx]))[0]
     else:
@@ -178,7 +178,7 @@ def counterfactual_set(rec: Recommender, user: str, item: str, k: int = 10, max_
         user=subject.user, item=str(item), k=k, found=res.found, message=_message(res, str(item), k, max_removals, n),
         events=events, rank_before=res.rank_before, rank_after=res.rank_after, verified=res.found,
         max_removals=max_removals, n_events=n, evaluations=res.evaluations,
-        runtime_ms=(time.perf_counter() - start) * 1000, run=run,
+        runtime_ms=(time.perf_counter() - start) * 1000, run=labels.run,
         details={"search": "greedy by leave-one-out attribution of the top-K margin, then pruned"})
 
 

@@ -31,6 +31,15 @@ from core.model.recommender import Recommender
 Titles = Mapping[str, tuple[str | None, str | None]]  # item ID -> (title, item text)
 
 
+@dataclass(frozen=True)
+class Labels:
+    """How a result names things: item titles and texts, the user ID shown (else the stored one), the run."""
+
+    titles: Titles = field(default_factory=dict)
+    user: str | None = None
+    run: str | None = None
+
+
 @dataclass
 class Subject:
     """One (user, item, target) with its scorer and the explained events (oldest first)."""
@@ -74,13 +83,14 @@ def titles_of(items: pd.DataFrame | None) -> dict[str, tuple[str | None, str | N
 
 
 def subject_for(rec: Recommender, user: str, item: str, target: str = "fused", *, weights: Mapping[str, float] | None = None,
-                titles: Titles | None = None, user_label: str | None = None, run: str | None = None) -> Subject:
+                labels: Labels | None = None) -> Subject:
     """The subject of a fitted Recommender: stored ``user`` ID, original ``item`` ID, ``target``."""
     if target not in TARGETS:
         raise DataError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
     if not hasattr(rec, "model_"):
         raise NotFittedError("this Recommender is not fitted yet: call fit() or Recommender.load() before explaining")
-    row, idx = user_row(rec, user, user_label), item_index(rec, item)
+    labels = labels or Labels()
+    row, idx = user_row(rec, user, labels.user), item_index(rec, item)
     model, data = rec.model_, rec.data_
     batch = user_history(data, row, model.cfg.max_len)
     details: dict[str, Any] = {"n_events": int(batch.item.shape[1]),
@@ -93,10 +103,10 @@ def subject_for(rec: Recommender, user: str, item: str, target: str = "fused", *
         spec = fused_spec(data, row, idx, weights, rec.protocol_.exclude_seen)
         fn = fused_target(model, idx, rec.scale_, spec, full_history_reference(model, batch, spec))
         details["weights"] = spec.weights
-    titles = titles or {}
-    return Subject(HistoryScorer(model, batch, fn), user_label or user, str(item), target,
+    titles = labels.titles
+    return Subject(HistoryScorer(model, batch, fn), labels.user or user, str(item), target,
                    _event_rows(data, row, details["n_events"], titles), titles.get(str(item), (None, None))[0],
-                   run, details)
+                   labels.run, details)
 
 
 def full_history_reference(model: BehaviorModel, batch: Batch, spec: FusedSpec) -> tuple[float, float]:

@@ -29,7 +29,7 @@ from core._checks import check_whole, finite_or_none
 from core.errors import ArtifactError, DataError, NotFittedError
 from core.explain.explanation import TARGET_UNITS
 from core.explain.scorer import HistoryScorer
-from core.explain.subject import Subject, Titles, item_index, subject_for
+from core.explain.subject import Labels, Subject, Titles, item_index, subject_for
 from core.model.encoder import TextEncoder, mean_pool
 from core.model.recommender import Recommender
 
@@ -255,7 +255,7 @@ def token_attributions(rec: Recommender, user: str, item: str, target: str = "fu
         raise NotFittedError("this Recommender is not fitted yet: call fit() or Recommender.load() first")
     twin = copy.copy(rec)
     twin.model_ = copy.deepcopy(rec.model_).cpu().eval()  # private copy: its text table is swapped row by row
-    subject = subject_for(twin, user, item, target, weights=weights, titles=titles)
+    subject = subject_for(twin, user, item, target, weights=weights, labels=Labels(titles))
     jobs = _texts(twin, subject, event_positions or [])
     live = live_encoder(rec)
     return [_one(live, subject, twin.model_, job, titles, (steps, tolerance)) for job in jobs]

@@ -21,7 +21,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,9 @@ from core import schema as S
 from core.errors import DataError, UnusableFileError
 from core.ingest.catalogue import read_catalogue
 from core.ingest.mapping import canonical_behavior, parse_behavior_codes, resolve_mapping
+from core.ingest.options import MEMORY_ENV, IngestOptions
 from core.ingest.reader import load_source, peek_values
-from core.ingest.report import IngestReport, build_report
+from core.ingest.report import IngestJob, IngestReport, build_report
 from core.ingest.source import inspect_source
 from core.ingest.source_info import SourceInfo
 from core.ingest.validation import (
@@ -49,25 +49,6 @@ from core.ingest.validation import (
 from core.progress import ProgressFn
 from core.progress import report as notify
 from core.store.workspace import Workspace, validate_name
-
-MEMORY_ENV = "BEHAVIORLENS_INGEST_MEMORY"
-
-
-@dataclass
-class IngestOptions:
-    """Settings of one ingest; every field has a CLI flag of the same meaning."""
-
-    name: str | None = None
-    columns: list[str] | None = None
-    mapping: dict[str, str | None] = field(default_factory=dict)
-    behavior_codes: dict[str, str] | str | None = None
-    keep_ids: bool = False
-    default_behavior: str | None = None
-    rating_range: tuple[float, float] = S.DEFAULT_RATING_RANGE
-    time_format: str | None = None
-    drop_duplicates: bool = False
-    items_id_column: str | None = None
-    memory_limit: str = field(default_factory=lambda: os.environ.get(MEMORY_ENV, "1GB"))
 
 
 def default_name(path: str | os.PathLike[str]) -> str:
@@ -110,8 +91,8 @@ def ingest(workspace: Workspace, events: str | os.PathLike[str], items: str | os
         notify(progress, "ingest", 0.6, 1.0, stage="pseudonymizing")
         n_users = _user_table(con, workspace, opts.keep_ids)
         n_items = _item_rows(con, catalogue)
-        report = build_report(con, name, info, mapping, rules, malformed, codes, opts, catalogue,
-                              source_names, n_users, n_items, _example_user(workspace, opts.keep_ids))
+        job = IngestJob(name, info, rules, codes, opts, malformed, catalogue, source_names)
+        report = build_report(con, job, (n_users, n_items), _example_user(workspace, opts.keep_ids))
         if report.rows_read == 0:
             raise UnusableFileError(f"{info.path.name} has no data rows (only a header?): nothing to ingest")
         notify(progress, "ingest", 0.8, 1.0, stage="writing")

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from core import schema as S
+from core.ingest.options import IngestOptions
 from core.ingest.source_info import Malformed, SourceInfo
 from core.ingest.validation import CHECKED, Rules, duplicate_key
 
@@ -71,14 +72,30 @@ class IngestReport:
         ]
 
 
-def build_report(con: duckdb.DuckDBPyConnection, name: str, info: SourceInfo, mapping: dict[str, str],
-                 rules: Rules, malformed: list[Malformed], codes: dict[str, str], opts: Any,
-                 catalogue: tuple[Any, dict[str, Any]] | None, source_names: list[str] | None,
-                 n_users: int, n_items: int, show_user: Callable[[Any], Any]) -> IngestReport:
+@dataclass
+class IngestJob:
+    """What one ingest read and decided, for its report."""
+
+    name: str  # the dataset
+    info: SourceInfo
+    rules: Rules  # its mapping is the report's
+    codes: dict[str, str]  # behavior codes
+    opts: IngestOptions
+    malformed: list[Malformed] = field(default_factory=list)
+    catalogue: tuple[Any, dict[str, Any]] | None = None  # (items frame, the items file's own report)
+    source_names: list[str] | None = None  # the names to report instead of the file's
+
+
+def build_report(con: duckdb.DuckDBPyConnection, job: IngestJob, counts: tuple[int, int],
+                 show_user: Callable[[Any], Any]) -> IngestReport:
     """Count, sample and warn over the ``checked`` view and the ``__items`` table.
 
-    ``show_user`` turns a raw user ID into what examples may show (its pseudonym).
+    ``counts``: (users, items) stored; ``show_user`` turns a raw user ID into what examples may show
+    (its pseudonym).
     """
+    name, info, rules, codes, opts = job.name, job.info, job.rules, job.codes, job.opts
+    malformed, catalogue, source_names = job.malformed, job.catalogue, job.source_names
+    mapping, (n_users, n_items) = rules.mapping, counts
     tally = _tally(con)
     reasons = dict(tally.reasons)
     if malformed:
@@ -196,7 +213,7 @@ def _duplicates(con: duckdb.DuckDBPyConnection, key: str,
 
 
 def _warnings(con: duckdb.DuckDBPyConnection, report: IngestReport, rules: Rules,
-              codes: dict[str, str], opts: Any, tally: _Tally) -> list[str]:
+              codes: dict[str, str], opts: IngestOptions, tally: _Tally) -> list[str]:
     out: list[str] = []
     if S.BEHAVIOR not in rules.mapping:
         out.append(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import NotFoundError, WorkspaceError
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.ingest.report import IngestReport
 from core.store.workspace import Workspace
 

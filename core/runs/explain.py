@@ -15,6 +15,7 @@ from typing import Any
 from core.explain import explain
 from core.explain.counterfactual import MAX_REMOVALS, CounterfactualSet, counterfactual_set
 from core.explain.explanation import Explanation
+from core.explain.subject import Labels
 from core.explain.tokens import DEFAULT_STEPS, TOLERANCE, TokenAttribution, token_attributions
 from core.runs.fusion import default_weights
 from core.runs.run import Run
@@ -42,8 +43,8 @@ def explain_run(run: Run, user_id: str, item_id: str, method: str = "ig", target
     w = _weights(run, target, weights)
     key = (user, shown, str(item_id), method, target, _frozen(w), tuple(sorted(options.items())))
     return run.memo("explanation", key, lambda: explain(  # type: ignore[return-value]
-        run.recommender(), user, item_id, method, target, weights=w, titles=run.titles(), user_label=shown,
-        run=run.id, **options))
+        run.recommender(), user, item_id, method, target, weights=w, labels=Labels(run.titles(), shown, run.id),
+        **options))
 
 
 def counterfactual_run(run: Run, user_id: str, item_id: str, k: int = 10, max_removals: int = MAX_REMOVALS, *,
@@ -52,7 +53,7 @@ def counterfactual_run(run: Run, user_id: str, item_id: str, k: int = 10, max_re
     user, shown = _who(run, user_id, stored, label)
     key = (user, shown, str(item_id), k, max_removals)
     return run.memo("counterfactual", key, lambda: counterfactual_set(  # type: ignore[return-value]
-        run.recommender(), user, item_id, k, max_removals, titles=run.titles(), user_label=shown, run=run.id))
+        run.recommender(), user, item_id, k, max_removals, labels=Labels(run.titles(), shown, run.id)))
 
 
 def token_attributions_run(run: Run, user_id: str, item_id: str, target: str = "fused",

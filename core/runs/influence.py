@@ -6,7 +6,7 @@ from typing import Any
 
 from core import schema as S
 from core.explain.influence.ablation import AblationResult, behavior_ablation
-from core.explain.influence.report import InfluenceReport, global_influence
+from core.explain.influence.report import InfluenceReport, InfluenceSettings, global_influence
 from core.progress import ProgressFn
 from core.runs.run import Run
 
@@ -21,27 +21,24 @@ def item_categories(run: Run) -> dict[str, Any]:
     return run.memo("default", ("categories",), read)  # type: ignore[return-value]
 
 
-def influence_settings(users: int | None, method: str, k: int, seed: int = 0) -> dict[str, Any]:
-    """The settings of one global influence computation: what the run's memo and a session remember."""
-    return {"users": None if users is None else int(users), "method": str(method), "k": int(k), "seed": int(seed)}
-
-
 def influence_run(run: Run, users: int | None = 200, method: str = "loo", *, k: int = 10, seed: int = 0,
                   ablation: bool = True, progress: ProgressFn | None = None, **options: Any) -> InfluenceReport:
     """Global per-behavior influence of the run (see :mod:`core.explain.influence.report`); with ``ablation``,
-    the behavior ablation of its test split too."""
-    return global_influence(run.recommender(), users, method, k=k, seed=seed, categories=item_categories(run),
-                            ablation=ablation, run=run.id, progress=progress, **options)
+    the behavior ablation of its test split too. ``options``: ``n_boot``, ``min_age`` and the method's own."""
+    fields = {name: options.pop(name) for name in ("n_boot", "min_age") if name in options}
+    settings = InfluenceSettings(users, method, k=k, seed=seed, **fields)
+    return global_influence(run.recommender(), settings, categories=item_categories(run), ablation=ablation,
+                            run=run.id, progress=progress, **options)
 
 
-def kept_influence(run: Run, settings: dict[str, Any], progress: ProgressFn | None = None,
+def kept_influence(run: Run, settings: InfluenceSettings, progress: ProgressFn | None = None,
                    compute: bool = True) -> InfluenceReport | None:
-    """The run's global influence for ``settings`` (:func:`influence_settings`), without the ablation, computed
-    once per run and settings; ``compute=False``: the kept report or None."""
+    """The run's global influence under ``settings``, without the ablation, computed once per run and
+    settings; ``compute=False``: the kept report or None."""
     def run_it() -> InfluenceReport:
-        return influence_run(run, settings["users"], settings["method"], k=settings["k"], seed=settings["seed"],
-                             ablation=False, progress=progress)
-    return run.memo("influence", tuple(sorted(settings.items())), run_it if compute else None)
+        return global_influence(run.recommender(), settings, categories=item_categories(run), ablation=False,
+                                run=run.id, progress=progress)
+    return run.memo("influence", settings, run_it if compute else None)
 
 
 def kept_ablation(run: Run, progress: ProgressFn | None = None, compute: bool = True) -> AblationResult | None:

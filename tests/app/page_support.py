@@ -17,7 +17,8 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from core.data import synth
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.runs.train import train_run
 from core.store.workspace import Workspace
 

@@ -81,7 +81,8 @@ def test_unknown_dataset_in_session_falls_back_to_sample(app: AppTest) -> None:
 
 
 def test_picker_lists_every_dataset(app: AppTest, _isolated_workspace_env: Path, tmp_path: Path) -> None:
-    from core.ingest.pipeline import IngestOptions, ingest
+    from core.ingest.options import IngestOptions
+    from core.ingest.pipeline import ingest
 
     log = tmp_path / "log.csv"
     log.write_text("user_id,item_id,timestamp,behavior\nu1,i1,2024-01-01,view\n")

@@ -17,7 +17,8 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.store.workspace import Workspace
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

@@ -17,7 +17,8 @@ from page_support import server_mode  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
 from core.data import synth
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.runs.train import train_run
 from core.store.run_folder import PRESETS_FILE
 from core.store.workspace import Workspace

@@ -21,7 +21,8 @@ from bert_support import tiny_bert  # tests/bert_support.py
 
 from core.cli import main
 from core.data import synth
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.runs.train import train_run
 from core.store.workspace import Workspace
 

@@ -25,7 +25,7 @@ from core.explain.faithfulness import aopc, deletion_curves, faithfulness, remov
 from core.explain.ig import DEFAULT_STEPS, MAX_STEPS, integrated_gradients
 from core.explain.loo import leave_one_out
 from core.explain.shapley import shapley_values
-from core.explain.subject import Subject, subject_for
+from core.explain.subject import Labels, Subject, subject_for
 from core.model.evaluation import predicted_ratings, user_scores
 from core.model.recommender import Recommender
 
@@ -300,7 +300,7 @@ def test_every_method_explains_the_user_history(fitted: Recommender) -> None:
     n = min(TINY_MODEL["max_len"], history.stop - history.start)
     titles = {"P2": ("title P2", "partner item")}
     for method in METHODS:
-        exp = explain(fitted, user, "P2", method, "engagement", titles=titles, user_label="raw-2")
+        exp = explain(fitted, user, "P2", method, "engagement", labels=Labels(titles, "raw-2"))
         assert isinstance(exp, Explanation) and exp.method == method and exp.user == "raw-2"
         assert len(exp.events) == n and [e.position for e in exp.events] == list(range(n))
         assert [e.item for e in exp.events] == list(fitted.data_.item_ids[fitted.data_.item[history][-n:]])

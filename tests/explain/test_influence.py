@@ -23,10 +23,9 @@ from core.explain.counterfactual import counterfactual_set, search
 from core.explain.explanation import EventAttribution, Explanation
 from core.explain.influence.ablation import ablate, behavior_ablation
 from core.explain.influence.estimands import behavior_totals, summarize
-from core.explain.influence.report import global_influence
-from core.explain.influence.table import AttributionTable
+from core.explain.influence.report import InfluenceSettings, global_influence
 from core.explain.influence.swap import score_rows, swap_rows, typical_value_buckets
-from core.explain.influence.table import ig_matrix, loo_matrix, top_items
+from core.explain.influence.table import AttributionTable, ig_matrix, loo_matrix, top_items
 from core.explain.scorer import user_history
 from core.model.recommender import Recommender
 
@@ -260,8 +259,7 @@ def test_global_influence_report(fitted: Recommender) -> None:
     import json
 
     for method in ("loo", "ig", "swap"):
-        report = global_influence(fitted, 12, method, k=5, seed=1, categories=fitted.categories, ablation=False,
-                                  n_boot=30, min_age=0)
+        report = global_influence(fitted, InfluenceSettings(12, method, k=5, seed=1, n_boot=30, min_age=0), categories=fitted.categories, ablation=False)
         assert report.method == method and report.users == 12 and report.k == 5 and report.ablation is None
         assert "leave-last-out" in report.protocol and report.target == "engagement"
         assert sum(report.per_behavior_share.values()) == pytest.approx(1.0)
@@ -273,10 +271,9 @@ def test_global_influence_report(fitted: Recommender) -> None:
             for b, (lo, hi) in report.intervals[stat].items():
                 assert lo <= hi + 1e-12, (method, stat, b)
         json.dumps(report.to_dict(), allow_nan=False)
-    again = global_influence(fitted, 12, "loo", k=5, seed=1, ablation=False, n_boot=30, min_age=0)
-    assert again.per_event == global_influence(fitted, 12, "loo", k=5, seed=1, ablation=False, n_boot=30,
-                                               min_age=0).per_event
-    ig = global_influence(fitted, 6, "ig", k=3, ablation=False, n_boot=10)
+    again = global_influence(fitted, InfluenceSettings(12, 'loo', k=5, seed=1, n_boot=30, min_age=0), ablation=False)
+    assert again.per_event == global_influence(fitted, InfluenceSettings(12, 'loo', k=5, seed=1, n_boot=30, min_age=0), ablation=False).per_event
+    ig = global_influence(fitted, InfluenceSettings(6, 'ig', k=3, n_boot=10), ablation=False)
     assert ig.details["mean_relative_delta"] < 0.05
 
 
@@ -287,7 +284,7 @@ def test_model_weights_read_the_behavior_memory(fitted: Recommender) -> None:
     from core.explain.influence.report import MEMORY_AGES
     from core.model.memory import GATE_SCALE
 
-    report = global_influence(fitted, 5, "loo", k=3, ablation=False, n_boot=10)
+    report = global_influence(fitted, InfluenceSettings(5, 'loo', k=3, n_boot=10), ablation=False)
     memory, data = fitted.model_.memory, fitted.data_
     buckets = typical_value_buckets(data)
     assert list(report.model_weights) == list(data.behaviors[1:])
@@ -301,8 +298,8 @@ def test_model_weights_read_the_behavior_memory(fitted: Recommender) -> None:
 
 
 def test_per_event_leaves_out_the_ongoing_session(fitted: Recommender) -> None:
-    everything = global_influence(fitted, 10, "loo", k=3, ablation=False, n_boot=10, min_age=0)
-    settled = global_influence(fitted, 10, "loo", k=3, ablation=False, n_boot=10, min_age=3600)
+    everything = global_influence(fitted, InfluenceSettings(10, 'loo', k=3, n_boot=10, min_age=0), ablation=False)
+    settled = global_influence(fitted, InfluenceSettings(10, 'loo', k=3, n_boot=10, min_age=3600), ablation=False)
     assert settled.per_behavior_share == everything.per_behavior_share  # the share counts every event
     assert sum(settled.events_settled.values()) < sum(everything.events_settled.values())
     assert settled.events == everything.events == everything.events_settled
@@ -389,9 +386,9 @@ def test_counterfactual_messages_and_errors(fitted: Recommender) -> None:
     with pytest.raises(DataError, match="max_removals"):
         counterfactual_set(fitted, user, ranked.iloc[0], max_removals=0)
     with pytest.raises(DataError, match="telepathy"):
-        global_influence(fitted, 5, "telepathy")
+        global_influence(fitted, InfluenceSettings(5, 'telepathy'))
     with pytest.raises(DataError, match="users"):
-        global_influence(fitted, 0)
+        global_influence(fitted, InfluenceSettings(0))
 
 
 # -- the planted truth ---------------------------------------------------------------------------------------------
@@ -439,7 +436,7 @@ def test_per_event_influence_recovers_the_planted_order(bert, order: str) -> Non
     rho = {}
     for method, users in (("swap", 150), ("loo", 150), ("ig", 60)):
         options = {"events_per_user": 6} if method == "swap" else {}
-        report = global_influence(rec, users, method, ablation=False, n_boot=20, **options)
+        report = global_influence(rec, InfluenceSettings(users, method, n_boot=20), ablation=False, **options)
         rho[method] = round(float(spearmanr([report.per_event[b] for b in weights], planted)[0]), 6)
     print(order, rho)
     assert rho["swap"] >= 0.8 and max(rho["ig"], rho["loo"]) >= 0.8, rho

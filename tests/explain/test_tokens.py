@@ -23,9 +23,10 @@ from core.errors import ArtifactError, DataError, NotFittedError, NotFoundError
 from core.explain import explain
 from core.explain.subject import titles_of
 from core.explain.tokens import TokenAttribution, live_encoder, merge_words, token_attributions
-from core.runs.explain import token_attributions_run
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.model.recommender import Recommender
+from core.runs.explain import token_attributions_run
 from core.runs.run import open_run
 from core.runs.train import train_run
 from core.store.workspace import Workspace

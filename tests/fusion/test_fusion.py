@@ -23,7 +23,8 @@ from core.errors import DataError
 from core.fusion import candidates as FC
 from core.fusion import formula as F
 from core.fusion import ranking as R
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.runs import fusion as FR
 from core.runs.run import Run as RunHandle
 from core.runs.run import open_run

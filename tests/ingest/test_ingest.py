@@ -15,7 +15,8 @@ import pytest
 
 from core import schema as S
 from core.errors import DataError, UnusableFileError
-from core.ingest.pipeline import IngestOptions, default_name, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import default_name, ingest
 
 HEADER = "user_id,item_id,timestamp,behavior,value,text\n"
 

@@ -10,7 +10,8 @@ import pytest
 from core import schema as S
 from core.errors import NotFoundError
 from core.ingest import overview as O
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.store.workspace import Workspace
 
 # 3 users, 10 events. Per user, in time order (u1 has two events at the same second:

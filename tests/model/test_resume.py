@@ -8,7 +8,8 @@ import pytest
 
 from core.data import synth
 from core.errors import NotFoundError
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.runs.records import list_runs, run_record
 from core.runs.run import open_run
 from core.runs.train import resume_run, train_run

@@ -15,7 +15,8 @@ from bert_support import save_tiny_bert  # tests/bert_support.py
 
 from core.data import synth
 from core.errors import DataError
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.runs import jobs as J
 from core.runs.records import list_runs, run_record
 from core.store.workspace import Workspace

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from core.data import synth
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.runs.records import DONE, set_run
 from core.runs.run import open_run
 from core.runs.scores import evaluate_run

@@ -15,7 +15,8 @@ import pytest
 from core import schema as S
 from core.cli import main
 from core.errors import DataError, NotFoundError
-from core.ingest.pipeline import IngestOptions, ingest
+from core.ingest.options import IngestOptions
+from core.ingest.pipeline import ingest
 from core.store.files import atomic_write_bytes, save_json
 from core.store.workspace import Workspace, validate_name
 

@@ -63,18 +63,35 @@ class InfluenceReport:
         return finite_or_none(asdict(self))
 
 
-def global_influence(rec: Recommender, users: int | None = 200, method: str = "loo", *, k: int = 10, seed: int = 0,
-                     categories: Mapping[str, Any] | None = None, ablation: bool = True, n_boot: int = N_BOOT,
-                     min_age: int = MIN_AGE, run: str | None = None, progress: ProgressFn | None = None,
-                     **options: Any) -> InfluenceReport:
-    """Per-behavior influence of the fitted ``rec`` over ``users`` sampled users (seeded); see the module doc.
+@dataclass(frozen=True)
+class InfluenceSettings:
+    """What one global influence computation measures (hashable: results are kept by it).
 
-    ``method``: ``loo`` or ``ig`` (attributions to the top-``k`` items) or ``swap``
-    (:mod:`core.explain.influence.swap`; ``options`` go to it). ``min_age``: seconds an event must be older than
-    its user's newest event to count in ``per_event`` / ``per_behavior_signed`` (and to be sampled by the
-    swap); 0 counts every event. ``ablation`` adds the behavior
-    ablation of :mod:`core.explain.influence.ablation` over the run's test split.
+    ``users`` sampled users (seeded; None = every user) and their top-``k`` items; ``method`` ``loo`` or
+    ``ig`` (attributions) or ``swap`` (:mod:`core.explain.influence.swap`); ``n_boot`` bootstrap resamples;
+    ``min_age`` seconds an event must be older than its user's newest event to count in ``per_event`` /
+    ``per_behavior_signed`` (and to be sampled by the swap; 0 counts every event).
     """
+
+    users: int | None = 200
+    method: str = "loo"
+    k: int = 10
+    seed: int = 0
+    n_boot: int = N_BOOT
+    min_age: int = MIN_AGE
+
+
+def global_influence(rec: Recommender, settings: InfluenceSettings | None = None, *,
+                     categories: Mapping[str, Any] | None = None, ablation: bool = True, run: str | None = None,
+                     progress: ProgressFn | None = None, **options: Any) -> InfluenceReport:
+    """Per-behavior influence of the fitted ``rec`` under ``settings``; see the module doc.
+
+    ``options`` go to the method (``steps`` for IG; ``events_per_user``, ``recent``, ``similar`` for the
+    swap). ``ablation`` adds the behavior ablation of :mod:`core.explain.influence.ablation` over the
+    run's test split.
+    """
+    s = settings or InfluenceSettings()
+    users, method, k, seed, n_boot, min_age = s.users, s.method, s.k, s.seed, s.n_boot, s.min_age
     _check(rec, method, min_age)
     start = time.perf_counter()
     data, model, loss = rec.data_, rec.model_, str(rec.train.get("loss", "softmax"))

@@ -1,0 +1,27 @@
+"""The settings of one ingest (:class:`IngestOptions`): every field has a CLI flag of the same meaning."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from core import schema as S
+
+MEMORY_ENV = "BEHAVIORLENS_INGEST_MEMORY"
+
+
+@dataclass
+class IngestOptions:
+    """Settings of one ingest; every field has a CLI flag of the same meaning."""
+
+    name: str | None = None
+    columns: list[str] | None = None
+    mapping: dict[str, str | None] = field(default_factory=dict)
+    behavior_codes: dict[str, str] | str | None = None
+    keep_ids: bool = False
+    default_behavior: str | None = None
+    rating_range: tuple[float, float] = S.DEFAULT_RATING_RANGE
+    time_format: str | None = None
+    drop_duplicates: bool = False
+    items_id_column: str | None = None
+    memory_limit: str = field(default_factory=lambda: os.environ.get(MEMORY_ENV, "1GB"))
