@@ -124,9 +124,9 @@ def _run(args: argparse.Namespace) -> int:
         else:
             print(frame.to_string(index=False) if len(frame) else "no datasets")
     elif args.command == "sample":
-        report = ensure_sample_dataset(ws, force=args.force)
+        ingested = ensure_sample_dataset(ws, force=args.force)
         if as_json:
-            print(json.dumps(report.to_dict() if report else {"dataset": SAMPLE_DATASET, "existing": True}))
+            print(json.dumps(ingested.to_dict() if ingested else {"dataset": SAMPLE_DATASET, "existing": True}))
         else:
             print(f"dataset {SAMPLE_DATASET!r} is in {ws.root}")
     return 0

@@ -47,6 +47,12 @@ class Batch:
     # position of a whole history = "the model's default request gap after the last event".
     request_ts: torch.Tensor | None = None  # [B, L] long
 
+    def targets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(target item, target value) of a training batch (:func:`training_batch`); [B, L] each."""
+        if self.target_item is None or self.target_value is None:
+            raise RuntimeError("this batch has no next-event targets: build it with training_batch")
+        return self.target_item, self.target_value
+
     def to(self, device: torch.device | str) -> Batch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         return Batch(**moved)

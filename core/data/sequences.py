@@ -9,6 +9,7 @@ sorted item-ID order so that "ties broken by item ID" means "lower index first".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import pandas as pd
@@ -107,11 +108,19 @@ def _codes(values: np.ndarray, vocab: np.ndarray, what: str) -> np.ndarray:
         raise DataError(f"{what} {exc.args[0]!r} is not in the model's {what} vocabulary") from exc
 
 
+@overload
+def gap_bucket(seconds: torch.Tensor) -> torch.Tensor: ...
+
+
+@overload
+def gap_bucket(seconds: np.ndarray) -> np.ndarray: ...
+
+
 def gap_bucket(seconds: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Log2 bucket (1..GAP_BUCKETS-1) of non-negative time gaps in seconds."""
     if isinstance(seconds, torch.Tensor):
-        s = seconds.clamp(min=0).to(torch.float64)
-        return (1 + torch.floor(torch.log2(s + 1))).clamp(max=GAP_BUCKETS - 1).long()
+        t = seconds.clamp(min=0).to(torch.float64)
+        return (1 + torch.floor(torch.log2(t + 1))).clamp(max=GAP_BUCKETS - 1).long()
     s = np.maximum(np.asarray(seconds, dtype=np.float64), 0)
     return np.minimum(1 + np.floor(np.log2(s + 1)), GAP_BUCKETS - 1).astype(np.int64)
 

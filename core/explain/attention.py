@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import cast
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from core.errors import DataError
 from core.explain.explanation import Explanation
 from core.explain.scorer import HistoryScorer
 from core.explain.subject import Subject, finish
+from core.model.layers import Block
 from core.model.network import BehaviorModel
 
 
@@ -32,7 +34,7 @@ def last_attention(model: BehaviorModel, tokens: torch.Tensor, batch: Batch) -> 
     model.eval()
     x = model.events.drop(tokens + model.events.positions(tokens.shape[1]))
     bias = model.history.time_bias(batch.ts, batch.mask, model.request.times(batch))  # [1, H, n, n]
-    blocks = list(model.history.blocks)
+    blocks = cast(list[Block], list(model.history.blocks))
     for block in blocks[:-1]:
         x = block(x, bias)
     last = blocks[-1]

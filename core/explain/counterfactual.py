@@ -34,7 +34,7 @@ import torch
 
 from core._checks import check_whole, finite_or_none
 from core.explain.scorer import HistoryScorer
-from core.explain.subject import Labels, item_index, subject_for, user_row
+from core.explain.subject import Labels, history_scorer, item_index, subject_for, user_row
 from core.model.evaluation import exclusion_mask
 from core.model.recommender import Recommender
 
@@ -172,7 +172,7 @@ def counterfactual_set(rec: Recommender, user: str, item: str, k: int = 10, max_
         excluded = np.zeros(data.n_items + 1, bool)
     excluded[0] = True
     n = subject.scorer.n_events
-    res = search(model_logits_fn(subject.scorer), n, idx, torch.from_numpy(~excluded), k, max_removals)
+    res = search(model_logits_fn(history_scorer(subject)), n, idx, torch.from_numpy(~excluded), k, max_removals)
     events = [{**subject.events[p], "attribution": float(res.attributions[p])} for p in res.positions]
     return CounterfactualSet(
         user=subject.user, item=str(item), k=k, found=res.found, message=_message(res, str(item), k, max_removals, n),

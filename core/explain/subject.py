@@ -54,6 +54,13 @@ class Subject:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def history_scorer(subject: Subject) -> HistoryScorer:
+    """The subject's scorer as a model's :class:`HistoryScorer` (what text tokens and counterfactuals need)."""
+    if not isinstance(subject.scorer, HistoryScorer):
+        raise DataError(f"this needs a fitted model's history scorer, not {type(subject.scorer).__name__}")
+    return subject.scorer
+
+
 def user_row(rec: Recommender, user: str, label: str | None = None) -> int:
     """Row of a stored user ID in the fitted data; NotFoundError (naming ``label``, else ``user``) when absent."""
     users = rec.data_.users

@@ -29,8 +29,9 @@ from core._checks import check_whole, finite_or_none
 from core.errors import ArtifactError, DataError, NotFittedError
 from core.explain.explanation import TARGET_UNITS
 from core.explain.scorer import HistoryScorer
-from core.explain.subject import Labels, Subject, Titles, item_index, subject_for
+from core.explain.subject import Labels, Subject, Titles, history_scorer, item_index, subject_for
 from core.model.encoder import TextEncoder, mean_pool
+from core.model.network import BehaviorModel
 from core.model.recommender import Recommender
 
 CANDIDATE, EVENT = "candidate", "event"
@@ -153,7 +154,7 @@ def merge_words(pieces: list[str], values: list[float], special: list[bool], wor
     return [(word(g), float(sum(values[i] for i in g))) for g in groups]
 
 
-def candidate_score(subject: Subject, model: torch.nn.Module, item: int) -> ScoreFn:
+def candidate_score(subject: Subject, model: BehaviorModel, item: int) -> ScoreFn:
     """Text embeddings [S, T] of the candidate -> target [S]: the history is scored once, the item S times."""
     states: dict[str, torch.Tensor] = {}
 
@@ -161,18 +162,20 @@ def candidate_score(subject: Subject, model: torch.nn.Module, item: int) -> Scor
         states["e"], states["r"] = task_e.detach(), task_r.detach()
         return task_e[:, 0]
 
+    scorer = history_scorer(subject)
     with torch.no_grad():
-        HistoryScorer(model, subject.scorer.batch, grab).score_tokens(subject.scorer.tokens())
-    target = subject.scorer.target
+        HistoryScorer(model, scorer.batch, grab).score_tokens(scorer.tokens())
+    target = scorer.target
 
     def score(emb: torch.Tensor) -> torch.Tensor:
         return torch.cat([_with_row(model, item, row, lambda: target(states["e"], states["r"])) for row in emb])
     return score
 
 
-def event_score(subject: Subject, model: torch.nn.Module, item: int, position: int) -> ScoreFn:
+def event_score(subject: Subject, model: BehaviorModel, item: int, position: int) -> ScoreFn:
     """Text embeddings [S, T] of the event's item -> target [S], only the event at ``position`` changed."""
-    scorer, base = subject.scorer, subject.scorer.tokens()  # [1, n, D]
+    scorer = history_scorer(subject)
+    base = scorer.tokens()  # [1, n, D]
     at = torch.arange(base.shape[1]) == position  # [n]
 
     def score(emb: torch.Tensor) -> torch.Tensor:
@@ -182,7 +185,7 @@ def event_score(subject: Subject, model: torch.nn.Module, item: int, position: i
     return score
 
 
-def _with_row(model: torch.nn.Module, item: int, row: torch.Tensor, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+def _with_row(model: BehaviorModel, item: int, row: torch.Tensor, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
     """``fn()`` with row ``item`` of the (private) model's text table replaced by ``row`` [T] (differentiable)."""
     stored = model.items.text
     model.items.text = stored.index_put((torch.tensor([item]),), row[None].to(stored.dtype))
@@ -271,7 +274,7 @@ def _texts(rec: Recommender, subject: Subject, positions: list[int]) -> list[tup
     return out
 
 
-def _one(live: LiveEncoder, subject: Subject, model: torch.nn.Module, job: tuple[str, int | None, str, int],
+def _one(live: LiveEncoder, subject: Subject, model: BehaviorModel, job: tuple[str, int | None, str, int],
          titles: Titles, quadrature: tuple[int, float | None]) -> TokenAttribution:
     """One text's TokenAttribution: LIG, then the check that the live text reproduces the stored vector."""
     source, position, item_id, idx = job

@@ -163,7 +163,7 @@ def rerank(c: Candidates, weights: Mapping[str, float], k: int = K, scores: np.n
     items = np.where(np.isfinite(top_s), c.items[rows, cols], -1)
     bound = outside_bound(c.outside, weights)  # ≥ the score of any item that is not a candidate
     none_outside = (c.outside <= NO_OUTSIDE).all(1)
-    exact = none_outside | (top_s[:, -1] > bound + _MARGIN) if cols.shape[1] == k else none_outside
+    exact = np.asarray(none_outside | (top_s[:, -1] > bound + _MARGIN) if cols.shape[1] == k else none_outside, bool)
     return Ranking(items=items, scores=top_s, exact=exact)
 
 

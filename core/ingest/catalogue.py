@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+import os
 
 import duckdb
 import pandas as pd
@@ -26,7 +26,7 @@ EXAMPLES_PER_REASON = 5
 R_DUPLICATE_ITEM = "duplicate_item_id"
 
 
-def read_catalogue(con: duckdb.DuckDBPyConnection, path: str | Path,
+def read_catalogue(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str],
                    id_column: str | None = None) -> tuple[pd.DataFrame, dict[str, object]]:
     """Items as ``[item_id, title, category, item_text, attrs]`` plus an accounting report."""
     info = inspect_source(path)
@@ -125,7 +125,7 @@ def _catalogue_report(info: SourceInfo, record: pd.Series, reasons: dict[str, pd
     rejected = {k: int(v.sum()) for k, v in reasons.items() if int(v.sum())}
     if malformed:
         rejected[S.R_MALFORMED] = len(malformed)
-    examples = {
+    examples: dict[str, list[dict[str, object]]] = {
         k: [{"row": int(r)} for r in record[v].head(EXAMPLES_PER_REASON)]
         for k, v in reasons.items() if int(v.sum())
     }

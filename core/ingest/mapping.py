@@ -53,10 +53,10 @@ def guess_mapping(columns: list[str]) -> dict[str, str]:
     used: set[str] = set()
     for fld in S.EVENT_FIELDS:
         for alias in (normalize_name(fld),) + S.COLUMN_ALIASES[fld]:
-            col = by_norm.get(alias)
-            if col is not None and col not in used:
-                mapping[fld] = col
-                used.add(col)
+            found = by_norm.get(alias)
+            if found is not None and found not in used:
+                mapping[fld] = found
+                used.add(found)
                 break
     return mapping
 

@@ -33,7 +33,7 @@ from core.errors import DataError, UnusableFileError
 from core.ingest.catalogue import read_catalogue
 from core.ingest.mapping import canonical_behavior, parse_behavior_codes, resolve_mapping
 from core.ingest.options import MEMORY_ENV, IngestOptions
-from core.ingest.reader import load_source, peek_values
+from core.ingest.reader import count, load_source, peek_values
 from core.ingest.report import IngestJob, IngestReport, build_report
 from core.ingest.source import inspect_source
 from core.ingest.source_info import SourceInfo
@@ -174,7 +174,7 @@ def _check_time_format(fmt: str) -> None:
 def _user_table(con: duckdb.DuckDBPyConnection, workspace: Workspace, keep_ids: bool) -> int:
     """Table ``__users(raw, uid)``: the stored ID of every accepted user; returns their count."""
     if keep_ids:
-        return int(con.execute(f"SELECT count(DISTINCT u) FROM {CHECKED} WHERE reason IS NULL").fetchone()[0])
+        return count(con, f"SELECT count(DISTINCT u) FROM {CHECKED} WHERE reason IS NULL")
     raw = con.sql(f"SELECT DISTINCT u FROM {CHECKED} WHERE reason IS NULL").to_arrow_table().column(0)
     stored = workspace.pseudonymize(raw.to_pylist())
     if len(set(stored)) != len(stored):
@@ -201,7 +201,7 @@ def _write(con: duckdb.DuckDBPyConnection, workspace: Workspace, name: str, repo
     with workspace.lock():
         con.execute(f"ATTACH '{_sql_path(workspace.db_path)}' AS ws")
         try:
-            replaced = con.execute("SELECT count(*) FROM ws.datasets WHERE name = ?", [name]).fetchone()[0] > 0
+            replaced = count(con, "SELECT count(*) FROM ws.datasets WHERE name = ?", [name]) > 0
             con.execute("BEGIN TRANSACTION")
             try:
                 _replace_rows(con, name, report)
@@ -236,7 +236,7 @@ def _item_rows(con: duckdb.DuckDBPyConnection, catalogue: tuple[pd.DataFrame, di
              f"'' AS {S.ITEM_TEXT}, CAST(NULL AS VARCHAR) AS {S.ITEM_ATTRS}")
     if catalogue is None:
         con.execute(f"CREATE TABLE __items AS SELECT {plain} FROM ({event_items})")
-        return int(con.execute("SELECT count(*) FROM __items").fetchone()[0])
+        return count(con, "SELECT count(*) FROM __items")
     con.execute(f"CREATE TABLE __event_items AS {event_items}")
     con.register("__cat_df", catalogue[0].astype("string"))
     cols = f"{S.ITEM_ID}, {S.ITEM_TITLE}, {S.ITEM_CATEGORY}, {S.ITEM_TEXT}, {S.ITEM_ATTRS}"
@@ -245,7 +245,7 @@ def _item_rows(con: duckdb.DuckDBPyConnection, catalogue: tuple[pd.DataFrame, di
         f"FROM __event_items WHERE i NOT IN (SELECT {S.ITEM_ID} FROM __cat_df)"
     )
     con.unregister("__cat_df")
-    return int(con.execute("SELECT count(*) FROM __event_items").fetchone()[0])
+    return count(con, "SELECT count(*) FROM __event_items")
 
 
 def _sql_path(path: Path) -> str:

@@ -25,6 +25,14 @@ _DATA_ERRORS = (
 )
 
 
+def count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> int:
+    """The single number a ``SELECT count(...)`` query returns."""
+    row = con.execute(sql, params or []).fetchone()
+    if row is None:
+        raise RuntimeError(f"a count query returned no row: {sql}")
+    return int(row[0])
+
+
 def quote_ident(name: str) -> str:
     """A DuckDB identifier literal for any column name."""
     return '"' + name.replace('"', '""') + '"'
@@ -127,6 +135,7 @@ def peek_values(con: duckdb.DuckDBPyConnection, info: SourceInfo, column: str,
     Records the sample cannot parse are skipped; the full read accounts for them.
     """
     q = quote_ident(column)
+    params: list[object]
     if info.format == "parquet":
         sql, params = f"(SELECT CAST({q} AS VARCHAR) AS v FROM read_parquet(?) LIMIT {limit})", [str(info.data_path)]
     elif info.format == "jsonl":

@@ -16,6 +16,7 @@ import duckdb
 
 from core import schema as S
 from core.ingest.options import IngestOptions
+from core.ingest.reader import count
 from core.ingest.source_info import Malformed, SourceInfo
 from core.ingest.validation import CHECKED, Rules, duplicate_key
 
@@ -161,7 +162,7 @@ def _tally(con: duckdb.DuckDBPyConnection) -> _Tally:
     return _Tally(
         accepted=sum(int(r[2]) for r in ok), reasons=reasons,
         behaviors={str(r[1]): int(r[2]) for r in sorted(ok, key=lambda r: (-r[2], str(r[1])))},
-        time_range=None if lo is None else [lo.isoformat() + "Z", hi.isoformat() + "Z"],
+        time_range=None if lo is None or hi is None else [lo.isoformat() + "Z", hi.isoformat() + "Z"],
         early=sum(int(r[5]) for r in ok), earliest=lo,
         examples={k: sorted(v, key=lambda e: e["row"])[:EXAMPLES_PER_REASON] for k, v in sorted(examples.items())},
     )
@@ -197,7 +198,7 @@ def _duplicates(con: duckdb.DuckDBPyConnection, key: str,
         f"CREATE TEMP TABLE __dupe_hashes AS SELECT h FROM {CHECKED} WHERE {kept} GROUP BY h HAVING count(*) > 1"
     )
     try:
-        if not con.execute("SELECT count(*) FROM __dupe_hashes").fetchone()[0]:
+        if not count(con, "SELECT count(*) FROM __dupe_hashes"):
             return 0, []
         groups = con.execute(
             "SELECT n, first_row, u, i, ts, b, v, sum(n - 1) OVER () FROM (SELECT count(*) AS n, "
@@ -241,7 +242,7 @@ def _warnings(con: duckdb.DuckDBPyConnection, report: IngestReport, rules: Rules
     if report.rows_read and report.rows_rejected > report.rows_read / 2:
         out.append("more than half of the rows were rejected: check the column mapping and formats")
     if report.items_file is not None:
-        missing = con.execute("SELECT count(*) FROM __items WHERE item_text = ''").fetchone()[0]
+        missing = count(con, "SELECT count(*) FROM __items WHERE item_text = ''")
         if missing:
             out.append(f"{missing} item(s) seen in events have no text in the items file; their text is empty")
     return out

@@ -49,7 +49,7 @@ class EmbeddingCache:
 
     def lookup(self, keys: list[str]) -> dict[str, np.ndarray]:
         """Cached vectors for the keys that have one; each [D] float32."""
-        entries, by_shard = self._entries(), {}
+        entries, by_shard = self._entries(), dict[str, list[tuple[str, int]]]()
         for k in keys:
             if k in entries:
                 by_shard.setdefault(entries[k][0], []).append((k, int(entries[k][1])))

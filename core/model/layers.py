@@ -21,6 +21,8 @@ from core.model.config import ModelConfig
 class ItemEncoder(nn.Module):
     """Item index -> representation: projected frozen text embedding + item-ID embedding."""
 
+    text: torch.Tensor  # a buffer, [N+1, T]
+
     def __init__(self, cfg: ModelConfig, text: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("text", text.float(), persistent=True)  # [N+1, T], row 0 = padding

@@ -36,15 +36,16 @@ class MultiTaskLoss(nn.Module):
         self.scale = scale or RatingScale()
         self.learned = cfg.loss_weights == "uncertainty"
         self.log_vars = nn.Parameter(torch.zeros(2)) if self.learned else None
-        self.fixed = None if self.learned else [float(w) for w in cfg.loss_weights]
+        self.fixed = [] if isinstance(cfg.loss_weights, str) else [float(w) for w in cfg.loss_weights]
 
     def forward(self, model: BehaviorModel, batch: Batch, removed: torch.Tensor | None) -> LossParts:
         task_e, task_r = model(batch, removed)
-        has_target = batch.target_item > 0  # [B, L]
+        target_item, target_value = batch.targets()
+        has_target = target_item > 0  # [B, L]
         h_e, h_r = task_e[has_target], task_r[has_target]  # [P, De]
-        target = batch.target_item[has_target]  # [P]
+        target = target_item[has_target]  # [P]
         engagement = self._engagement(model, h_e, target)
-        values = (batch.target_value[has_target] - self.scale.mean) / self.scale.std  # standardized
+        values = (target_value[has_target] - self.scale.mean) / self.scale.std  # standardized
         rated = ~torch.isnan(values)
         if rated.any():
             rating = F.mse_loss(model.rating_of(h_r[rated], target[rated]).float(), values[rated])

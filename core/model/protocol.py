@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import EllipsisType
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from core.model import metrics as M
+
+Scaled = TypeVar("Scaled", np.ndarray, torch.Tensor)
+TargetChoice = str | None | EllipsisType  # a target behavior, None (the last event), or ``...``: the run's own
+
+
+def resolve_target(given: TargetChoice, own: str | None) -> str | None:
+    """The target behavior asked for, ``...`` meaning ``own`` (the fitted protocol's)."""
+    return own if isinstance(given, EllipsisType) else given
 
 
 @dataclass(frozen=True)
@@ -17,7 +27,8 @@ class RatingScale:
     mean: float = 0.0
     std: float = 1.0
 
-    def restore(self, z: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    def restore(self, z: Scaled) -> Scaled:
+        """Standardized values (array or tensor) back in value units."""
         return z * self.std + self.mean
 
 

@@ -54,14 +54,15 @@ def rating_positions(fitted: Fitted, users: np.ndarray) -> RatingPositions:
     for lo in range(0, len(users), _ENCODE_BATCH):
         idx = users[lo:lo + _ENCODE_BATCH]
         batch = training_batch(data, idx, split.train_end[idx], model.cfg.max_len).to(device)
-        values = (batch.target_value - scale.mean) / scale.std  # [B, L]
-        keep = (batch.target_item > 0) & ~torch.isnan(values)
+        target_item, target_value = batch.targets()
+        values = (target_value - scale.mean) / scale.std  # [B, L]
+        keep = (target_item > 0) & ~torch.isnan(values)
         if not keep.any():
             continue
         states = model.encode(model.tokens(batch), batch)
         mixed = model.mixed(states, batch)
         extra = user_value_mean(batch, model.cfg)
-        parts.append((mixed[keep].float(), extra[keep].float(), batch.target_item[keep], values[keep].float()))
+        parts.append((mixed[keep].float(), extra[keep].float(), target_item[keep], values[keep].float()))
     if not parts:
         empty = torch.zeros(0, device=device)
         return RatingPositions(empty.view(0, model.cfg.d_model), empty.view(0, 2), empty.long(), empty)

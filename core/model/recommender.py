@@ -30,7 +30,7 @@ from core.model.evaluation import evaluate_split, exclusion_mask
 from core.model.fitted import Fitted, pick_device
 from core.model.losses import MultiTaskLoss
 from core.model.network import BehaviorModel
-from core.model.protocol import Protocol
+from core.model.protocol import Protocol, TargetChoice, resolve_target
 from core.model.rating_refit import refit_rating
 from core.model.train_state import has_train_state, load_train_state
 from core.model.training import FitState, Hooks, fit, make_optimizer, refits_rating, standardize, training_users
@@ -42,6 +42,8 @@ class Recommender:
 
     model_: BehaviorModel
     data_: SequenceData
+    best_epoch_: int | None
+    encoder_fingerprint_: str | None
 
     def __init__(self, *, encoder: str | None = None, heads: str = "both", exclude_seen: bool | None = None,
                  target_behavior: str | None = None, device: str = "auto", model: dict[str, Any] | None = None,
@@ -160,12 +162,12 @@ class Recommender:
         return Fitted(self.model_, self.data_, self.split_, self.protocol_, self.scale_, self.device_)
 
     def evaluate(self, which: str = "test", exclude_seen: bool | None = None,
-                 target_behavior: str | None | type[Ellipsis] = ..., negatives: int | None = None) -> dict[str, Any]:
+                 target_behavior: TargetChoice = ..., negatives: int | None = None) -> dict[str, Any]:
         """Metrics of the held-out events; defaults follow the fitted protocol."""
         self._check_fitted()
         if which not in ("valid", "test"):
             raise DataError(f"which={which!r}: expected valid or test")
-        target = self.protocol_.target_behavior if target_behavior is ... else target_behavior
+        target = resolve_target(target_behavior, self.protocol_.target_behavior)
         protocol = Protocol(self.protocol_.exclude_seen if exclude_seen is None else exclude_seen, target, negatives)
         split = self.split_ if target == self.protocol_.target_behavior else leave_last_out(self.data_, target)
         out = evaluate_split(replace(self.fitted(), split=split, protocol=protocol), which)

@@ -79,8 +79,8 @@ def _optimizer_slots(tensors: dict[str, torch.Tensor], scalars: dict[str, dict[s
         pid, _, name = key.partition(".")
         slots.setdefault(int(pid), {})[name] = value
     for pid, values in scalars.items():
-        for name, value in values.items():
-            slots.setdefault(int(pid), {})[name] = torch.tensor(value)
+        for name, number in values.items():
+            slots.setdefault(int(pid), {})[name] = torch.tensor(number)  # a 0-d tensor, as AdamW keeps "step"
     if any(not s for s in slots.values()):
         raise ArtifactError("the saved optimizer state is incomplete")
     return slots

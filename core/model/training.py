@@ -131,7 +131,7 @@ def refits_rating(cfg: TrainConfig) -> bool:
     """Both heads train: the rating task gets its own checkpoint selection (core.model.rating_refit)."""
     if cfg.rating_refit_epochs <= 0:
         return False
-    return cfg.loss_weights == "uncertainty" or (cfg.loss_weights[0] > 0 and cfg.loss_weights[1] > 0)
+    return isinstance(cfg.loss_weights, str) or (cfg.loss_weights[0] > 0 and cfg.loss_weights[1] > 0)
 
 
 def training_users(data: SequenceData, split: Split) -> np.ndarray:

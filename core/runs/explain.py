@@ -42,7 +42,7 @@ def explain_run(run: Run, user_id: str, item_id: str, method: str = "ig", target
     user, shown = _who(run, user_id, stored, label)
     w = _weights(run, target, weights)
     key = (user, shown, str(item_id), method, target, _frozen(w), tuple(sorted(options.items())))
-    return run.memo("explanation", key, lambda: explain(  # type: ignore[return-value]
+    return run.memo("explanation", key, lambda: explain(
         run.recommender(), user, item_id, method, target, weights=w, labels=Labels(run.titles(), shown, run.id),
         **options))
 
@@ -52,7 +52,7 @@ def counterfactual_run(run: Run, user_id: str, item_id: str, k: int = 10, max_re
     """The counterfactual set of ``item_id`` for a user under the run."""
     user, shown = _who(run, user_id, stored, label)
     key = (user, shown, str(item_id), k, max_removals)
-    return run.memo("counterfactual", key, lambda: counterfactual_set(  # type: ignore[return-value]
+    return run.memo("counterfactual", key, lambda: counterfactual_set(
         run.recommender(), user, item_id, k, max_removals, labels=Labels(run.titles(), shown, run.id)))
 
 
@@ -64,6 +64,6 @@ def token_attributions_run(run: Run, user_id: str, item_id: str, target: str = "
     user, _ = _who(run, user_id, stored, None)
     w = _weights(run, target, weights)
     key = (user, str(item_id), target, _frozen(w), tuple(event_positions or ()), steps, tolerance)
-    return run.memo("tokens", key, lambda: token_attributions(  # type: ignore[return-value]
+    return run.memo("tokens", key, lambda: token_attributions(
         run.recommender(), user, item_id, target, weights=w, event_positions=event_positions, steps=steps,
         tolerance=tolerance, titles=run.titles()))

@@ -22,6 +22,7 @@ from core.errors import DataError, NotFoundError
 from core.fusion.candidates import FULL_ITEMS, PER_ANCHOR, build_candidates, read_cache, write_cache
 from core.fusion.formula import ENGAGEMENT, SIGNALS, normalize_weights, parse_weights
 from core.fusion.ranking import Candidates, fused_metrics, sweep, user_ranking
+from core.model.protocol import TargetChoice
 from core.runs.run import Run
 from core.store.files import load_json, save_json
 from core.store.run_folder import FUSION_FOLDER, PRESETS_FILE
@@ -82,7 +83,7 @@ def _key(context: str, exclude_seen: bool, target: str | None) -> tuple[str, dic
 
 
 def run_candidates(run: Run, context: str, exclude_seen: bool | None = None,
-                   target_behavior: str | None | type[Ellipsis] = ...) -> tuple[Candidates, dict[str, Any]]:
+                   target_behavior: TargetChoice = ...) -> tuple[Candidates, dict[str, Any]]:
     """A run's candidates for ``context`` and their metadata (``cached``: read from the run folder, not computed).
 
     Computed with the model, and stored, only when missing or stale (another model, protocol or format).
@@ -102,17 +103,17 @@ def run_candidates(run: Run, context: str, exclude_seen: bool | None = None,
         write_cache(run.folder / FUSION_FOLDER, key, cands, meta)
         return cands, {**meta, "cached": False}
 
-    return run.memo("candidates", key, compute)  # type: ignore[return-value]
+    return run.memo("candidates", key, compute)
 
 
 def run_sweep(run: Run, step: float = 0.25) -> pd.DataFrame:
     """Test metrics of every weight setting on a ``step`` grid of the simplex (one row each), once per run."""
-    return run.memo("sweep", step, lambda: pd.DataFrame(sweep(run_candidates(run, "test")[0], step)))  # type: ignore[return-value]
+    return run.memo("sweep", step, lambda: pd.DataFrame(sweep(run_candidates(run, "test")[0], step)))
 
 
 # -- fused evaluate / recommend ---------------------------------------------------------------
 def evaluate_fused(run: Run, weights: dict[str, Any], exclude_seen: bool | None = None,
-                   target_behavior: str | None | type[Ellipsis] = ..., preset: str | None = None) -> dict[str, Any]:
+                   target_behavior: TargetChoice = ..., preset: str | None = None) -> dict[str, Any]:
     """The ``behaviorlens evaluate`` object ranked by the fused score; ``weights`` repeats the normalized weights."""
     weights = normalize_weights(weights)
     protocol = run.protocol(exclude_seen, target_behavior)

@@ -18,7 +18,7 @@ def item_categories(run: Run) -> dict[str, Any]:
         if items.empty or S.ITEM_CATEGORY not in items:
             return {}
         return dict(zip(items[S.ITEM_ID].astype(str), items[S.ITEM_CATEGORY]))
-    return run.memo("default", ("categories",), read)  # type: ignore[return-value]
+    return run.memo("default", ("categories",), read)
 
 
 def influence_run(run: Run, users: int | None = 200, method: str = "loo", *, k: int = 10, seed: int = 0,

@@ -197,8 +197,8 @@ def _registry() -> types.ModuleType:
 
 
 _REG = _registry()
-_JOBS: dict[str, TrainingJob] = _REG.jobs  # type: ignore[attr-defined]
-_JOBS_LOCK: threading.Lock = _REG.lock  # type: ignore[attr-defined]
+_JOBS: dict[str, TrainingJob] = _REG.jobs
+_JOBS_LOCK: threading.Lock = _REG.lock
 
 
 def start(ws_root: str, dataset: str, settings: dict[str, Any]) -> TrainingJob:

@@ -18,7 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ import pandas as pd
 from core import schema as S
 from core.errors import ArtifactError
 from core.explain.subject import Titles, titles_of
-from core.model.protocol import Protocol
+from core.model.protocol import Protocol, TargetChoice, resolve_target
 from core.model.recommender import Recommender
 from core.runs.records import run_record
 from core.store.files import load_json
@@ -110,11 +110,11 @@ class Run:
         return self._recommender is not None
 
     def protocol(self, exclude_seen: bool | None = None,
-                 target_behavior: str | None | type[Ellipsis] = ...) -> Protocol:
+                 target_behavior: TargetChoice = ...) -> Protocol:
         """The run's evaluation protocol (from its config, no model loaded), with optional overrides."""
         saved = self.config["protocol"]
         return Protocol(bool(saved["exclude_seen"]) if exclude_seen is None else bool(exclude_seen),
-                        saved["target_behavior"] if target_behavior is ... else target_behavior)
+                        resolve_target(target_behavior, saved["target_behavior"]))
 
     def item_ids(self) -> np.ndarray:
         """[N+1] item IDs of the model's vocabulary; index 0 = padding ("")."""
@@ -135,6 +135,12 @@ class Run:
         return self.workspace.resolve_user(self.dataset, user_id)
 
     # -- derived results --------------------------------------------------------------------
+    @overload
+    def memo(self, kind: str, key: Hashable, compute: Callable[[], T]) -> T: ...
+
+    @overload
+    def memo(self, kind: str, key: Hashable, compute: None) -> Any: ...
+
     def memo(self, kind: str, key: Hashable, compute: Callable[[], T] | None) -> T | None:
         """The result kept under (``kind``, ``key``); computed (outside the lock) and kept when missing.
 
@@ -146,7 +152,7 @@ class Run:
             found = table.get(key, _UNSET)
             if found is not _UNSET:
                 table.move_to_end(key)
-                return found  # type: ignore[return-value]
+                return found
         if compute is None:
             return None
         value = compute()

@@ -7,17 +7,18 @@ from typing import Any
 import pandas as pd
 
 from core import schema as S
+from core.model.protocol import TargetChoice, resolve_target
 from core.runs.records import pick_metrics
 from core.runs.run import Run
 
 
 def evaluate_run(run: Run, exclude_seen: bool | None = None,
-                 target_behavior: str | None | type[Ellipsis] = ...) -> dict[str, Any]:
+                 target_behavior: TargetChoice = ...) -> dict[str, Any]:
     """The ``behaviorlens evaluate`` object: run, protocol, label, exclude_seen, target_behavior, test, valid."""
     rec = run.recommender()
     test = rec.evaluate("test", exclude_seen, target_behavior)
     valid = rec.evaluate("valid", exclude_seen, target_behavior)
-    target = rec.protocol_.target_behavior if target_behavior is ... else target_behavior
+    target = resolve_target(target_behavior, rec.protocol_.target_behavior)
     return {
         "run": run.id, "protocol": test["protocol"], "label": test["label"],
         "exclude_seen": rec.protocol_.exclude_seen if exclude_seen is None else bool(exclude_seen),

@@ -123,7 +123,7 @@ def memory_weights(model: BehaviorModel, data: SequenceData) -> dict[str, dict[s
     ``core.model.network.BehaviorMemory``); w is read at each behavior's most common value. The weights
     compare behaviors and ages within one model; their scale is the model's own.
     """
-    if getattr(model, "memory", None) is None:
+    if model.memory is None:
         return None
     codes = torch.arange(1, len(data.behaviors))
     values = torch.as_tensor(typical_value_buckets(data)[1:])

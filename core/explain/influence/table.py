@@ -137,7 +137,7 @@ def _per_output_grads(objective: torch.Tensor, path: torch.Tensor) -> torch.Tens
 
 def attribution_table(model: BehaviorModel, data: SequenceData, users: np.ndarray, items: list[np.ndarray],
                       method: str = "loo", *, loss: str = "softmax", steps: int = GLOBAL_IG_STEPS,
-                      progress: ProgressFn | None = None) -> tuple[AttributionTable, dict[str, float]]:
+                      progress: ProgressFn | None = None) -> tuple[AttributionTable, dict[str, float | None]]:
     """Attributions of every (user, recommended item, event) by ``method``; details (runtime, IG deltas)."""
     if method not in ATTRIBUTION_METHODS:
         raise DataError(f"method {method!r}: expected one of {', '.join(ATTRIBUTION_METHODS)}")
@@ -154,7 +154,7 @@ def attribution_table(model: BehaviorModel, data: SequenceData, users: np.ndarra
                 rel.extend(np.abs(delta[gap > 0]) / gap[gap > 0])
             parts.append(_rows(data, int(u), rec_items, values))
         report(progress, "users", i + 1, len(users))
-    details = {"runtime_ms": (time.perf_counter() - start) * 1000}
+    details: dict[str, float | None] = {"runtime_ms": (time.perf_counter() - start) * 1000}
     if method == "ig":
         details.update(steps=steps, mean_relative_delta=float(np.mean(rel)) if rel else None)
     return AttributionTable.concat(parts), details
