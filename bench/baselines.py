@@ -43,8 +43,9 @@ def popularity(events: pd.DataFrame, seed: int) -> dict[str, float]:
     return out
 
 
-def bpr_mf(events: pd.DataFrame, seed: int, dim: int = 64, epochs: int = 40, lr: float = 5e-3,
-           reg: float = 1e-4) -> dict[str, float]:
+def bpr_mf(
+    events: pd.DataFrame, seed: int, dim: int = 64, epochs: int = 40, lr: float = 5e-3, reg: float = 1e-4
+) -> dict[str, float]:
     """BPR matrix factorization on every event before each user's test event (no rating head)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -59,13 +60,15 @@ def bpr_mf(events: pd.DataFrame, seed: int, dim: int = 64, epochs: int = 40, lr:
     for _ in range(epochs):
         order = rng.permutation(len(u_idx))
         for start in range(0, len(order), 4096):
-            sel = order[start:start + 4096]
+            sel = order[start : start + 4096]
             u = torch.as_tensor(u_idx[sel])
             pos = torch.as_tensor(i_idx[sel])
             neg = torch.as_tensor(rng.integers(1, data.n_items + 1, len(sel)))
             pu = users(u)
             diff = (pu * items(pos)).sum(-1) - (pu * items(neg)).sum(-1)
-            loss = -torch.nn.functional.logsigmoid(diff).mean() + reg * (pu.pow(2).sum() + items(pos).pow(2).sum()) / len(sel)
+            loss = -torch.nn.functional.logsigmoid(diff).mean() + reg * (
+                pu.pow(2).sum() + items(pos).pow(2).sum()
+            ) / len(sel)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -1,6 +1,6 @@
 """Median epoch time of the default ML-100K configuration on one device.
 
-    python bench/epoch_time.py --device cuda --epochs 3 [--threads N]
+python bench/epoch_time.py --device cuda --epochs 3 [--threads N]
 """
 
 from __future__ import annotations
@@ -41,9 +41,11 @@ def main() -> int:
     rec.fit(ws.events("ml100k"), ws.items("ml100k"), cache_dir=ws_dir / "cache")
     seconds = [h["seconds"] for h in rec.history_]
     name = torch.cuda.get_device_name(0) if rec.device_.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
-    print(f"device {rec.device_.type} ({name}): median epoch {statistics.median(seconds):.2f} s over "
-          f"{len(seconds)} epochs (first {seconds[0]:.2f} s), total {time.perf_counter() - started:.1f} s, "
-          f"valid NDCG@10 {rec.history_[-1]['valid_NDCG@10']:.4f}")
+    print(
+        f"device {rec.device_.type} ({name}): median epoch {statistics.median(seconds):.2f} s over "
+        f"{len(seconds)} epochs (first {seconds[0]:.2f} s), total {time.perf_counter() - started:.1f} s, "
+        f"valid NDCG@10 {rec.history_[-1]['valid_NDCG@10']:.4f}"
+    )
     return 0
 
 

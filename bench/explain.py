@@ -41,12 +41,16 @@ K = 10
 METHODS = ("ig", "loo", "shap", "attention")
 # figure -> (label, target: at most this or None, unit); medians over the pairs unless the label says otherwise
 FIGURES: dict[str, tuple[str, float | None, str]] = {
-    "ig_ms": ("IG (fused, default settings)", 150, "ms"), "ig_steps": ("  IG steps used (tolerance 1%)", None, ""),
-    "ig_engagement_ms": ("IG on the engagement target", None, "ms"), "loo_ms": ("leave-one-out", 100, "ms"),
-    "shap_ms": ("SHAP (our default)", 2000, "ms"), "attention_ms": ("attention", None, "ms"),
+    "ig_ms": ("IG (fused, default settings)", 150, "ms"),
+    "ig_steps": ("  IG steps used (tolerance 1%)", None, ""),
+    "ig_engagement_ms": ("IG on the engagement target", None, "ms"),
+    "loo_ms": ("leave-one-out", 100, "ms"),
+    "shap_ms": ("SHAP (our default)", 2000, "ms"),
+    "attention_ms": ("attention", None, "ms"),
     "tokens_ms": ("token LIG (candidate text)", None, "ms"),
     "tokens_rel_delta": ("  its |completeness delta| / gap", None, ""),
-    "kernel_ms": ("shap.KernelExplainer", None, "ms"), "kernel_over_shap": ("KernelExplainer / our SHAP", None, "x"),
+    "kernel_ms": ("shap.KernelExplainer", None, "ms"),
+    "kernel_over_shap": ("KernelExplainer / our SHAP", None, "x"),
     "kernel_shap_corr": ("corr(Kernel, our SHAP values)", None, "r"),
     "ig_rel_delta": ("IG |completeness delta| / gap", None, ""),
     "ig_rel_delta_max": ("  the same, max over pairs", None, ""),
@@ -64,8 +68,17 @@ def defaults_digest() -> str:
     from core.model.config import ModelConfig, TrainConfig
 
     def table(cls: Any) -> dict[str, Any]:
-        return {f.name: (f.default if f.default is not MISSING else
-                         f.default_factory() if f.default_factory is not MISSING else None) for f in fields(cls)}
+        return {
+            f.name: (
+                f.default
+                if f.default is not MISSING
+                else f.default_factory()
+                if f.default_factory is not MISSING
+                else None
+            )
+            for f in fields(cls)
+        }
+
     blob = json.dumps({"model": table(ModelConfig), "train": table(TrainConfig)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
@@ -114,11 +127,18 @@ def time_pair(rec: Any, user: str, item: str, titles: Any) -> dict[str, Any]:
     row["n_events"] = len(exp.events)
     row["ig_engagement_ms"] = explain(rec, user, item, "ig", "engagement").runtime_ms  # a smooth target, for contrast
     (tok,) = token_attributions(rec, user, item, "fused", titles=titles)
-    row.update(tokens_ms=tok.runtime_ms, tokens_n=len(tok.tokens), tokens_steps=tok.details["steps"],
-               tokens_rel_delta=tok.relative_delta)
+    row.update(
+        tokens_ms=tok.runtime_ms,
+        tokens_n=len(tok.tokens),
+        tokens_steps=tok.details["steps"],
+        tokens_rel_delta=tok.relative_delta,
+    )
     kernel_ms, kernel = kernel_shap(rec, user, item)
-    row.update(kernel_ms=kernel_ms, kernel_over_shap=kernel_ms / row["shap_ms"],
-               kernel_shap_corr=float(np.corrcoef(kernel, shap_values)[0, 1]))
+    row.update(
+        kernel_ms=kernel_ms,
+        kernel_over_shap=kernel_ms / row["shap_ms"],
+        kernel_shap_corr=float(np.corrcoef(kernel, shap_values)[0, 1]),
+    )
     return row
 
 
@@ -168,17 +188,17 @@ def page_times(ws: Any, run_id: str, rec: Any, users: list[str]) -> list[dict[st
     titles, out = titles_of(ws.items("sample")), []
     for stored, raw in raw_ids(ws, users).items():
         row: dict[str, Any] = {"user": raw}
-        top = _timed(row, "run_top", lambda: recommend_fused(open_run(ws, run_id), raw, K, weights))
+        # each run_* call opens a fresh handle: the model loads again, as a new page session would
+        top = _timed(row, "run_top", recommend_fused, open_run(ws, run_id), raw, K, weights)
         item = str(top["item_id"].iloc[0])
-        exp = _timed(row, "run_explain", lambda: explain_run(open_run(ws, run_id), raw, item, "ig", "fused", weights))
-        _timed(row, "run_counterfactual", lambda: counterfactual_run(open_run(ws, run_id), raw, item, K))
-        _timed(row, "run_summary", lambda: summarize(exp))
-        _timed(row, "cached_top", lambda: recommendation_table(held, cands, meta["user_ids"].index(stored), K,
-                                                               weights))
-        exp = _timed(row, "cached_explain", lambda: explain(rec, stored, item, "ig", "fused", weights=weights,
-                                                            labels=Labels(titles, raw, run_id)))
-        _timed(row, "cached_counterfactual", lambda: counterfactual_set(rec, stored, item, K, labels=Labels(titles)))
-        _timed(row, "cached_summary", lambda: summarize(exp))
+        exp = _timed(row, "run_explain", explain_run, open_run(ws, run_id), raw, item, "ig", "fused", weights)
+        _timed(row, "run_counterfactual", counterfactual_run, open_run(ws, run_id), raw, item, K)
+        _timed(row, "run_summary", summarize, exp)
+        _timed(row, "cached_top", recommendation_table, held, cands, meta["user_ids"].index(stored), K, weights)
+        labels = Labels(titles, raw, run_id)
+        exp = _timed(row, "cached_explain", explain, rec, stored, item, "ig", "fused", weights=weights, labels=labels)
+        _timed(row, "cached_counterfactual", counterfactual_set, rec, stored, item, K, labels=Labels(titles))
+        _timed(row, "cached_summary", summarize, exp)
         row["ig_steps"] = exp.details["steps"]
         row["page_run_calls_s"] = sum(v for k, v in row.items() if k.startswith("run_"))
         row["page_cached_model_s"] = sum(v for k, v in row.items() if k.startswith("cached_"))
@@ -186,10 +206,10 @@ def page_times(ws: Any, run_id: str, rec: Any, users: list[str]) -> list[dict[st
     return out
 
 
-def _timed(row: dict[str, Any], key: str, fn: Any) -> Any:
-    """``fn()``, its seconds stored in ``row[key]``."""
+def _timed(row: dict[str, Any], key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, its seconds stored in ``row[key]``."""
     start = time.perf_counter()
-    result = fn()
+    result = fn(*args, **kwargs)
     row[key] = time.perf_counter() - start
     return result
 
@@ -219,6 +239,7 @@ def influence_times(rec: Any, ws: Any, run_id: str, users: int) -> dict[str, flo
 
 def figures(rows: list[dict[str, Any]], page: list[dict[str, float]], influence: dict[str, float]) -> dict[str, Any]:
     """Median and min over the pairs (page users) of every figure, with its target; ``ok`` judges the median."""
+
     def stats(key: str, source: list[dict[str, Any]]) -> tuple[float, float]:
         values = [r[key] for r in source if r.get(key) is not None and np.isfinite(r[key])]
         return (float(statistics.median(values)), float(min(values))) if values else (float("nan"),) * 2
@@ -231,9 +252,16 @@ def figures(rows: list[dict[str, Any]], page: list[dict[str, float]], influence:
         ratio = stats(f"{m}_aopc", rows)[0] / stats(f"{m}_aopc_random", rows)[0]
         values[f"{m}_aopc_ratio"] = (ratio, float("nan"))
     values.update({k: (v, v) for k, v in influence.items()})
-    return {k: {"median": values[k][0], "min": values[k][1], "target": target, "unit": unit,
-                "ok": None if target is None else bool(values[k][0] <= target)}
-            for k, (_, target, unit) in FIGURES.items()}
+    return {
+        k: {
+            "median": values[k][0],
+            "min": values[k][1],
+            "target": target,
+            "unit": unit,
+            "ok": None if target is None else bool(values[k][0] <= target),
+        }
+        for k, (_, target, unit) in FIGURES.items()
+    }
 
 
 def print_table(figs: dict[str, Any], users: int) -> None:
@@ -279,31 +307,49 @@ def run(args: argparse.Namespace, out_path: Path) -> int:
     run_id, train_s = bench_run(ws, args.epochs, args.threads)
     rec = open_run(ws, run_id, "cpu").recommender()
     titles = titles_of(ws.items("sample"))
-    print(f"run {run_id} ({'trained in %.0f s' % train_s if train_s else 'reused'}); {os.cpu_count()} cores, "
-          f"{args.threads} torch threads, load average {load_before[0]:.2f}", flush=True)
+    print(
+        f"run {run_id} ({f'trained in {train_s:.0f} s' if train_s else 'reused'}); {os.cpu_count()} cores, "
+        f"{args.threads} torch threads, load average {load_before[0]:.2f}",
+        flush=True,
+    )
     pairs = pick_pairs(rec, args.pairs + 1)
     time_pair(rec, *pairs[0], titles)  # warm-up: imports, encoder load, first-call kernels (not counted)
     rows = []
     for user, item in pairs[1:]:
         rows.append(time_pair(rec, user, item, titles))
-        print(f"  pair {len(rows)}/{args.pairs}: {rows[-1]['n_events']} events, IG {rows[-1]['ig_ms']:.0f} ms, "
-              f"SHAP {rows[-1]['shap_ms']:.0f} ms, Kernel {rows[-1]['kernel_ms']:.0f} ms", flush=True)
+        print(
+            f"  pair {len(rows)}/{args.pairs}: {rows[-1]['n_events']} events, IG {rows[-1]['ig_ms']:.0f} ms, "
+            f"SHAP {rows[-1]['shap_ms']:.0f} ms, Kernel {rows[-1]['kernel_ms']:.0f} ms",
+            flush=True,
+        )
     others = [str(u) for u in rec.data_.users if str(u) not in {u for u, _ in pairs}]
     page_users = list(np.random.default_rng(0).choice(others, args.page_users or args.pairs, replace=False))
     page = page_times(ws, run_id, rec, [str(u) for u in page_users])
     influence = influence_times(rec, ws, run_id, args.users)
-    context = {"run": run_id, "train_s": train_s, "pairs": len(rows), "users": args.users, "threads": args.threads,
-               "cores": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
-               "summary": _summarize() is not None, "quick": args.quick}
+    context = {
+        "run": run_id,
+        "train_s": train_s,
+        "pairs": len(rows),
+        "users": args.users,
+        "threads": args.threads,
+        "cores": os.cpu_count(),
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "summary": _summarize() is not None,
+        "quick": args.quick,
+    }
     figs = figures(rows, page, influence)
     print_table(figs, args.users)
     parts = {k: statistics.median(r[k] for r in page) for k in page[0] if k.startswith(("run_", "cached_"))}
     print("Explain page parts (median s): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
-    print(f"load average before {load_before[0]:.2f}, after {context['load_after'][0]:.2f}; "
-          f"summary {'included' if context['summary'] else 'not available'}")
+    print(
+        f"load average before {load_before[0]:.2f}, after {context['load_after'][0]:.2f}; "
+        f"summary {'included' if context['summary'] else 'not available'}"
+    )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps({"context": context, "figures": figs, "pairs": rows, "page": page},
-                                   indent=1, default=str))
+    out_path.write_text(
+        json.dumps({"context": context, "figures": figs, "pairs": rows, "page": page}, indent=1, default=str)
+    )
     return 0
 
 

@@ -79,9 +79,13 @@ def time_changes(c: R.Candidates, settings: list[dict[str, float]]) -> dict[str,
     R.fused_metrics(c, settings[-1])
     transient = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return {"change_ms_median": 1000 * statistics.median(times), "change_ms_p90": 1000 * float(np.quantile(times, 0.9)),
-            "changes": len(times), "change_transient_mb": transient / 2**20,
-            "cache_mb": sum(a.nbytes for a in vars(c).values()) / 2**20}
+    return {
+        "change_ms_median": 1000 * statistics.median(times),
+        "change_ms_p90": 1000 * float(np.quantile(times, 0.9)),
+        "changes": len(times),
+        "change_transient_mb": transient / 2**20,
+        "cache_mb": sum(a.nbytes for a in vars(c).values()) / 2**20,
+    }
 
 
 # -- ML-100K ---------------------------------------------------------------------------------
@@ -115,9 +119,14 @@ def ml100k(workspace: Path, run_id: str, repeats: int) -> dict[str, Any]:
     FR.run_candidates(open_run(ws, run_id), "test")  # stored in the run (built once)
     t = time.perf_counter()
     c, _ = FR.run_candidates(open_run(ws, run_id), "test")
-    out: dict[str, Any] = {"users": len(c.users), "items": c.n_items, "candidates": c.items.shape[1],
-                           "cache_load_s": time.perf_counter() - t, "model_s": min(model_times),
-                           **time_changes(c, weight_settings(repeats))}
+    out: dict[str, Any] = {
+        "users": len(c.users),
+        "items": c.n_items,
+        "candidates": c.items.shape[1],
+        "cache_load_s": time.perf_counter() - t,
+        "model_s": min(model_times),
+        **time_changes(c, weight_settings(repeats)),
+    }
     t = time.perf_counter()
     for w in F.weight_grid(0.25):
         R.fused_metrics(c, w)
@@ -136,12 +145,19 @@ def done_when(ws: Any, run_id: str, rec: Any, plain: dict[str, Any]) -> dict[str
     e = evaluate_fused(open_run(ws, run_id), {"engagement": 1, "rating": 0})
     r = evaluate_fused(open_run(ws, run_id), {"engagement": 0, "rating": 1})
     user = str(rec.data_.users[0])
-    lists = {name: recommend_fused(open_run(ws, run_id), user, 10, w)["item_id"].tolist()
-             for name, w in (("engagement", {"engagement": 1}), ("rating", {"rating": 1}))}
-    return {"evaluate_engagement": {k: e["test"][k] for k in keys}, "evaluate_rating": {k: r["test"][k] for k in keys},
-            "evaluate_plain": {k: plain["test"][k] for k in keys[:3]},
-            "engagement_matches_evaluate": all(e["test"][k] == plain["test"][k] for k in keys[:3]),
-            "user": user, "top10_engagement": lists["engagement"], "top10_rating": lists["rating"]}
+    lists = {
+        name: recommend_fused(open_run(ws, run_id), user, 10, w)["item_id"].tolist()
+        for name, w in (("engagement", {"engagement": 1}), ("rating", {"rating": 1}))
+    }
+    return {
+        "evaluate_engagement": {k: e["test"][k] for k in keys},
+        "evaluate_rating": {k: r["test"][k] for k in keys},
+        "evaluate_plain": {k: plain["test"][k] for k in keys[:3]},
+        "engagement_matches_evaluate": all(e["test"][k] == plain["test"][k] for k in keys[:3]),
+        "user": user,
+        "top10_engagement": lists["engagement"],
+        "top10_rating": lists["rating"],
+    }
 
 
 # -- the large synthetic case ------------------------------------------------------------------
@@ -156,8 +172,9 @@ def synthetic_items(rng: np.random.Generator, n: int, dim: int) -> tuple[np.ndar
     return factors, bias, F.popularity_signal(counts), F.freshness_signal(last), counts.astype(np.float32)
 
 
-def synthetic_block(rng: np.random.Generator, b: int, factors: np.ndarray, bias: np.ndarray,
-                    counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def synthetic_block(
+    rng: np.random.Generator, b: int, factors: np.ndarray, bias: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(log-probabilities, raw ratings, eligible, targets) of ``b`` synthetic users over every item."""
     n1 = len(factors)
     z = rng.normal(0, 1, (b, factors.shape[1])) @ factors.T * 3.0  # [B, N+1]
@@ -192,12 +209,27 @@ def large(users: int, items: int, per_anchor: int, repeats: int, sample: int) ->
         if kept is None:
             kept = (eng[:sample], rat[:sample], eligible[:sample], targets[:sample])
     out = FC.stack_blocks(blocks)
-    c = R.Candidates(users=np.arange(users), items=out["items"], engagement=out["engagement"], rating=out["rating"],
-                     popularity=pop, freshness=fresh, popularity_count=counts, outside=out["outside"],
-                     targets=out["targets"], target_col=FC.target_columns(out["items"], out["targets"]),
-                     target_rating=np.full(users, np.nan, np.float32), target_value=np.full(users, np.nan, np.float32))
-    result: dict[str, Any] = {"users": users, "items": items, "per_anchor": per_anchor, "candidates": c.items.shape[1],
-                              "build_s": time.perf_counter() - t}
+    c = R.Candidates(
+        users=np.arange(users),
+        items=out["items"],
+        engagement=out["engagement"],
+        rating=out["rating"],
+        popularity=pop,
+        freshness=fresh,
+        popularity_count=counts,
+        outside=out["outside"],
+        targets=out["targets"],
+        target_col=FC.target_columns(out["items"], out["targets"]),
+        target_rating=np.full(users, np.nan, np.float32),
+        target_value=np.full(users, np.nan, np.float32),
+    )
+    result: dict[str, Any] = {
+        "users": users,
+        "items": items,
+        "per_anchor": per_anchor,
+        "candidates": c.items.shape[1],
+        "build_s": time.perf_counter() - t,
+    }
     settings = weight_settings(repeats)
     result.update(time_changes(c, settings))
     result.update(accuracy(c, kept, pop, fresh, settings))
@@ -213,16 +245,27 @@ def current_rss_mb() -> float:
     return float("nan")
 
 
-def accuracy(c: R.Candidates, kept: tuple[np.ndarray, ...], pop: np.ndarray, fresh: np.ndarray,
-             settings: list[dict[str, float]]) -> dict[str, Any]:
+def accuracy(
+    c: R.Candidates, kept: tuple[np.ndarray, ...], pop: np.ndarray, fresh: np.ndarray, settings: list[dict[str, float]]
+) -> dict[str, Any]:
     """Pre-selected vs exact top-10 over the whole catalogue, on the first users; certified share on all."""
     eng, rat, eligible, targets = kept
     n = len(targets)
     full = FC.stack_blocks([FC.select_block(eng, rat, pop, fresh, eligible, targets, None)])
-    exact = R.Candidates(users=np.arange(n), items=full["items"], engagement=full["engagement"],
-                         rating=full["rating"], popularity=pop, freshness=fresh, popularity_count=c.popularity_count,
-                         outside=full["outside"], targets=targets, target_col=FC.target_columns(full["items"], targets),
-                         target_rating=c.target_rating[:n], target_value=c.target_value[:n])
+    exact = R.Candidates(
+        users=np.arange(n),
+        items=full["items"],
+        engagement=full["engagement"],
+        rating=full["rating"],
+        popularity=pop,
+        freshness=fresh,
+        popularity_count=c.popularity_count,
+        outside=full["outside"],
+        targets=targets,
+        target_col=FC.target_columns(full["items"], targets),
+        target_rating=c.target_rating[:n],
+        target_value=c.target_value[:n],
+    )
     sub = R.rows_of(c, slice(0, n))
     same, recall, certified, hr_gap = [], [], [], []
     for w in settings:
@@ -231,9 +274,15 @@ def accuracy(c: R.Candidates, kept: tuple[np.ndarray, ...], pop: np.ndarray, fre
         recall.append(float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a.items, b.items)])))
         certified.append(R.fused_metrics(c, w)["exact_users"])
         hr_gap.append(abs(R.fused_metrics(exact, w)["HR@10"] - R.fused_metrics(sub, w)["HR@10"]))
-    return {"sample_users": n, "same_top10_min": min(same), "same_top10_mean": statistics.mean(same),
-            "recall10_min": min(recall), "certified_mean": statistics.mean(certified),
-            "certified_min": min(certified), "hr10_gap_max": max(hr_gap)}
+    return {
+        "sample_users": n,
+        "same_top10_min": min(same),
+        "same_top10_mean": statistics.mean(same),
+        "recall10_min": min(recall),
+        "certified_mean": statistics.mean(certified),
+        "certified_min": min(certified),
+        "hr10_gap_max": max(hr_gap),
+    }
 
 
 def model_estimate(items: int, users: int, sample: int = 64, history: int = 50) -> dict[str, Any]:
@@ -249,11 +298,17 @@ def model_estimate(items: int, users: int, sample: int = 64, history: int = 50) 
     rng = np.random.default_rng(1)
     model = BehaviorModel(ModelConfig(n_items=items, n_behaviors=2, text_dim=384), torch.zeros(items + 1, 384)).eval()
     total = sample * history
-    data = SequenceData(users=np.array([f"u{i:05d}" for i in range(sample)]),
-                        item_ids=np.array([""] + [f"i{i}" for i in range(items)], dtype=object),
-                        behaviors=["", "view"], offsets=np.arange(0, total + 1, history, dtype=np.int64),
-                        item=rng.integers(1, items + 1, total), behavior=np.ones(total, np.int64),
-                        value=np.full(total, np.nan, np.float32), ts=np.arange(total, dtype=np.int64) * 60)
+    data = SequenceData(
+        users=np.array([f"u{i:05d}" for i in range(sample)]),
+        item_ids=np.array([""] + [f"i{i}" for i in range(items)], dtype=object),
+        behaviors=["", "view"],
+        offsets=np.arange(0, total + 1, history, dtype=np.int64),
+        item=rng.integers(1, items + 1, total),
+        behavior=np.ones(total, np.int64),
+        value=np.full(total, np.nan, np.float32),
+        ts=np.arange(total, dtype=np.int64) * 60,
+    )
+
     def heads(users: np.ndarray) -> None:
         _, states = user_scores(model, data, users, data.offsets[1:][users], torch.device("cpu"))
         FC.all_ratings(model, states, RatingScale())
@@ -267,8 +322,13 @@ def model_estimate(items: int, users: int, sample: int = 64, history: int = 50) 
 
 # -- driver ------------------------------------------------------------------------------------
 def _child(argv: list[str]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, check=False,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    out = subprocess.run(
+        [sys.executable, __file__, *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     if out.returncode != 0:
         raise SystemExit(f"{argv[:2]} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -277,29 +337,45 @@ def _child(argv: list[str]) -> dict[str, Any]:
 def report(name: str, r: dict[str, Any]) -> None:
     ratio = r["model_s"] * 1000 / r["change_ms_median"]
     print(f"\n== {name}: {r['users']:,} users × {r['items']:,} items, candidates per user M = {r['candidates']:,}")
-    print(f"weight change (re-rank every user + every metric): median {r['change_ms_median']:.1f} ms, "
-          f"p90 {r['change_ms_p90']:.1f} ms over {r['changes']} settings")
+    print(
+        f"weight change (re-rank every user + every metric): median {r['change_ms_median']:.1f} ms, "
+        f"p90 {r['change_ms_p90']:.1f} ms over {r['changes']} settings"
+    )
     model = "measured" if name == "ml100k" else f"estimated from {r['model_sample_users']} users"
     print(f"recompute with the model ({model}): {r['model_s']:.2f} s  ->  cache is {ratio:,.0f}× faster")
-    print(f"memory: cached arrays {r['cache_mb']:.0f} MB, per-change temporaries {r['change_transient_mb']:.0f} MB, "
-          f"peak RSS of the case {r['peak_rss_mb']:.0f} MB"
-          + (f" (building included), RSS while re-ranking {r['rss_mb']:.0f} MB" if "rss_mb" in r else ""))
+    print(
+        f"memory: cached arrays {r['cache_mb']:.0f} MB, per-change temporaries {r['change_transient_mb']:.0f} MB, "
+        f"peak RSS of the case {r['peak_rss_mb']:.0f} MB"
+        + (f" (building included), RSS while re-ranking {r['rss_mb']:.0f} MB" if "rss_mb" in r else "")
+    )
     if name == "ml100k":
-        print(f"cache load {r['cache_load_s']:.2f} s; sweep of {r['sweep_points']} weight points {r['sweep_s']:.2f} s; "
-              f"exact users {r['exact_users']:.0%} (every item is a candidate)")
+        print(
+            f"cache load {r['cache_load_s']:.2f} s; sweep of {r['sweep_points']} weight points {r['sweep_s']:.2f} s; "
+            f"exact users {r['exact_users']:.0%} (every item is a candidate)"
+        )
         print(f"engagement=1: {r['evaluate_engagement']}\nrating=1:     {r['evaluate_rating']}")
-        print(f"engagement=1 equals evaluate's HR/NDCG/MRR@10 exactly: {r['engagement_matches_evaluate']} "
-              f"({r['evaluate_plain']})")
-        print(f"user {r['user']} top-10 by engagement: {r['top10_engagement']}\n"
-              f"{' ' * len('user ' + r['user'])} top-10 by rating:     {r['top10_rating']}")
+        print(
+            f"engagement=1 equals evaluate's HR/NDCG/MRR@10 exactly: {r['engagement_matches_evaluate']} "
+            f"({r['evaluate_plain']})"
+        )
+        print(
+            f"user {r['user']} top-10 by engagement: {r['top10_engagement']}\n"
+            f"{' ' * len('user ' + r['user'])} top-10 by rating:     {r['top10_rating']}"
+        )
     else:
-        print(f"pre-selection: union of each user's top-{r['per_anchor']} under 11 anchor weightings (4 signals, "
-              f"6 edge midpoints, centroid) + the target; built in {r['build_s']:.0f} s")
-        print(f"provably exact top-10 for {r['certified_mean']:.1%} of users on average over the settings "
-              f"(min {r['certified_min']:.1%}; ties at the cut are not certified)")
-        print(f"on {r['sample_users']} users vs the whole catalogue: identical top-10 for {r['same_top10_mean']:.1%} "
-              f"(min {r['same_top10_min']:.1%}), recall@10 ≥ {r['recall10_min']:.3f}, "
-              f"HR@10 gap ≤ {r['hr10_gap_max']:.4f}")
+        print(
+            f"pre-selection: union of each user's top-{r['per_anchor']} under 11 anchor weightings (4 signals, "
+            f"6 edge midpoints, centroid) + the target; built in {r['build_s']:.0f} s"
+        )
+        print(
+            f"provably exact top-10 for {r['certified_mean']:.1%} of users on average over the settings "
+            f"(min {r['certified_min']:.1%}; ties at the cut are not certified)"
+        )
+        print(
+            f"on {r['sample_users']} users vs the whole catalogue: identical top-10 for {r['same_top10_mean']:.1%} "
+            f"(min {r['same_top10_min']:.1%}), recall@10 ≥ {r['recall10_min']:.3f}, "
+            f"HR@10 gap ≤ {r['hr10_gap_max']:.4f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,19 +410,46 @@ def main(argv: list[str] | None = None) -> int:
         workspace = args.workspace or Path(tempfile.mkdtemp(prefix="fusion-ws-"))
         run_id = args.run
         if run_id is None:
-            trained = _child(["--child", "train", "--workspace", str(workspace), "--data", str(args.data),
-                              "--epochs", str(args.epochs)])
+            trained = _child(
+                [
+                    "--child",
+                    "train",
+                    "--workspace",
+                    str(workspace),
+                    "--data",
+                    str(args.data),
+                    "--epochs",
+                    str(args.epochs),
+                ]
+            )
             run_id = trained["run"]
             print(f"trained ml100k run {run_id} ({args.epochs} epochs) in {trained['train_s']:.0f} s")
-        report("ml100k", _child(["--child", "ml100k", "--workspace", str(workspace), "--run", run_id,
-                                 "--repeats", str(args.repeats)]))
+        report(
+            "ml100k",
+            _child(
+                ["--child", "ml100k", "--workspace", str(workspace), "--run", run_id, "--repeats", str(args.repeats)]
+            ),
+        )
     if "large" in only:
         size = ["--users", str(args.users), "--items", str(args.items)]
-        result = _child(["--child", "large", *size, "--per-anchor", str(args.per_anchor),
-                         "--repeats", str(args.repeats), "--sample", str(args.sample)])
+        result = _child(
+            [
+                "--child",
+                "large",
+                *size,
+                "--per-anchor",
+                str(args.per_anchor),
+                "--repeats",
+                str(args.repeats),
+                "--sample",
+                str(args.sample),
+            ]
+        )
         model = _child(["--child", "model", *size])
-        report("large", {**result, **model, "model_peak_rss_mb": model["peak_rss_mb"],
-                         "peak_rss_mb": result["peak_rss_mb"]})
+        report(
+            "large",
+            {**result, **model, "model_peak_rss_mb": model["peak_rss_mb"], "peak_rss_mb": result["peak_rss_mb"]},
+        )
     return 0
 
 

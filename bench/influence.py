@@ -1,6 +1,7 @@
 """Planted-truth recovery and runtime of global per-behavior influence on the bundled sample data.
 
-    python bench/influence.py [--seeds 0 1] [--users 500] [--methods swap,loo,ig] [--threads 2] [--workspace DIR] [--epochs N]
+    python bench/influence.py [--seeds 0 1] [--users 500] [--methods swap,loo,ig] [--threads 2]
+                              [--workspace DIR] [--epochs N]
 
 For each training seed: train the default configuration on ``sample_data`` (or reuse the
 run a previous call left in ``--workspace``), then run global influence with the behavior
@@ -73,8 +74,11 @@ def main() -> int:
         rec = open_run(ws, run_id, "cpu").recommender()
         categories = item_categories(open_run(ws, run_id))
         metrics = rec.evaluate("test")
-        print(f"seed {seed}: run {run_id} (trained in {train_s:.0f} s), HR@10 {metrics['HR@10']:.3f}, "
-              f"NDCG@10 {metrics['NDCG@10']:.3f}", flush=True)
+        print(
+            f"seed {seed}: run {run_id} (trained in {train_s:.0f} s), HR@10 {metrics['HR@10']:.3f}, "
+            f"NDCG@10 {metrics['NDCG@10']:.3f}",
+            flush=True,
+        )
         for method in [m for m in args.methods.split(",") if m in METHODS]:
             start = time.perf_counter()
             report = global_influence(rec, InfluenceSettings(args.users, method), categories=categories, ablation=False)
@@ -83,18 +87,33 @@ def main() -> int:
             truth = [planted[b] for b in names]
             rho = float(spearmanr([report.per_event[b] for b in names], truth)[0])
             rho_signed = float(spearmanr([report.per_behavior_signed[b] for b in names], truth)[0])
-            rows.append({"seed": seed, "method": method, "users": report.users, "seconds": seconds,
-                         "spearman_per_event": rho, "spearman_signed": rho_signed, "per_event": report.per_event,
-                         "behaviors": names, "HR@10": metrics["HR@10"]})
+            rows.append(
+                {
+                    "seed": seed,
+                    "method": method,
+                    "users": report.users,
+                    "seconds": seconds,
+                    "spearman_per_event": rho,
+                    "spearman_signed": rho_signed,
+                    "per_event": report.per_event,
+                    "behaviors": names,
+                    "HR@10": metrics["HR@10"],
+                }
+            )
             ranked = " > ".join(sorted(names, key=lambda b: -report.per_event[b]))
-            print(f"  {method:<5} {seconds:6.1f} s  Spearman(per_event) {rho:+.3f}  signed {rho_signed:+.3f}  "
-                  f"[{ranked}]", flush=True)
+            print(
+                f"  {method:<5} {seconds:6.1f} s  Spearman(per_event) {rho:+.3f}  signed {rho_signed:+.3f}  [{ranked}]",
+                flush=True,
+            )
         from core.explain.influence.ablation import behavior_ablation
 
         start = time.perf_counter()
         behavior_ablation(rec)
-        print(f"  ablation ({len(rec.data_.behaviors) - 1} behaviors + full, {len(rec.split_.users)} test users): "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"  ablation ({len(rec.data_.behaviors) - 1} behaviors + full, {len(rec.split_.users)} test users): "
+            f"{time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
     print("planted order: " + " > ".join(sorted(planted, key=lambda b: -planted[b])))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"planted": planted, "rows": rows}, indent=1))

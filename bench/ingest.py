@@ -51,9 +51,12 @@ def generate(path: Path, n: int) -> None:
             CASE WHEN k % 331 = 0 THEN '' ELSE 'user' || (hash(k) % {users}) END AS user_id,
             'item' || (hash(k * 7 + 1) % {items}) AS item_id,
             CASE WHEN k % 409 = 0 THEN 'not-a-time' ELSE CAST(1700000000 + (k // 3) AS VARCHAR) END AS timestamp,
-            ['pv','pv','pv','pv','pv','pv','cart','cart','fav','buy','buy','rate'][CAST(1 + hash(k * 13) % 12 AS BIGINT)] AS behavior,
-            CASE WHEN hash(k * 13) % 12 = 11 THEN CAST(1 + hash(k) % (CASE WHEN k % 97 = 0 THEN 9 ELSE 5 END) AS VARCHAR) END AS value
-          FROM (SELECT CASE WHEN r % 500 = 1 THEN r - 1 ELSE r END AS k, r FROM range({n}) t(r)) ORDER BY r) TO '{path}' (HEADER, DELIMITER ',')
+            ['pv','pv','pv','pv','pv','pv','cart','cart','fav','buy','buy','rate']
+                [CAST(1 + hash(k * 13) % 12 AS BIGINT)] AS behavior,
+            CASE WHEN hash(k * 13) % 12 = 11
+                 THEN CAST(1 + hash(k) % (CASE WHEN k % 97 = 0 THEN 9 ELSE 5 END) AS VARCHAR) END AS value
+          FROM (SELECT CASE WHEN r % 500 = 1 THEN r - 1 ELSE r END AS k, r FROM range({n}) t(r)) ORDER BY r)
+        TO '{path}' (HEADER, DELIMITER ',')
     """)
 
 
@@ -83,8 +86,15 @@ def child_behaviorlens(path: Path) -> dict[str, object]:
         started, cpu0 = time.perf_counter(), cpu_s()
         report = ingest(ws, path, options=IngestOptions(name="bench"))
         seconds, cpu = time.perf_counter() - started, cpu_s() - cpu0
-    return {"seconds": seconds, "cpu_s": cpu, "rows": report.rows_read, "accepted": report.rows_accepted,
-            "rejected": report.rejected_by_reason, "duplicates": report.duplicates, "peak_mb": peak_mb()}
+    return {
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "rows": report.rows_read,
+        "accepted": report.rows_accepted,
+        "rejected": report.rejected_by_reason,
+        "duplicates": report.duplicates,
+        "peak_mb": peak_mb(),
+    }
 
 
 def _epoch(raw: str) -> datetime | None:
@@ -128,6 +138,7 @@ def _reason(u: str, i: str, ts: str, b: str, v: str, labels: dict[str, str]) -> 
             return "non_numeric_value", ()
     if b not in labels:
         from core.ingest.mapping import canonical_behavior
+
         labels[b] = canonical_behavior(b) if b.strip() else None
     beh = labels[b]
     if beh is None:
@@ -176,13 +187,31 @@ def child_pandas(path: Path, limit_s: float, full_rows: int) -> dict[str, object
     total = read_s + loop_s * scale
     cpu = cpu_s() - cpu0  # read_csv plus the loop (the loop part extrapolated like the time)
     cpu += (scale - 1) * loop_s * cpu / (read_s + loop_s)
-    return {"seconds": total, "cpu_s": cpu, "rows": len(frame), "checked": checked, "extrapolated": checked < len(frame),
-            "read_s": read_s, "rejected": dict(reasons), "duplicates": dupes, "peak_mb": peak_mb()}
+    return {
+        "seconds": total,
+        "cpu_s": cpu,
+        "rows": len(frame),
+        "checked": checked,
+        "extrapolated": checked < len(frame),
+        "read_s": read_s,
+        "rejected": dict(reasons),
+        "duplicates": dupes,
+        "peak_mb": peak_mb(),
+    }
 
 
 def run_child(kind: str, path: Path, args: argparse.Namespace) -> dict[str, object]:
-    cmd = [sys.executable, __file__, "--child", kind, str(path), "--baseline-limit", str(args.baseline_limit),
-           "--baseline-full", str(args.baseline_full)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        str(path),
+        "--baseline-limit",
+        str(args.baseline_limit),
+        "--baseline-full",
+        str(args.baseline_full),
+    ]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
@@ -197,16 +226,20 @@ def median_of(runs: list[dict[str, object]], key: str) -> float:
 
 
 def print_table(results: dict[tuple[int, str], list[dict[str, object]]], repeat: int) -> None:
-    agg = "median of %d" % repeat if repeat > 1 else "1 run"
-    print(f"\n{'rows':>10} {'tool':<13} {'s':>8} {'cpu s':>7} {'proc s':>8} {'rows/s':>12} {'peak MB':>9} "
-          f"{'vs pandas':>10}   ({agg})")
+    agg = f"median of {repeat}" if repeat > 1 else "1 run"
+    print(
+        f"\n{'rows':>10} {'tool':<13} {'s':>8} {'cpu s':>7} {'proc s':>8} {'rows/s':>12} {'peak MB':>9} "
+        f"{'vs pandas':>10}   ({agg})"
+    )
     for (n, kind), runs in sorted(results.items()):
         secs = median_of(runs, "seconds")
         base = results.get((n, "pandas"))
         ratio = f"{median_of(base, 'seconds') / secs:9.1f}x" if base and kind == "behaviorlens" else ""
         mark = "~" if runs[0].get("extrapolated") else " "
-        print(f"{n:>10,} {kind:<13} {mark}{secs:7.2f} {median_of(runs, 'cpu_s'):7.2f} {median_of(runs, 'proc_s'):8.2f} "
-              f"{mark}{n / secs:11,.0f} {median_of(runs, 'peak_mb'):9.0f} {ratio:>10}")
+        print(
+            f"{n:>10,} {kind:<13} {mark}{secs:7.2f} {median_of(runs, 'cpu_s'):7.2f} {median_of(runs, 'proc_s'):8.2f} "
+            f"{mark}{n / secs:11,.0f} {median_of(runs, 'peak_mb'):9.0f} {ratio:>10}"
+        )
     print("  ~ = pandas loop stopped at the time limit and extrapolated from the rows it checked")
 
 
@@ -219,9 +252,11 @@ def check_targets(results: dict[tuple[int, str], list[dict[str, object]]]) -> No
         base = results.get((n, "pandas"))
         ratio = median_of(base, "seconds") / median_of(runs, "seconds") if base else float("nan")
         peak = median_of(runs, "peak_mb")
-        print(f"  {n:>10,} rows: {rate:,.0f} rows/s [{'ok' if rate >= 1e6 else 'MISSED'}], "
-              f"{ratio:.1f}x pandas [{'ok' if ratio >= 5 else 'MISSED'}], peak {peak:,.0f} MB "
-              f"[{'ok' if peak <= 1536 or n < 5_000_000 else 'MISSED'}]")
+        print(
+            f"  {n:>10,} rows: {rate:,.0f} rows/s [{'ok' if rate >= 1e6 else 'MISSED'}], "
+            f"{ratio:.1f}x pandas [{'ok' if ratio >= 5 else 'MISSED'}], peak {peak:,.0f} MB "
+            f"[{'ok' if peak <= 1536 or n < 5_000_000 else 'MISSED'}]"
+        )
 
 
 def main() -> None:
@@ -229,18 +264,26 @@ def main() -> None:
     p.add_argument("--sizes", default="1000000,5000000")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--baseline-limit", type=float, default=60.0, help="seconds the pandas loop may run on big logs")
-    p.add_argument("--baseline-full", type=int, default=1_000_000, help="logs up to this size run the pandas loop fully")
+    p.add_argument(
+        "--baseline-full", type=int, default=1_000_000, help="logs up to this size run the pandas loop fully"
+    )
     p.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "behaviorlens-bench"))
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--child", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         kind, path = args.child[0], Path(args.child[1])
-        out = child_behaviorlens(path) if kind == "behaviorlens" else child_pandas(path, args.baseline_limit, args.baseline_full)
+        out = (
+            child_behaviorlens(path)
+            if kind == "behaviorlens"
+            else child_pandas(path, args.baseline_limit, args.baseline_full)
+        )
         print(json.dumps(out))
         return
-    print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}, "
+        f"{os.cpu_count()} CPUs"
+    )
     data = Path(args.data_dir)
     data.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[int, str], list[dict[str, object]]] = {}
@@ -256,8 +299,11 @@ def main() -> None:
             for _ in range(args.repeat if kind == "behaviorlens" else 1):
                 runs.append(run_child(kind, path, args))
                 r = runs[-1]
-                print(f"  {n:,} {kind}: {r['seconds']:.2f}s (cpu {r['cpu_s']:.2f}s, load {os.getloadavg()[0]:.2f}), "
-                      f"rejected {r['rejected']}, duplicates {r['duplicates']}", flush=True)
+                print(
+                    f"  {n:,} {kind}: {r['seconds']:.2f}s (cpu {r['cpu_s']:.2f}s, load {os.getloadavg()[0]:.2f}), "
+                    f"rejected {r['rejected']}, duplicates {r['duplicates']}",
+                    flush=True,
+                )
             results[(n, kind)] = runs
     print_table(results, args.repeat)
     check_targets(results)

@@ -42,13 +42,19 @@ def build_dataset(data_dir: Path, workspace: Path) -> str:
 
     genres = [line.split("|")[0] for line in (data_dir / "u.genre").read_text("latin-1").splitlines() if line.strip()]
     items = pd.read_csv(data_dir / "u.item", sep="|", header=None, encoding="latin-1", dtype={0: str})
-    flags = items.iloc[:, 5:5 + len(genres)].to_numpy()
+    flags = items.iloc[:, 5 : 5 + len(genres)].to_numpy()
     names = [", ".join(g for g, f in zip(genres, row) if f == 1) for row in flags]
     tmp = Path(tempfile.mkdtemp(prefix="ml100k-"))
     pd.DataFrame({"item_id": items[0], "title": items[1], "genres": names}).to_csv(tmp / "items.csv", index=False)
     ws = Workspace(workspace)
-    ingest(ws, data_dir / "u.data", tmp / "items.csv", IngestOptions(
-        name="ml100k", columns=[S.USER_ID, S.ITEM_ID, S.VALUE, S.TIMESTAMP], rating_range=(1, 5), keep_ids=True))
+    ingest(
+        ws,
+        data_dir / "u.data",
+        tmp / "items.csv",
+        IngestOptions(
+            name="ml100k", columns=[S.USER_ID, S.ITEM_ID, S.VALUE, S.TIMESTAMP], rating_range=(1, 5), keep_ids=True
+        ),
+    )
     return "ml100k"
 
 
@@ -128,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_table(rows: list[tuple[str, list[dict[str, object]]]]) -> None:
-    print(f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}, cores {os.cpu_count()}; "
-          "protocol: full ranking, earlier items excluded, leave-last-out (test split)")
+    print(
+        f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}, cores {os.cpu_count()}; "
+        "protocol: full ranking, earlier items excluded, leave-last-out (test split)"
+    )
     head = f"| variant | runs | {' | '.join(METRICS)} | train s | s/epoch | peak MB |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))

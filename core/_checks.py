@@ -33,8 +33,9 @@ def _bounds(low: float | None, high: float | None) -> str:
     return f" <= {high}" if high is not None else ""
 
 
-def check_whole(label: str, value: Any, low: int | None = None, high: int | None = None, *,
-                unit: str = "", hint: str = "") -> int:
+def check_whole(
+    label: str, value: Any, low: int | None = None, high: int | None = None, *, unit: str = "", hint: str = ""
+) -> int:
     """``value`` as an ``int`` when it is a whole number in [low, high]; else a DataError.
 
     The message reads ``{label} {value!r}: expected a whole number{ of unit} >= low ( hint)``.

@@ -67,15 +67,25 @@ def upload_section(ws: Workspace) -> None:
 
 def source_summary(info: SourceInfo) -> None:
     """What was detected about the uploaded file (as plain text)."""
-    parts = [f"format: {info.format}", f"compression: {info.compression or 'none'}",
-             f"encoding: {info.encoding}", f"header: {'yes' if info.header else 'no'}"]
+    parts = [
+        f"format: {info.format}",
+        f"compression: {info.compression or 'none'}",
+        f"encoding: {info.encoding}",
+        f"header: {'yes' if info.header else 'no'}",
+    ]
     if info.delimiter_name:
         parts.insert(1, f"delimiter: {info.delimiter_name}")
     st.text(", ".join(parts) + f"\ncolumns: {', '.join(info.columns)}")
 
 
-def mapping_form(ws: Workspace, events: UploadedFile, events_path: Path, items_path: Path | None,
-                 columns: list[str], guessed: dict[str, str]) -> None:
+def mapping_form(
+    ws: Workspace,
+    events: UploadedFile,
+    events_path: Path,
+    items_path: Path | None,
+    columns: list[str],
+    guessed: dict[str, str],
+) -> None:
     """Column mapping (pre-filled with the guess), options and the Ingest button."""
     tag = events.file_id  # a new upload gets fresh defaults
     with st.form(f"ingest_form_{tag}"):
@@ -90,22 +100,29 @@ def mapping_form(ws: Workspace, events: UploadedFile, events_path: Path, items_p
             mapping[fld] = None if choice == NONE else choice
         codes = st.text_input("Behavior codes (optional)", placeholder="0=click,1=cart", key=f"codes_{tag}")
         name = st.text_input("Dataset name", value=default_name(events.name), key=f"name_{tag}")
-        keep = st.checkbox("Keep raw user IDs (off: pseudonymized with a keyed hash)", value=False,
-                           key=f"keep_{tag}")
+        keep = st.checkbox("Keep raw user IDs (off: pseudonymized with a keyed hash)", value=False, key=f"keep_{tag}")
         submitted = st.form_submit_button("Ingest", type="primary")
     if submitted:
-        opts = IngestOptions(name=name.strip() or None, mapping=mapping,
-                             behavior_codes=codes.strip() or None, keep_ids=keep)
+        opts = IngestOptions(
+            name=name.strip() or None, mapping=mapping, behavior_codes=codes.strip() or None, keep_ids=keep
+        )
         run_ingest(ws, events_path, items_path, opts, events.name)
 
 
-def run_ingest(ws: Workspace, events_path: Path, items_path: Path | None, options: IngestOptions,
-               source_name: str) -> None:
+def run_ingest(
+    ws: Workspace, events_path: Path, items_path: Path | None, options: IngestOptions, source_name: str
+) -> None:
     """Ingest with a progress bar; on success keep the report and select the new dataset."""
     bar = st.progress(0.0, text="starting")
     try:
-        report = ingest(ws, events_path, items_path, options, source_names=[source_name],
-                        progress=lambda event: bar.progress(fraction(event), text=event["stage"]))
+        report = ingest(
+            ws,
+            events_path,
+            items_path,
+            options,
+            source_names=[source_name],
+            progress=lambda event: bar.progress(fraction(event), text=event["stage"]),
+        )
     except BehaviorLensError as exc:
         bar.empty()
         show_error(exc)
@@ -131,8 +148,10 @@ def show_report(report: dict[str, Any]) -> None:
     cols[3].metric("Duplicate rows", f"{report['duplicates']:,}")
     balanced = "balanced" if read == accepted + rejected else "MISMATCH"
     st.text(f"Accounting: {read:,} rows read = {accepted:,} accepted + {rejected:,} rejected ({balanced})")
-    st.text(f"Dataset {report['dataset']}: {report['users']:,} users, {report['items']:,} items, "
-            f"user IDs {report['id_mode']}")
+    st.text(
+        f"Dataset {report['dataset']}: {report['users']:,} users, {report['items']:,} items, "
+        f"user IDs {report['id_mode']}"
+    )
     show_rejections(report["rejected_by_reason"], report["examples"])
     if report["duplicate_examples"]:
         st.text("Duplicate rows (first row, copies):")
@@ -158,8 +177,10 @@ def show_rejections(by_reason: dict[str, int], examples: dict[str, list[dict[str
 
 def show_items_file(items_file: dict[str, Any]) -> None:
     """The items file's own accounting."""
-    st.text(f"Items file {items_file['file']}: {items_file['rows_read']:,} rows read = "
-            f"{items_file['rows_accepted']:,} accepted + {items_file['rows_rejected']:,} rejected")
+    st.text(
+        f"Items file {items_file['file']}: {items_file['rows_read']:,} rows read = "
+        f"{items_file['rows_accepted']:,} accepted + {items_file['rows_rejected']:,} rejected"
+    )
     if items_file.get("rejected_by_reason"):
         reasons = items_file["rejected_by_reason"]
         st.dataframe(pd.DataFrame({"reason": list(reasons), "rows": list(reasons.values())}), hide_index=True)
@@ -198,8 +219,7 @@ def overview_charts(info: DatasetInfo, view: O.Overview) -> None:
         st.caption(f"{len(order)} behaviors: the charts show the first {len(shown)} in funnel order.")
     left, right = st.columns(2)
     left.plotly_chart(charts.funnel(view.funnel[view.funnel[S.BEHAVIOR].isin(shown)]), key="chart_funnel")
-    right.plotly_chart(charts.transition_heatmap(O.transition_matrix(view.transitions, order)),
-                       key="chart_transitions")
+    right.plotly_chart(charts.transition_heatmap(O.transition_matrix(view.transitions, order)), key="chart_transitions")
     if S.TIMESTAMP in info.mapping:
         st.plotly_chart(charts.events_over_time(view.daily, shown), key="chart_daily")
     else:

@@ -39,9 +39,14 @@ def pick_user(run: Run, users: list[str]) -> tuple[str, str] | None:
     """(stored user ID, label shown) from the searchable picker; a typed ID is resolved as an original ID."""
     pseudonymized = run.workspace.dataset(run.dataset).pseudonymized
     label = "User (search the pseudonyms, or type an original user ID)" if pseudonymized else "User (search or type)"
-    choice = st.selectbox(label, users[:MAX_LISTED], key=USER_KEY, accept_new_options=True,
-                          help="Type to search. An ID that is not in the list is looked up as an original user ID "
-                               "(pseudonymized the way the dataset was).")
+    choice = st.selectbox(
+        label,
+        users[:MAX_LISTED],
+        key=USER_KEY,
+        accept_new_options=True,
+        help="Type to search. An ID that is not in the list is looked up as an original user ID "
+        "(pseudonymized the way the dataset was).",
+    )
     if choice is None or not str(choice).strip():
         st.info("Pick or type a user.")
         return None
@@ -58,12 +63,22 @@ def top_section(run: Run, user: str) -> tuple[pd.DataFrame, dict[str, float], in
     """The user's top-K by fused score (the run's default weights) with every signal; the table, weights, K."""
     k = int(st.number_input("K (recommendations shown and the counterfactual's top-K)", 1, 100, 10, key=K_KEY))
     table, weights, name = user_top(run, user, k)
-    st.dataframe(table, hide_index=True, key="explain_top_table",
-                 column_config={c: st.column_config.NumberColumn(format="%.4f")
-                                for c in ("score", "engagement", "rating", "popularity", "freshness")})
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="explain_top_table",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.4f")
+            for c in ("score", "engagement", "rating", "popularity", "freshness")
+        },
+    )
     which = f"the run's default preset {name}" if name else "no saved preset, so engagement alone"
-    st.caption(plain(f"score = fused score with weights {format_weights(weights)} ({which}); engagement and rating "
-                     f"are the two heads' outputs, each scaled into [0, 1] (see the Fusion page)."))
+    st.caption(
+        plain(
+            f"score = fused score with weights {format_weights(weights)} ({which}); engagement and rating "
+            f"are the two heads' outputs, each scaled into [0, 1] (see the Fusion page)."
+        )
+    )
     return table, weights, k
 
 
@@ -78,6 +93,7 @@ def pick_item(table: pd.DataFrame, user: str) -> str | None:
     def label(item: str) -> str:
         title = names.get(item)
         return f"{items.index(item) + 1}. {title if isinstance(title, str) and title else item} ({item})"
+
     return str(st.selectbox("Item to explain", items, index=0, format_func=label, key=f"{ITEM_KEY}_{user}"))
 
 
@@ -85,8 +101,14 @@ def pick_item(table: pd.DataFrame, user: str) -> str | None:
 def explanation_controls() -> tuple[str, str]:
     """Method and target radios."""
     left, right = st.columns(2)
-    method = left.radio("Method", list(METHODS), format_func=METHODS.get, horizontal=True, key=METHOD_KEY,
-                        help="Attention weights are a heuristic: where the model looks, not what moves the score.")
+    method = left.radio(
+        "Method",
+        list(METHODS),
+        format_func=METHODS.get,
+        horizontal=True,
+        key=METHOD_KEY,
+        help="Attention weights are a heuristic: where the model looks, not what moves the score.",
+    )
     target = right.radio("Explained score", list(TARGETS), format_func=TARGETS.get, horizontal=True, key=TARGET_KEY)
     return str(method), str(target)
 
@@ -100,27 +122,44 @@ def timeline_section(exp: Any) -> None:
     """Timeline, per-behavior sums, and the events with their attributions."""
     st.subheader("Events on a timeline")
     if exp.heuristic:
-        st.warning("Attention weights are a heuristic, not an attribution: they show where the model looks, "
-                   "have no sign and need not match what moves the score.")
+        st.warning(
+            "Attention weights are a heuristic, not an attribution: they show where the model looks, "
+            "have no sign and need not match what moves the score."
+        )
     st.plotly_chart(charts.timeline(exp), key="explain_timeline")
     st.caption(plain(_method_note(exp)))
     if exp.target == "fused":
-        st.caption("Fused score: the user's engagement scale (the top candidate's probability and the lowest) "
-                   "is held where the full history puts it, so removing events moves the score of every item, "
-                   "the top one included.")
+        st.caption(
+            "Fused score: the user's engagement scale (the top candidate's probability and the lowest) "
+            "is held where the full history puts it, so removing events moves the score of every item, "
+            "the top one included."
+        )
     left, right = st.columns([1, 2])
     left.plotly_chart(charts.behavior_sums(exp), key="explain_behavior_sums")
-    events = pd.DataFrame([{"time": e.time, "behavior": e.behavior, "item": e.item, "title": e.title,
-                            "value": e.value, "attribution": e.attribution} for e in exp.events])
+    events = pd.DataFrame(
+        [
+            {
+                "time": e.time,
+                "behavior": e.behavior,
+                "item": e.item,
+                "title": e.title,
+                "value": e.value,
+                "attribution": e.attribution,
+            }
+            for e in exp.events
+        ]
+    )
     right.dataframe(events, hide_index=True, key="explain_events")
 
 
 def _method_note(exp: Any) -> str:
     units = exp.units or TARGET_UNITS.get(exp.target, "")
     delta = "" if exp.completeness_delta is None else f"; completeness delta {exp.completeness_delta:.3g}"
-    return (f"{METHODS.get(exp.method, exp.method)} on the {exp.target} score ({units}): score {exp.score:.4g}, "
-            f"with every event masked {exp.baseline_score:.4g}{delta}; {len(exp.events)} events; "
-            f"{exp.runtime_ms:.0f} ms.")
+    return (
+        f"{METHODS.get(exp.method, exp.method)} on the {exp.target} score ({units}): score {exp.score:.4g}, "
+        f"with every event masked {exp.baseline_score:.4g}{delta}; {len(exp.events)} events; "
+        f"{exp.runtime_ms:.0f} ms."
+    )
 
 
 def counterfactual_section(run: Run, user: str, label: str, item: str, k: int) -> None:
@@ -130,10 +169,15 @@ def counterfactual_section(run: Run, user: str, label: str, item: str, k: int) -
     (st.success if cf.found else st.info)(plain(cf.message[:1].upper() + cf.message[1:] + "."))
     if cf.events:
         removed = pd.DataFrame(cf.events)[["time", "behavior", "item", "title", "value", "attribution"]]
-        st.dataframe(removed.rename(columns={"attribution": "LOO of the top-K margin"}), hide_index=True,
-                     key="explain_counterfactual")
-    st.caption("Search: greedy by leave-one-out attribution of the engagement top-K margin, then pruned to a "
-               "1-minimal set and verified by re-scoring; the smallest set found, not a proven minimum.")
+        st.dataframe(
+            removed.rename(columns={"attribution": "LOO of the top-K margin"}),
+            hide_index=True,
+            key="explain_counterfactual",
+        )
+    st.caption(
+        "Search: greedy by leave-one-out attribution of the engagement top-K margin, then pruned to a "
+        "1-minimal set and verified by re-scoring; the smallest set found, not a proven minimum."
+    )
 
 
 def faithfulness_section(exp: Any) -> None:
@@ -144,8 +188,10 @@ def faithfulness_section(exp: Any) -> None:
     better = exp.aopc is not None and exp.aopc_random is not None and exp.aopc > exp.aopc_random
     cols[2].metric("Better than random", "yes" if better else "no")
     st.plotly_chart(charts.deletion_chart(exp), key="explain_deletion")
-    st.caption("AOPC: the mean drop of the score as events are removed, most attributed first; above the random "
-               "order's means the explanation ranks the events that carry the score first.")
+    st.caption(
+        "AOPC: the mean drop of the score as events are removed, most attributed first; above the random "
+        "order's means the explanation ranks the events that carry the score first."
+    )
 
 
 def tokens_section(run: Run, user: str, item: str, target: str, weights: dict[str, float] | None) -> bool:
@@ -161,8 +207,12 @@ def tokens_section(run: Run, user: str, item: str, target: str, weights: dict[st
         return False
     words = result.words
     st.html(charts.token_html([w for w, _ in words], [a for _, a in words]))
-    st.caption(plain(f"Layer Integrated Gradients on the encoder's word embeddings, {target} score; blue raises, "
-                     f"red lowers; completeness delta {result.completeness_delta:.3g}."))
+    st.caption(
+        plain(
+            f"Layer Integrated Gradients on the encoder's word embeddings, {target} score; blue raises, "
+            f"red lowers; completeness delta {result.completeness_delta:.3g}."
+        )
+    )
     return True
 
 
@@ -177,8 +227,17 @@ def explain_section(run: Run, who: tuple[str, str], item: str, k: int, weights: 
     counterfactual_section(run, user, label, item, k)
     faithfulness_section(exp)
     tokens = tokens_section(run, user, item, target, fused)
-    st.session_state[EXPLAINED_KEY] = {"run": run.id, "user": user, "label": label, "item": item, "method": method,
-                                       "target": target, "k": k, "weights": fused, "tokens": tokens}
+    st.session_state[EXPLAINED_KEY] = {
+        "run": run.id,
+        "user": user,
+        "label": label,
+        "item": item,
+        "method": method,
+        "target": target,
+        "k": k,
+        "weights": fused,
+        "tokens": tokens,
+    }
 
 
 def main() -> None:

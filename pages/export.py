@@ -54,19 +54,47 @@ def explanation_downloads(ws: Workspace) -> None:
         st.info("Nothing explained yet: pick a user and an item on the Explain page, then come back here.")
         return
     run = get_run(ws, request["run"])
-    exp = explain_run(run, request["user"], request["item"], request["method"], request["target"],
-                      request["weights"], stored=True, label=request["label"])
-    st.caption(plain(f"User {exp.user}, item {exp.item_title or exp.item} ({exp.item}), method {exp.method}, "
-                     f"{exp.target} score, run {request['run']}: {len(exp.events)} events."))
+    exp = explain_run(
+        run,
+        request["user"],
+        request["item"],
+        request["method"],
+        request["target"],
+        request["weights"],
+        stored=True,
+        label=request["label"],
+    )
+    st.caption(
+        plain(
+            f"User {exp.user}, item {exp.item_title or exp.item} ({exp.item}), method {exp.method}, "
+            f"{exp.target} score, run {request['run']}: {len(exp.events)} events."
+        )
+    )
     stem = safe_file_name(f"explanation-{exp.user}-{exp.item}-{exp.method}-{exp.target}")
     left, right = st.columns(2)
-    left.download_button("Attributions (CSV)", attributions_csv(exp), file_name=f"{stem}.csv", mime="text/csv",
-                         key="export_attributions", on_click="ignore", icon=":material/table:")
+    left.download_button(
+        "Attributions (CSV)",
+        attributions_csv(exp),
+        file_name=f"{stem}.csv",
+        mime="text/csv",
+        key="export_attributions",
+        on_click="ignore",
+        icon=":material/table:",
+    )
     report = html_report(exp, **report_parts(run, request))
-    right.download_button("HTML report", report, file_name=f"{stem}.html", mime="text/html",
-                          key="export_report", on_click="ignore", icon=":material/description:")
-    st.caption("The HTML report is one self-contained file: summary, top-K, timeline, per-behavior sums, "
-               "counterfactual set and faithfulness; it opens without a network.")
+    right.download_button(
+        "HTML report",
+        report,
+        file_name=f"{stem}.html",
+        mime="text/html",
+        key="export_report",
+        on_click="ignore",
+        icon=":material/description:",
+    )
+    st.caption(
+        "The HTML report is one self-contained file: summary, top-K, timeline, per-behavior sums, "
+        "counterfactual set and faithfulness; it opens without a network."
+    )
 
 
 def influence_downloads(ws: Workspace) -> None:
@@ -79,11 +107,22 @@ def influence_downloads(ws: Workspace) -> None:
         st.info("No global influence computed in this session: compute it on the Influence page first.")
         return
     ablation = kept_ablation(run, compute=False)
-    st.caption(plain(f"Run {last['run']}: method {report.method}, {report.users:,} users, top-{report.k} items"
-                     + ("; with the behavior ablation" if ablation is not None else "")))
+    st.caption(
+        plain(
+            f"Run {last['run']}: method {report.method}, {report.users:,} users, top-{report.k} items"
+            + ("; with the behavior ablation" if ablation is not None else "")
+        )
+    )
     stem = safe_file_name(f"influence-{last['run']}-{report.method}-{report.users}users")
-    st.download_button("Global influence (CSV)", influence_csv(report, ablation), file_name=f"{stem}.csv",
-                       mime="text/csv", key="export_influence", on_click="ignore", icon=":material/table:")
+    st.download_button(
+        "Global influence (CSV)",
+        influence_csv(report, ablation),
+        file_name=f"{stem}.csv",
+        mime="text/csv",
+        key="export_influence",
+        on_click="ignore",
+        icon=":material/table:",
+    )
 
 
 def main() -> None:

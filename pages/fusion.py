@@ -32,8 +32,13 @@ USER_KEY, K_KEY, AXIS_KEY = "fusion_user", "fusion_k", "fusion_axis"
 LAST_KEY, PREV_KEY, LOADED_KEY = "fusion_last", "fusion_prev", "fusion_loaded_run"
 PRESET_NAME_KEY, PRESET_PICK_KEY = "fusion_preset_name", "fusion_preset_pick"
 DEFAULT_WEIGHTS = {"engagement": 1.0, "rating": 0.0, "popularity": 0.0, "freshness": 0.0}
-LIVE_METRICS = (("HR@10", "HR@10"), ("NDCG@10", "NDCG@10"), ("MRR@10", "MRR@10"),
-                ("coverage@10", "Coverage@10"), ("mean_popularity@10", "Mean popularity@10"))
+LIVE_METRICS = (
+    ("HR@10", "HR@10"),
+    ("NDCG@10", "NDCG@10"),
+    ("MRR@10", "MRR@10"),
+    ("coverage@10", "Coverage@10"),
+    ("mean_popularity@10", "Mean popularity@10"),
+)
 NORMALIZATION = (
     "Signals, each scaled into [0, 1]: engagement = the softmax probability min-maxed over the user's candidates; "
     "rating = the predicted rating rescaled by the dataset's value range; popularity = log(1 + events) / "
@@ -67,9 +72,13 @@ def presets_bar(run: Run) -> None:
         return
     names = list(presets["presets"])
     left, right = st.columns([3, 1])
-    name = left.selectbox("Saved presets (★ = the run's default, used by the CLI, Explain and exports)", names,
-                          index=names.index(presets["default"]) if presets["default"] in names else 0,
-                          format_func=lambda n: f"★ {n}" if n == presets["default"] else n, key=PRESET_PICK_KEY)
+    name = left.selectbox(
+        "Saved presets (★ = the run's default, used by the CLI, Explain and exports)",
+        names,
+        index=names.index(presets["default"]) if presets["default"] in names else 0,
+        format_func=lambda n: f"★ {n}" if n == presets["default"] else n,
+        key=PRESET_PICK_KEY,
+    )
     right.button("Load preset", on_click=set_sliders, args=(presets["presets"][name],), key="fusion_load_preset")
 
 
@@ -92,8 +101,12 @@ def metrics_row(metrics: dict[str, Any], prev: dict[str, Any] | None) -> None:
     for col, (key, label) in zip(st.columns(len(LIVE_METRICS)), LIVE_METRICS):
         value = float(metrics[key])
         delta = None if prev is None else f"{value - float(prev['metrics'][key]):+.4f}"
-        col.metric(label, f"{value:.4f}" if key != "mean_popularity@10" else f"{value:.1f}", delta,
-                   delta_color="off" if key == "mean_popularity@10" else "normal")
+        col.metric(
+            label,
+            f"{value:.4f}" if key != "mean_popularity@10" else f"{value:.1f}",
+            delta,
+            delta_color="off" if key == "mean_popularity@10" else "normal",
+        )
 
 
 def change_label(before: int | None, now: int) -> str:
@@ -104,8 +117,15 @@ def change_label(before: int | None, now: int) -> str:
     return f"▲ {before - now}" if before > now else f"▼ {now - before}"
 
 
-def top_table(cands: Candidates, row: int, k: int, weights: dict[str, float], prev: dict[str, Any] | None,
-              item_ids: np.ndarray, titles: pd.DataFrame) -> pd.DataFrame:
+def top_table(
+    cands: Candidates,
+    row: int,
+    k: int,
+    weights: dict[str, float],
+    prev: dict[str, Any] | None,
+    item_ids: np.ndarray,
+    titles: pd.DataFrame,
+) -> pd.DataFrame:
     """The user's top-k now: rank, change since the previous setting, item, title, score, every signal."""
     now = user_ranking(cands, row, weights)
     before = None
@@ -113,11 +133,17 @@ def top_table(cands: Candidates, row: int, k: int, weights: dict[str, float], pr
         order = user_ranking(cands, row, prev["weights"])["item"]
         before = dict(zip(order.tolist(), range(1, len(order) + 1)))
     items = now["item"][:k]
-    frame = pd.DataFrame({
-        "rank": np.arange(1, len(items) + 1),
-        "change": [change_label(None if before is None else before.get(int(i)), r + 1) for r, i in enumerate(items)],
-        S.ITEM_ID: item_ids[items], "score": now["score"][:k], **{s: now[s][:k] for s in SIGNALS},
-    })
+    frame = pd.DataFrame(
+        {
+            "rank": np.arange(1, len(items) + 1),
+            "change": [
+                change_label(None if before is None else before.get(int(i)), r + 1) for r, i in enumerate(items)
+            ],
+            S.ITEM_ID: item_ids[items],
+            "score": now["score"][:k],
+            **{s: now[s][:k] for s in SIGNALS},
+        }
+    )
     frame = frame.merge(titles, on=S.ITEM_ID, how="left")
     return frame[["rank", "change", S.ITEM_ID, S.ITEM_TITLE, "score", *SIGNALS]]
 
@@ -152,9 +178,16 @@ def live_panel(run: Run) -> None:
     prev = remember(weights, metrics)
     st.subheader("Ranking metrics (test split)")
     metrics_row(metrics, prev)
-    st.caption(plain(f"{meta.get('label', '')}; {metrics['users']:,} users"
-                     + ("" if metrics["exact_users"] == 1 else
-                        f"; top-10 provably exact for {metrics['exact_users']:.1%} of users (pre-selected candidates)")))
+    st.caption(
+        plain(
+            f"{meta.get('label', '')}; {metrics['users']:,} users"
+            + (
+                ""
+                if metrics["exact_users"] == 1
+                else f"; top-10 provably exact for {metrics['exact_users']:.1%} of users (pre-selected candidates)"
+            )
+        )
+    )
     user_section(run, weights, prev)
     tradeoff_section(run, weights, metrics)
     save_section(run, weights)
@@ -168,17 +201,28 @@ def user_section(run: Run, weights: dict[str, float], prev: dict[str, Any] | Non
     k = right.number_input("K", 1, 100, 10, key=K_KEY)
     row = meta["user_ids"].index(user)
     table = top_table(everyone, row, int(k), weights, prev, run.item_ids(), run.item_titles())
-    st.dataframe(table, hide_index=True, key="fusion_top_table",
-                 column_config={"score": st.column_config.NumberColumn(format="%.4f"),
-                                **{s: st.column_config.NumberColumn(format="%.3f") for s in SIGNALS}})
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="fusion_top_table",
+        column_config={
+            "score": st.column_config.NumberColumn(format="%.4f"),
+            **{s: st.column_config.NumberColumn(format="%.3f") for s in SIGNALS},
+        },
+    )
     if prev is not None:
         st.caption(plain(f"change: rank movement since the previous setting ({format_weights(prev['weights'])})"))
 
 
 def tradeoff_section(run: Run, weights: dict[str, float], metrics: dict[str, Any]) -> None:
     st.subheader("Trade-off over the weight simplex")
-    axis = st.radio("Against", ["coverage@10", "mean_popularity@10"], horizontal=True, key=AXIS_KEY,
-                    format_func=lambda a: "catalogue coverage@10" if a == "coverage@10" else "mean popularity@10")
+    axis = st.radio(
+        "Against",
+        ["coverage@10", "mean_popularity@10"],
+        horizontal=True,
+        key=AXIS_KEY,
+        format_func=lambda a: "catalogue coverage@10" if a == "coverage@10" else "mean popularity@10",
+    )
     with st.spinner("Sweeping the weight simplex…"):
         points = run_sweep(run)
     current = {**weights, **metrics}

@@ -23,18 +23,21 @@ from core.runs.run import Run
 from core.views import explain_charts as charts
 from pages._shared import INFLUENCE_KEY, get_workspace, pick_run, plain, route_through_frame, show_error
 
-METHODS = {"loo": "leave-one-out (attributions)", "swap": "behavior swap (interventional)",
-           "ig": "Integrated Gradients (attributions)"}
+METHODS = {
+    "loo": "leave-one-out (attributions)",
+    "swap": "behavior swap (interventional)",
+    "ig": "Integrated Gradients (attributions)",
+}
 STAT_KEY, METHOD_KEY, USERS_KEY, K_KEY = "influence_stat", "influence_method", "influence_users", "influence_k"
 DEFAULT_USERS = 100
 STAT_LABELS = {stat: label for stat, (_, label) in charts.STATISTICS.items()}
 SHOWN = {
     "share": "Shown: each behavior's share of the total |attribution| (Σ|a| over its events ÷ Σ|a| over all "
-             "events; the shares sum to 1).",
+    "events; the shares sum to 1).",
     "per_event": "Shown: the mean |attribution| of ONE settled event of each behavior to one recommended item "
-                 "(log-probability units).",
+    "(log-probability units).",
     "signed": "Shown: the signed mean attribution of ONE settled event of each behavior to one recommended item "
-              "(log-probability units; positive = raises the recommended items).",
+    "(log-probability units; positive = raises the recommended items).",
 }
 SWAP_NOTE = " With behavior swap, both means are interventional: the event's behavior set to this one vs. masked."
 DEFINITIONS = """
@@ -67,8 +70,14 @@ def settings_form(n_users: int) -> InfluenceSettings | None:
     with st.form("influence_form"):
         left, mid, right = st.columns([2, 1, 1])
         method = left.radio("Method", list(METHODS), format_func=METHODS.get, horizontal=True, key=METHOD_KEY)
-        users = mid.number_input("Users sampled", 1, max(1, n_users), min(DEFAULT_USERS, max(1, n_users)),
-                                 key=USERS_KEY, help="a seeded sample: the same settings give the same users")
+        users = mid.number_input(
+            "Users sampled",
+            1,
+            max(1, n_users),
+            min(DEFAULT_USERS, max(1, n_users)),
+            key=USERS_KEY,
+            help="a seeded sample: the same settings give the same users",
+        )
         k = right.number_input("Top-K items per user", 1, 50, 10, key=K_KEY)
         submitted = st.form_submit_button("Compute influence", type="primary")
     return InfluenceSettings(int(users), str(method), int(k)) if submitted else None
@@ -76,8 +85,10 @@ def settings_form(n_users: int) -> InfluenceSettings | None:
 
 def progress_callback(bar: Any, what: str) -> Any:
     """A progress callback (:mod:`core.progress`) that moves ``bar``."""
+
     def update(event: dict[str, Any]) -> None:
         bar.progress(fraction(event), text=f"{what}: {event['done']:,}/{event['total']:,}")
+
     return update
 
 
@@ -94,25 +105,43 @@ def compute(run: Run, settings: InfluenceSettings) -> None:
 def behavior_section(report: Any, stat: str) -> None:
     """Bars with intervals for the chosen estimand, and the numbers behind them."""
     d = report.to_dict()
-    st.plotly_chart(charts.influence_bars(d, stat, f"Influence by behavior: {STAT_LABELS[stat]}"),
-                    key="influence_behaviors")
+    st.plotly_chart(
+        charts.influence_bars(d, stat, f"Influence by behavior: {STAT_LABELS[stat]}"), key="influence_behaviors"
+    )
     key = charts.STATISTICS[stat][0]
-    rows = [{"behavior": b, STAT_LABELS[stat]: v, "95% low": (d["intervals"].get(key, {}).get(b) or [None])[0],
-             "95% high": (d["intervals"].get(key, {}).get(b) or [None, None])[1], "rows": d["events"].get(b)}
-            for b, v in (d.get(key) or {}).items()]
+    rows = [
+        {
+            "behavior": b,
+            STAT_LABELS[stat]: v,
+            "95% low": (d["intervals"].get(key, {}).get(b) or [None])[0],
+            "95% high": (d["intervals"].get(key, {}).get(b) or [None, None])[1],
+            "rows": d["events"].get(b),
+        }
+        for b, v in (d.get(key) or {}).items()
+    ]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="influence_table")
-    st.caption(plain(f"{report.users:,} users, their top-{report.k} items, method {METHODS[report.method]}, "
-                     f"target {report.target}; protocol: {report.protocol}; {report.runtime_ms / 1000:.1f} s"))
+    st.caption(
+        plain(
+            f"{report.users:,} users, their top-{report.k} items, method {METHODS[report.method]}, "
+            f"target {report.target}; protocol: {report.protocol}; {report.runtime_ms / 1000:.1f} s"
+        )
+    )
 
 
 def group_sections(report: Any, stat: str) -> None:
     """The same estimand by time gap and by item category."""
     left, right = st.columns(2)
-    left.plotly_chart(charts.influence_by_group(report.by_time_gap, stat, "Influence by time gap",
-                                                "time before the user's newest event"), key="influence_time_gap")
+    left.plotly_chart(
+        charts.influence_by_group(
+            report.by_time_gap, stat, "Influence by time gap", "time before the user's newest event"
+        ),
+        key="influence_time_gap",
+    )
     if report.by_category:
-        right.plotly_chart(charts.influence_by_group(report.by_category, stat, "Influence by category",
-                                                     "item category"), key="influence_category")
+        right.plotly_chart(
+            charts.influence_by_group(report.by_category, stat, "Influence by category", "item category"),
+            key="influence_category",
+        )
     else:
         right.caption("No item categories in this dataset: no breakdown by category.")
 
@@ -120,9 +149,11 @@ def group_sections(report: Any, stat: str) -> None:
 def model_weights_section(weights: dict[str, dict[str, float]]) -> None:
     """The behavior memory's own weight of one event per behavior and age (read from the model)."""
     st.subheader("The model's own weights")
-    st.caption("Not an attribution: the weight the model's behavior memory gives one event of each behavior, "
-               "by how old the event is when the user comes back (at the behavior's most common value). "
-               "It compares behaviors and ages within this model.")
+    st.caption(
+        "Not an attribution: the weight the model's behavior memory gives one event of each behavior, "
+        "by how old the event is when the user comes back (at the behavior's most common value). "
+        "It compares behaviors and ages within this model."
+    )
     rows = [{"behavior": b, **{age: round(w, 3) for age, w in by_age.items()}} for b, by_age in weights.items()]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="influence_model_weights")
 
@@ -133,11 +164,15 @@ def ablation_section(ablation: Any) -> None:
     baseline = ", ".join(f"{m} {v:.4f}" for m, v in ablation.baseline.items())
     st.caption(plain(f"With every behavior: {baseline}."))
     rows = [{"behavior": b, **deltas} for b, deltas in ablation.deltas.items()]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="influence_ablation",
-                 column_config={m: st.column_config.NumberColumn(f"Δ {m}", format="%+.4f")
-                                for m in ("HR@10", "NDCG@10", "RMSE")})
-    st.caption(plain(ABLATION_PROTOCOL.format(split=ablation.split, protocol=ablation.protocol,
-                                              users=ablation.users)))
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        key="influence_ablation",
+        column_config={
+            m: st.column_config.NumberColumn(f"Δ {m}", format="%+.4f") for m in ("HR@10", "NDCG@10", "RMSE")
+        },
+    )
+    st.caption(plain(ABLATION_PROTOCOL.format(split=ablation.split, protocol=ablation.protocol, users=ablation.users)))
 
 
 def results(run: Run) -> None:
@@ -145,11 +180,9 @@ def results(run: Run) -> None:
     last = st.session_state.get(INFLUENCE_KEY)
     report = None if not last or last["run"] != run.id else kept_influence(run, last["settings"], compute=False)
     if report is None:
-        st.info("Pick the settings and press Compute influence: the numbers are computed once per run and "
-                "settings.")
+        st.info("Pick the settings and press Compute influence: the numbers are computed once per run and settings.")
         return
-    stat = st.radio("Estimand shown", list(STAT_LABELS), format_func=STAT_LABELS.get, horizontal=True,
-                    key=STAT_KEY)
+    stat = st.radio("Estimand shown", list(STAT_LABELS), format_func=STAT_LABELS.get, horizontal=True, key=STAT_KEY)
     st.caption(SHOWN[str(stat)] + (SWAP_NOTE if report.method == "swap" and stat != "share" else ""))
     with st.expander("What the estimands mean", expanded=False):
         st.markdown(DEFINITIONS)

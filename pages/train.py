@@ -51,10 +51,17 @@ def settings_form(ws: Workspace, busy: bool) -> tuple[str, dict[str, Any]] | Non
         return None
     chosen = st.session_state.get(DATASET_KEY)
     with st.form("train_form"):
-        dataset = st.selectbox("Dataset to train on", names, index=names.index(chosen) if chosen in names else 0,
-                               key=f"train_dataset_{chosen}")  # follows the sidebar's choice
-        encoder = st.text_input("Encoder model folder (empty: the bundled all-MiniLM-L6-v2)", key="train_encoder",
-                                placeholder="/path/to/a/local/hugging-face/model")
+        dataset = st.selectbox(
+            "Dataset to train on",
+            names,
+            index=names.index(chosen) if chosen in names else 0,
+            key=f"train_dataset_{chosen}",
+        )  # follows the sidebar's choice
+        encoder = st.text_input(
+            "Encoder model folder (empty: the bundled all-MiniLM-L6-v2)",
+            key="train_encoder",
+            placeholder="/path/to/a/local/hugging-face/model",
+        )
         model = model_fields()
         train = training_fields()
         protocol = protocol_fields(ws, chosen if chosen in names else names[0])
@@ -72,16 +79,23 @@ def protocol_fields(ws: Workspace, dataset: str) -> dict[str, Any]:
     """The evaluation protocol: earlier items as candidates or not, and which event is held out."""
     cols = st.columns(2)
     seen = cols[0].radio(
-        "The user's earlier items", ["auto (from the repeat rate)", "excluded", "kept as candidates"],
-        horizontal=True, key="train_exclude_seen",
+        "The user's earlier items",
+        ["auto (from the repeat rate)", "excluded", "kept as candidates"],
+        horizontal=True,
+        key="train_exclude_seen",
         help="Rating data has one event per user and item: exclude earlier items. In e-commerce logs "
-             "buying what you viewed is the main signal: keep them. Auto decides from the dataset's repeat rate.")
+        "buying what you viewed is the main signal: keep them. Auto decides from the dataset's repeat rate.",
+    )
     try:
         behaviors = sorted(ws.dataset(dataset).report.get("behaviors", {}))
     except BehaviorLensError:
         behaviors = []
-    target = cols[1].selectbox("Held-out event", ["last event (any behavior)"] + behaviors, key="train_target",
-                               help="Hold out each user's last event, or their last event of one behavior.")
+    target = cols[1].selectbox(
+        "Held-out event",
+        ["last event (any behavior)"] + behaviors,
+        key="train_target",
+        help="Hold out each user's last event, or their last event of one behavior.",
+    )
     exclude = {"excluded": True, "kept as candidates": False}.get(str(seen))
     return {"exclude_seen": exclude, "target_behavior": None if target not in behaviors else str(target)}
 
@@ -102,11 +116,11 @@ def training_fields() -> dict[str, Any]:
     cols = st.columns(4)
     epochs = cols[0].number_input("Epochs", 1, 1000, 20, key="train_epochs")
     seed = cols[1].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
-    w_engagement = cols[2].number_input("Engagement loss weight", 0.0, 100.0, 1.0, step=0.1,
-                                        key="train_w_engagement")
+    w_engagement = cols[2].number_input("Engagement loss weight", 0.0, 100.0, 1.0, step=0.1, key="train_w_engagement")
     w_rating = cols[3].number_input("Rating loss weight", 0.0, 100.0, 0.5, step=0.1, key="train_w_rating")
-    learned = st.checkbox("Learned loss weights (uncertainty): ignore the two weights above",
-                          key="train_learned_weights")
+    learned = st.checkbox(
+        "Learned loss weights (uncertainty): ignore the two weights above", key="train_learned_weights"
+    )
     weights: str | list[float] = "uncertainty" if learned else [float(w_engagement), float(w_rating)]
     return {"epochs": int(epochs), "seed": int(seed), "loss_weights": weights}
 
@@ -189,13 +203,13 @@ def outcome(snap: dict[str, Any]) -> None:
         summary = f", last valid NDCG@10 {ndcg:.4f}" if isinstance(ndcg, float) else ""
         st.success(plain(f"Run {run} finished: best epoch {best}{summary}."))
     elif snap["status"] == CANCELLED:
-        st.warning(plain(f"Run {run} was cancelled after {len(snap['history'])} epoch(s); "
-                         f"the best model so far is saved."))
+        st.warning(
+            plain(f"Run {run} was cancelled after {len(snap['history'])} epoch(s); the best model so far is saved.")
+        )
     elif snap["error"] is not None:
         st.error(plain(f"Training failed: {snap['error']}"))
     else:
-        st.error(plain(f"Training stopped by an unexpected error ({snap['crash']}); "
-                       f"the server log has the traceback."))
+        st.error(plain(f"Training stopped by an unexpected error ({snap['crash']}); the server log has the traceback."))
 
 
 def curves(snap: dict[str, Any]) -> None:
@@ -237,8 +251,7 @@ def runs_section(ws: Workspace) -> None:
         return
     current = st.session_state.get(RUN_KEY)
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    left.selectbox("Run for the other pages", ids, index=ids.index(current) if current in ids else 0,
-                   key=RUN_CHOICE)
+    left.selectbox("Run for the other pages", ids, index=ids.index(current) if current in ids else 0, key=RUN_CHOICE)
     right.button("Use this run", key="use_run", on_click=use_picked_run)
 
 

@@ -30,12 +30,18 @@ INTERNAL_ERROR = 3
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--workspace", metavar="DIR", default=argparse.SUPPRESS,
-                        help="workspace folder (default: $BEHAVIORLENS_WORKSPACE or ./workspace)")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print one JSON object instead of text")
-    top = argparse.ArgumentParser(prog="behaviorlens", parents=[common],
-                                  description="Understand how user behavior drives recommendations.")
+    common.add_argument(
+        "--workspace",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="workspace folder (default: $BEHAVIORLENS_WORKSPACE or ./workspace)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object instead of text"
+    )
+    top = argparse.ArgumentParser(
+        prog="behaviorlens", parents=[common], description="Understand how user behavior drives recommendations."
+    )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _ingest_parser(sub, common)
     sub.add_parser("datasets", parents=[common], help="list the datasets in the workspace")
@@ -54,9 +60,14 @@ def _ingest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--items", metavar="FILE", help="item catalogue whose text columns become item text")
     p.add_argument("--items-id", metavar="COLUMN", help="the item ID column of the items file")
     p.add_argument("--columns", metavar="a,b,c", help="names for the columns of a headerless file")
-    p.add_argument("--map", metavar="FIELD=COLUMN", action="append", default=[],
-                   help="map a field (user_id, item_id, timestamp, behavior, value, text) to a column; "
-                        "FIELD= unmaps it (repeatable)")
+    p.add_argument(
+        "--map",
+        metavar="FIELD=COLUMN",
+        action="append",
+        default=[],
+        help="map a field (user_id, item_id, timestamp, behavior, value, text) to a column; "
+        "FIELD= unmaps it (repeatable)",
+    )
     p.add_argument("--behavior-codes", metavar="0=click,1=cart,...", help="numeric behavior codes")
     p.add_argument("--default-behavior", metavar="B", help="behavior of every row when no behavior column")
     p.add_argument("--rating-range", metavar="LO,HI", default="0,5", help="valid rating values (default 0,5)")
@@ -93,8 +104,10 @@ def _options(args: argparse.Namespace) -> IngestOptions:
 
 
 def _print_ingest(report: dict[str, Any]) -> None:
-    print(f"dataset {report['dataset']!r}: {report['rows_accepted']:,} of {report['rows_read']:,} rows "
-          f"accepted, {report['rows_rejected']:,} rejected ({report['id_mode']} user IDs)")
+    print(
+        f"dataset {report['dataset']!r}: {report['rows_accepted']:,} of {report['rows_read']:,} rows "
+        f"accepted, {report['rows_rejected']:,} rejected ({report['id_mode']} user IDs)"
+    )
     for reason, n in report["rejected_by_reason"].items():
         print(f"  rejected {n:,} x {reason}")
     print(f"  users {report['users']:,}, items {report['items']:,}, duplicates {report['duplicates']:,}")
@@ -149,11 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line, never a traceback, unless debugging
         if os.environ.get(DEBUG_ENV):
             raise
-        return _fail(f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                     f"rerun with {DEBUG_ENV}=1 for details and report it", INTERNAL_ERROR)
+        return _fail(
+            f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            f"rerun with {DEBUG_ENV}=1 for details and report it",
+            INTERNAL_ERROR,
+        )
 
 
 def _fail(message: str, code: int) -> int:
     print(f"behaviorlens: {message}", file=sys.stderr)
     return code
-

@@ -23,20 +23,42 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run id (see `behaviorlens runs`)")
     p.add_argument("--user", required=True, help="the user's original ID (pseudonymized internally)")
     p.add_argument("--item", required=True, help="the item's original ID")
-    p.add_argument("--method", choices=METHOD_CHOICES, default="ig",
-                   help="ig (Integrated Gradients), shap, loo (leave-one-out) or attention (a heuristic); default ig")
-    p.add_argument("--target", choices=TARGET_CHOICES, default="fused",
-                   help="fused ranking score (the run's default weights), engagement log-probability or "
-                        "predicted rating; default fused")
-    p.add_argument("--weights", metavar="engagement=0.7,rating=0.3",
-                   help="fusion weights of the fused target, or a preset name (default: the run's preset)")
-    p.add_argument("--steps", type=int, metavar="N", help="IG: quadrature steps to start from (doubled until "
-                                                           "the completeness delta is within 1%%)")
-    p.add_argument("--samples", type=int, metavar="N", help="SHAP: value-function calls for histories too long "
-                                                             "for exact Shapley values")
-    p.add_argument("--tokens", action="store_true",
-                   help="also attribute the same target to the words of the item's text (LayerIntegratedGradients "
-                        "on the text encoder's word embeddings; needs the run's encoder): adds 'tokens' to --json")
+    p.add_argument(
+        "--method",
+        choices=METHOD_CHOICES,
+        default="ig",
+        help="ig (Integrated Gradients), shap, loo (leave-one-out) or attention (a heuristic); default ig",
+    )
+    p.add_argument(
+        "--target",
+        choices=TARGET_CHOICES,
+        default="fused",
+        help="fused ranking score (the run's default weights), engagement log-probability or "
+        "predicted rating; default fused",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="engagement=0.7,rating=0.3",
+        help="fusion weights of the fused target, or a preset name (default: the run's preset)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        metavar="N",
+        help="IG: quadrature steps to start from (doubled until the completeness delta is within 1%%)",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        metavar="N",
+        help="SHAP: value-function calls for histories too long for exact Shapley values",
+    )
+    p.add_argument(
+        "--tokens",
+        action="store_true",
+        help="also attribute the same target to the words of the item's text (LayerIntegratedGradients "
+        "on the text encoder's word embeddings; needs the run's encoder): adds 'tokens' to --json",
+    )
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -71,8 +93,7 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     exp = explain_run(run_, args.user, args.item, args.method, args.target, weights, **options)
     out = exp.to_dict()
     if args.tokens:
-        out["tokens"] = [t.to_dict() for t in token_attributions_run(run_, args.user, args.item, args.target,
-                                                                     weights)]
+        out["tokens"] = [t.to_dict() for t in token_attributions_run(run_, args.user, args.item, args.target, weights)]
     if as_json:
         print(json.dumps(out, allow_nan=False))
     else:
@@ -82,28 +103,37 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
 
 def _text(exp: dict[str, Any]) -> str:
     """A readable table: one line per event, strongest attribution marked."""
-    head = (f"{exp['method']} explanation of {exp['target']} for user {exp['user']!r}, item {exp['item']!r}"
-            f"{' (' + exp['item_title'] + ')' if exp['item_title'] else ''}"
-            f"{'  [heuristic: attention weights, not attributions]' if exp['heuristic'] else ''}")
-    lines = [head, f"score {exp['score']:.4g} with all events, {exp['baseline_score']:.4g} with all masked "
-                   f"({exp['units']})"]
+    head = (
+        f"{exp['method']} explanation of {exp['target']} for user {exp['user']!r}, item {exp['item']!r}"
+        f"{' (' + exp['item_title'] + ')' if exp['item_title'] else ''}"
+        f"{'  [heuristic: attention weights, not attributions]' if exp['heuristic'] else ''}"
+    )
+    lines = [
+        head,
+        f"score {exp['score']:.4g} with all events, {exp['baseline_score']:.4g} with all masked ({exp['units']})",
+    ]
     for e in exp["events"]:
         title = e["title"] or e["item"]
-        lines.append(f"  {e['position']:>3}  {e['time'][:16]}  {e['behavior']:<10} {title[:40]:<40} "
-                     f"{e['attribution']:+.4g}")
+        lines.append(
+            f"  {e['position']:>3}  {e['time'][:16]}  {e['behavior']:<10} {title[:40]:<40} {e['attribution']:+.4g}"
+        )
     delta = exp["completeness_delta"]
-    lines.append(f"completeness delta {'n/a' if delta is None else format(delta, '.3g')}, "
-                 f"AOPC {_num(exp['aopc'])} vs random {_num(exp['aopc_random'])}, {exp['runtime_ms']:.0f} ms")
+    lines.append(
+        f"completeness delta {'n/a' if delta is None else format(delta, '.3g')}, "
+        f"AOPC {_num(exp['aopc'])} vs random {_num(exp['aopc_random'])}, {exp['runtime_ms']:.0f} ms"
+    )
     return "\n".join(lines)
 
 
 def _tokens_text(tok: dict[str, Any], top: int = 10) -> str:
     """The words of one item text that move the score most, strongest first."""
     where = "the candidate" if tok["source"] == "candidate" else f"event {tok['position']}"
-    lines = [f"text tokens of item {tok['item']!r} ({where}; LayerIntegratedGradients on the encoder's word "
-             f"embeddings, baseline [PAD]): score {tok['score']:.4g} with the text, {tok['baseline_score']:.4g} "
-             f"without; completeness delta {_num(tok['completeness_delta'])} ({tok['details']['steps']} steps), "
-             f"{tok['runtime_ms']:.0f} ms"]
+    lines = [
+        f"text tokens of item {tok['item']!r} ({where}; LayerIntegratedGradients on the encoder's word "
+        f"embeddings, baseline [PAD]): score {tok['score']:.4g} with the text, {tok['baseline_score']:.4g} "
+        f"without; completeness delta {_num(tok['completeness_delta'])} ({tok['details']['steps']} steps), "
+        f"{tok['runtime_ms']:.0f} ms"
+    ]
     words = sorted(tok["words"], key=lambda w: -abs(w[1]))[:top]
     if not words:
         lines.append("  (the item has no text)")

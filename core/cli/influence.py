@@ -14,21 +14,36 @@ METHOD_CHOICES = ("loo", "ig", "swap")
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``influence`` and ``counterfactual`` on the top-level subparsers."""
-    p = sub.add_parser("influence", parents=[common],
-                       help="how much each behavior type drives the recommendations, across a sample of users")
+    p = sub.add_parser(
+        "influence",
+        parents=[common],
+        help="how much each behavior type drives the recommendations, across a sample of users",
+    )
     p.add_argument("--run", required=True, help="run id (see `behaviorlens runs`)")
     p.add_argument("--users", type=int, default=200, metavar="N", help="users sampled (default 200)")
-    p.add_argument("--method", choices=METHOD_CHOICES, default="loo",
-                   help="loo (leave-one-out, fast), ig (Integrated Gradients) or swap (behavior swap, "
-                        "interventional per-event estimate); default loo")
+    p.add_argument(
+        "--method",
+        choices=METHOD_CHOICES,
+        default="loo",
+        help="loo (leave-one-out, fast), ig (Integrated Gradients) or swap (behavior swap, "
+        "interventional per-event estimate); default loo",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the user sample and the bootstrap (default 0)")
     p.add_argument("--k", type=int, default=10, help="attribute each user's top-K recommended items (default 10)")
-    p.add_argument("--min-age", type=int, default=3600, metavar="SECONDS",
-                   help="per_event counts events at least this much older than the user's newest event "
-                        "(default 3600: the ongoing session is left out; 0 counts every event)")
+    p.add_argument(
+        "--min-age",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="per_event counts events at least this much older than the user's newest event "
+        "(default 3600: the ongoing session is left out; 0 counts every event)",
+    )
     p.add_argument("--no-ablation", action="store_true", help="skip the behavior ablation (re-evaluations)")
-    p = sub.add_parser("counterfactual", parents=[common],
-                       help="the smallest set found of a user's events whose removal drops an item out of the top-K")
+    p = sub.add_parser(
+        "counterfactual",
+        parents=[common],
+        help="the smallest set found of a user's events whose removal drops an item out of the top-K",
+    )
     p.add_argument("--run", required=True, help="run id (see `behaviorlens runs`)")
     p.add_argument("--user", required=True, help="the user's original ID (pseudonymized internally)")
     p.add_argument("--item", required=True, help="the item's original ID")
@@ -44,8 +59,9 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
 
     run_ = open_run(ws, args.run)
     if args.command == "influence":
-        report = influence_run(run_, args.users, args.method, k=args.k, seed=args.seed,
-                               ablation=not args.no_ablation, min_age=args.min_age).to_dict()
+        report = influence_run(
+            run_, args.users, args.method, k=args.k, seed=args.seed, ablation=not args.no_ablation, min_age=args.min_age
+        ).to_dict()
         print(json.dumps(report, allow_nan=False) if as_json else _influence_text(report))
     else:
         result = counterfactual_run(run_, args.user, args.item, args.k, args.max_removals).to_dict()
@@ -55,18 +71,24 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
 
 def _influence_text(r: dict[str, Any]) -> str:
     """A readable table: one line per behavior, then time gaps and ablation deltas."""
-    lines = [f"per-behavior influence ({r['method']}, engagement log-probability, top-{r['k']} items of "
-             f"{r['users']} users, seed {r['seed']}); protocol: {r['protocol']}",
-             f"  {'behavior':<12}{'share':>8}{'per event':>12}{'signed':>10}{'rows':>9}"]
+    lines = [
+        f"per-behavior influence ({r['method']}, engagement log-probability, top-{r['k']} items of "
+        f"{r['users']} users, seed {r['seed']}); protocol: {r['protocol']}",
+        f"  {'behavior':<12}{'share':>8}{'per event':>12}{'signed':>10}{'rows':>9}",
+    ]
     for b, share in sorted(r["per_behavior_share"].items(), key=lambda kv: -(kv[1] or 0)):
-        lines.append(f"  {b:<12}{_num(share):>8}{_num(r['per_event'].get(b)):>12}"
-                     f"{_num(r['per_behavior_signed'].get(b)):>10}{r['events'].get(b, 0):>9}")
+        lines.append(
+            f"  {b:<12}{_num(share):>8}{_num(r['per_event'].get(b)):>12}"
+            f"{_num(r['per_behavior_signed'].get(b)):>10}{r['events'].get(b, 0):>9}"
+        )
     lines.append("  by time gap: " + ", ".join(f"{g} {_num(v['share'])}" for g, v in r["by_time_gap"].items()))
     for b, weights in (r.get("model_weights") or {}).items():
         lines.append(f"  model weight of one {b} event: " + ", ".join(f"{age} {_num(w)}" for age, w in weights.items()))
     for b, d in (r["ablation"] or {}).items():
-        lines.append(f"  without {b:<10} ΔHR@10 {_num(d['HR@10'], '+.4f')}  ΔNDCG@10 {_num(d['NDCG@10'], '+.4f')}"
-                     f"  ΔRMSE {_num(d['RMSE'], '+.4f')}  ({d['removed_events']} events masked)")
+        lines.append(
+            f"  without {b:<10} ΔHR@10 {_num(d['HR@10'], '+.4f')}  ΔNDCG@10 {_num(d['NDCG@10'], '+.4f')}"
+            f"  ΔRMSE {_num(d['RMSE'], '+.4f')}  ({d['removed_events']} events masked)"
+        )
     lines.append(f"{r['runtime_ms'] / 1000:.1f} s")
     return "\n".join(lines)
 
@@ -74,8 +96,9 @@ def _influence_text(r: dict[str, Any]) -> str:
 def _counterfactual_text(r: dict[str, Any]) -> str:
     lines = [r["message"]]
     for e in r["events"]:
-        lines.append(f"  {e['time'][:16]}  {e['behavior']:<10} {(e['title'] or e['item'])[:40]:<40} "
-                     f"{e['attribution']:+.4g}")
+        lines.append(
+            f"  {e['time'][:16]}  {e['behavior']:<10} {(e['title'] or e['item'])[:40]:<40} {e['attribution']:+.4g}"
+        )
     return "\n".join(lines)
 
 

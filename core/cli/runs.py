@@ -12,8 +12,10 @@ from core.errors import DataError
 from core.store.workspace import Workspace
 
 COMMANDS = ("train", "evaluate", "recommend", "runs", "weights")
-WEIGHTS_HELP = ("fusion weights: NAME=VALUE pairs over engagement, rating, popularity, freshness (normalized to "
-                "sum 1), or a saved preset name; default: the run's saved preset, if any")
+WEIGHTS_HELP = (
+    "fusion weights: NAME=VALUE pairs over engagement, rating, popularity, freshness (normalized to "
+    "sum 1), or a saved preset name; default: the run's saved preset, if any"
+)
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -28,8 +30,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p = sub.add_parser("evaluate", parents=[common], help="metrics of a saved run")
     p.add_argument("--run", required=True, help="run id (see `behaviorlens runs`)")
-    p.add_argument("--exclude-seen", choices=("yes", "no", "auto"), default="auto",
-                   help="drop the user's earlier items from the candidates (auto: the run's protocol)")
+    p.add_argument(
+        "--exclude-seen",
+        choices=("yes", "no", "auto"),
+        default="auto",
+        help="drop the user's earlier items from the candidates (auto: the run's protocol)",
+    )
     p.add_argument("--target-behavior", metavar="B", help="hold out each user's last event of this behavior")
     p.add_argument("--weights", metavar="engagement=0.7,rating=0.3", help=WEIGHTS_HELP)
     p = sub.add_parser("recommend", parents=[common], help="top-K items for one user")
@@ -63,8 +69,12 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def _progress(quiet: bool) -> Any:
     def report(event: dict[str, Any]) -> None:
         if event.get("event") == "epoch":
-            print(f"epoch {event['epoch']}: loss {event['loss']:.4f}, valid NDCG@10 "
-                  f"{event.get('valid_NDCG@10', float('nan')):.4f}, {event['seconds']:.1f}s", file=sys.stderr)
+            print(
+                f"epoch {event['epoch']}: loss {event['loss']:.4f}, valid NDCG@10 "
+                f"{event.get('valid_NDCG@10', float('nan')):.4f}, {event['seconds']:.1f}s",
+                file=sys.stderr,
+            )
+
     return None if quiet else report
 
 
@@ -111,8 +121,11 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
         _emit(payload, as_json, top.to_string(index=False))
     elif args.command == "runs":
         frame = list_runs(ws)
-        _emit(json.loads(frame.to_json(orient="records", date_format="iso")) if len(frame) else [], as_json,
-              frame.to_string(index=False) if len(frame) else "no runs")
+        _emit(
+            json.loads(frame.to_json(orient="records", date_format="iso")) if len(frame) else [],
+            as_json,
+            frame.to_string(index=False) if len(frame) else "no runs",
+        )
     elif args.command == "weights":
         _weights(args, ws, as_json)
     return 0
@@ -125,14 +138,17 @@ def _weights(args: argparse.Namespace, ws: Workspace, as_json: bool) -> None:
     from core.runs.run import open_run
 
     if bool(args.save) != bool(args.weights):
-        raise DataError("weights: give --save NAME with --weights NAME=VALUE,... to store a preset, "
-                        "or neither to list them")
+        raise DataError(
+            "weights: give --save NAME with --weights NAME=VALUE,... to store a preset, or neither to list them"
+        )
     if args.save:
         presets = save_preset(open_run(ws, args.run), args.save, parse_weights(args.weights))
     else:
         presets = list_presets(open_run(ws, args.run))
-    lines = [f"{'*' if n == presets['default'] else ' '} {n}: " + ", ".join(f"{k}={v:.3g}" for k, v in w.items())
-             for n, w in presets["presets"].items()]
+    lines = [
+        f"{'*' if n == presets['default'] else ' '} {n}: " + ", ".join(f"{k}={v:.3g}" for k, v in w.items())
+        for n, w in presets["presets"].items()
+    ]
     _emit({"run": args.run, **presets}, as_json, "\n".join(lines) or "no presets")
 
 

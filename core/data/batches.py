@@ -67,18 +67,20 @@ def leave_last_out(data: SequenceData, target_behavior: str | None = None) -> Sp
     train_end = data.offsets[1:].copy()
     for u in range(data.n_users):
         start, end = int(data.offsets[u]), int(data.offsets[u + 1])
-        if code is None:
-            cand = np.arange(start, end)
-        else:
-            cand = start + np.flatnonzero(data.behavior[start:end] == code)
+        cand = np.arange(start, end) if code is None else start + np.flatnonzero(data.behavior[start:end] == code)
         if len(cand) < 2 or cand[-2] <= start:
             continue  # not enough to hold out two targets after at least one history event
         users.append(u)
         valid.append(cand[-2])
         test.append(cand[-1])
         train_end[u] = cand[-2]
-    return Split(target_behavior, np.array(users, np.int64), np.array(valid, np.int64),
-                 np.array(test, np.int64), train_end.astype(np.int64))
+    return Split(
+        target_behavior,
+        np.array(users, np.int64),
+        np.array(valid, np.int64),
+        np.array(test, np.int64),
+        train_end.astype(np.int64),
+    )
 
 
 def repeat_rate(data: SequenceData) -> float:
@@ -155,9 +157,9 @@ def training_batch(data: SequenceData, users: np.ndarray, ends: np.ndarray, max_
     for r, sl in enumerate(rows):
         n = sl.stop - sl.start - 1
         if n > 0:
-            tgt_item[r, -n:] = data.item[sl.start + 1: sl.stop]
-            tgt_val[r, -n:] = data.value[sl.start + 1: sl.stop]
-            request[r, -n:] = data.ts[sl.start + 1: sl.stop]
+            tgt_item[r, -n:] = data.item[sl.start + 1 : sl.stop]
+            tgt_val[r, -n:] = data.value[sl.start + 1 : sl.stop]
+            request[r, -n:] = data.ts[sl.start + 1 : sl.stop]
     batch.target_item = torch.from_numpy(tgt_item)
     batch.target_value = torch.from_numpy(tgt_val)
     batch.request_ts = torch.from_numpy(request)
@@ -179,7 +181,7 @@ def return_gap(data: SequenceData, train_end: np.ndarray) -> float:
     """
     keep = np.zeros(len(data.ts), dtype=bool)
     for u in range(data.n_users):
-        keep[int(data.offsets[u]) + 1: int(train_end[u])] = True  # gaps to the previous event of the same user
+        keep[int(data.offsets[u]) + 1 : int(train_end[u])] = True  # gaps to the previous event of the same user
     gaps = (data.ts[1:] - data.ts[:-1])[keep[1:]]
     visits = gaps[gaps >= NEW_VISIT_SECONDS]
     return float(np.median(visits)) if len(visits) else DEFAULT_RETURN_GAP
@@ -187,4 +189,4 @@ def return_gap(data: SequenceData, train_end: np.ndarray) -> float:
 
 def seen_items(data: SequenceData, users: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
     """Distinct item indices of each user's events before ``ends[i]``."""
-    return [np.unique(data.item[int(data.offsets[u]): int(e)]) for u, e in zip(users, ends)]
+    return [np.unique(data.item[int(data.offsets[u]) : int(e)]) for u, e in zip(users, ends)]

@@ -51,8 +51,9 @@ class SequenceData:
         return np.diff(self.offsets)
 
 
-def build_sequences(events: pd.DataFrame, item_ids: list[str] | None = None,
-                    behaviors: list[str] | None = None) -> SequenceData:
+def build_sequences(
+    events: pd.DataFrame, item_ids: list[str] | None = None, behaviors: list[str] | None = None
+) -> SequenceData:
     """Index an events frame (schema columns) into sequences.
 
     ``item_ids``/``behaviors`` fix the vocabularies (e.g. a catalogue with cold
@@ -66,10 +67,17 @@ def build_sequences(events: pd.DataFrame, item_ids: list[str] | None = None,
     for col in (S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.BEHAVIOR):
         nulls = events[col].isna()
         if nulls.any():
-            raise DataError(f"column {col!r} has {int(nulls.sum())} missing value(s) (first at row {int(nulls.to_numpy().argmax())}); "
-                            "every event needs a user, an item, a timestamp and a behavior")
-    frame = events.assign(**{S.USER_ID: events[S.USER_ID].astype(str), S.ITEM_ID: events[S.ITEM_ID].astype(str),
-                             "_ts": _to_seconds(events[S.TIMESTAMP])})
+            raise DataError(
+                f"column {col!r} has {int(nulls.sum())} missing value(s) (first at row "
+                f"{int(nulls.to_numpy().argmax())}); every event needs a user, an item, a timestamp and a behavior"
+            )
+    frame = events.assign(
+        **{
+            S.USER_ID: events[S.USER_ID].astype(str),
+            S.ITEM_ID: events[S.ITEM_ID].astype(str),
+            "_ts": _to_seconds(events[S.TIMESTAMP]),
+        }
+    )
     order = [S.USER_ID, "_ts", S.ITEM_ID] + ([S.ROW] if S.ROW in frame.columns else [])
     frame = frame.sort_values(order, kind="stable")
     vocab = np.array([""] + sorted(set(map(str, item_ids if item_ids is not None else frame[S.ITEM_ID]))), dtype=object)
@@ -78,9 +86,21 @@ def build_sequences(events: pd.DataFrame, item_ids: list[str] | None = None,
     beh = _codes(frame[S.BEHAVIOR].astype(str).to_numpy(), np.array(beh_vocab[1:], dtype=object), "behavior")
     users, starts = np.unique(frame[S.USER_ID].astype(str).to_numpy(), return_index=True)
     offsets = np.append(starts, len(frame)).astype(np.int64)
-    value = frame[S.VALUE].to_numpy(dtype=np.float32, na_value=np.nan) if S.VALUE in frame else np.full(len(frame), np.nan, np.float32)
-    return SequenceData(users=users, item_ids=vocab, behaviors=beh_vocab, offsets=offsets, item=item,
-                        behavior=beh, value=value, ts=frame["_ts"].to_numpy(np.int64))
+    value = (
+        frame[S.VALUE].to_numpy(dtype=np.float32, na_value=np.nan)
+        if S.VALUE in frame
+        else np.full(len(frame), np.nan, np.float32)
+    )
+    return SequenceData(
+        users=users,
+        item_ids=vocab,
+        behaviors=beh_vocab,
+        offsets=offsets,
+        item=item,
+        behavior=beh,
+        value=value,
+        ts=frame["_ts"].to_numpy(np.int64),
+    )
 
 
 def _to_seconds(ts: pd.Series) -> np.ndarray:

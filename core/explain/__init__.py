@@ -21,11 +21,23 @@ from core.explain.subject import Labels, Subject, subject_for
 from core.model.recommender import Recommender
 
 METHODS: dict[str, Callable[..., Explanation]] = {
-    "ig": explain_ig, "shap": explain_shap, "loo": explain_loo, "attention": explain_attention,
+    "ig": explain_ig,
+    "shap": explain_shap,
+    "loo": explain_loo,
+    "attention": explain_attention,
 }
 
-__all__ = ["METHODS", "TARGETS", "EventAttribution", "Explanation", "Labels", "Subject", "explain",
-           "explain_subject", "subject_for"]
+__all__ = [
+    "METHODS",
+    "TARGETS",
+    "EventAttribution",
+    "Explanation",
+    "Labels",
+    "Subject",
+    "explain",
+    "explain_subject",
+    "subject_for",
+]
 
 
 def explain_subject(subject: Subject, method: str, **options: Any) -> Explanation:
@@ -36,12 +48,23 @@ def explain_subject(subject: Subject, method: str, **options: Any) -> Explanatio
     known = set(inspect.signature(fn).parameters) - {"subject"}
     bad = sorted(set(options) - known)
     if bad:
-        raise DataError(f"option(s) {bad} do not apply to method {method!r}: expected some of {sorted(known) or 'none'}")
+        raise DataError(
+            f"option(s) {bad} do not apply to method {method!r}: expected some of {sorted(known) or 'none'}"
+        )
     return fn(subject, **options)
 
 
-def explain(rec: Recommender, user: str, item: str, method: str = "ig", target: str = "fused", *,
-            weights: Mapping[str, float] | None = None, labels: Labels | None = None, **options: Any) -> Explanation:
+def explain(
+    rec: Recommender,
+    user: str,
+    item: str,
+    method: str = "ig",
+    target: str = "fused",
+    *,
+    weights: Mapping[str, float] | None = None,
+    labels: Labels | None = None,
+    **options: Any,
+) -> Explanation:
     """Explain why the fitted ``rec`` scores ``item`` (original item ID) for ``user`` (stored user ID)."""
     if method not in METHODS:
         raise DataError(f"method {method!r}: expected one of {', '.join(METHODS)}")

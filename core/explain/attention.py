@@ -52,5 +52,12 @@ def explain_attention(subject: Subject) -> Explanation:
     start = time.perf_counter()
     weights = last_attention(scorer.model, scorer.tokens(), scorer.batch).double().numpy()
     ms = (time.perf_counter() - start) * 1000
-    return finish(subject, "attention", np.asarray(weights), None, ms, heuristic=True,
-                  details={"layer": "last", "heads": "mean", "query": "newest event"})
+    return finish(
+        subject,
+        "attention",
+        np.asarray(weights),
+        None,
+        ms,
+        heuristic=True,
+        details={"layer": "last", "heads": "mean", "query": "newest event"},
+    )

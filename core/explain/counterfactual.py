@@ -86,7 +86,7 @@ def ranks_and_margins(logits: torch.Tensor, item: int, eligible: torch.Tensor, k
     """logits [S, N+1] -> 1-based rank of ``item`` among ``eligible`` items [S], and the top-``k`` margin [S]."""
     others = eligible.clone()
     others[item] = False
-    own = logits[:, item:item + 1]
+    own = logits[:, item : item + 1]
     idx = torch.arange(logits.shape[1])
     ahead = ((logits > own) | ((logits == own) & (idx < item))) & others
     ranks = 1 + ahead.sum(1)
@@ -97,9 +97,11 @@ def ranks_and_margins(logits: torch.Tensor, item: int, eligible: torch.Tensor, k
     return ranks.numpy(), (own[:, 0] - kth).double().numpy()
 
 
-def search(logits_fn: LogitsFn, n: int, item: int, eligible: torch.Tensor, k: int,
-           max_removals: int = MAX_REMOVALS) -> Search:
+def search(
+    logits_fn: LogitsFn, n: int, item: int, eligible: torch.Tensor, k: int, max_removals: int = MAX_REMOVALS
+) -> Search:
     """Greedy by leave-one-out attribution of the margin, then prune, then verify (see the module doc)."""
+
     def rank_of(removed: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         return ranks_and_margins(logits_fn(removed), item, eligible, k)
 
@@ -118,13 +120,14 @@ def search(logits_fn: LogitsFn, n: int, item: int, eligible: torch.Tensor, k: in
     if not out.size:
         worst = int(prefix_ranks.max()) if len(order) else None
         return Search(False, [], int(ranks[0]), worst, attributions, evaluations)
-    chosen, pruned = prune([int(p) for p in order[:out[0] + 1]], attributions, lambda m: rank_of(m)[0], n, k)
+    chosen, pruned = prune([int(p) for p in order[: out[0] + 1]], attributions, lambda m: rank_of(m)[0], n, k)
     final = int(rank_of(_mask([chosen], n))[0][0])
     return Search(final > k, sorted(chosen), int(ranks[0]), final, attributions, evaluations + pruned + 1)
 
 
-def prune(chosen: list[int], attributions: np.ndarray, ranks_of: Callable[[torch.Tensor], np.ndarray], n: int,
-          k: int) -> tuple[list[int], int]:
+def prune(
+    chosen: list[int], attributions: np.ndarray, ranks_of: Callable[[torch.Tensor], np.ndarray], n: int, k: int
+) -> tuple[list[int], int]:
     """Put events back while the item stays out of the top-k, least attributed first, until none can be.
 
     Every round scores "the set without p" for each p in one batch; the loop ends when each of
@@ -157,8 +160,15 @@ def model_logits_fn(scorer: HistoryScorer) -> LogitsFn:
     return logits_scorer.score_removed
 
 
-def counterfactual_set(rec: Recommender, user: str, item: str, k: int = 10, max_removals: int = MAX_REMOVALS, *,
-                       labels: Labels | None = None) -> CounterfactualSet:
+def counterfactual_set(
+    rec: Recommender,
+    user: str,
+    item: str,
+    k: int = 10,
+    max_removals: int = MAX_REMOVALS,
+    *,
+    labels: Labels | None = None,
+) -> CounterfactualSet:
     """The counterfactual set of ``item`` (original ID) for the stored ``user`` under the fitted ``rec``."""
     for name, value in (("k", k), ("max_removals", max_removals)):
         check_whole(name, value, 1)
@@ -167,7 +177,7 @@ def counterfactual_set(rec: Recommender, user: str, item: str, k: int = 10, max_
     subject = subject_for(rec, user, item, "engagement", labels=labels)
     row, idx, data = user_row(rec, user, labels.user), item_index(rec, item), rec.data_
     if rec.protocol_.exclude_seen:
-        excluded = exclusion_mask(data, np.array([row]), data.offsets[row + 1:row + 2], np.array([idx]))[0]
+        excluded = exclusion_mask(data, np.array([row]), data.offsets[row + 1 : row + 2], np.array([idx]))[0]
     else:
         excluded = np.zeros(data.n_items + 1, bool)
     excluded[0] = True
@@ -175,20 +185,35 @@ def counterfactual_set(rec: Recommender, user: str, item: str, k: int = 10, max_
     res = search(model_logits_fn(history_scorer(subject)), n, idx, torch.from_numpy(~excluded), k, max_removals)
     events = [{**subject.events[p], "attribution": float(res.attributions[p])} for p in res.positions]
     return CounterfactualSet(
-        user=subject.user, item=str(item), k=k, found=res.found, message=_message(res, str(item), k, max_removals, n),
-        events=events, rank_before=res.rank_before, rank_after=res.rank_after, verified=res.found,
-        max_removals=max_removals, n_events=n, evaluations=res.evaluations,
-        runtime_ms=(time.perf_counter() - start) * 1000, run=labels.run,
-        details={"search": "greedy by leave-one-out attribution of the top-K margin, then pruned"})
+        user=subject.user,
+        item=str(item),
+        k=k,
+        found=res.found,
+        message=_message(res, str(item), k, max_removals, n),
+        events=events,
+        rank_before=res.rank_before,
+        rank_after=res.rank_after,
+        verified=res.found,
+        max_removals=max_removals,
+        n_events=n,
+        evaluations=res.evaluations,
+        runtime_ms=(time.perf_counter() - start) * 1000,
+        run=labels.run,
+        details={"search": "greedy by leave-one-out attribution of the top-K margin, then pruned"},
+    )
 
 
 def _message(res: Search, item: str, k: int, max_removals: int, n: int) -> str:
     if res.found:
-        return (f"removing these {len(res.positions)} event(s) drops item {item!r} from rank {res.rank_before} "
-                f"to rank {res.rank_after}, out of the top {k} (verified by re-scoring)")
+        return (
+            f"removing these {len(res.positions)} event(s) drops item {item!r} from rank {res.rank_before} "
+            f"to rank {res.rank_after}, out of the top {k} (verified by re-scoring)"
+        )
     if res.rank_before > k:
         return f"item {item!r} is not in this user's top {k} (rank {res.rank_before}): there is nothing to push out"
     tried = min(max_removals, n)
-    return (f"no counterfactual set found: removing up to {tried} of the user's {n} events (greedy by "
-            f"leave-one-out attribution) leaves item {item!r} in the top {k} "
-            f"(the furthest it went: rank {res.rank_after})")
+    return (
+        f"no counterfactual set found: removing up to {tried} of the user's {n} events (greedy by "
+        f"leave-one-out attribution) leaves item {item!r} in the top {k} "
+        f"(the furthest it went: rank {res.rank_after})"
+    )

@@ -89,4 +89,3 @@ class Explanation:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), allow_nan=False)
-

@@ -59,12 +59,13 @@ class FusedSpec:
     item_constant: float  # w_p · popularity_i + w_f · freshness_i
 
 
-def fused_spec(data: SequenceData, user: int, item: int, weights: Mapping[str, float] | None,
-               exclude_seen: bool) -> FusedSpec:
+def fused_spec(
+    data: SequenceData, user: int, item: int, weights: Mapping[str, float] | None, exclude_seen: bool
+) -> FusedSpec:
     """The fused-score settings of user row ``user`` and item index ``item`` (every event as history)."""
     w = normalize_weights(weights or ENGAGEMENT_ONLY)
     if exclude_seen:
-        ends = data.offsets[user + 1: user + 2]
+        ends = data.offsets[user + 1 : user + 2]
         mask = exclusion_mask(data, np.array([user]), ends, np.array([item]))[0]
     else:
         mask = np.zeros(data.n_items + 1, bool)
@@ -76,23 +77,29 @@ def fused_spec(data: SequenceData, user: int, item: int, weights: Mapping[str, f
     return FusedSpec(w, torch.from_numpy(~mask), vrange, constant)
 
 
-def fused_target(model: BehaviorModel, item: int, scale: RatingScale, spec: FusedSpec,
-                 reference: tuple[float, float] | None = None) -> TargetFn:
+def fused_target(
+    model: BehaviorModel, item: int, scale: RatingScale, spec: FusedSpec, reference: tuple[float, float] | None = None
+) -> TargetFn:
     """(task_e [S, De], task_r [S, De+2]) -> fused score [S].
 
     ``reference`` = (log p_max, low) of the full history (:func:`engagement_reference`): the
     user's engagement scale held fixed; None re-normalizes every row (core.fusion.formula's view).
     """
+
     def fused(task_e: torch.Tensor, task_r: torch.Tensor) -> torch.Tensor:
         signals: dict[str, torch.Tensor] = {}
         if spec.weights[ENGAGEMENT] > 0:
-            signals[ENGAGEMENT] = (engagement_signal(model, task_e, item, spec.eligible) if reference is None
-                                   else fixed_scale_signal(model, task_e, item, reference))
+            signals[ENGAGEMENT] = (
+                engagement_signal(model, task_e, item, spec.eligible)
+                if reference is None
+                else fixed_scale_signal(model, task_e, item, reference)
+            )
         if spec.weights[RATING] > 0:
             idx = torch.full((task_r.shape[0],), item, dtype=torch.long)
             signals[RATING] = scale_rating(scale.restore(model.rating_of(task_r, idx).float()), spec.value_range)
         base = torch.full((task_e.shape[0],), spec.item_constant, dtype=torch.float32)
         return base + fuse(signals, spec.weights)
+
     return fused
 
 
@@ -125,8 +132,9 @@ def engagement_reference(model: BehaviorModel, task_e: torch.Tensor, eligible: t
     return top, low
 
 
-def fixed_scale_signal(model: BehaviorModel, task_e: torch.Tensor, item: int,
-                       reference: tuple[float, float]) -> torch.Tensor:
+def fixed_scale_signal(
+    model: BehaviorModel, task_e: torch.Tensor, item: int, reference: tuple[float, float]
+) -> torch.Tensor:
     """(p_i / p_max* − low*) / (1 − low*) with p_max*, low* of the full history: [S]."""
     top, low = reference
     rel = torch.exp(log_probabilities(model, task_e)[:, item] - top)  # [S]

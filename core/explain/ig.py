@@ -40,8 +40,12 @@ class IGResult:
     steps: int  # quadrature nodes used
 
 
-def integrated_gradients(scorer: EventScorer, steps: int = DEFAULT_STEPS, tolerance: float | None = TOLERANCE,
-                         internal_batch_size: int | None = None) -> IGResult:
+def integrated_gradients(
+    scorer: EventScorer,
+    steps: int = DEFAULT_STEPS,
+    tolerance: float | None = TOLERANCE,
+    internal_batch_size: int | None = None,
+) -> IGResult:
     """Per-event IG of ``scorer`` (tokens [1, n, D] summed over D); doubles ``steps`` until within ``tolerance``."""
     check_whole("IG steps", steps, 2)
     if tolerance is not None and not tolerance > 0:
@@ -50,9 +54,14 @@ def integrated_gradients(scorer: EventScorer, steps: int = DEFAULT_STEPS, tolera
     ig = IntegratedGradients(scorer.score_tokens)
     while True:
         with torch.enable_grad():
-            attr, delta = ig.attribute(x, baselines=b, n_steps=steps, method="gausslegendre",
-                                       internal_batch_size=internal_batch_size or min(steps, 64),
-                                       return_convergence_delta=True)
+            attr, delta = ig.attribute(
+                x,
+                baselines=b,
+                n_steps=steps,
+                method="gausslegendre",
+                internal_batch_size=internal_batch_size or min(steps, 64),
+                return_convergence_delta=True,
+            )
         values = attr.detach().sum(-1)[0].double().numpy()  # [n]
         d = float(delta.detach().reshape(-1)[0])
         gap = float(values.sum()) - d
@@ -61,11 +70,21 @@ def integrated_gradients(scorer: EventScorer, steps: int = DEFAULT_STEPS, tolera
         steps = min(MAX_STEPS, steps * 2)
 
 
-def explain_ig(subject: Subject, steps: int = DEFAULT_STEPS, tolerance: float | None = TOLERANCE,
-               internal_batch_size: int | None = None) -> Explanation:
+def explain_ig(
+    subject: Subject,
+    steps: int = DEFAULT_STEPS,
+    tolerance: float | None = TOLERANCE,
+    internal_batch_size: int | None = None,
+) -> Explanation:
     """Integrated Gradients explanation of ``subject``; ``details`` holds the steps used."""
     start = time.perf_counter()
     res = integrated_gradients(subject.scorer, steps, tolerance, internal_batch_size)
     ms = (time.perf_counter() - start) * 1000
-    return finish(subject, "ig", res.values, res.delta, ms,
-                  details={"steps": res.steps, "quadrature": "gausslegendre", "tolerance": tolerance})
+    return finish(
+        subject,
+        "ig",
+        res.values,
+        res.delta,
+        ms,
+        details={"steps": res.steps, "quadrature": "gausslegendre", "tolerance": tolerance},
+    )

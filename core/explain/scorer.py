@@ -109,7 +109,7 @@ class HistoryScorer:
         removed = torch.as_tensor(removed, dtype=torch.bool)
         out = []
         for lo in range(0, removed.shape[0], self.chunk):
-            part = removed[lo:lo + self.chunk]
+            part = removed[lo : lo + self.chunk]
             batch = expand(self.batch, part.shape[0])
             tokens = self._tokens.expand(part.shape[0], -1, -1)
             out.append(self._heads(self.model.encode(tokens, batch, part), batch))
@@ -119,21 +119,26 @@ class HistoryScorer:
 def engagement_target(model: BehaviorModel, item: int, loss: str = "softmax") -> TargetFn:
     """log p(item | history): log_softmax over every item (padding excluded); log σ for a BCE head."""
     if loss == "bce":
+
         def bce(task_e: torch.Tensor, task_r: torch.Tensor) -> torch.Tensor:
             idx = torch.full((task_e.shape[0],), item, dtype=torch.long)
             return F.logsigmoid(model.engagement_logits(task_e, idx).float())
+
         return bce
 
     def softmax(task_e: torch.Tensor, task_r: torch.Tensor) -> torch.Tensor:
         logits = model.engagement_logits(task_e).float()  # [S, N+1]
         logits = logits.masked_fill(torch.arange(logits.shape[1]) == 0, float("-inf"))
         return torch.log_softmax(logits, -1)[:, item]
+
     return softmax
 
 
 def rating_target(model: BehaviorModel, item: int, scale: RatingScale) -> TargetFn:
     """The predicted rating of ``item`` in value units."""
+
     def rating(task_e: torch.Tensor, task_r: torch.Tensor) -> torch.Tensor:
         idx = torch.full((task_r.shape[0],), item, dtype=torch.long)
         return scale.restore(model.rating_of(task_r, idx).float())
+
     return rating

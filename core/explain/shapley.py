@@ -33,8 +33,9 @@ class ShapResult:
     evals: int  # value-function calls
 
 
-def shapley_values(scorer: EventScorer, exact_max: int = EXACT_MAX, max_evals: int = DEFAULT_MAX_EVALS,
-                   seed: int = 0) -> ShapResult:
+def shapley_values(
+    scorer: EventScorer, exact_max: int = EXACT_MAX, max_evals: int = DEFAULT_MAX_EVALS, seed: int = 0
+) -> ShapResult:
     """Shapley values [n] of the events: exact up to ``exact_max`` events, else ``max_evals`` sampled calls."""
     n = scorer.n_events
     exact = n <= exact_max
@@ -50,7 +51,7 @@ def shapley_values(scorer: EventScorer, exact_max: int = EXACT_MAX, max_evals: i
 
     masker = shap.maskers.Independent(np.zeros((1, n)), max_samples=1)  # a missing event -> 0 -> masked
     if exact:
-        out = shap.explainers.Exact(value, masker)(np.ones((1, n)), max_evals=2 ** n + 1, silent=True)
+        out = shap.explainers.Exact(value, masker)(np.ones((1, n)), max_evals=2**n + 1, silent=True)
     else:
         out = shap.explainers.Permutation(value, masker, seed=seed)(np.ones((1, n)), max_evals=max_evals, silent=True)
     values = np.asarray(out.values, dtype=np.float64).reshape(-1)
@@ -58,12 +59,23 @@ def shapley_values(scorer: EventScorer, exact_max: int = EXACT_MAX, max_evals: i
     return ShapResult(values, float(values.sum() - (ends[0] - ends[1])), exact, calls[0])
 
 
-def explain_shap(subject: Subject, exact_max: int = EXACT_MAX, max_evals: int = DEFAULT_MAX_EVALS,
-                 seed: int = 0) -> Explanation:
+def explain_shap(
+    subject: Subject, exact_max: int = EXACT_MAX, max_evals: int = DEFAULT_MAX_EVALS, seed: int = 0
+) -> Explanation:
     """SHAP explanation of ``subject``; ``details`` says exact or sampled and the calls made."""
     start = time.perf_counter()
     res = shapley_values(subject.scorer, exact_max, max_evals, seed)
     ms = (time.perf_counter() - start) * 1000
-    return finish(subject, "shap", res.values, res.delta, ms,
-                  details={"exact": res.exact, "evaluations": res.evals,
-                           "max_evals": None if res.exact else max_evals, "seed": seed})
+    return finish(
+        subject,
+        "shap",
+        res.values,
+        res.delta,
+        ms,
+        details={
+            "exact": res.exact,
+            "evaluations": res.evals,
+            "max_evals": None if res.exact else max_evals,
+            "seed": seed,
+        },
+    )

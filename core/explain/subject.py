@@ -89,8 +89,15 @@ def titles_of(items: pd.DataFrame | None) -> dict[str, tuple[str | None, str | N
     return dict(zip(items[S.ITEM_ID].astype(str), clean))
 
 
-def subject_for(rec: Recommender, user: str, item: str, target: str = "fused", *, weights: Mapping[str, float] | None = None,
-                labels: Labels | None = None) -> Subject:
+def subject_for(
+    rec: Recommender,
+    user: str,
+    item: str,
+    target: str = "fused",
+    *,
+    weights: Mapping[str, float] | None = None,
+    labels: Labels | None = None,
+) -> Subject:
     """The subject of a fitted Recommender: stored ``user`` ID, original ``item`` ID, ``target``."""
     if target not in TARGETS:
         raise DataError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
@@ -100,8 +107,10 @@ def subject_for(rec: Recommender, user: str, item: str, target: str = "fused", *
     row, idx = user_row(rec, user, labels.user), item_index(rec, item)
     model, data = rec.model_, rec.data_
     batch = user_history(data, row, model.cfg.max_len)
-    details: dict[str, Any] = {"n_events": int(batch.item.shape[1]),
-                               "history_events": int(data.offsets[row + 1] - data.offsets[row])}
+    details: dict[str, Any] = {
+        "n_events": int(batch.item.shape[1]),
+        "history_events": int(data.offsets[row + 1] - data.offsets[row]),
+    }
     if target == "engagement":
         fn = engagement_target(model, idx, str(rec.train.get("loss", "softmax")))
     elif target == "rating":
@@ -111,9 +120,16 @@ def subject_for(rec: Recommender, user: str, item: str, target: str = "fused", *
         fn = fused_target(model, idx, rec.scale_, spec, full_history_reference(model, batch, spec))
         details["weights"] = spec.weights
     titles = labels.titles
-    return Subject(HistoryScorer(model, batch, fn), labels.user or user, str(item), target,
-                   _event_rows(data, row, details["n_events"], titles), titles.get(str(item), (None, None))[0],
-                   labels.run, details)
+    return Subject(
+        HistoryScorer(model, batch, fn),
+        labels.user or user,
+        str(item),
+        target,
+        _event_rows(data, row, details["n_events"], titles),
+        titles.get(str(item), (None, None))[0],
+        labels.run,
+        details,
+    )
 
 
 def full_history_reference(model: BehaviorModel, batch: Batch, spec: FusedSpec) -> tuple[float, float]:
@@ -132,16 +148,32 @@ def _event_rows(data: SequenceData, row: int, n: int, titles: Titles) -> list[di
         item_id = str(data.item_ids[data.item[e]])
         title, text = titles.get(item_id, (None, None))
         value = float(data.value[e])
-        rows.append({"position": pos, "behavior": str(data.behaviors[data.behavior[e]]), "item": item_id,
-                     "title": title, "item_text": text,
-                     "time": pd.Timestamp(int(data.ts[e]), unit="s", tz="UTC").isoformat().replace("+00:00", "Z"),
-                     "value": value if np.isfinite(value) else None})
+        rows.append(
+            {
+                "position": pos,
+                "behavior": str(data.behaviors[data.behavior[e]]),
+                "item": item_id,
+                "title": title,
+                "item_text": text,
+                "time": pd.Timestamp(int(data.ts[e]), unit="s", tz="UTC").isoformat().replace("+00:00", "Z"),
+                "value": value if np.isfinite(value) else None,
+            }
+        )
     return rows
 
 
-def finish(subject: Subject, method: str, values: np.ndarray, delta: float | None, runtime_ms: float, *,
-           heuristic: bool = False, details: Mapping[str, Any] | None = None, n_random: int = N_RANDOM,
-           seed: int = 0) -> Explanation:
+def finish(
+    subject: Subject,
+    method: str,
+    values: np.ndarray,
+    delta: float | None,
+    runtime_ms: float,
+    *,
+    heuristic: bool = False,
+    details: Mapping[str, Any] | None = None,
+    n_random: int = N_RANDOM,
+    seed: int = 0,
+) -> Explanation:
     """Attributions [n] of ``subject`` -> Explanation, with deletion curves and AOPC (timed apart)."""
     values = np.asarray(values, dtype=np.float64)
     start = time.perf_counter()
@@ -149,9 +181,23 @@ def finish(subject: Subject, method: str, values: np.ndarray, delta: float | Non
     faith_ms = (time.perf_counter() - start) * 1000
     events = [EventAttribution(**row, attribution=float(v)) for row, v in zip(subject.events, values)]
     return Explanation(
-        user=subject.user, item=subject.item, target=subject.target, method=method, events=events,
-        score=float(faith.curve[0]), baseline_score=float(faith.curve[-1]), completeness_delta=delta,
-        runtime_ms=runtime_ms, aopc=faith.aopc, aopc_random=faith.aopc_random, heuristic=heuristic,
-        item_title=subject.item_title, run=subject.run, units=TARGET_UNITS[subject.target],
-        deletion_curve=faith.curve.tolist(), random_deletion_curve=faith.random_curve.tolist(),
-        faithfulness_ms=faith_ms, details={**subject.details, **(details or {})})
+        user=subject.user,
+        item=subject.item,
+        target=subject.target,
+        method=method,
+        events=events,
+        score=float(faith.curve[0]),
+        baseline_score=float(faith.curve[-1]),
+        completeness_delta=delta,
+        runtime_ms=runtime_ms,
+        aopc=faith.aopc,
+        aopc_random=faith.aopc_random,
+        heuristic=heuristic,
+        item_title=subject.item_title,
+        run=subject.run,
+        units=TARGET_UNITS[subject.target],
+        deletion_curve=faith.curve.tolist(),
+        random_deletion_curve=faith.random_curve.tolist(),
+        faithfulness_ms=faith_ms,
+        details={**subject.details, **(details or {})},
+    )

@@ -36,16 +36,33 @@ MAX_LITTLE = 2
 MAX_TITLE = 60
 # Past tense = past participle for every phrase: "you purchased X" and "having purchased X".
 PHRASES: dict[str, str] = {
-    S.VIEW: "viewed {item}", S.CLICK: "clicked {item}", S.FAVORITE: "saved {item} as a favorite",
-    S.CART: "added {item} to your cart", S.PURCHASE: "purchased {item}", S.RATE: "rated {item}{stars}",
-    S.REVIEW: "reviewed {item}{stars}", S.SHARE: "shared {item}",
+    S.VIEW: "viewed {item}",
+    S.CLICK: "clicked {item}",
+    S.FAVORITE: "saved {item} as a favorite",
+    S.CART: "added {item} to your cart",
+    S.PURCHASE: "purchased {item}",
+    S.RATE: "rated {item}{stars}",
+    S.REVIEW: "reviewed {item}{stars}",
+    S.SHARE: "shared {item}",
 }
 PLURALS: dict[str, str] = {
-    S.VIEW: "views", S.CLICK: "clicks", S.FAVORITE: "favorites", S.CART: "cart additions",
-    S.PURCHASE: "purchases", S.RATE: "ratings", S.REVIEW: "reviews", S.SHARE: "shares",
+    S.VIEW: "views",
+    S.CLICK: "clicks",
+    S.FAVORITE: "favorites",
+    S.CART: "cart additions",
+    S.PURCHASE: "purchases",
+    S.RATE: "ratings",
+    S.REVIEW: "reviews",
+    S.SHARE: "shares",
 }
-_UNITS: tuple[tuple[str, float], ...] = (("minute", 60.0), ("hour", 3600.0), ("day", 86400.0),
-                                          ("week", 7 * 86400.0), ("month", 30 * 86400.0), ("year", 365 * 86400.0))
+_UNITS: tuple[tuple[str, float], ...] = (
+    ("minute", 60.0),
+    ("hour", 3600.0),
+    ("day", 86400.0),
+    ("week", 7 * 86400.0),
+    ("month", 30 * 86400.0),
+    ("year", 365 * 86400.0),
+)
 # The next unit from: 60 minutes, 24 hours, 14 days, 60 days (in weeks), 365 days (in months).
 _NEXT_UNIT_AT = (60.0, 24.0, 14.0, 60 / 7, 365 / 30)
 
@@ -184,8 +201,10 @@ def reference_note(exp: Explanation) -> str:
 def summarize(exp: Explanation) -> str:
     """A short plain-language summary of ``exp`` (see the module doc for the rules)."""
     if not exp.events:
-        return (f"{lead(exp)} without any history to explain it: this user has no events in the model's window, "
-                f"so the score comes from the model alone, not from anything they did.")
+        return (
+            f"{lead(exp)} without any history to explain it: this user has no events in the model's window, "
+            f"so the score comes from the model alone, not from anything they did."
+        )
     if exp.heuristic:
         return _heuristic(exp)
     groups = groups_of(exp)
@@ -214,10 +233,14 @@ def _heuristic(exp: Explanation) -> str:
     groups = groups_of(exp)
     top = _ranked(groups, 1.0)
     ref = reference_time(exp)
-    note = ("This is a heuristic: attention shows where the model looks, not what raises or lowers the score; "
-            "use IG, SHAP or leave-one-out for that.")
+    note = (
+        "This is a heuristic: attention shows where the model looks, not what raises or lowers the score; "
+        "use IG, SHAP or leave-one-out for that."
+    )
     if not top:
         return f"{lead(exp)}. The attention weights single out no event. {note}"
     named = [g for g in top[:MAX_DRIVERS] if g.weight >= DRIVER_RATIO * top[0].weight]
-    return (f"{lead(exp)}; when scoring it, the model looked most at the events where you "
-            f"{join([action(g, ref) for g in named])}. {note} {reference_note(exp)}")
+    return (
+        f"{lead(exp)}; when scoring it, the model looked most at the events where you "
+        f"{join([action(g, ref) for g in named])}. {note} {reference_note(exp)}"
+    )

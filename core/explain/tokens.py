@@ -81,22 +81,37 @@ class LiveEncoder:
         self.device, self.word_embeddings = self.net.device, self.net.get_input_embeddings()
         self.lock = threading.Lock()  # Captum hooks the shared embedding layer while attributing
         if self.tokenizer.pad_token_id is None:
-            raise ArtifactError(f"the encoder at {enc.model_path} has no [PAD] token, which token attributions "
-                                f"use as the baseline; expected a BERT-style tokenizer")
+            raise ArtifactError(
+                f"the encoder at {enc.model_path} has no [PAD] token, which token attributions "
+                f"use as the baseline; expected a BERT-style tokenizer"
+            )
 
     def tokenize(self, text: str) -> dict[str, Any]:
         """One text -> input_ids [1, L], extra forward tensors, baseline ids [1, L], pieces, word ids, spans."""
         fast = bool(getattr(self.tokenizer, "is_fast", False))
-        enc = self.tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="pt",
-                             return_special_tokens_mask=True, return_offsets_mapping=fast)
+        enc = self.tokenizer(
+            [text],
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+            return_special_tokens_mask=True,
+            return_offsets_mapping=fast,
+        )
         ids, special = enc["input_ids"], enc["special_tokens_mask"].bool()
-        extra = {k: v.to(self.device) for k, v in enc.items()
-                 if k not in ("input_ids", "special_tokens_mask", "offset_mapping")}
-        return {"ids": ids.to(self.device), "extra": extra,
-                "baseline": torch.where(special, ids, self.tokenizer.pad_token_id).to(self.device),
-                "pieces": self.tokenizer.convert_ids_to_tokens(ids[0].tolist()), "special": special[0].tolist(),
-                "word_ids": enc.word_ids(0) if fast else None,
-                "spans": enc["offset_mapping"][0].tolist() if fast else None}
+        extra = {
+            k: v.to(self.device)
+            for k, v in enc.items()
+            if k not in ("input_ids", "special_tokens_mask", "offset_mapping")
+        }
+        return {
+            "ids": ids.to(self.device),
+            "extra": extra,
+            "baseline": torch.where(special, ids, self.tokenizer.pad_token_id).to(self.device),
+            "pieces": self.tokenizer.convert_ids_to_tokens(ids[0].tolist()),
+            "special": special[0].tolist(),
+            "word_ids": enc.word_ids(0) if fast else None,
+            "spans": enc["offset_mapping"][0].tolist() if fast else None,
+        }
 
     def embed(self, input_ids: torch.Tensor, extra: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """input_ids [S, L] (+ attention_mask etc. [S, L]) -> text embeddings [S, T], as TextEncoder stores them."""
@@ -113,13 +128,16 @@ def live_encoder(rec: Recommender) -> LiveEncoder:
     try:
         fingerprint = enc.fingerprint
     except ArtifactError as exc:
-        raise ArtifactError(f"token attributions need the run's text encoder {name}, which cannot be loaded: "
-                            f"{exc}") from exc
+        raise ArtifactError(
+            f"token attributions need the run's text encoder {name}, which cannot be loaded: {exc}"
+        ) from exc
     expected = getattr(rec, "encoder_fingerprint_", None)
     if expected is not None and fingerprint != expected:
-        raise ArtifactError(f"the text encoder {name} no longer matches the one this run was trained with "
-                            f"(fingerprint {fingerprint[:12]}…, expected {str(expected)[:12]}…): its files or "
-                            f"settings changed; restore them or retrain the run")
+        raise ArtifactError(
+            f"the text encoder {name} no longer matches the one this run was trained with "
+            f"(fingerprint {fingerprint[:12]}…, expected {str(expected)[:12]}…): its files or "
+            f"settings changed; restore them or retrain the run"
+        )
     return _loaded(rec.encoder, fingerprint, device)
 
 
@@ -130,8 +148,14 @@ def _loaded(model: str | None, fingerprint: str, device: str) -> LiveEncoder:
     return LiveEncoder(TextEncoder(model, device=device))
 
 
-def merge_words(pieces: list[str], values: list[float], special: list[bool], word_ids: list[int | None] | None = None,
-                spans: list[list[int]] | None = None, text: str = "") -> list[tuple[str, float]]:
+def merge_words(
+    pieces: list[str],
+    values: list[float],
+    special: list[bool],
+    word_ids: list[int | None] | None = None,
+    spans: list[list[int]] | None = None,
+    text: str = "",
+) -> list[tuple[str, float]]:
     """Sum piece attributions into words, special tokens left out.
 
     With a fast tokenizer's ``word_ids`` and character ``spans`` a word is its slice of
@@ -149,8 +173,9 @@ def merge_words(pieces: list[str], values: list[float], special: list[bool], wor
 
     def word(g: list[int]) -> str:
         if spans is not None:
-            return text[spans[g[0]][0]:spans[g[-1]][1]]
+            return text[spans[g[0]][0] : spans[g[-1]][1]]
         return "".join(pieces[i].removeprefix("##") if k else pieces[i] for k, i in enumerate(g))
+
     return [(word(g), float(sum(values[i] for i in g))) for g in groups]
 
 
@@ -169,6 +194,7 @@ def candidate_score(subject: Subject, model: BehaviorModel, item: int) -> ScoreF
 
     def score(emb: torch.Tensor) -> torch.Tensor:
         return torch.cat([_with_row(model, item, row, lambda: target(states["e"], states["r"])) for row in emb])
+
     return score
 
 
@@ -182,6 +208,7 @@ def event_score(subject: Subject, model: BehaviorModel, item: int, position: int
         rows = [_with_row(model, item, row, lambda: model.tokens(scorer.batch)[0, position]) for row in emb]
         tokens = torch.where(at[None, :, None], torch.stack(rows)[:, None, :], base)  # [S, n, D]
         return scorer.score_tokens(tokens)
+
     return score
 
 
@@ -195,8 +222,9 @@ def _with_row(model: BehaviorModel, item: int, row: torch.Tensor, fn: Callable[[
         model.items.text = stored
 
 
-def attribute_text(live: LiveEncoder, score: ScoreFn, text: str, steps: int,
-                   tolerance: float | None = TOLERANCE) -> dict[str, Any]:
+def attribute_text(
+    live: LiveEncoder, score: ScoreFn, text: str, steps: int, tolerance: float | None = TOLERANCE
+) -> dict[str, Any]:
     """LIG of ``score`` over the word embeddings of ``text``; ``steps`` double (up to MAX_STEPS) until
     |completeness delta| <= tolerance · |score − baseline score| (+ 1e-6 for flat targets)."""
     from captum.attr import LayerIntegratedGradients
@@ -211,38 +239,65 @@ def attribute_text(live: LiveEncoder, score: ScoreFn, text: str, steps: int,
     with live.lock, torch.enable_grad():
         lig = LayerIntegratedGradients(forward, live.word_embeddings)
         with torch.no_grad():  # the text and its baseline: [2, T] embeddings, [2] scores
-            emb = live.embed(torch.cat([tok["ids"], tok["baseline"]]), {k: torch.cat([t, t]) for k, t in
-                                                                         tok["extra"].items()}).float().cpu()
+            emb = (
+                live.embed(
+                    torch.cat([tok["ids"], tok["baseline"]]), {k: torch.cat([t, t]) for k, t in tok["extra"].items()}
+                )
+                .float()
+                .cpu()
+            )
             ends = score(emb).double()
         gap = float(ends[0] - ends[1])
         while True:
-            attr = lig.attribute(tok["ids"], baselines=tok["baseline"], additional_forward_args=extra,
-                                 n_steps=steps, method="gausslegendre")
+            attr = lig.attribute(
+                tok["ids"],
+                baselines=tok["baseline"],
+                additional_forward_args=extra,
+                n_steps=steps,
+                method="gausslegendre",
+            )
             values = attr.detach().sum(-1)[0].double().cpu().tolist()  # [L]
             delta = float(sum(values) - gap)
             if tolerance is None or abs(delta) <= tolerance * abs(gap) + 1e-6 or steps >= MAX_STEPS:
                 break
             steps = min(MAX_STEPS, steps * 2)
-    return {"tokens": tok["pieces"], "attributions": values, "score": float(ends[0]),
-            "baseline_score": float(ends[1]), "completeness_delta": delta, "steps": steps,
-            "words": merge_words(tok["pieces"], values, tok["special"], tok["word_ids"], tok["spans"], text),
-            "runtime_ms": (time.perf_counter() - start) * 1000, "embedding": emb[0]}
+    return {
+        "tokens": tok["pieces"],
+        "attributions": values,
+        "score": float(ends[0]),
+        "baseline_score": float(ends[1]),
+        "completeness_delta": delta,
+        "steps": steps,
+        "words": merge_words(tok["pieces"], values, tok["special"], tok["word_ids"], tok["spans"], text),
+        "runtime_ms": (time.perf_counter() - start) * 1000,
+        "embedding": emb[0],
+    }
 
 
 def check_embedding(live_row: torch.Tensor, stored: torch.Tensor, item_id: str) -> float:
     """Max |live − stored| of an item's text embedding [T]; ArtifactError when the text no longer gives it."""
     gap = float((live_row.float() - stored.float()).abs().max())
     if not gap <= EMBEDDING_TOLERANCE:
-        raise ArtifactError(f"the text of item {item_id!r} no longer embeds to the vector this run was trained "
-                            f"with (max difference {gap:.3g} > {EMBEDDING_TOLERANCE}): the item text or the "
-                            f"encoder changed since training; pass the texts it was trained on or retrain")
+        raise ArtifactError(
+            f"the text of item {item_id!r} no longer embeds to the vector this run was trained "
+            f"with (max difference {gap:.3g} > {EMBEDDING_TOLERANCE}): the item text or the "
+            f"encoder changed since training; pass the texts it was trained on or retrain"
+        )
     return gap
 
 
-def token_attributions(rec: Recommender, user: str, item: str, target: str = "fused", *,
-                       weights: Mapping[str, float] | None = None, event_positions: list[int] | None = None,
-                       steps: int = DEFAULT_STEPS, tolerance: float | None = TOLERANCE,
-                       titles: Titles | None = None) -> list[TokenAttribution]:
+def token_attributions(
+    rec: Recommender,
+    user: str,
+    item: str,
+    target: str = "fused",
+    *,
+    weights: Mapping[str, float] | None = None,
+    event_positions: list[int] | None = None,
+    steps: int = DEFAULT_STEPS,
+    tolerance: float | None = TOLERANCE,
+    titles: Titles | None = None,
+) -> list[TokenAttribution]:
     """Token attributions of the candidate ``item``'s text (first), then of each event in ``event_positions``.
 
     ``user``: stored user ID; ``item``: original item ID; ``titles``: {item ID: (title, item
@@ -252,8 +307,10 @@ def token_attributions(rec: Recommender, user: str, item: str, target: str = "fu
     if tolerance is not None and not (isinstance(tolerance, (int, float)) and tolerance > 0):
         raise DataError(f"token attribution tolerance {tolerance!r}: expected a positive number or None")
     if titles is None:
-        raise DataError("token attributions need the item texts the run was trained on: pass "
-                        "titles=titles_of(workspace.items(dataset)) or use core.runs.explain.token_attributions_run")
+        raise DataError(
+            "token attributions need the item texts the run was trained on: pass "
+            "titles=titles_of(workspace.items(dataset)) or use core.runs.explain.token_attributions_run"
+        )
     if not hasattr(rec, "model_"):
         raise NotFittedError("this Recommender is not fitted yet: call fit() or Recommender.load() first")
     twin = copy.copy(rec)
@@ -274,16 +331,35 @@ def _texts(rec: Recommender, subject: Subject, positions: list[int]) -> list[tup
     return out
 
 
-def _one(live: LiveEncoder, subject: Subject, model: BehaviorModel, job: tuple[str, int | None, str, int],
-         titles: Titles, quadrature: tuple[int, float | None]) -> TokenAttribution:
+def _one(
+    live: LiveEncoder,
+    subject: Subject,
+    model: BehaviorModel,
+    job: tuple[str, int | None, str, int],
+    titles: Titles,
+    quadrature: tuple[int, float | None],
+) -> TokenAttribution:
     """One text's TokenAttribution: LIG, then the check that the live text reproduces the stored vector."""
     source, position, item_id, idx = job
     text = titles.get(item_id, (None, None))[1] or ""
     score = candidate_score(subject, model, idx) if position is None else event_score(subject, model, idx, position)
     out = attribute_text(live, score, text, *quadrature)
     gap = check_embedding(out.pop("embedding"), model.items.text[idx], item_id)
-    details = {"steps": out.pop("steps"), "tolerance": quadrature[1], "quadrature": "gausslegendre",
-               "baseline": "[PAD] word embeddings", "embedding_difference": gap, "max_tokens": live.max_length}
-    return TokenAttribution(source=source, position=position, item=item_id, text=text, target=subject.target,
-                            units=TARGET_UNITS[subject.target], details=details, **out)
-
+    details = {
+        "steps": out.pop("steps"),
+        "tolerance": quadrature[1],
+        "quadrature": "gausslegendre",
+        "baseline": "[PAD] word embeddings",
+        "embedding_difference": gap,
+        "max_tokens": live.max_length,
+    }
+    return TokenAttribution(
+        source=source,
+        position=position,
+        item=item_id,
+        text=text,
+        target=subject.target,
+        units=TARGET_UNITS[subject.target],
+        details=details,
+        **out,
+    )

@@ -91,8 +91,9 @@ def value_range(data: SequenceData) -> tuple[float, float] | None:
 
 
 # -- pre-selection ----------------------------------------------------------------------------
-def anchor_scores(anchor: np.ndarray, eng: np.ndarray, rat64: np.ndarray, pop: np.ndarray, fresh: np.ndarray,
-                  eligible: np.ndarray) -> np.ndarray:
+def anchor_scores(
+    anchor: np.ndarray, eng: np.ndarray, rat64: np.ndarray, pop: np.ndarray, fresh: np.ndarray, eligible: np.ndarray
+) -> np.ndarray:
     """[B, N+1] float64 scores under one anchor weighting, -inf where not eligible.
 
     The formula's own sums (:func:`core.fusion.formula.fuse`), as ``core.fusion.ranking.fused_scores``
@@ -105,8 +106,9 @@ def anchor_scores(anchor: np.ndarray, eng: np.ndarray, rat64: np.ndarray, pop: n
     return score
 
 
-def _global_listing(anchor: np.ndarray, pop: np.ndarray, fresh: np.ndarray, eligible: np.ndarray,
-                    depth: int) -> tuple[np.ndarray, np.ndarray]:
+def _global_listing(
+    anchor: np.ndarray, pop: np.ndarray, fresh: np.ndarray, eligible: np.ndarray, depth: int
+) -> tuple[np.ndarray, np.ndarray]:
     """An item-only anchor ranks every user's items in one global order: each user's first ``depth`` eligible.
 
     Same values and tie rule as ``top_columns(anchor_scores(...))``, without a [B, N] sort.
@@ -120,8 +122,15 @@ def _global_listing(anchor: np.ndarray, pop: np.ndarray, fresh: np.ndarray, elig
     return cols, score[cols]
 
 
-def select_block(eng: np.ndarray, rat: np.ndarray, pop: np.ndarray, fresh: np.ndarray, eligible: np.ndarray,
-                 targets: np.ndarray, per_anchor: int | None) -> dict[str, np.ndarray]:
+def select_block(
+    eng: np.ndarray,
+    rat: np.ndarray,
+    pop: np.ndarray,
+    fresh: np.ndarray,
+    eligible: np.ndarray,
+    targets: np.ndarray,
+    per_anchor: int | None,
+) -> dict[str, np.ndarray]:
     """Candidates of a block of users: items [B, M] (ascending, 0 = empty), signals [B, M], outside [B, A].
 
     Args: eng [B, N+1] float64, rat [B, N+1] float32, pop/fresh [N+1], eligible [B, N+1] bool
@@ -134,8 +143,12 @@ def select_block(eng: np.ndarray, rat: np.ndarray, pop: np.ndarray, fresh: np.nd
     rows = np.arange(b)[:, None]
     if per_anchor is None:
         items = np.where(eligible[:, 1:], np.arange(1, n1, dtype=np.int32)[None, :], 0).astype(np.int32)
-        return {"items": items, "engagement": eng[:, 1:], "rating": rat[:, 1:],
-                "outside": np.full((b, len(ANCHORS)), NO_OUTSIDE)}
+        return {
+            "items": items,
+            "engagement": eng[:, 1:],
+            "rating": rat[:, 1:],
+            "outside": np.full((b, len(ANCHORS)), NO_OUTSIDE),
+        }
     m = min(per_anchor, n1 - 1)
     picked = np.zeros((b, n1), bool)
     rat64, listed = rat.astype(np.float64), []
@@ -175,17 +188,19 @@ def stack_blocks(blocks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """
     width = max(blk["items"].shape[1] for blk in blocks)
     rows = sum(len(blk["items"]) for blk in blocks)
-    out = {name: np.zeros((rows, width) if name in _SLOTS else (rows, *a.shape[1:]), a.dtype)
-           for name, a in blocks[0].items()}
+    out = {
+        name: np.zeros((rows, width) if name in _SLOTS else (rows, *a.shape[1:]), a.dtype)
+        for name, a in blocks[0].items()
+    }
     lo = 0
     while blocks:
         blk = blocks.pop(0)
         n = len(blk["items"])
         for name, a in blk.items():
             if name in _SLOTS:
-                out[name][lo:lo + n, : a.shape[1]] = a
+                out[name][lo : lo + n, : a.shape[1]] = a
             else:
-                out[name][lo:lo + n] = a
+                out[name][lo : lo + n] = a
         lo += n
     return out
 
@@ -206,14 +221,20 @@ def all_ratings(model: BehaviorModel, states: torch.Tensor, scale: RatingScale) 
     out = np.empty((len(states), n1), np.float32)
     step = max(1, _PAIRS // n1)
     for lo in range(0, len(states), step):
-        st = states[lo:lo + step]  # [b, De + 2]
+        st = states[lo : lo + step]  # [b, De + 2]
         r = model.rating(st.repeat_interleave(n1, 0), reprs.repeat(len(st), 1), idx.repeat(len(st)))
-        out[lo:lo + len(st)] = np.asarray(scale.restore(r.float().view(len(st), n1).cpu().numpy()))
+        out[lo : lo + len(st)] = np.asarray(scale.restore(r.float().view(len(st), n1).cpu().numpy()))
     return out
 
 
-def build_candidates(rec: Recommender, context: str, exclude_seen: bool, target_behavior: str | None,
-                     per_anchor: int = PER_ANCHOR, full_items: int = FULL_ITEMS) -> Candidates:
+def build_candidates(
+    rec: Recommender,
+    context: str,
+    exclude_seen: bool,
+    target_behavior: str | None,
+    per_anchor: int = PER_ANCHOR,
+    full_items: int = FULL_ITEMS,
+) -> Candidates:
     """Run the model of a fitted ``Recommender`` once over every user of ``context``; the cached signals."""
     if context not in CONTEXTS:
         raise DataError(f"context {context!r}: expected one of {CONTEXTS}")
@@ -237,17 +258,29 @@ def build_candidates(rec: Recommender, context: str, exclude_seen: bool, target_
         mask[:, 0] = True
         raw = all_ratings(rec.model_, states, rec.scale_)
         predicted.append(raw[np.arange(len(raw)), targets[sl]])
-        blocks.append(select_block(minmax_probability(scores, ~mask), rating_signal(raw, vrange), pop, fresh,
-                                   ~mask, targets[sl], m))
+        blocks.append(
+            select_block(
+                minmax_probability(scores, ~mask), rating_signal(raw, vrange), pop, fresh, ~mask, targets[sl], m
+            )
+        )
     if not blocks:
         raise DataError(f"no user has a {context} target under this protocol: nothing to rank")
     out = stack_blocks(blocks)
     target_rating = np.where(targets > 0, np.concatenate(predicted), np.nan).astype(np.float32)
-    return Candidates(users=users.astype(np.int64), items=out["items"], engagement=out["engagement"],
-                      rating=out["rating"], popularity=pop, freshness=fresh, popularity_count=counts,
-                      outside=out["outside"], targets=targets.astype(np.int64),
-                      target_col=target_columns(out["items"], targets), target_rating=target_rating,
-                      target_value=np.where(targets > 0, truth, np.nan).astype(np.float32))
+    return Candidates(
+        users=users.astype(np.int64),
+        items=out["items"],
+        engagement=out["engagement"],
+        rating=out["rating"],
+        popularity=pop,
+        freshness=fresh,
+        popularity_count=counts,
+        outside=out["outside"],
+        targets=targets.astype(np.int64),
+        target_col=target_columns(out["items"], targets),
+        target_rating=target_rating,
+        target_value=np.where(targets > 0, truth, np.nan).astype(np.float32),
+    )
 
 
 # -- storage ----------------------------------------------------------------------------------

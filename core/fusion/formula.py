@@ -42,6 +42,8 @@ ENGAGEMENT, RATING, POPULARITY, FRESHNESS = "engagement", "rating", "popularity"
 SIGNALS: tuple[str, ...] = (ENGAGEMENT, RATING, POPULARITY, FRESHNESS)
 FORMULA = r"\mathrm{score}(u,i) = \sum_k w_k \, s_k(u,i), \quad w_k \ge 0,\ \sum_k w_k = 1,\ s_k \in [0, 1]"
 K = 10
+
+
 # -- weights ------------------------------------------------------------------------------
 def parse_weights(text: str) -> dict[str, float]:
     """``"engagement=0.7,rating=0.3"`` -> raw weights (unnamed signals 0); not yet normalized."""

@@ -69,8 +69,17 @@ class Candidates:
         return bool((self.outside <= NO_OUTSIDE).all())
 
 
-ROW_FIELDS = ("users", "items", "engagement", "rating", "outside", "targets", "target_col", "target_rating",
-              "target_value")
+ROW_FIELDS = (
+    "users",
+    "items",
+    "engagement",
+    "rating",
+    "outside",
+    "targets",
+    "target_col",
+    "target_rating",
+    "target_value",
+)
 
 
 def rows_of(c: Candidates, rows: slice) -> Candidates:
@@ -92,7 +101,7 @@ def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
     """[U, k] columns of each row's k best scores, best first; ties: smaller column first."""
     k = min(k, scores.shape[1])
     rows = np.arange(len(scores))[:, None]
-    part = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, scores.shape[1] - k:]
+    part = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, scores.shape[1] - k :]
     kth = scores[rows, part].min(1, keepdims=True)
     crowded = (scores >= kth).sum(1) > k  # a tie at the cut: keep the smaller columns
     if crowded.any():
@@ -203,9 +212,12 @@ def user_ranking(c: Candidates, row: int, weights: Mapping[str, float]) -> dict[
     """One user's candidates best first: item, score and every signal ([M'] arrays)."""
     items = c.items[row]
     keep = items > 0
-    sig = {ENGAGEMENT: c.engagement[row][keep], RATING: c.rating[row][keep].astype(np.float64),
-           POPULARITY: c.popularity[items[keep]].astype(np.float64),
-           FRESHNESS: c.freshness[items[keep]].astype(np.float64)}
+    sig = {
+        ENGAGEMENT: c.engagement[row][keep],
+        RATING: c.rating[row][keep].astype(np.float64),
+        POPULARITY: c.popularity[items[keep]].astype(np.float64),
+        FRESHNESS: c.freshness[items[keep]].astype(np.float64),
+    }
     score = fused_scores(rows_of(c, slice(row, row + 1)), weights)[0][keep]
     order = np.lexsort((items[keep], -score))
     return {"item": items[keep][order], "score": score[order], **{k: v[order] for k, v in sig.items()}}

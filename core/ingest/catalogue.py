@@ -26,8 +26,9 @@ EXAMPLES_PER_REASON = 5
 R_DUPLICATE_ITEM = "duplicate_item_id"
 
 
-def read_catalogue(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str],
-                   id_column: str | None = None) -> tuple[pd.DataFrame, dict[str, object]]:
+def read_catalogue(
+    con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str], id_column: str | None = None
+) -> tuple[pd.DataFrame, dict[str, object]]:
     """Items as ``[item_id, title, category, item_text, attrs]`` plus an accounting report."""
     info = inspect_source(path)
     malformed = load_source(con, info, "__items_src")
@@ -58,13 +59,15 @@ def _item_table(frame: pd.DataFrame, id_col: str, others: list[str]) -> pd.DataF
     ordered = sorted(text_cols, key=_text_rank)
     texts = frame[ordered].astype("string").fillna("") if ordered else pd.DataFrame(index=frame.index)
     item_text = [_join_text(row) for row in texts.itertuples(index=False)] if ordered else [""] * len(frame)
-    return pd.DataFrame({
-        S.ITEM_ID: frame[id_col].astype(str).to_numpy(),
-        S.ITEM_TITLE: (frame[title_col].astype("string").str.strip() if title_col else frame[id_col]).to_numpy(),
-        S.ITEM_CATEGORY: frame[cat_col].astype("string").str.strip().to_numpy() if cat_col else None,
-        S.ITEM_TEXT: item_text,
-        S.ITEM_ATTRS: [_attrs(frame, num_cols, i) for i in range(len(frame))],
-    })
+    return pd.DataFrame(
+        {
+            S.ITEM_ID: frame[id_col].astype(str).to_numpy(),
+            S.ITEM_TITLE: (frame[title_col].astype("string").str.strip() if title_col else frame[id_col]).to_numpy(),
+            S.ITEM_CATEGORY: frame[cat_col].astype("string").str.strip().to_numpy() if cat_col else None,
+            S.ITEM_TEXT: item_text,
+            S.ITEM_ATTRS: [_attrs(frame, num_cols, i) for i in range(len(frame))],
+        }
+    )
 
 
 def _split_columns(frame: pd.DataFrame, columns: list[str]) -> tuple[list[str], list[str]]:
@@ -120,14 +123,14 @@ def _attrs(frame: pd.DataFrame, num_cols: list[str], i: int) -> str | None:
     return json.dumps(out, sort_keys=True)
 
 
-def _catalogue_report(info: SourceInfo, record: pd.Series, reasons: dict[str, pd.Series],
-                      malformed: list[Malformed], items: pd.DataFrame) -> dict[str, object]:
+def _catalogue_report(
+    info: SourceInfo, record: pd.Series, reasons: dict[str, pd.Series], malformed: list[Malformed], items: pd.DataFrame
+) -> dict[str, object]:
     rejected = {k: int(v.sum()) for k, v in reasons.items() if int(v.sum())}
     if malformed:
         rejected[S.R_MALFORMED] = len(malformed)
     examples: dict[str, list[dict[str, object]]] = {
-        k: [{"row": int(r)} for r in record[v].head(EXAMPLES_PER_REASON)]
-        for k, v in reasons.items() if int(v.sum())
+        k: [{"row": int(r)} for r in record[v].head(EXAMPLES_PER_REASON)] for k, v in reasons.items() if int(v.sum())
     }
     if malformed:
         examples[S.R_MALFORMED] = [{"line": m.line, "error": m.error} for m in malformed[:EXAMPLES_PER_REASON]]

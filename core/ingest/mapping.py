@@ -11,9 +11,11 @@ from core import schema as S
 from core.errors import DataError
 
 _NUMERIC = re.compile(r"^\s*[-+]?\d+([.,]\d+)?([eE][-+]?\d+)?\s*$")
-_ALL_ALIASES = frozenset(a for aliases in S.COLUMN_ALIASES.values() for a in aliases) | frozenset(
-    S.ITEM_TEXT_ORDER + S.ITEM_CATEGORY_ALIASES + S.ITEM_TITLE_ALIASES
-) | frozenset(f.replace("_", "") for f in S.EVENT_FIELDS)
+_ALL_ALIASES = (
+    frozenset(a for aliases in S.COLUMN_ALIASES.values() for a in aliases)
+    | frozenset(S.ITEM_TEXT_ORDER + S.ITEM_CATEGORY_ALIASES + S.ITEM_TITLE_ALIASES)
+    | frozenset(f.replace("_", "") for f in S.EVENT_FIELDS)
+)
 
 
 def normalize_name(name: str) -> str:
@@ -79,7 +81,7 @@ def resolve_mapping(columns: list[str], overrides: dict[str, str | None] | None 
             if c == col and other != fld and other not in (overrides or {}):
                 del mapping[other]
         mapping[fld] = col
-    taken = [c for c in mapping.values()]
+    taken = list(mapping.values())
     dupes = sorted({c for c in taken if taken.count(c) > 1})
     if dupes:
         raise DataError(f"column(s) {dupes} are mapped to more than one field: map each column once")

@@ -133,8 +133,9 @@ def first_behaviors(order: list[str], limit: int = MAX_BEHAVIORS) -> list[str]:
     return list(order) if len(order) <= limit else list(order[: limit - 1])
 
 
-def transition_matrix(transitions: pd.DataFrame, order: list[str] | None = None,
-                      limit: int = MAX_BEHAVIORS) -> pd.DataFrame:
+def transition_matrix(
+    transitions: pd.DataFrame, order: list[str] | None = None, limit: int = MAX_BEHAVIORS
+) -> pd.DataFrame:
     """Square count matrix (rows: earlier behavior, columns: next behavior) from the long table.
 
     Behaviors follow ``order`` (default: canonical, then by name); past the first
@@ -147,9 +148,9 @@ def transition_matrix(transitions: pd.DataFrame, order: list[str] | None = None,
     if len(labels) > limit:
         labels = first_behaviors(labels, limit) + [OTHER]
         kept = set(labels)
-        transitions = transitions.assign(**{
-            col: transitions[col].where(transitions[col].isin(kept), OTHER) for col in (FROM_BEHAVIOR, TO_BEHAVIOR)
-        })
+        transitions = transitions.assign(
+            **{col: transitions[col].where(transitions[col].isin(kept), OTHER) for col in (FROM_BEHAVIOR, TO_BEHAVIOR)}
+        )
     if transitions.empty:
         wide = pd.DataFrame(0, index=labels, columns=labels, dtype="int64")
     else:

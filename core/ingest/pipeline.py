@@ -66,9 +66,15 @@ def inspect(path: str | os.PathLike[str], columns: list[str] | None = None) -> t
     return info, resolve_mapping(info.columns)
 
 
-def ingest(workspace: Workspace, events: str | os.PathLike[str], items: str | os.PathLike[str] | None = None,
-           options: IngestOptions | None = None, *, source_names: list[str] | None = None,
-           progress: ProgressFn | None = None) -> IngestReport:
+def ingest(
+    workspace: Workspace,
+    events: str | os.PathLike[str],
+    items: str | os.PathLike[str] | None = None,
+    options: IngestOptions | None = None,
+    *,
+    source_names: list[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> IngestReport:
     """Read, validate, pseudonymize and store one event log (and optional item catalogue)."""
     opts = options or IngestOptions()
     started = time.perf_counter()
@@ -151,8 +157,9 @@ def _rules(info: SourceInfo, mapping: dict[str, str], opts: IngestOptions) -> Ru
     )
 
 
-def _sample_labels(con: duckdb.DuckDBPyConnection, info: SourceInfo, rules: Rules,
-                   codes: dict[str, str]) -> dict[str, str]:
+def _sample_labels(
+    con: duckdb.DuckDBPyConnection, info: SourceInfo, rules: Rules, codes: dict[str, str]
+) -> dict[str, str]:
     """Behaviors of the labels in the first records, so the read pass can map them itself."""
     column = rules.mapping.get(S.BEHAVIOR)
     if column is None:
@@ -188,6 +195,7 @@ def _user_table(con: duckdb.DuckDBPyConnection, workspace: Workspace, keep_ids: 
 
 def _example_user(workspace: Workspace, keep_ids: bool) -> Callable[[Any], Any]:
     """How report examples show a user ID: raw with keep_ids, else its pseudonym (null tokens as is)."""
+
     def show(raw: Any) -> Any:
         if keep_ids or raw is None or str(raw).strip().lower() in S.NULL_TOKENS:
             return raw
@@ -232,8 +240,10 @@ def _replace_rows(con: duckdb.DuckDBPyConnection, name: str, report: IngestRepor
 def _item_rows(con: duckdb.DuckDBPyConnection, catalogue: tuple[pd.DataFrame, dict[str, Any]] | None) -> int:
     """Table ``__items``: catalogue rows plus every event item missing from it; returns the event items."""
     event_items = f"SELECT DISTINCT i FROM {CHECKED} WHERE reason IS NULL"
-    plain = (f"i AS {S.ITEM_ID}, i AS {S.ITEM_TITLE}, CAST(NULL AS VARCHAR) AS {S.ITEM_CATEGORY}, "
-             f"'' AS {S.ITEM_TEXT}, CAST(NULL AS VARCHAR) AS {S.ITEM_ATTRS}")
+    plain = (
+        f"i AS {S.ITEM_ID}, i AS {S.ITEM_TITLE}, CAST(NULL AS VARCHAR) AS {S.ITEM_CATEGORY}, "
+        f"'' AS {S.ITEM_TEXT}, CAST(NULL AS VARCHAR) AS {S.ITEM_ATTRS}"
+    )
     if catalogue is None:
         con.execute(f"CREATE TABLE __items AS SELECT {plain} FROM ({event_items})")
         return count(con, "SELECT count(*) FROM __items")

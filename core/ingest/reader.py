@@ -20,8 +20,11 @@ _JSON_DELIM = "\x01"  # a byte that does not occur in text lines: one column per
 _REJECTS = "rejects_table='__rejects', rejects_scan='__rejects_scan'"
 # DuckDB errors caused by the file's content; any other error is a bug and propagates.
 _DATA_ERRORS = (
-    duckdb.InvalidInputException, duckdb.IOException, duckdb.ConversionException,
-    duckdb.OutOfMemoryException, duckdb.SerializationException,
+    duckdb.InvalidInputException,
+    duckdb.IOException,
+    duckdb.ConversionException,
+    duckdb.OutOfMemoryException,
+    duckdb.SerializationException,
 )
 
 
@@ -43,8 +46,9 @@ def sql_str(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def load_source(con: duckdb.DuckDBPyConnection, info: SourceInfo, table: str,
-                query: str = "SELECT * FROM {source}") -> list[Malformed]:
+def load_source(
+    con: duckdb.DuckDBPyConnection, info: SourceInfo, table: str, query: str = "SELECT * FROM {source}"
+) -> list[Malformed]:
     """Create ``table`` from the file described by ``info``; return malformed records.
 
     ``query`` reads the raw VARCHAR columns from the placeholder ``{source}``, so that
@@ -82,8 +86,9 @@ def _read_error(info: SourceInfo, exc: duckdb.Error) -> str:
     return f"{name} could not be read as {info.format}: {first_line(exc)}"
 
 
-def _csv_source(info: SourceInfo, columns: list[str], delim: str, quote: str,
-                header: bool, rejects: bool = True) -> tuple[str, list[object]]:
+def _csv_source(
+    info: SourceInfo, columns: list[str], delim: str, quote: str, header: bool, rejects: bool = True
+) -> tuple[str, list[object]]:
     cols = "{" + ", ".join(f"{sql_str(c)}: 'VARCHAR'" for c in columns) + "}"
     # An explicit buffer_size keeps the read parallel (the default grows with max_line_size).
     sql = (
@@ -92,13 +97,20 @@ def _csv_source(info: SourceInfo, columns: list[str], delim: str, quote: str,
         + (f"store_rejects=true, {_REJECTS})" if rejects else "ignore_errors=true)")
     )
     params: list[object] = [
-        str(info.data_path), delim, quote, quote, header, info.encoding, info.compression or "none",
+        str(info.data_path),
+        delim,
+        quote,
+        quote,
+        header,
+        info.encoding,
+        info.compression or "none",
     ]
     return sql, params
 
 
-def _create(con: duckdb.DuckDBPyConnection, table: str, query: str, source: str,
-            params: list[object] | None = None) -> None:
+def _create(
+    con: duckdb.DuckDBPyConnection, table: str, query: str, source: str, params: list[object] | None = None
+) -> None:
     con.execute(f"CREATE TABLE {table} AS " + query.replace("{source}", source), params or [])
 
 
@@ -128,8 +140,7 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, info: SourceInfo, table: str, qu
     return malformed + [Malformed(line=int(r), error="not a JSON object", raw=str(line)[:300]) for r, line in bad]
 
 
-def peek_values(con: duckdb.DuckDBPyConnection, info: SourceInfo, column: str,
-                limit: int = 20_000) -> list[str | None]:
+def peek_values(con: duckdb.DuckDBPyConnection, info: SourceInfo, column: str, limit: int = 20_000) -> list[str | None]:
     """The distinct raw values of ``column`` among the first ``limit`` records (a cheap sample).
 
     Records the sample cannot parse are skipped; the full read accounts for them.
@@ -140,8 +151,10 @@ def peek_values(con: duckdb.DuckDBPyConnection, info: SourceInfo, column: str,
         sql, params = f"(SELECT CAST({q} AS VARCHAR) AS v FROM read_parquet(?) LIMIT {limit})", [str(info.data_path)]
     elif info.format == "jsonl":
         src, params = _csv_source(info, ["line"], _JSON_DELIM, "", False, rejects=False)
-        sql = (f"(SELECT json_extract_string(line, {sql_str(_json_path(column))}) AS v FROM "
-               f"(SELECT line FROM {src} LIMIT {limit}) WHERE coalesce(json_valid(line), false))")
+        sql = (
+            f"(SELECT json_extract_string(line, {sql_str(_json_path(column))}) AS v FROM "
+            f"(SELECT line FROM {src} LIMIT {limit}) WHERE coalesce(json_valid(line), false))"
+        )
     else:
         src, params = _csv_source(info, info.columns, info.delimiter or ",", '"', info.header, rejects=False)
         sql = f"(SELECT {q} AS v FROM {src} LIMIT {limit})"
@@ -182,8 +195,7 @@ def _collect_rejects(con: duckdb.DuckDBPyConnection, info: SourceInfo) -> list[M
         "FROM __rejects GROUP BY line ORDER BY line"
     ).fetchall()
     out = [
-        Malformed(line=int(line), error=_describe(kind, msg), raw=str(raw or "")[:300])
-        for line, kind, msg, raw in rows
+        Malformed(line=int(line), error=_describe(kind, msg), raw=str(raw or "")[:300]) for line, kind, msg, raw in rows
     ]
     unterminated = [m.line for m in out if m.error == "unterminated quote"]
     if unterminated:

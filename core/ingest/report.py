@@ -68,8 +68,14 @@ class IngestReport:
     def dataset_row(self) -> list[Any]:
         """Values for the workspace ``datasets`` row (after ``name`` and ``created_at``)."""
         return [
-            self.dataset, json.dumps(self.sources), json.dumps(self.mapping), self.pseudonymized,
-            self.rows_accepted, self.users, self.items, json.dumps(self.to_dict(), default=str),
+            self.dataset,
+            json.dumps(self.sources),
+            json.dumps(self.mapping),
+            self.pseudonymized,
+            self.rows_accepted,
+            self.users,
+            self.items,
+            json.dumps(self.to_dict(), default=str),
         ]
 
 
@@ -87,8 +93,9 @@ class IngestJob:
     source_names: list[str] | None = None  # the names to report instead of the file's
 
 
-def build_report(con: duckdb.DuckDBPyConnection, job: IngestJob, counts: tuple[int, int],
-                 show_user: Callable[[Any], Any]) -> IngestReport:
+def build_report(
+    con: duckdb.DuckDBPyConnection, job: IngestJob, counts: tuple[int, int], show_user: Callable[[Any], Any]
+) -> IngestReport:
     """Count, sample and warn over the ``checked`` view and the ``__items`` table.
 
     ``counts``: (users, items) stored; ``show_user`` turns a raw user ID into what examples may show
@@ -107,13 +114,24 @@ def build_report(con: duckdb.DuckDBPyConnection, job: IngestJob, counts: tuple[i
     if catalogue is not None:
         sources.append(catalogue[1]["file"])
     report = IngestReport(
-        dataset=name, sources=sources, format=info.format, compression=info.compression,
-        encoding=info.encoding, delimiter=info.delimiter, header=info.header, columns=list(info.columns),
-        mapping=dict(mapping), id_mode="raw" if opts.keep_ids else "pseudonymized",
-        rows_read=tally.accepted + rejected, rows_accepted=tally.accepted, rows_rejected=rejected,
+        dataset=name,
+        sources=sources,
+        format=info.format,
+        compression=info.compression,
+        encoding=info.encoding,
+        delimiter=info.delimiter,
+        header=info.header,
+        columns=list(info.columns),
+        mapping=dict(mapping),
+        id_mode="raw" if opts.keep_ids else "pseudonymized",
+        rows_read=tally.accepted + rejected,
+        rows_accepted=tally.accepted,
+        rows_rejected=rejected,
         rejected_by_reason={k: int(v) for k, v in sorted(reasons.items())},
-        examples=_examples(tally, malformed, opts.keep_ids, show_user), duplicates=dupes,
-        duplicate_examples=dupe_examples, users=n_users,
+        examples=_examples(tally, malformed, opts.keep_ids, show_user),
+        duplicates=dupes,
+        duplicate_examples=dupe_examples,
+        users=n_users,
         items=n_items,
         behaviors=tally.behaviors,
         custom_behaviors=sorted(b for b in tally.behaviors if b not in S.CANONICAL_BEHAVIORS),
@@ -153,27 +171,43 @@ def _tally(con: duckdb.DuckDBPyConnection) -> _Tally:
     for reason, _b, n, *_ in rows:
         if reason is not None:
             reasons[reason] = reasons.get(reason, 0) + int(n)
-    examples = dict(con.execute(
-        f"SELECT reason, arg_min({_EXAMPLE}, row, {EXAMPLES_PER_REASON}) FROM {CHECKED} "
-        "WHERE reason IS NOT NULL GROUP BY reason"
-    ).fetchall()) if reasons else {}
+    examples = (
+        dict(
+            con.execute(
+                f"SELECT reason, arg_min({_EXAMPLE}, row, {EXAMPLES_PER_REASON}) FROM {CHECKED} "
+                "WHERE reason IS NOT NULL GROUP BY reason"
+            ).fetchall()
+        )
+        if reasons
+        else {}
+    )
     lo = min((r[3] for r in ok), default=None)
     hi = max((r[4] for r in ok), default=None)
     return _Tally(
-        accepted=sum(int(r[2]) for r in ok), reasons=reasons,
+        accepted=sum(int(r[2]) for r in ok),
+        reasons=reasons,
         behaviors={str(r[1]): int(r[2]) for r in sorted(ok, key=lambda r: (-r[2], str(r[1])))},
         time_range=None if lo is None or hi is None else [lo.isoformat() + "Z", hi.isoformat() + "Z"],
-        early=sum(int(r[5]) for r in ok), earliest=lo,
+        early=sum(int(r[5]) for r in ok),
+        earliest=lo,
         examples={k: sorted(v, key=lambda e: e["row"])[:EXAMPLES_PER_REASON] for k, v in sorted(examples.items())},
     )
 
 
-def _examples(tally: _Tally, malformed: list[Malformed], keep_ids: bool,
-              show_user: Callable[[Any], Any]) -> dict[str, list[dict[str, Any]]]:
+def _examples(
+    tally: _Tally, malformed: list[Malformed], keep_ids: bool, show_user: Callable[[Any], Any]
+) -> dict[str, list[dict[str, Any]]]:
     out = {
         reason: [
-            {"row": e["row"], S.USER_ID: show_user(e["u"]), S.ITEM_ID: e["i"], S.TIMESTAMP: e["ts"],
-             S.BEHAVIOR: e["b"], S.VALUE: e["v"], S.TEXT: e["t"]}
+            {
+                "row": e["row"],
+                S.USER_ID: show_user(e["u"]),
+                S.ITEM_ID: e["i"],
+                S.TIMESTAMP: e["ts"],
+                S.BEHAVIOR: e["b"],
+                S.VALUE: e["v"],
+                S.TEXT: e["t"],
+            }
             for e in found
         ]
         for reason, found in tally.examples.items()
@@ -186,8 +220,9 @@ def _examples(tally: _Tally, malformed: list[Malformed], keep_ids: bool,
     return out
 
 
-def _duplicates(con: duckdb.DuckDBPyConnection, key: str,
-                show_user: Callable[[Any], Any]) -> tuple[int, list[dict[str, Any]]]:
+def _duplicates(
+    con: duckdb.DuckDBPyConnection, key: str, show_user: Callable[[Any], Any]
+) -> tuple[int, list[dict[str, Any]]]:
     """Exact duplicate rows among those accepted (or dropped as duplicates).
 
     The row hash ``h`` (computed in the read pass) finds candidate groups; only
@@ -213,8 +248,14 @@ def _duplicates(con: duckdb.DuckDBPyConnection, key: str,
     return (int(groups[0][7]) if groups else 0), examples
 
 
-def _warnings(con: duckdb.DuckDBPyConnection, report: IngestReport, rules: Rules,
-              codes: dict[str, str], opts: IngestOptions, tally: _Tally) -> list[str]:
+def _warnings(
+    con: duckdb.DuckDBPyConnection,
+    report: IngestReport,
+    rules: Rules,
+    codes: dict[str, str],
+    opts: IngestOptions,
+    tally: _Tally,
+) -> list[str]:
     out: list[str] = []
     if S.BEHAVIOR not in rules.mapping:
         out.append(
@@ -233,8 +274,11 @@ def _warnings(con: duckdb.DuckDBPyConnection, report: IngestReport, rules: Rules
         shown = ", ".join(f"{b!r} ({report.behaviors[b]} rows)" for b in report.custom_behaviors[:10])
         out.append(f"kept {len(report.custom_behaviors)} custom behavior(s) outside the canonical set: {shown}")
     if tally.early and S.TIMESTAMP in rules.mapping:
-        fix = (f"check that --time-format {rules.time_format!r} includes the year (%Y)" if rules.time_format
-               else "if they are not epoch seconds, pass --time-format (e.g. %m%d or %d/%m/%Y %H:%M)")
+        fix = (
+            f"check that --time-format {rules.time_format!r} includes the year (%Y)"
+            if rules.time_format
+            else "if they are not epoch seconds, pass --time-format (e.g. %m%d or %d/%m/%Y %H:%M)"
+        )
         out.append(f"{tally.early} timestamp(s) fall before {EARLY_YEAR} (earliest read as {tally.earliest}): {fix}")
     if report.duplicates:
         kept = "dropped (reason 'duplicate')" if opts.drop_duplicates else "kept; pass --drop-duplicates to drop them"

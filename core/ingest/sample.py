@@ -29,5 +29,9 @@ def ensure_sample_dataset(workspace: Workspace, force: bool = False) -> IngestRe
     with workspace.lock():  # a second process waits, then finds the dataset there
         if not force and SAMPLE_DATASET in workspace.dataset_names():
             return None
-        return ingest(workspace, SAMPLE_EVENTS, SAMPLE_ITEMS if SAMPLE_ITEMS.is_file() else None,
-                      IngestOptions(name=SAMPLE_DATASET))
+        return ingest(
+            workspace,
+            SAMPLE_EVENTS,
+            SAMPLE_ITEMS if SAMPLE_ITEMS.is_file() else None,
+            IngestOptions(name=SAMPLE_DATASET),
+        )

@@ -82,8 +82,7 @@ def _split(sample: str, delim: str) -> list[list[str]]:
         return []
 
 
-def _use_given_columns(info: SourceInfo, first: list[str], data: list[list[str]],
-                       columns: list[str]) -> None:
+def _use_given_columns(info: SourceInfo, first: list[str], data: list[list[str]], columns: list[str]) -> None:
     width = len(first)
     if len(columns) != width and not (len(columns) == width - 1 and first[-1] == ""):
         raise DataError(

@@ -44,8 +44,9 @@ def max_file_bytes() -> int:
     return int(value * 1024 * 1024)
 
 
-def inspect_source(path: str | os.PathLike[str], columns: list[str] | None = None,
-                   max_bytes: int | None = None) -> SourceInfo:
+def inspect_source(
+    path: str | os.PathLike[str], columns: list[str] | None = None, max_bytes: int | None = None
+) -> SourceInfo:
     """Detect how to read ``path``; raise UnusableFileError when it cannot be read at all."""
     path = Path(path)
     cap = max_file_bytes() if max_bytes is None else max_bytes
@@ -69,9 +70,7 @@ def inspect_source(path: str | os.PathLike[str], columns: list[str] | None = Non
         info.format = "jsonl"
         info.columns = _jsonl_keys(info)
     elif stripped.startswith("["):
-        raise UnusableFileError(
-            f"{path.name} is a JSON array, not JSON lines: write one JSON object per line (JSONL)"
-        )
+        raise UnusableFileError(f"{path.name} is a JSON array, not JSON lines: write one JSON object per line (JSONL)")
     else:
         sniff_csv(info, text, complete, columns)
     return info
@@ -144,9 +143,7 @@ def _gunzip_copy(info: SourceInfo, cap: int) -> Path:
 
 def _decide_encoding(info: SourceInfo, head: bytes) -> None:
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise UnusableFileError(
-            f"{info.path.name} is UTF-16 encoded: save it as UTF-8 (or latin-1) and upload again"
-        )
+        raise UnusableFileError(f"{info.path.name} is UTF-16 encoded: save it as UTF-8 (or latin-1) and upload again")
     try:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:

@@ -51,20 +51,23 @@ def _col(rules: Rules, fld: str) -> str | None:
 
 def _raw_fields(rules: Rules) -> str:
     """Level 1: trimmed text of every mapped column (no parsing yet)."""
+
     def trimmed(fld: str) -> str:
         col = _col(rules, fld)
         return "CAST(NULL AS VARCHAR)" if col is None else f"nullif(trim({col}), '')"
 
     b_col = _col(rules, S.BEHAVIOR)
     t_col = _col(rules, S.TEXT)
-    return ", ".join([
-        f"{trimmed(S.USER_ID)} AS u",
-        f"{trimmed(S.ITEM_ID)} AS i",
-        f"{trimmed(S.TIMESTAMP)} AS ts_raw",
-        f"{b_col if b_col else sql_str(rules.default_behavior or S.VIEW)} AS b_raw",
-        f"{trimmed(S.VALUE)} AS v_raw",
-        f"nullif({t_col}, '') AS t" if t_col else "CAST(NULL AS VARCHAR) AS t",
-    ])
+    return ", ".join(
+        [
+            f"{trimmed(S.USER_ID)} AS u",
+            f"{trimmed(S.ITEM_ID)} AS i",
+            f"{trimmed(S.TIMESTAMP)} AS ts_raw",
+            f"{b_col if b_col else sql_str(rules.default_behavior or S.VIEW)} AS b_raw",
+            f"{trimmed(S.VALUE)} AS v_raw",
+            f"nullif({t_col}, '') AS t" if t_col else "CAST(NULL AS VARCHAR) AS t",
+        ]
+    )
 
 
 def _numbers(rules: Rules) -> str:
@@ -99,7 +102,8 @@ def _timestamp_expr(rules: Rules) -> str:
         )
     return (
         f"CASE WHEN secs IS NULL THEN CAST(try_cast(ts_raw AS TIMESTAMPTZ) AS TIMESTAMP) "
-        f"WHEN secs BETWEEN {_MIN_EPOCH_S} AND {_MAX_EPOCH_S} THEN make_timestamp(CAST(round(secs * 1e6) AS BIGINT)) END"
+        f"WHEN secs BETWEEN {_MIN_EPOCH_S} AND {_MAX_EPOCH_S} "
+        "THEN make_timestamp(CAST(round(secs * 1e6) AS BIGINT)) END"
     )
 
 
@@ -166,12 +170,16 @@ def duplicate_key(rules: Rules) -> str:
 
 def finish_labels(con: duckdb.DuckDBPyConnection, rules: Rules, codes: dict[str, str]) -> None:
     """Map labels the sample missed, then define view ``checked`` (``row`` = record number)."""
-    unseen = [r[0] for r in con.execute(
-        f"SELECT DISTINCT b_raw FROM {PARSED} WHERE b IS NULL AND b_raw IS NOT NULL").fetchall()]
+    unseen = [
+        r[0]
+        for r in con.execute(f"SELECT DISTINCT b_raw FROM {PARSED} WHERE b IS NULL AND b_raw IS NOT NULL").fetchall()
+    ]
     mapped = sample_labels(unseen, codes)
     if mapped:
-        con.execute("CREATE OR REPLACE TEMP TABLE __labels AS SELECT unnest(?) AS raw, unnest(?) AS b",
-                    [list(mapped), list(mapped.values())])
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE __labels AS SELECT unnest(?) AS raw, unnest(?) AS b",
+            [list(mapped), list(mapped.values())],
+        )
         con.execute(
             f"UPDATE {PARSED} SET b = l.b, reason = {final_reason(rules, 'l.b', _reason0(rules))} FROM __labels l "
             f"WHERE {PARSED}.b_raw = l.raw AND {PARSED}.b IS NULL"

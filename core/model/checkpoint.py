@@ -36,16 +36,27 @@ def save_checkpoint(folder: Path, fitted: Fitted, settings: dict[str, Any], extr
     ``extras``: ``encoder_fingerprint``, ``best_epoch``, ``history``, ``rating_refit`` (stored as given).
     """
     digest = save_tensors(folder / MODEL_FILE, fitted.model.state_dict())
-    save_json(folder / CONFIG_FILE, seal_config({
-        "format": FORMAT, "settings": settings, "model_config": fitted.model.cfg.to_dict(),
-        "weights_sha256": digest, "encoder_fingerprint": extras.get("encoder_fingerprint"),
-        "protocol": {"exclude_seen": fitted.protocol.exclude_seen, "target_behavior": fitted.protocol.target_behavior},
-        "rating_scale": {"mean": fitted.scale.mean, "std": fitted.scale.std},
-        "vocab": {"items": [str(i) for i in fitted.data.item_ids[1:]], "behaviors": fitted.data.behaviors[1:]},
-        "best_epoch": extras.get("best_epoch"),
-        "history": finite_or_none(extras.get("history") or []),
-        "rating_refit": finite_or_none(extras.get("rating_refit")),
-    }))
+    save_json(
+        folder / CONFIG_FILE,
+        seal_config(
+            {
+                "format": FORMAT,
+                "settings": settings,
+                "model_config": fitted.model.cfg.to_dict(),
+                "weights_sha256": digest,
+                "encoder_fingerprint": extras.get("encoder_fingerprint"),
+                "protocol": {
+                    "exclude_seen": fitted.protocol.exclude_seen,
+                    "target_behavior": fitted.protocol.target_behavior,
+                },
+                "rating_scale": {"mean": fitted.scale.mean, "std": fitted.scale.std},
+                "vocab": {"items": [str(i) for i in fitted.data.item_ids[1:]], "behaviors": fitted.data.behaviors[1:]},
+                "best_epoch": extras.get("best_epoch"),
+                "history": finite_or_none(extras.get("history") or []),
+                "rating_refit": finite_or_none(extras.get("rating_refit")),
+            }
+        ),
+    )
     return folder
 
 
@@ -55,7 +66,9 @@ def load_checkpoint(folder: Path, events: pd.DataFrame, device: str) -> tuple[di
     config = load_json(folder / CONFIG_FILE)
     check_config(config, folder / CONFIG_FILE)
     vocab = config["vocab"]
-    events = events[events[S.ITEM_ID].astype(str).isin(set(vocab["items"])) & events[S.BEHAVIOR].isin(vocab["behaviors"])]
+    events = events[
+        events[S.ITEM_ID].astype(str).isin(set(vocab["items"])) & events[S.BEHAVIOR].isin(vocab["behaviors"])
+    ]
     data = build_sequences(events, item_ids=vocab["items"], behaviors=vocab["behaviors"])
     proto = config["protocol"]
     protocol = Protocol(exclude_seen=bool(proto["exclude_seen"]), target_behavior=proto["target_behavior"])
@@ -64,8 +77,14 @@ def load_checkpoint(folder: Path, events: pd.DataFrame, device: str) -> tuple[di
     load_state_into(model, state, folder / MODEL_FILE)
     torch_device = pick_device(device)
     model.to(torch_device).eval()
-    return config, Fitted(model, data, leave_last_out(data, protocol.target_behavior), protocol,
-                          RatingScale(**config["rating_scale"]), torch_device)
+    return config, Fitted(
+        model,
+        data,
+        leave_last_out(data, protocol.target_behavior),
+        protocol,
+        RatingScale(**config["rating_scale"]),
+        torch_device,
+    )
 
 
 def _network(config: dict[str, Any], state: dict[str, Any], folder: Path) -> BehaviorModel:

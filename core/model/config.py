@@ -28,9 +28,17 @@ DEVICES = ("auto", "cpu", "cuda")
 LOSSES = ("softmax", "bce")
 
 
-def setting(default: Any = dataclasses.MISSING, *, low: float | None = None, high: float | None = None,
-            below: float | None = None, choices: tuple[str, ...] | None = None, derived: bool = False,
-            check: Callable[[str, Any], None] | None = None, factory: Callable[[], Any] | None = None) -> Any:
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    below: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    derived: bool = False,
+    check: Callable[[str, Any], None] | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
     """A dataclass field with its constraints: ``low <= value <= high`` (``< below``), one of ``choices``,
     a custom ``check(name, value)``; ``derived`` fields come from the data, never from the analyst."""
     meta = {"low": low, "high": high, "below": below, "choices": choices, "derived": derived, "check": check}
@@ -42,10 +50,16 @@ def setting(default: Any = dataclasses.MISSING, *, low: float | None = None, hig
 def _check_loss_weights(name: str, value: Any) -> None:
     if value == "uncertainty":
         return
-    if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or any(not is_finite_number(w) or w < 0 for w in value) or sum(value) <= 0):
-        raise DataError(f"setting {name}={value!r}: expected [w_engagement, w_rating], two non-negative numbers "
-                        "not both zero, or \"uncertainty\"")
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or any(not is_finite_number(w) or w < 0 for w in value)
+        or sum(value) <= 0
+    ):
+        raise DataError(
+            f"setting {name}={value!r}: expected [w_engagement, w_rating], two non-negative numbers "
+            'not both zero, or "uncertainty"'
+        )
 
 
 @dataclass
@@ -170,4 +184,3 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     check_section(Settings, settings, "run")
     check_section(ModelConfig, settings.get("model") or {}, "model")
     check_section(TrainConfig, settings.get("train") or {}, "training")
-

@@ -66,8 +66,10 @@ class EmbeddingCache:
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"embedding cache shard {path} is missing or unreadable: {exc}") from exc
         if arr.ndim != 2 or arr.shape[1] != self.dim or arr.shape[0] <= max_row:
-            raise ArtifactError(f"embedding cache shard {path} has shape {arr.shape}; expected "
-                                f"(>{max_row}, {self.dim}); delete its folder")
+            raise ArtifactError(
+                f"embedding cache shard {path} has shape {arr.shape}; expected "
+                f"(>{max_row}, {self.dim}); delete its folder"
+            )
         return arr
 
     def add(self, keys: list[str], vectors: np.ndarray) -> None:

@@ -30,6 +30,7 @@ from core.progress import ProgressFn, report
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings
 
+
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Average of token states where ``mask`` is 1.
 
@@ -159,8 +160,11 @@ class TextEncoder:
 
     def _max_length(self) -> int:
         limit = self._settings()["max_length"]
-        return min(limit, getattr(self._tokenizer, "model_max_length", limit),
-                   getattr(self._net.config, "max_position_embeddings", limit) or limit)
+        return min(
+            limit,
+            getattr(self._tokenizer, "model_max_length", limit),
+            getattr(self._net.config, "max_position_embeddings", limit) or limit,
+        )
 
     @torch.inference_mode()
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
@@ -182,7 +186,7 @@ class TextEncoder:
         self._load()
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for lo in range(0, len(order), self.batch_size):
-            idx = order[lo:lo + self.batch_size]
+            idx = order[lo : lo + self.batch_size]
             out[idx] = self._embed_batch([texts[i] for i in idx])
             report(len(idx))
         return out

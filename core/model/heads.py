@@ -1,8 +1,8 @@
 """The multi-task top: MMoE over the user state, the engagement head (a logit per item), the rating head.
 
-    MMoE         = shared experts over the user state (+ the request gap), one softmax gate per task
-    engagement   = <engagement task state + memory, item representation> + item bias  (a logit per item)
-    rating       = tower([task state, item, task state * item, user mean]) + item bias, standardized units
+MMoE         = shared experts over the user state (+ the request gap), one softmax gate per task
+engagement   = <engagement task state + memory, item representation> + item bias  (a logit per item)
+rating       = tower([task state, item, task state * item, user mean]) + item bias, standardized units
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ class EngagementHead(nn.Module):
 
     def forward(self, task_state: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor | None) -> torch.Tensor:
         """[P, De] x items [N', D] (all, when item_idx is None) -> logits [P, N']; or paired [P] when items [P, D]."""
-        h = self.proj(task_state[..., :self.proj.in_features])
+        h = self.proj(task_state[..., : self.proj.in_features])
         if task_state.shape[-1] > self.proj.in_features:  # the behavior memory's trailing features
-            h = h + task_state[..., self.proj.in_features:]
+            h = h + task_state[..., self.proj.in_features :]
         bias = self.item_bias.weight.squeeze(-1) if item_idx is None else self.item_bias(item_idx).squeeze(-1)
         if item_idx is None:
             return h @ items.T + bias

@@ -1,8 +1,8 @@
 """The sequence side of the network: item representations, event tokens, time-biased causal attention.
 
-    event token  = item(text projection + ID) + behavior + value + time gap + position
-    history      = causal pre-norm transformer over tokens, attention biased by each event's age
-                   at the request time (when the prediction is asked)
+event token  = item(text projection + ID) + behavior + value + time gap + position
+history      = causal pre-norm transformer over tokens, attention biased by each event's age
+               at the request time (when the prediction is asked)
 """
 
 from __future__ import annotations
@@ -126,8 +126,9 @@ class HistoryEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, tokens: torch.Tensor, ts: torch.Tensor, key_mask: torch.Tensor,
-                now: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, ts: torch.Tensor, key_mask: torch.Tensor, now: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """tokens [B, L, D], times [B, L] -> states [B, L, D]."""
         bias = self.time_bias(ts, key_mask, now)
         x = tokens

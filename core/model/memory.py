@@ -1,7 +1,7 @@
 """What the transformer cannot say alone: an additive memory of behaviors, and when the prediction is asked.
 
-    memory       = sum over events of w(behavior, value, age) * V (token - mask token): evidence that adds up
-    request time = the gap between the last event and the request, embedded
+memory       = sum over events of w(behavior, value, age) * V (token - mask token): evidence that adds up
+request time = the gap between the last event and the request, embedded
 """
 
 from __future__ import annotations

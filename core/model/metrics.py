@@ -100,18 +100,16 @@ def rank_of_targets(scores: Any, targets: Any, exclude: Any = None) -> np.ndarra
     item_idx = np.arange(n_items)  # [N]
     step = _chunk_rows(n_items)
     for lo in range(0, n_users, step):
-        block, tb = s[lo:lo + step], t[lo:lo + step]  # [B, N], [B]
+        block, tb = s[lo : lo + step], t[lo : lo + step]  # [B, N], [B]
         ts = _target_scores(block, tb)[:, None]  # [B, 1]
         ahead = (block > ts) | ((block == ts) & (item_idx[None, :] < tb[:, None]))  # [B, N]
         if e is not None:
-            ahead &= ~e[lo:lo + step]
-        ranks[lo:lo + step] = ahead.sum(axis=1)
+            ahead &= ~e[lo : lo + step]
+        ranks[lo : lo + step] = ahead.sum(axis=1)
     return ranks
 
 
-def sample_negatives(
-    n_items: int, targets: Any, n: int, rng: np.random.Generator, exclude: Any = None
-) -> np.ndarray:
+def sample_negatives(n_items: int, targets: Any, n: int, rng: np.random.Generator, exclude: Any = None) -> np.ndarray:
     """Draw ``n`` distinct negative items per user, uniformly, without replacement.
 
     A negative is never the user's target nor an excluded item.
@@ -133,9 +131,9 @@ def sample_negatives(
     out = np.empty((len(t), n), dtype=np.int64)
     step = _chunk_rows(n_items)
     for lo in range(0, len(t), step):
-        tb = t[lo:lo + step]
+        tb = t[lo : lo + step]
         keys = rng.random((len(tb), n_items))  # [B, N] random sort keys
-        banned = np.zeros_like(keys, dtype=bool) if e is None else e[lo:lo + step].copy()
+        banned = np.zeros_like(keys, dtype=bool) if e is None else e[lo : lo + step].copy()
         banned[np.arange(len(tb)), tb] = True
         available = n_items - banned.sum(axis=1)
         if (available < n).any():
@@ -143,7 +141,7 @@ def sample_negatives(
             raise DataError(f"user row {row} has {available.min()} candidate negatives, fewer than n={n}")
         keys[banned] = np.inf
         picked = np.argpartition(keys, n - 1, axis=1)[:, :n]  # the n smallest keys
-        out[lo:lo + step] = np.sort(picked, axis=1)
+        out[lo : lo + step] = np.sort(picked, axis=1)
     return out
 
 

@@ -58,17 +58,18 @@ class BehaviorModel(nn.Module):
 
     def mixed(self, states: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The MMoE input [B, L, D]: the transformer's states + the request-gap embedding."""
-        return states[..., :self.cfg.d_model] + self.request(batch, self.request.times(batch))
+        return states[..., : self.cfg.d_model] + self.request(batch, self.request.times(batch))
 
-    def tasks(self, states: torch.Tensor, batch: Batch, removed: torch.Tensor | None = None,
-              last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def tasks(
+        self, states: torch.Tensor, batch: Batch, removed: torch.Tensor | None = None, last: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """User states (from :meth:`encode`) -> (engagement task state [B, L, De] (+ D memory features),
         rating task state [B, L, De + 2]).
 
         ``last``: only the newest position ([B, De (+ D)] and [B, De + 2]).
         """
         mixed = self.mixed(states, batch)  # [B, L, D]
-        memory = states[..., self.cfg.d_model:]  # [B, L, D] or [B, L, 0]
+        memory = states[..., self.cfg.d_model :]  # [B, L, D] or [B, L, 0]
         extra = user_value_mean(batch, self.cfg, removed)  # [B, L, 2]
         if last:
             mixed, extra, memory = mixed[:, -1], extra[:, -1], memory[:, -1]

@@ -52,7 +52,7 @@ def rating_positions(fitted: Fitted, users: np.ndarray) -> RatingPositions:
     model.eval()
     parts: list[tuple[torch.Tensor, ...]] = []
     for lo in range(0, len(users), _ENCODE_BATCH):
-        idx = users[lo:lo + _ENCODE_BATCH]
+        idx = users[lo : lo + _ENCODE_BATCH]
         batch = training_batch(data, idx, split.train_end[idx], model.cfg.max_len).to(device)
         target_item, target_value = batch.targets()
         values = (target_value - scale.mean) / scale.std  # [B, L]
@@ -69,14 +69,15 @@ def rating_positions(fitted: Fitted, users: np.ndarray) -> RatingPositions:
     return RatingPositions(*(torch.cat([p[i] for p in parts]) for i in range(4)))
 
 
-def _epoch(model: BehaviorModel, pos: RatingPositions, optimizer: torch.optim.Optimizer,
-           rng: np.random.Generator) -> float:
+def _epoch(
+    model: BehaviorModel, pos: RatingPositions, optimizer: torch.optim.Optimizer, rng: np.random.Generator
+) -> float:
     """One pass over the cached positions in shuffled mini-batches; mean MSE."""
     model.rating.train()
     order = torch.as_tensor(rng.permutation(len(pos.item)), device=pos.item.device)
     total = 0.0
     for lo in range(0, len(order), _STEP_BATCH):
-        idx = order[lo:lo + _STEP_BATCH]
+        idx = order[lo : lo + _STEP_BATCH]
         _, task_r = model.mmoe(pos.mixed[idx])
         pred = model.rating_of(torch.cat([task_r, pos.extra[idx]], -1), pos.item[idx]).float()
         loss = F.mse_loss(pred, pos.value[idx])
@@ -88,8 +89,16 @@ def _epoch(model: BehaviorModel, pos: RatingPositions, optimizer: torch.optim.Op
     return total / max(1, len(order))
 
 
-def refit_rating(fitted: Fitted, users: np.ndarray, epochs: int, lr: float, *, patience: int = 3, seed: int = 0,
-                 progress: ProgressFn | None = None) -> dict[str, Any]:
+def refit_rating(
+    fitted: Fitted,
+    users: np.ndarray,
+    epochs: int,
+    lr: float,
+    *,
+    patience: int = 3,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
     """Refit the rating task of ``fitted.model`` on its frozen encoder, over the training windows of ``users``;
     keeps the state with the best validation RMSE.
 

@@ -45,9 +45,17 @@ class Recommender:
     best_epoch_: int | None
     encoder_fingerprint_: str | None
 
-    def __init__(self, *, encoder: str | None = None, heads: str = "both", exclude_seen: bool | None = None,
-                 target_behavior: str | None = None, device: str = "auto", model: dict[str, Any] | None = None,
-                 train: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        encoder: str | None = None,
+        heads: str = "both",
+        exclude_seen: bool | None = None,
+        target_behavior: str | None = None,
+        device: str = "auto",
+        model: dict[str, Any] | None = None,
+        train: dict[str, Any] | None = None,
+    ) -> None:
         self.encoder = encoder
         self.heads = heads
         self.exclude_seen = exclude_seen
@@ -70,9 +78,15 @@ class Recommender:
         return cls(**settings)
 
     def get_settings(self) -> dict[str, Any]:
-        return {"encoder": self.encoder, "heads": self.heads, "exclude_seen": self.exclude_seen,
-                "target_behavior": self.target_behavior, "device": self.device,
-                "model": self.model, "train": self.train}
+        return {
+            "encoder": self.encoder,
+            "heads": self.heads,
+            "exclude_seen": self.exclude_seen,
+            "target_behavior": self.target_behavior,
+            "device": self.device,
+            "model": self.model,
+            "train": self.train,
+        }
 
     # -- settings ----------------------------------------------------------------
     def _train_config(self) -> TrainConfig:
@@ -86,15 +100,27 @@ class Recommender:
         model = dict(self.model)
         if model.get("use_request_time") and "request_gap" not in model:  # the request-time input
             model["request_gap"] = return_gap(data, self.split_.train_end)
-        return ModelConfig(n_items=data.n_items, n_behaviors=len(data.behaviors), text_dim=text_dim,
-                           value_mean=self.scale_.mean, value_std=self.scale_.std, **model)
+        return ModelConfig(
+            n_items=data.n_items,
+            n_behaviors=len(data.behaviors),
+            text_dim=text_dim,
+            value_mean=self.scale_.mean,
+            value_std=self.scale_.std,
+            **model,
+        )
 
     # -- fit ---------------------------------------------------------------------
-    def fit(self, events: pd.DataFrame, items: pd.DataFrame | None = None, *,
-            progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-            cache_dir: str | os.PathLike[str] | None = None,
-            on_epoch: Callable[[Recommender, FitState, int], None] | None = None,
-            resume_from: str | os.PathLike[str] | None = None) -> Recommender:
+    def fit(
+        self,
+        events: pd.DataFrame,
+        items: pd.DataFrame | None = None,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        on_epoch: Callable[[Recommender, FitState, int], None] | None = None,
+        resume_from: str | os.PathLike[str] | None = None,
+    ) -> Recommender:
         """Index the events, encode item text, train; sets ``model_``, ``data_``, ``split_``, ``history_``.
 
         ``resume_from``: a folder with a saved training state; training continues after its epoch.
@@ -119,8 +145,14 @@ class Recommender:
             self.model_.load_state_dict(state.best_state)
         self.rating_refit_ = None
         if refits_rating(cfg) and not state.cancelled and state.best_state is not None:
-            self.rating_refit_ = refit_rating(self.fitted(), training_users(data, self.split_), cfg.rating_refit_epochs,
-                                              cfg.lr, seed=cfg.seed, progress=progress)
+            self.rating_refit_ = refit_rating(
+                self.fitted(),
+                training_users(data, self.split_),
+                cfg.rating_refit_epochs,
+                cfg.lr,
+                seed=cfg.seed,
+                progress=progress,
+            )
         self.history_, self.best_epoch_, self.cancelled_ = state.history, state.best_epoch, state.cancelled
         return self
 
@@ -161,8 +193,13 @@ class Recommender:
         self._check_fitted()
         return Fitted(self.model_, self.data_, self.split_, self.protocol_, self.scale_, self.device_)
 
-    def evaluate(self, which: str = "test", exclude_seen: bool | None = None,
-                 target_behavior: TargetChoice = ..., negatives: int | None = None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        which: str = "test",
+        exclude_seen: bool | None = None,
+        target_behavior: TargetChoice = ...,
+        negatives: int | None = None,
+    ) -> dict[str, Any]:
         """Metrics of the held-out events; defaults follow the fitted protocol."""
         self._check_fitted()
         if which not in ("valid", "test"):
@@ -195,19 +232,24 @@ class Recommender:
         probs = torch.sigmoid(logits) if self.train.get("loss") == "bce" else torch.softmax(logits, -1)
         order = torch.argsort(-logits, stable=True)[: min(k, int(torch.isfinite(logits).sum()))]
         ratings = self.model_.rating_of(task_r[:, -1].expand(len(order), -1), order).float()
-        return pd.DataFrame({
-            S.ITEM_ID: self.data_.item_ids[order.cpu().numpy()],
-            "engagement": probs[order].cpu().numpy(),
-            "engagement_logit": logits[order].cpu().numpy(),
-            "rating": np.asarray(self.scale_.restore(ratings.cpu().numpy())),
-        })
+        return pd.DataFrame(
+            {
+                S.ITEM_ID: self.data_.item_ids[order.cpu().numpy()],
+                "engagement": probs[order].cpu().numpy(),
+                "engagement_logit": logits[order].cpu().numpy(),
+                "rating": np.asarray(self.scale_.restore(ratings.cpu().numpy())),
+            }
+        )
 
     # -- persistence ---------------------------------------------------------------
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``model.safetensors`` and ``config.json`` (with the weights' checksum) atomically."""
-        extras = {"encoder_fingerprint": getattr(self, "encoder_fingerprint_", None),
-                  "best_epoch": getattr(self, "best_epoch_", None), "history": getattr(self, "history_", []),
-                  "rating_refit": getattr(self, "rating_refit_", None)}
+        extras = {
+            "encoder_fingerprint": getattr(self, "encoder_fingerprint_", None),
+            "best_epoch": getattr(self, "best_epoch_", None),
+            "history": getattr(self, "history_", []),
+            "rating_refit": getattr(self, "rating_refit_", None),
+        }
         return save_checkpoint(Path(folder), self.fitted(), self.get_settings(), extras)
 
     @classmethod

@@ -20,8 +20,14 @@ from core.store.files import load_json, load_state_into, load_tensors, save_json
 from core.store.run_folder import STATE_JSON, STATE_TENSORS
 
 
-def save_train_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     loss_fn: torch.nn.Module, state: FitState, epoch: int) -> None:
+def save_train_state(
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: torch.nn.Module,
+    state: FitState,
+    epoch: int,
+) -> None:
     """Write everything needed to continue after ``epoch`` (atomically, tensors first)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"loss.{k}": v for k, v in loss_fn.state_dict().items()})
@@ -36,32 +42,47 @@ def save_train_state(folder: Path, model: torch.nn.Module, optimizer: torch.opti
             else:
                 scalars.setdefault(str(pid), {})[name] = float(value)
     digest = save_tensors(folder / STATE_TENSORS, tensors)
-    save_json(folder / STATE_JSON, finite_or_none({
-        "epoch": epoch, "history": state.history, "best_epoch": state.best_epoch,
-        "best_score": state.best_score if state.best_epoch > 0 else None,
-        "param_groups": opt["param_groups"], "scalars": scalars, "sha256": digest,
-    }))
+    save_json(
+        folder / STATE_JSON,
+        finite_or_none(
+            {
+                "epoch": epoch,
+                "history": state.history,
+                "best_epoch": state.best_epoch,
+                "best_score": state.best_score if state.best_epoch > 0 else None,
+                "param_groups": opt["param_groups"],
+                "scalars": scalars,
+                "sha256": digest,
+            }
+        ),
+    )
 
 
 def has_train_state(folder: Path) -> bool:
     return (folder / STATE_JSON).is_file() and (folder / STATE_TENSORS).is_file()
 
 
-def load_train_state(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     loss_fn: torch.nn.Module) -> FitState:
+def load_train_state(
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: torch.nn.Module
+) -> FitState:
     """Restore model, loss and optimizer in place; the fit state, with the last finished epoch in ``epochs_done``."""
     meta = load_json(folder / STATE_JSON)
     tensors = load_tensors(folder / STATE_TENSORS, meta.get("sha256"))
     part = _prefixed(tensors)
     load_state_into(model, part.get("model", {}), folder / STATE_TENSORS)
     load_state_into(loss_fn, part.get("loss", {}), folder / STATE_TENSORS)
-    optimizer.load_state_dict({"state": _optimizer_slots(part.get("opt", {}), meta.get("scalars", {})),
-                               "param_groups": meta["param_groups"]})
+    optimizer.load_state_dict(
+        {"state": _optimizer_slots(part.get("opt", {}), meta.get("scalars", {})), "param_groups": meta["param_groups"]}
+    )
     best = part.get("best") or None
     score = meta.get("best_score")
-    state = FitState(history=list(meta.get("history", [])), best_epoch=int(meta.get("best_epoch", -1)),
-                     best_score=float("-inf") if score is None else float(score), best_state=best,
-                     epochs_done=int(meta["epoch"]))
+    state = FitState(
+        history=list(meta.get("history", [])),
+        best_epoch=int(meta.get("best_epoch", -1)),
+        best_score=float("-inf") if score is None else float(score),
+        best_state=best,
+        epochs_done=int(meta["epoch"]),
+    )
     return state
 
 
@@ -73,7 +94,9 @@ def _prefixed(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Ten
     return out
 
 
-def _optimizer_slots(tensors: dict[str, torch.Tensor], scalars: dict[str, dict[str, float]]) -> dict[int, dict[str, Any]]:
+def _optimizer_slots(
+    tensors: dict[str, torch.Tensor], scalars: dict[str, dict[str, float]]
+) -> dict[int, dict[str, Any]]:
     slots: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         pid, _, name = key.partition(".")

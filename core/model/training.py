@@ -63,7 +63,7 @@ def standardize(data: SequenceData, split: Split) -> RatingScale:
     """Mean and std of the training values (events before each user's training end)."""
     keep = np.zeros(len(data.value), dtype=bool)
     for u in range(data.n_users):
-        keep[int(data.offsets[u]): int(split.train_end[u])] = True
+        keep[int(data.offsets[u]) : int(split.train_end[u])] = True
     vals = data.value[keep & ~np.isnan(data.value)]
     if len(vals) < 2:
         return RatingScale()
@@ -85,8 +85,15 @@ def _return_freed_memory() -> None:
     libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
 
 
-def fit(fitted: Fitted, cfg: TrainConfig, *, state: FitState | None = None, loss_fn: MultiTaskLoss | None = None,
-        optimizer: torch.optim.Optimizer | None = None, hooks: Hooks | None = None) -> FitState:
+def fit(
+    fitted: Fitted,
+    cfg: TrainConfig,
+    *,
+    state: FitState | None = None,
+    loss_fn: MultiTaskLoss | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    hooks: Hooks | None = None,
+) -> FitState:
     """Train ``fitted.model`` with AdamW and early stopping on validation NDCG@10 (-RMSE for a rating-only
     model), from ``state.epochs_done`` (a resumed run passes its saved state, loss and optimizer)."""
     _return_freed_memory()
@@ -104,8 +111,12 @@ def fit(fitted: Fitted, cfg: TrainConfig, *, state: FitState | None = None, loss
             break
         state.epochs_done = epoch + 1
         metrics = evaluate_split(fitted, "valid")
-        record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - started, 2), **losses,
-                  **{f"valid_{k}": v for k, v in metrics.items()}}
+        record = {
+            "epoch": epoch + 1,
+            "seconds": round(time.perf_counter() - started, 2),
+            **losses,
+            **{f"valid_{k}": v for k, v in metrics.items()},
+        }
         state.history.append(record)
         score = selection_score(cfg, metrics)
         if score > state.best_score:
@@ -144,8 +155,9 @@ def make_optimizer(model: BehaviorModel, loss_fn: MultiTaskLoss, cfg: TrainConfi
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def length_buckets(users: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                   pool: int = 1) -> list[np.ndarray]:
+def length_buckets(
+    users: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 1
+) -> list[np.ndarray]:
     """Shuffled batches of users with similar window lengths (less padding, same randomness).
 
     Users are shuffled, cut into pools of ``pool`` batches, sorted by length within a pool
@@ -154,14 +166,21 @@ def length_buckets(users: np.ndarray, lengths: np.ndarray, batch_size: int, rng:
     order = rng.permutation(users)
     groups: list[np.ndarray] = []
     for lo in range(0, len(order), batch_size * pool):
-        part = order[lo:lo + batch_size * pool]
+        part = order[lo : lo + batch_size * pool]
         part = part[np.argsort(lengths[part], kind="stable")]
-        groups += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+        groups += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
     return [groups[i] for i in rng.permutation(len(groups))] or [order]
 
 
-def _run_epoch(fitted: Fitted, cfg: TrainConfig, users: np.ndarray, rng: np.random.Generator, opt: Optimization,
-               hooks: Hooks, epoch: int) -> dict[str, float] | None:
+def _run_epoch(
+    fitted: Fitted,
+    cfg: TrainConfig,
+    users: np.ndarray,
+    rng: np.random.Generator,
+    opt: Optimization,
+    hooks: Hooks,
+    epoch: int,
+) -> dict[str, float] | None:
     """One pass over the training users; the mean losses, or None when cancelled."""
     model, data, split, device = fitted.model, fitted.data, fitted.split, fitted.device
     model.train()
@@ -180,7 +199,15 @@ def _run_epoch(fitted: Fitted, cfg: TrainConfig, users: np.ndarray, rng: np.rand
         parts.total.backward()
         opt.optimizer.step()
         sums += [parts.total.item(), parts.engagement.item(), parts.rating.item()]
-        report(hooks.progress, "step", step + 1, steps, epoch=epoch + 1, step=step + 1, steps=steps,
-               loss=float(parts.total.item()))
+        report(
+            hooks.progress,
+            "step",
+            step + 1,
+            steps,
+            epoch=epoch + 1,
+            step=step + 1,
+            steps=steps,
+            loss=float(parts.total.item()),
+        )
     mean = sums / steps
     return {"loss": float(mean[0]), "loss_engagement": float(mean[1]), "loss_rating": float(mean[2])}

@@ -35,35 +35,88 @@ def _frozen(weights: Mapping[str, float] | None) -> tuple[tuple[str, float], ...
     return None if weights is None else tuple(sorted(weights.items()))
 
 
-def explain_run(run: Run, user_id: str, item_id: str, method: str = "ig", target: str = "fused",
-                weights: Mapping[str, float] | None = None, *, stored: bool = False, label: str | None = None,
-                **options: Any) -> Explanation:
+def explain_run(
+    run: Run,
+    user_id: str,
+    item_id: str,
+    method: str = "ig",
+    target: str = "fused",
+    weights: Mapping[str, float] | None = None,
+    *,
+    stored: bool = False,
+    label: str | None = None,
+    **options: Any,
+) -> Explanation:
     """Explain ``item_id`` for a user under the run (``options``: the method's settings, e.g. ``steps``)."""
     user, shown = _who(run, user_id, stored, label)
     w = _weights(run, target, weights)
     key = (user, shown, str(item_id), method, target, _frozen(w), tuple(sorted(options.items())))
-    return run.memo("explanation", key, lambda: explain(
-        run.recommender(), user, item_id, method, target, weights=w, labels=Labels(run.titles(), shown, run.id),
-        **options))
+    return run.memo(
+        "explanation",
+        key,
+        lambda: explain(
+            run.recommender(),
+            user,
+            item_id,
+            method,
+            target,
+            weights=w,
+            labels=Labels(run.titles(), shown, run.id),
+            **options,
+        ),
+    )
 
 
-def counterfactual_run(run: Run, user_id: str, item_id: str, k: int = 10, max_removals: int = MAX_REMOVALS, *,
-                       stored: bool = False, label: str | None = None) -> CounterfactualSet:
+def counterfactual_run(
+    run: Run,
+    user_id: str,
+    item_id: str,
+    k: int = 10,
+    max_removals: int = MAX_REMOVALS,
+    *,
+    stored: bool = False,
+    label: str | None = None,
+) -> CounterfactualSet:
     """The counterfactual set of ``item_id`` for a user under the run."""
     user, shown = _who(run, user_id, stored, label)
     key = (user, shown, str(item_id), k, max_removals)
-    return run.memo("counterfactual", key, lambda: counterfactual_set(
-        run.recommender(), user, item_id, k, max_removals, labels=Labels(run.titles(), shown, run.id)))
+    return run.memo(
+        "counterfactual",
+        key,
+        lambda: counterfactual_set(
+            run.recommender(), user, item_id, k, max_removals, labels=Labels(run.titles(), shown, run.id)
+        ),
+    )
 
 
-def token_attributions_run(run: Run, user_id: str, item_id: str, target: str = "fused",
-                           weights: Mapping[str, float] | None = None, *, event_positions: list[int] | None = None,
-                           steps: int = DEFAULT_STEPS, tolerance: float | None = TOLERANCE,
-                           stored: bool = False) -> list[TokenAttribution]:
+def token_attributions_run(
+    run: Run,
+    user_id: str,
+    item_id: str,
+    target: str = "fused",
+    weights: Mapping[str, float] | None = None,
+    *,
+    event_positions: list[int] | None = None,
+    steps: int = DEFAULT_STEPS,
+    tolerance: float | None = TOLERANCE,
+    stored: bool = False,
+) -> list[TokenAttribution]:
     """Token attributions of the candidate item's text (then of the events at ``event_positions``)."""
     user, _ = _who(run, user_id, stored, None)
     w = _weights(run, target, weights)
     key = (user, str(item_id), target, _frozen(w), tuple(event_positions or ()), steps, tolerance)
-    return run.memo("tokens", key, lambda: token_attributions(
-        run.recommender(), user, item_id, target, weights=w, event_positions=event_positions, steps=steps,
-        tolerance=tolerance, titles=run.titles()))
+    return run.memo(
+        "tokens",
+        key,
+        lambda: token_attributions(
+            run.recommender(),
+            user,
+            item_id,
+            target,
+            weights=w,
+            event_positions=event_positions,
+            steps=steps,
+            tolerance=tolerance,
+            titles=run.titles(),
+        ),
+    )

@@ -69,21 +69,29 @@ def resolve_weights(run: Run, spec: str | None) -> tuple[str | None, Weights | N
         return None, parse_weights(spec)
     presets = list_presets(run)["presets"]
     if spec not in presets:
-        raise DataError(f"--weights {spec!r}: not NAME=VALUE pairs and not a preset of run {run.id} "
-                        f"(presets: {sorted(presets) or 'none'})")
+        raise DataError(
+            f"--weights {spec!r}: not NAME=VALUE pairs and not a preset of run {run.id} "
+            f"(presets: {sorted(presets) or 'none'})"
+        )
     return spec, normalize_weights(presets[spec])
 
 
 # -- cached candidates ----------------------------------------------------------------------
 def _key(context: str, exclude_seen: bool, target: str | None) -> tuple[str, dict[str, Any]]:
-    params = {"context": context, "exclude_seen": exclude_seen, "target_behavior": target,
-              "per_anchor": PER_ANCHOR, "full_items": FULL_ITEMS}
+    params = {
+        "context": context,
+        "exclude_seen": exclude_seen,
+        "target_behavior": target,
+        "per_anchor": PER_ANCHOR,
+        "full_items": FULL_ITEMS,
+    }
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     return f"{context}-{digest}", params
 
 
-def run_candidates(run: Run, context: str, exclude_seen: bool | None = None,
-                   target_behavior: TargetChoice = ...) -> tuple[Candidates, dict[str, Any]]:
+def run_candidates(
+    run: Run, context: str, exclude_seen: bool | None = None, target_behavior: TargetChoice = ...
+) -> tuple[Candidates, dict[str, Any]]:
     """A run's candidates for ``context`` and their metadata (``cached``: read from the run folder, not computed).
 
     Computed with the model, and stored, only when missing or stale (another model, protocol or format).
@@ -98,8 +106,13 @@ def run_candidates(run: Run, context: str, exclude_seen: bool | None = None,
             return cached[0], {**cached[1], "cached": True}
         rec = run.recommender()
         cands = build_candidates(rec, context, protocol.exclude_seen, protocol.target_behavior)
-        meta = {**expect, "label": protocol.label, "protocol": protocol.name, "n_items": rec.data_.n_items,
-                "user_ids": [str(u) for u in rec.data_.users[cands.users]]}
+        meta = {
+            **expect,
+            "label": protocol.label,
+            "protocol": protocol.name,
+            "n_items": rec.data_.n_items,
+            "user_ids": [str(u) for u in rec.data_.users[cands.users]],
+        }
         write_cache(run.folder / FUSION_FOLDER, key, cands, meta)
         return cands, {**meta, "cached": False}
 
@@ -112,14 +125,25 @@ def run_sweep(run: Run, step: float = 0.25) -> pd.DataFrame:
 
 
 # -- fused evaluate / recommend ---------------------------------------------------------------
-def evaluate_fused(run: Run, weights: dict[str, Any], exclude_seen: bool | None = None,
-                   target_behavior: TargetChoice = ..., preset: str | None = None) -> dict[str, Any]:
+def evaluate_fused(
+    run: Run,
+    weights: dict[str, Any],
+    exclude_seen: bool | None = None,
+    target_behavior: TargetChoice = ...,
+    preset: str | None = None,
+) -> dict[str, Any]:
     """The ``behaviorlens evaluate`` object ranked by the fused score; ``weights`` repeats the normalized weights."""
     weights = normalize_weights(weights)
     protocol = run.protocol(exclude_seen, target_behavior)
-    out: dict[str, Any] = {"run": run.id, "protocol": protocol.name, "label": protocol.label,
-                           "exclude_seen": protocol.exclude_seen, "target_behavior": protocol.target_behavior,
-                           "weights": weights, "preset": preset}
+    out: dict[str, Any] = {
+        "run": run.id,
+        "protocol": protocol.name,
+        "label": protocol.label,
+        "exclude_seen": protocol.exclude_seen,
+        "target_behavior": protocol.target_behavior,
+        "weights": weights,
+        "preset": preset,
+    }
     for split in ("test", "valid"):
         cands, _ = run_candidates(run, split, protocol.exclude_seen, protocol.target_behavior)
         out[split] = finite_or_none(fused_metrics(cands, weights))
@@ -157,8 +181,12 @@ def user_top(run: Run, user: str, k: int) -> tuple[pd.DataFrame, Weights, str | 
 def recommendation_table(run: Run, cands: Candidates, row: int, k: int, weights: Weights) -> pd.DataFrame:
     """One user's fused top-k: item_id, title, score and every normalized signal."""
     ranked = user_ranking(cands, row, weights)
-    frame = pd.DataFrame({S.ITEM_ID: run.item_ids()[ranked["item"][:k]], "score": ranked["score"][:k],
-                          **{s: ranked[s][:k] for s in SIGNALS}})
+    frame = pd.DataFrame(
+        {
+            S.ITEM_ID: run.item_ids()[ranked["item"][:k]],
+            "score": ranked["score"][:k],
+            **{s: ranked[s][:k] for s in SIGNALS},
+        }
+    )
     frame = frame.merge(run.item_titles(), on=S.ITEM_ID, how="left")
     return frame[[S.ITEM_ID, S.ITEM_TITLE, "score", *SIGNALS]]
-

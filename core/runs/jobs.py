@@ -64,11 +64,26 @@ class TrainingJob:
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._state: dict[str, Any] = {
-            "status": RUNNING, "phase": STARTING, "run_id": self.run_id, "dataset": dataset,
-            "encode_done": 0, "encode_total": 0, "epoch": 0, "epochs": planned_epochs(settings),
-            "step": 0, "steps": 0, "fraction": 0.0, "loss": None, "history": [], "step_losses": [],
-            "best_epoch": None, "error": None, "crash": None, "cancel_requested": False,
-            "started_at": time.time(), "finished_at": None,
+            "status": RUNNING,
+            "phase": STARTING,
+            "run_id": self.run_id,
+            "dataset": dataset,
+            "encode_done": 0,
+            "encode_total": 0,
+            "epoch": 0,
+            "epochs": planned_epochs(settings),
+            "step": 0,
+            "steps": 0,
+            "fraction": 0.0,
+            "loss": None,
+            "history": [],
+            "step_losses": [],
+            "best_epoch": None,
+            "error": None,
+            "crash": None,
+            "cancel_requested": False,
+            "started_at": time.time(),
+            "finished_at": None,
         }
 
     # -- control -------------------------------------------------------------------
@@ -118,8 +133,14 @@ class TrainingJob:
     # -- the thread --------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            train_run(Workspace(self.ws_root), self.dataset, self.settings, run_id=self.run_id,
-                      progress=self._on_progress, cancel=self._cancel.is_set)
+            train_run(
+                Workspace(self.ws_root),
+                self.dataset,
+                self.settings,
+                run_id=self.run_id,
+                progress=self._on_progress,
+                cancel=self._cancel.is_set,
+            )
         except BehaviorLensError as exc:
             self._finish(FAILED, error=str(exc))
             return

@@ -28,8 +28,9 @@ def new_run_id(dataset: str) -> str:
     return validate_name(f"{dataset[:40]}-{stamp}-{secrets.token_hex(2)}", "run")
 
 
-def set_run(ws: Workspace, run_id: str, dataset: str, status: str, config: dict[str, Any],
-            metrics: dict[str, Any] | None) -> None:
+def set_run(
+    ws: Workspace, run_id: str, dataset: str, status: str, config: dict[str, Any], metrics: dict[str, Any] | None
+) -> None:
     """Write (replace) the run's row."""
     with ws.connect() as con:
         con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])

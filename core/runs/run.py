@@ -85,8 +85,9 @@ class Run:
             if self._config is None:
                 path = self.folder / CONFIG_FILE
                 if not path.is_file():
-                    raise ArtifactError(f"run {self.id} has no saved model yet (status {self.status}): "
-                                        f"{path} is missing")
+                    raise ArtifactError(
+                        f"run {self.id} has no saved model yet (status {self.status}): {path} is missing"
+                    )
                 self._config = load_json(path)
             return self._config
 
@@ -109,17 +110,19 @@ class Run:
         """Whether the recommender is in memory already."""
         return self._recommender is not None
 
-    def protocol(self, exclude_seen: bool | None = None,
-                 target_behavior: TargetChoice = ...) -> Protocol:
+    def protocol(self, exclude_seen: bool | None = None, target_behavior: TargetChoice = ...) -> Protocol:
         """The run's evaluation protocol (from its config, no model loaded), with optional overrides."""
         saved = self.config["protocol"]
-        return Protocol(bool(saved["exclude_seen"]) if exclude_seen is None else bool(exclude_seen),
-                        resolve_target(target_behavior, saved["target_behavior"]))
+        return Protocol(
+            bool(saved["exclude_seen"]) if exclude_seen is None else bool(exclude_seen),
+            resolve_target(target_behavior, saved["target_behavior"]),
+        )
 
     def item_ids(self) -> np.ndarray:
         """[N+1] item IDs of the model's vocabulary; index 0 = padding ("")."""
-        return self.memo("default", ("item_ids",),
-                         lambda: np.asarray(["", *self.config["vocab"]["items"]], dtype=object))
+        return self.memo(
+            "default", ("item_ids",), lambda: np.asarray(["", *self.config["vocab"]["items"]], dtype=object)
+        )
 
     def titles(self) -> Titles:
         """{item ID: (title, item text)} of the dataset's catalogue."""
@@ -127,8 +130,9 @@ class Run:
 
     def item_titles(self) -> pd.DataFrame:
         """``[item_id, title]`` of the dataset's catalogue (for tables of items)."""
-        return self.memo("default", ("item_titles",),
-                         lambda: self.workspace.items(self.dataset)[[S.ITEM_ID, S.ITEM_TITLE]])
+        return self.memo(
+            "default", ("item_titles",), lambda: self.workspace.items(self.dataset)[[S.ITEM_ID, S.ITEM_TITLE]]
+        )
 
     def stored_user(self, user_id: str) -> str:
         """The stored ID (pseudonym where the dataset has them) of an original user ID; NotFoundError if absent."""

@@ -12,17 +12,20 @@ from core.runs.records import pick_metrics
 from core.runs.run import Run
 
 
-def evaluate_run(run: Run, exclude_seen: bool | None = None,
-                 target_behavior: TargetChoice = ...) -> dict[str, Any]:
+def evaluate_run(run: Run, exclude_seen: bool | None = None, target_behavior: TargetChoice = ...) -> dict[str, Any]:
     """The ``behaviorlens evaluate`` object: run, protocol, label, exclude_seen, target_behavior, test, valid."""
     rec = run.recommender()
     test = rec.evaluate("test", exclude_seen, target_behavior)
     valid = rec.evaluate("valid", exclude_seen, target_behavior)
     target = resolve_target(target_behavior, rec.protocol_.target_behavior)
     return {
-        "run": run.id, "protocol": test["protocol"], "label": test["label"],
+        "run": run.id,
+        "protocol": test["protocol"],
+        "label": test["label"],
         "exclude_seen": rec.protocol_.exclude_seen if exclude_seen is None else bool(exclude_seen),
-        "target_behavior": target, "test": pick_metrics(test), "valid": pick_metrics(valid),
+        "target_behavior": target,
+        "test": pick_metrics(test),
+        "valid": pick_metrics(valid),
     }
 
 
@@ -30,4 +33,5 @@ def recommend_run(run: Run, user_id: str, k: int = 10) -> pd.DataFrame:
     """Top-k for an original (raw) user ID, with item titles and both head outputs."""
     top = run.recommender().recommend(run.stored_user(user_id), k)
     return top.merge(run.item_titles(), on=S.ITEM_ID, how="left")[
-        [S.ITEM_ID, S.ITEM_TITLE, "engagement", "engagement_logit", "rating"]]
+        [S.ITEM_ID, S.ITEM_TITLE, "engagement", "engagement_logit", "rating"]
+    ]

@@ -23,8 +23,16 @@ from core.store.run_folder import METRICS_FILE, PROGRESS_FILE, RUN_FILE, STATE_J
 from core.store.workspace import Workspace
 
 
-def train_run(ws: Workspace, dataset: str, settings: dict[str, Any], *, run_id: str | None = None,
-              progress: ProgressFn | None = None, cancel: CancelFn | None = None, resume: bool = False) -> str:
+def train_run(
+    ws: Workspace,
+    dataset: str,
+    settings: dict[str, Any],
+    *,
+    run_id: str | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    resume: bool = False,
+) -> str:
     """Train ``dataset`` with ``settings`` (Recommender keyword arguments) into a run; its id.
 
     With ``resume`` the run's saved training state (if any) is loaded and training continues.
@@ -37,9 +45,15 @@ def train_run(ws: Workspace, dataset: str, settings: dict[str, Any], *, run_id: 
     set_run(ws, run_id, dataset, RUNNING, config, None)
     try:
         save_json(folder / RUN_FILE, {"run": run_id, **config})
-        rec.fit(ws.events(dataset), ws.items(dataset), progress=progress, cancel=cancel,
-                cache_dir=ws.cache_dir / "embeddings", on_epoch=lambda r, st, ep: _checkpoint(r, folder, st, ep),
-                resume_from=folder if resume else None)
+        rec.fit(
+            ws.events(dataset),
+            ws.items(dataset),
+            progress=progress,
+            cancel=cancel,
+            cache_dir=ws.cache_dir / "embeddings",
+            on_epoch=lambda r, st, ep: _checkpoint(r, folder, st, ep),
+            resume_from=folder if resume else None,
+        )
         metrics = _finish(rec, folder)
     except BaseException:
         set_run(ws, run_id, dataset, FAILED, config, None)
@@ -52,8 +66,9 @@ def resume_run(run: Run, progress: ProgressFn | None = None, cancel: CancelFn | 
     """Continue an interrupted or cancelled run from its last saved epoch."""
     if not has_train_state(run.folder):
         raise NotFoundError(f"run {run.id!r} has no saved training state to resume from (status {run.status})")
-    return train_run(run.workspace, run.dataset, run.settings, run_id=run.id, progress=progress, cancel=cancel,
-                     resume=True)
+    return train_run(
+        run.workspace, run.dataset, run.settings, run_id=run.id, progress=progress, cancel=cancel, resume=True
+    )
 
 
 def _finish(rec: Recommender, folder: Path) -> dict[str, Any]:
@@ -63,8 +78,12 @@ def _finish(rec: Recommender, folder: Path) -> dict[str, Any]:
         for name in (STATE_TENSORS, STATE_JSON):
             (folder / name).unlink(missing_ok=True)
     test = rec.evaluate("test")
-    metrics = {"valid": pick_metrics(rec.evaluate("valid")), "test": pick_metrics(test), "protocol": test["label"],
-               "best_epoch": rec.best_epoch_}
+    metrics = {
+        "valid": pick_metrics(rec.evaluate("valid")),
+        "test": pick_metrics(test),
+        "protocol": test["label"],
+        "best_epoch": rec.best_epoch_,
+    }
     save_json(folder / METRICS_FILE, finite_or_none({**metrics, "history": rec.history_}))
     return metrics
 
@@ -78,7 +97,7 @@ def _checkpoint(rec: Recommender, folder: Path, state: FitState, epoch: int) -> 
     rec.history_, rec.best_epoch_ = state.history, state.best_epoch
     rec.save(folder)
     rec.model_.load_state_dict(current)
-    save_json(folder / PROGRESS_FILE, finite_or_none({"epoch": epoch, "best_epoch": state.best_epoch,
-                                                      "history": state.history}))
-
-
+    save_json(
+        folder / PROGRESS_FILE,
+        finite_or_none({"epoch": epoch, "best_epoch": state.best_epoch, "history": state.history}),
+    )

@@ -59,5 +59,7 @@ def check_config(config: dict[str, Any], path: Path) -> None:
     if config.get("config_sha256") != _config_digest(config):
         raise ArtifactError(f"{path} does not match its own checksum: it was edited after it was written")
     vocab, mcfg = config["vocab"], config["model_config"]
-    if len(vocab.get("items", [])) != mcfg.get("n_items") or len(vocab.get("behaviors", [])) + 1 != mcfg.get("n_behaviors"):
+    if len(vocab.get("items", [])) != mcfg.get("n_items") or len(vocab.get("behaviors", [])) + 1 != mcfg.get(
+        "n_behaviors"
+    ):
         raise ArtifactError(f"{path}: the vocabulary sizes do not match the model's n_items/n_behaviors")

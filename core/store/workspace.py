@@ -144,15 +144,14 @@ class Workspace:
                 finally:
                     depths[self.root] -= 1
                 return
-            fh = open(self.root / ".lock", "a+b")
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-                depths[self.root] = 1
-                yield
-            finally:
-                depths[self.root] = 0
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-                fh.close()
+            with open(self.root / ".lock", "a+b") as fh:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                    depths[self.root] = 1
+                    yield
+                finally:
+                    depths[self.root] = 0
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -215,9 +214,15 @@ class Workspace:
         if row is None:
             raise NotFoundError(f"no dataset named {name!r} in workspace {self.root}")
         return DatasetInfo(
-            name=row[0], created_at=pd.Timestamp(row[1]), sources=json.loads(row[2]),
-            mapping=json.loads(row[3]), pseudonymized=bool(row[4]), n_events=int(row[5]),
-            n_users=int(row[6]), n_items=int(row[7]), report=json.loads(row[8]),
+            name=row[0],
+            created_at=pd.Timestamp(row[1]),
+            sources=json.loads(row[2]),
+            mapping=json.loads(row[3]),
+            pseudonymized=bool(row[4]),
+            n_events=int(row[5]),
+            n_users=int(row[6]),
+            n_items=int(row[7]),
+            report=json.loads(row[8]),
         )
 
     def events(self, name: str, columns: tuple[str, ...] = S.EVENT_FIELDS) -> pd.DataFrame:
@@ -226,8 +231,7 @@ class Workspace:
         cols = ", ".join(_checked_columns(columns, S.EVENT_FIELDS + (S.ROW,)))
         with self.connect() as con:
             return con.execute(
-                f"SELECT {cols} FROM events WHERE {S.DATASET} = ? "
-                f"ORDER BY {S.USER_ID}, {S.TIMESTAMP}, {S.ROW}",
+                f"SELECT {cols} FROM events WHERE {S.DATASET} = ? ORDER BY {S.USER_ID}, {S.TIMESTAMP}, {S.ROW}",
                 [name],
             ).df()
 

@@ -44,8 +44,6 @@ def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
     return fig
 
 
-
-
 def as_dict(report: Any) -> dict[str, Any]:
     """An influence report (dataclass with ``to_dict``) or its dict, as a dict."""
     return report.to_dict() if hasattr(report, "to_dict") else dict(report)
@@ -64,37 +62,63 @@ def _hover_rows(exp: Explanation) -> list[list[str]]:
 def timeline(exp: Explanation, title: str | None = None) -> go.Figure:
     """Events over time (x), by behavior (y), coloured and sized by attribution [n markers]."""
     heuristic = exp.heuristic
-    title = title or ("Event timeline: attention weight per event (heuristic)" if heuristic
-                      else "Event timeline: attribution per event")
+    title = title or (
+        "Event timeline: attention weight per event (heuristic)"
+        if heuristic
+        else "Event timeline: attribution per event"
+    )
     values = [finite_float(e.attribution) or 0.0 for e in exp.events]
     scale = max((abs(v) for v in values), default=0.0) or 1.0
     times = pd.to_datetime([e.time for e in exp.events], utc=True).tz_localize(None)
     order = safe_labels(behavior_order(sorted({e.behavior for e in exp.events})))
     name = "attention weight" if heuristic else "attribution"
-    fig = go.Figure(go.Scatter(
-        x=[t.isoformat() for t in times], y=safe_labels(e.behavior for e in exp.events), mode="markers",
-        name=name, customdata=_hover_rows(exp),
-        marker=dict(color=values, colorscale=ONE_SIDED if heuristic else DIVERGING,
-                    cmin=0.0 if heuristic else -scale, cmax=scale, size=[8 + 14 * abs(v) / scale for v in values],
-                    line=dict(width=1, color="#444"), colorbar=dict(title=name)),
-        hovertemplate=("%{customdata[0]} (item %{customdata[1]})<br>%{y} · value %{customdata[2]}<br>"
-                       "%{x|%Y-%m-%d %H:%M} UTC<br>" + name + " %{marker.color:.4g}<extra></extra>"),
-    ))
+    fig = go.Figure(
+        go.Scatter(
+            x=[t.isoformat() for t in times],
+            y=safe_labels(e.behavior for e in exp.events),
+            mode="markers",
+            name=name,
+            customdata=_hover_rows(exp),
+            marker=dict(
+                color=values,
+                colorscale=ONE_SIDED if heuristic else DIVERGING,
+                cmin=0.0 if heuristic else -scale,
+                cmax=scale,
+                size=[8 + 14 * abs(v) / scale for v in values],
+                line=dict(width=1, color="#444"),
+                colorbar=dict(title=name),
+            ),
+            hovertemplate=(
+                "%{customdata[0]} (item %{customdata[1]})<br>%{y} · value %{customdata[2]}<br>"
+                "%{x|%Y-%m-%d %H:%M} UTC<br>" + name + " %{marker.color:.4g}<extra></extra>"
+            ),
+        )
+    )
     if not exp.events:
-        fig.add_annotation(text="no events in the explained history", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper")
-    return _layout(fig, title, xaxis_title="time (UTC)", hovermode="closest",
-                   yaxis=dict(title="behavior", categoryorder="array", categoryarray=order))
+        fig.add_annotation(
+            text="no events in the explained history", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
+        )
+    return _layout(
+        fig,
+        title,
+        xaxis_title="time (UTC)",
+        hovermode="closest",
+        yaxis=dict(title="behavior", categoryorder="array", categoryarray=order),
+    )
 
 
 def behavior_sums(exp: Explanation, title: str = "Attribution by behavior (this explanation)") -> go.Figure:
     """Σ of the explanation's attributions per behavior (signed, target units), largest |Σ| first."""
     totals = behavior_totals(exp)
     values = list(totals.values())
-    fig = go.Figure(go.Bar(
-        x=safe_labels(totals), y=values, marker_color=[POSITIVE if v >= 0 else NEGATIVE for v in values],
-        hovertemplate="%{x}: %{y:.4g}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=safe_labels(totals),
+            y=values,
+            marker_color=[POSITIVE if v >= 0 else NEGATIVE for v in values],
+            hovertemplate="%{x}: %{y:.4g}<extra></extra>",
+        )
+    )
     label = "Σ attention weight" if exp.heuristic else "Σ attribution"
     return _layout(fig, title, xaxis_title="behavior", yaxis_title=label)
 
@@ -102,14 +126,23 @@ def behavior_sums(exp: Explanation, title: str = "Attribution by behavior (this 
 def deletion_chart(exp: Explanation, title: str = "Deletion curve: attribution order vs random") -> go.Figure:
     """Score after removing the k highest-attributed events, and the mean over random orders [n+1 each]."""
     fig = go.Figure()
-    for curve, name, dash in ((exp.deletion_curve, f"by attribution (AOPC {_fmt(exp.aopc)})", "solid"),
-                              (exp.random_deletion_curve, f"random order (AOPC {_fmt(exp.aopc_random)})", "dot")):
-        fig.add_trace(go.Scatter(
-            x=list(range(len(curve))), y=[finite_float(v) for v in curve], mode="lines+markers", name=name,
-            line=dict(dash=dash), hovertemplate="%{x} removed: %{y:.4g}<extra>%{fullData.name}</extra>",
-        ))
-    return _layout(fig, title, xaxis_title="events removed", yaxis_title=safe_label(f"score ({exp.target})"),
-                   hovermode="x unified")
+    for curve, name, dash in (
+        (exp.deletion_curve, f"by attribution (AOPC {_fmt(exp.aopc)})", "solid"),
+        (exp.random_deletion_curve, f"random order (AOPC {_fmt(exp.aopc_random)})", "dot"),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(len(curve))),
+                y=[finite_float(v) for v in curve],
+                mode="lines+markers",
+                name=name,
+                line=dict(dash=dash),
+                hovertemplate="%{x} removed: %{y:.4g}<extra>%{fullData.name}</extra>",
+            )
+        )
+    return _layout(
+        fig, title, xaxis_title="events removed", yaxis_title=safe_label(f"score ({exp.target})"), hovermode="x unified"
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -128,26 +161,40 @@ def influence_bars(report: Any, stat: str = "share", title: str = "Influence by 
     ys = [finite_float(values[b]) for b in order]
     lows = [finite_float((intervals.get(b) or [None, None])[0]) for b in order]
     highs = [finite_float((intervals.get(b) or [None, None])[1]) for b in order]
-    fig = go.Figure(go.Bar(
-        x=safe_labels(order), y=ys, name=axis,
-        error_y=dict(type="data", symmetric=False,
-                     array=[None if y is None or h is None else max(0.0, h - y) for y, h in zip(ys, highs)],
-                     arrayminus=[None if y is None or lo is None else max(0.0, y - lo) for y, lo in zip(ys, lows)]),
-        customdata=[[_fmt(lo), _fmt(hi)] for lo, hi in zip(lows, highs)],
-        hovertemplate="%{x}: %{y:.4g}<br>95% interval [%{customdata[0]}, %{customdata[1]}]<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=safe_labels(order),
+            y=ys,
+            name=axis,
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=[None if y is None or h is None else max(0.0, h - y) for y, h in zip(ys, highs)],
+                arrayminus=[None if y is None or lo is None else max(0.0, y - lo) for y, lo in zip(ys, lows)],
+            ),
+            customdata=[[_fmt(lo), _fmt(hi)] for lo, hi in zip(lows, highs)],
+            hovertemplate="%{x}: %{y:.4g}<br>95% interval [%{customdata[0]}, %{customdata[1]}]<extra></extra>",
+        )
+    )
     return _layout(fig, title, xaxis_title="behavior", yaxis_title=safe_label(axis))
 
 
-def influence_by_group(groups: Mapping[str, Mapping[str, Any]], stat: str = "share",
-                       title: str = "Influence by group", axis_title: str = "group") -> go.Figure:
+def influence_by_group(
+    groups: Mapping[str, Mapping[str, Any]],
+    stat: str = "share",
+    title: str = "Influence by group",
+    axis_title: str = "group",
+) -> go.Figure:
     """One bar per group (time-gap bucket or category, in the given order): ``stat`` and the rows behind it."""
     labels = list(groups)
-    fig = go.Figure(go.Bar(
-        x=safe_labels(labels, MAX_LABEL), y=[finite_float(groups[g].get(stat)) for g in labels],
-        customdata=[int(groups[g].get("rows", 0)) for g in labels],
-        hovertemplate="%{x}: %{y:.4g} (%{customdata} rows)<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=safe_labels(labels, MAX_LABEL),
+            y=[finite_float(groups[g].get(stat)) for g in labels],
+            customdata=[int(groups[g].get("rows", 0)) for g in labels],
+            hovertemplate="%{x}: %{y:.4g} (%{customdata} rows)<extra></extra>",
+        )
+    )
     return _layout(fig, title, xaxis_title=safe_label(axis_title), yaxis_title=safe_label(STATISTICS[stat][1]))
 
 
@@ -165,6 +212,8 @@ def token_html(tokens: Sequence[str], attributions: Sequence[float]) -> str:
         glue = "" if text.startswith("##") and parts else (" " if parts else "")
         rgb = "33,102,172" if value >= 0 else "178,24,43"
         alpha = min(1.0, abs(value) / scale)
-        parts.append(f'{glue}<span title="{value:+.4g}" style="background-color:rgba({rgb},{alpha:.2f});'
-                     f'padding:1px 2px;border-radius:3px">{html.escape(text.removeprefix("##"))}</span>')
+        parts.append(
+            f'{glue}<span title="{value:+.4g}" style="background-color:rgba({rgb},{alpha:.2f});'
+            f'padding:1px 2px;border-radius:3px">{html.escape(text.removeprefix("##"))}</span>'
+        )
     return f'<div class="tokens" style="line-height:2">{"".join(parts)}</div>'

@@ -30,14 +30,27 @@ from core.explain.summary import reference_note, summarize
 from core.ingest.overview import behavior_order
 from core.views.explain_charts import STATISTICS, as_dict, behavior_sums, deletion_chart, timeline, token_html
 
-ATTRIBUTION_COLUMNS = ("user", "item", "target", "method", "position", "behavior", "event_item", "title", "time",
-                       "value", "attribution")
+ATTRIBUTION_COLUMNS = (
+    "user",
+    "item",
+    "target",
+    "method",
+    "position",
+    "behavior",
+    "event_item",
+    "title",
+    "time",
+    "value",
+    "attribution",
+)
 INFLUENCE_META = ("run", "method", "target", "users", "k", "seed", "protocol")
 ABLATION_METRICS = ("HR@10", "NDCG@10", "RMSE")
 _FORMULA = re.compile(r"^[=+\-@\t\r]")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
-       "img-src data: blob:; font-src data:")
+CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+    "img-src data: blob:; font-src data:"
+)
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
@@ -65,9 +78,22 @@ def _safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def attribution_rows(exp: Explanation) -> pd.DataFrame:
     """One row per event of ``exp`` (oldest first), columns :data:`ATTRIBUTION_COLUMNS`."""
-    rows = [{"user": exp.user, "item": exp.item, "target": exp.target, "method": exp.method, "position": e.position,
-             "behavior": e.behavior, "event_item": e.item, "title": e.title, "time": e.time, "value": e.value,
-             "attribution": e.attribution} for e in exp.events]
+    rows = [
+        {
+            "user": exp.user,
+            "item": exp.item,
+            "target": exp.target,
+            "method": exp.method,
+            "position": e.position,
+            "behavior": e.behavior,
+            "event_item": e.item,
+            "title": e.title,
+            "time": e.time,
+            "value": e.value,
+            "attribution": e.attribution,
+        }
+        for e in exp.events
+    ]
     return pd.DataFrame(rows, columns=list(ATTRIBUTION_COLUMNS))
 
 
@@ -90,8 +116,12 @@ def _behavior_rows(report: Mapping[str, Any], deltas: Mapping[str, Mapping[str, 
     behaviors = behavior_order(list({**(report.get("per_behavior_share") or {}), **deltas}))
     rows = []
     for b in behaviors:
-        row: dict[str, Any] = {"section": "behavior", "group": b, "rows": (report.get("events") or {}).get(b),
-                               "rows_settled": (report.get("events_settled") or {}).get(b)}
+        row: dict[str, Any] = {
+            "section": "behavior",
+            "group": b,
+            "rows": (report.get("events") or {}).get(b),
+            "rows_settled": (report.get("events_settled") or {}).get(b),
+        }
         for stat, (key, _) in STATISTICS.items():
             row[stat] = (report.get(key) or {}).get(b)
             low, high = (intervals.get(key) or {}).get(b) or [None, None]
@@ -116,8 +146,14 @@ def influence_table(report: Any, ablation: Any = None) -> pd.DataFrame:
     rows = _behavior_rows(d, _ablation_deltas(d, ablation))
     for section, key in (("time_gap", "by_time_gap"), ("category", "by_category")):
         for group, values in (d.get(key) or {}).items():
-            rows.append({"section": section, "group": group, "rows": values.get("rows"),
-                         **{stat: values.get(stat) for stat in STATISTICS}})
+            rows.append(
+                {
+                    "section": section,
+                    "group": group,
+                    "rows": values.get("rows"),
+                    **{stat: values.get(stat) for stat in STATISTICS},
+                }
+            )
     frame = pd.DataFrame(rows)
     for i, name in enumerate(INFLUENCE_META):
         frame.insert(i, name, d.get(name))
@@ -144,8 +180,9 @@ def _num(value: Any, digits: int = 4) -> str:
 
 def _table(frame: pd.DataFrame) -> str:
     """An escaped HTML table (no index, 4 significant digits)."""
-    return frame.to_html(index=False, escape=True, border=0, classes="data", na_rep="",
-                         float_format=lambda x: f"{x:.4g}")
+    return frame.to_html(
+        index=False, escape=True, border=0, classes="data", na_rep="", float_format=lambda x: f"{x:.4g}"
+    )
 
 
 def _figure(fig: go.Figure, div_id: str) -> str:
@@ -175,25 +212,42 @@ def _counterfactual(cf: Any) -> str:
 
 
 def _faithfulness(exp: Explanation) -> str:
-    rows = pd.DataFrame([{"order": "by attribution", "AOPC": exp.aopc},
-                         {"order": "random (mean)", "AOPC": exp.aopc_random}])
-    note = ("AOPC: mean drop of the score as events are removed in this order; higher than random means the "
-            "explanation ranks the events that really carry the score first.")
+    rows = pd.DataFrame(
+        [{"order": "by attribution", "AOPC": exp.aopc}, {"order": "random (mean)", "AOPC": exp.aopc_random}]
+    )
+    note = (
+        "AOPC: mean drop of the score as events are removed in this order; higher than random means the "
+        "explanation ranks the events that really carry the score first."
+    )
     return _table(rows) + f"<p class='note'>{_esc(note)}</p>" + _figure(deletion_chart(exp), "bl-deletion")
 
 
 def _about(exp: Explanation) -> str:
-    facts = [("run", exp.run), ("user", exp.user), ("item", exp.item), ("item title", exp.item_title),
-             ("method", exp.method + (" (heuristic)" if exp.heuristic else "")), ("target", exp.target),
-             ("units", exp.units or TARGET_UNITS.get(exp.target)), ("score", _num(exp.score)),
-             ("baseline score (every event masked)", _num(exp.baseline_score)),
-             ("completeness delta", _num(exp.completeness_delta)), ("runtime (ms)", _num(exp.runtime_ms, 5))]
+    facts = [
+        ("run", exp.run),
+        ("user", exp.user),
+        ("item", exp.item),
+        ("item title", exp.item_title),
+        ("method", exp.method + (" (heuristic)" if exp.heuristic else "")),
+        ("target", exp.target),
+        ("units", exp.units or TARGET_UNITS.get(exp.target)),
+        ("score", _num(exp.score)),
+        ("baseline score (every event masked)", _num(exp.baseline_score)),
+        ("completeness delta", _num(exp.completeness_delta)),
+        ("runtime (ms)", _num(exp.runtime_ms, 5)),
+    ]
     return _table(pd.DataFrame(facts, columns=["field", "value"]))
 
 
-def html_report(exp: Explanation, *, top: pd.DataFrame | None = None, counterfactual: Any = None,
-                tokens: tuple[Sequence[str], Sequence[float]] | None = None, title: str | None = None,
-                summary: str | None = None) -> str:
+def html_report(
+    exp: Explanation,
+    *,
+    top: pd.DataFrame | None = None,
+    counterfactual: Any = None,
+    tokens: tuple[Sequence[str], Sequence[float]] | None = None,
+    title: str | None = None,
+    summary: str | None = None,
+) -> str:
     """One user's explanation as a self-contained HTML page (see the module doc).
 
     ``top``: the user's top-K table; ``counterfactual``: a CounterfactualSet (or its dict);
@@ -205,16 +259,22 @@ def html_report(exp: Explanation, *, top: pd.DataFrame | None = None, counterfac
     sections = [
         _section("Summary", f"<p class='summary'>{_esc(summary or summarize(exp))}</p>"),
         _section("Top recommendations", _table(top)) if top is not None else "",
-        _section("Events over time", _figure(timeline(exp), "bl-timeline")
-                 + f"<p class='note'>{_esc(reference_note(exp))}</p>" + _events_table(exp)),
+        _section(
+            "Events over time",
+            _figure(timeline(exp), "bl-timeline")
+            + f"<p class='note'>{_esc(reference_note(exp))}</p>"
+            + _events_table(exp),
+        ),
         _section("Per behavior", _figure(behavior_sums(exp), "bl-behaviors") + _table(totals)),
         _section("Counterfactual set", _counterfactual(counterfactual)),
         _section("Faithfulness", _faithfulness(exp)),
         _section("Text tokens", token_html(*tokens)) if tokens is not None else "",
         _section("About this explanation", _about(exp)),
     ]
-    head = (f'<meta charset="utf-8">\n<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
-            f"<title>{_esc(title)}</title>\n<style>{STYLE}</style>\n"
-            f'<script type="text/javascript">{get_plotlyjs()}</script>')
+    head = (
+        f'<meta charset="utf-8">\n<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        f"<title>{_esc(title)}</title>\n<style>{STYLE}</style>\n"
+        f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    )
     body = f"<h1>{_esc(title)}</h1>\n" + "\n".join(s for s in sections if s)
-    return f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n{head}\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    return f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{body}\n</body>\n</html>\n'

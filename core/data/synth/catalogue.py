@@ -29,8 +29,8 @@ class _Catalogue:
     """The items frame (ITEM_FIELDS) plus the per-item codes and words the simulation uses."""
 
     frame: pd.DataFrame
-    category: np.ndarray   # [N] category index
-    brand: np.ndarray      # [N] global brand index
+    category: np.ndarray  # [N] category index
+    brand: np.ndarray  # [N] global brand index
     ptype: list[str]
     attr: list[str]
 
@@ -42,21 +42,24 @@ def _article(word: str) -> str:
 
 def _make_item(spec: Category, rng: np.random.Generator) -> dict[str, str]:
     """Draw one item's words from a category's lists and render title + description."""
-    pick = {k: str(rng.choice(getattr(spec, k + "s"))) for k in ("model", "attr", "detail",
-                                                                  "extra")}
+    pick = {k: str(rng.choice(getattr(spec, k + "s"))) for k in ("model", "attr", "detail", "extra")}
     brand = str(rng.choice(spec.brands))
     ptype = str(rng.choice(spec.types))
     name = spec.name_tpl.format(brand=brand, model=pick["model"], num=int(rng.integers(1, 10)))
-    title = spec.title_tpl.format(name=name, brand=brand, attr=pick["attr"], ptype=ptype,
-                                  extra=pick["extra"])
+    title = spec.title_tpl.format(name=name, brand=brand, attr=pick["attr"], ptype=ptype, extra=pick["extra"])
     first, second = rng.choice(len(spec.benefits), size=2, replace=False)
-    described = f"{pick['attr']} {spec.unit}{ptype}" if not spec.unit \
-        else f"{spec.unit}{pick['attr']} {ptype}"
-    description = " ".join(s for s in (
-        f"{name} is {_article(described)} {described} {pick['detail']}.",
-        spec.benefits[first], spec.benefits[second], spec.tail.format(brand=brand)) if s)
-    return {ITEM_TITLE: title, ITEM_DESCRIPTION: description, ITEM_BRAND: brand,
-            "ptype": ptype, "attr": pick["attr"]}
+    described = f"{pick['attr']} {spec.unit}{ptype}" if not spec.unit else f"{spec.unit}{pick['attr']} {ptype}"
+    description = " ".join(
+        s
+        for s in (
+            f"{name} is {_article(described)} {described} {pick['detail']}.",
+            spec.benefits[first],
+            spec.benefits[second],
+            spec.tail.format(brand=brand),
+        )
+        if s
+    )
+    return {ITEM_TITLE: title, ITEM_DESCRIPTION: description, ITEM_BRAND: brand, "ptype": ptype, "attr": pick["attr"]}
 
 
 def _price(spec: Category, rng: np.random.Generator) -> float:
@@ -83,13 +86,16 @@ def _make_catalogue(config: SynthConfig, rng: np.random.Generator) -> _Catalogue
     frame = pd.DataFrame(rows)
     frame.insert(0, ITEM_ID, [f"I{k + 1:0{width}d}" for k in range(config.n_items)])
     brand_codes = pd.factorize(frame[ITEM_CATEGORY] + "/" + frame[ITEM_BRAND])[0]
-    return _Catalogue(frame[list(ITEM_FIELDS)], cats.astype(np.int64),
-                      np.asarray(brand_codes, dtype=np.int64),
-                      frame["ptype"].tolist(), frame["attr"].tolist())
+    return _Catalogue(
+        frame[list(ITEM_FIELDS)],
+        cats.astype(np.int64),
+        np.asarray(brand_codes, dtype=np.int64),
+        frame["ptype"].tolist(),
+        frame["attr"].tolist(),
+    )
 
 
-def similarity_matrix(category: np.ndarray, brand: np.ndarray,
-                      sim_brand: float, sim_category: float) -> np.ndarray:
+def similarity_matrix(category: np.ndarray, brand: np.ndarray, sim_brand: float, sim_category: float) -> np.ndarray:
     """sim(j, i): 1 on the diagonal, sim_brand same brand+category, sim_category same category.
 
     ``category`` and ``brand`` are [N] integer codes (brand codes unique per category);

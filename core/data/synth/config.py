@@ -45,13 +45,24 @@ ITEM_DESCRIPTION = "description"
 ITEM_BRAND = "brand"
 ITEM_PRICE = "price"
 ITEM_FIELDS: tuple[str, ...] = (
-    ITEM_ID, ITEM_TITLE, ITEM_DESCRIPTION, ITEM_CATEGORY, ITEM_BRAND, ITEM_PRICE,
+    ITEM_ID,
+    ITEM_TITLE,
+    ITEM_DESCRIPTION,
+    ITEM_CATEGORY,
+    ITEM_BRAND,
+    ITEM_PRICE,
 )
 EVENT_COLUMNS: tuple[str, ...] = (USER_ID, ITEM_ID, TIMESTAMP, BEHAVIOR, VALUE, TEXT)
 
 DEFAULT_BEHAVIOR_WEIGHTS: dict[str, float] = {
-    VIEW: 0.3, CLICK: 0.6, FAVORITE: 1.0, CART: 1.4,
-    PURCHASE: 2.0, RATE: 0.8, REVIEW: 1.2, SHARE: 0.5,
+    VIEW: 0.3,
+    CLICK: 0.6,
+    FAVORITE: 1.0,
+    CART: 1.4,
+    PURCHASE: 2.0,
+    RATE: 0.8,
+    REVIEW: 1.2,
+    SHARE: 0.5,
 }
 
 # Funnel steps in session order; index = column of the per-session flag matrix.
@@ -79,8 +90,7 @@ class SynthConfig:
     weeks: int = 8
     start: str = "2026-03-02"
     target_events: int = 60_000
-    behavior_weights: dict[str, float] = field(
-        default_factory=lambda: dict(DEFAULT_BEHAVIOR_WEIGHTS))
+    behavior_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BEHAVIOR_WEIGHTS))
     tau_seconds: float = 7.0 * _DAY
     beta_pref: float = 1.0
     beta_pop: float = 0.5
@@ -115,7 +125,10 @@ class SynthConfig:
     def small(cls, seed: int = 7, **overrides: object) -> SynthConfig:
         """A fast config for tests: ~150 users, 120 items, ~8k events."""
         settings: dict[str, object] = {
-            "seed": seed, "n_users": 150, "n_items": 120, "target_events": 8_000,
+            "seed": seed,
+            "n_users": 150,
+            "n_items": 120,
+            "target_events": 8_000,
         }
         settings.update(overrides)
         return cls(**settings)  # type: ignore[arg-type]
@@ -125,8 +138,8 @@ class SynthConfig:
 class SyntheticData:
     """A generated sample: events and items in the data contract, plus the truth."""
 
-    events: pd.DataFrame   # EVENT_COLUMNS, sorted by (timestamp, user, sequence)
-    items: pd.DataFrame    # ITEM_FIELDS
+    events: pd.DataFrame  # EVENT_COLUMNS, sorted by (timestamp, user, sequence)
+    items: pd.DataFrame  # ITEM_FIELDS
     truth: dict[str, object]
 
 
@@ -138,11 +151,10 @@ def validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
         if key not in CANONICAL_BEHAVIORS:
             raise DataError(
                 f"behavior_weights: unknown behavior {key!r} (value {value!r}); "
-                f"expected one of {', '.join(CANONICAL_BEHAVIORS)}")
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                or not math.isfinite(value) or value < 0:
-            raise DataError(
-                f"behavior_weights[{key!r}] = {value!r}: expected a finite number >= 0")
+                f"expected one of {', '.join(CANONICAL_BEHAVIORS)}"
+            )
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+            raise DataError(f"behavior_weights[{key!r}] = {value!r}: expected a finite number >= 0")
     missing = [b for b in CANONICAL_BEHAVIORS if b not in weights]
     if missing:
         raise DataError(f"behavior_weights: missing weight for {', '.join(missing)}")
@@ -166,16 +178,18 @@ def parse_weights(spec: str) -> dict[str, float]:
 def _validate_counts(config: SynthConfig) -> None:
     """Counts and scales must be positive and mutually consistent."""
     checks = {
-        "n_users": config.n_users >= 1, "weeks": config.weeks >= 1,
+        "n_users": config.n_users >= 1,
+        "weeks": config.weeks >= 1,
         "n_categories": 1 <= config.n_categories <= len(CATEGORIES),
         "n_items": config.n_items >= config.n_categories,
         "target_events": config.target_events >= 2 * config.n_users,
-        "tau_seconds": config.tau_seconds > 0, "pref_concentration": config.pref_concentration > 0,
-        "activity_sigma": config.activity_sigma >= 0, "rating_noise": config.rating_noise >= 0,
+        "tau_seconds": config.tau_seconds > 0,
+        "pref_concentration": config.pref_concentration > 0,
+        "activity_sigma": config.activity_sigma >= 0,
+        "rating_noise": config.rating_noise >= 0,
         "rating_user_sd": config.rating_user_sd >= 0,
         "max_sessions_factor": config.max_sessions_factor >= 1,
-        "min_session_gap_seconds": config.min_session_gap_seconds
-        > 8 * config.step_gap_max_seconds,
+        "min_session_gap_seconds": config.min_session_gap_seconds > 8 * config.step_gap_max_seconds,
         "step_gap_max_seconds": config.step_gap_max_seconds >= 1,
     }
     for name, ok in checks.items():
@@ -189,8 +203,18 @@ def _validate_counts(config: SynthConfig) -> None:
 
 def _validate_rates(config: SynthConfig) -> None:
     """Funnel probabilities lie in [0, 1]; similarities in [0, 1]."""
-    names = ("p_click", "p_favorite", "p_cart", "p_purchase", "p_rate", "p_review", "p_share",
-             "p_loose", "sim_brand", "sim_category")
+    names = (
+        "p_click",
+        "p_favorite",
+        "p_cart",
+        "p_purchase",
+        "p_rate",
+        "p_review",
+        "p_share",
+        "p_loose",
+        "sim_brand",
+        "sim_category",
+    )
     for name in names:
         value = getattr(config, name)
         if not 0.0 <= value <= 1.0:

@@ -52,15 +52,16 @@ def events_csv(events: pd.DataFrame) -> str:
     """The events file text: ISO 8601 UTC timestamps, empty value/text where none."""
     stamps = events[TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     texts = events[TEXT].fillna("").astype(str)
-    rows = [[u, i, t, b, _format_value(v), x] for u, i, t, b, v, x in zip(
-        events[USER_ID], events[ITEM_ID], stamps, events[BEHAVIOR], events[VALUE], texts)]
+    rows = [
+        [u, i, t, b, _format_value(v), x]
+        for u, i, t, b, v, x in zip(events[USER_ID], events[ITEM_ID], stamps, events[BEHAVIOR], events[VALUE], texts)
+    ]
     return _csv_text(EVENT_COLUMNS, rows)
 
 
 def items_csv(items: pd.DataFrame) -> str:
     """The items file text; prices with two decimals."""
-    rows = [[str(r[c]) for c in ITEM_FIELDS[:-1]] + [f"{r[ITEM_PRICE]:.2f}"]
-            for r in items.to_dict("records")]
+    rows = [[str(r[c]) for c in ITEM_FIELDS[:-1]] + [f"{r[ITEM_PRICE]:.2f}"] for r in items.to_dict("records")]
     return _csv_text(ITEM_FIELDS, rows)
 
 

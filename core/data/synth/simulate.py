@@ -44,8 +44,8 @@ from core.schema import (
 class _RatingTaste:
     """Latent draws behind ratings only (they never enter the choice score)."""
 
-    quality: np.ndarray    # [N] item quality, standard normal
-    leniency: np.ndarray   # [U] user rating bias, N(0, rating_user_sd)
+    quality: np.ndarray  # [N] item quality, standard normal
+    leniency: np.ndarray  # [U] user rating bias, N(0, rating_user_sd)
 
     @classmethod
     def draw(cls, config: SynthConfig) -> _RatingTaste:
@@ -60,14 +60,21 @@ class _RatingTaste:
 
 def expected_session_events(config: SynthConfig) -> float:
     """Expected number of event rows per session under the funnel probabilities."""
+
     def reached(p_prereq: float) -> float:  # the prerequisite happened, or it was waived
         return p_prereq + (1.0 - p_prereq) * config.p_loose
 
     click = config.p_click
     cart = reached(click) * config.p_cart
     purchase = reached(cart) * config.p_purchase
-    return (1.0 + click + reached(click) * (config.p_favorite + config.p_share) + cart
-            + purchase + reached(purchase) * (config.p_rate + config.p_review))
+    return (
+        1.0
+        + click
+        + reached(click) * (config.p_favorite + config.p_share)
+        + cart
+        + purchase
+        + reached(purchase) * (config.p_rate + config.p_review)
+    )
 
 
 def _session_counts(config: SynthConfig, rng: np.random.Generator) -> np.ndarray:
@@ -81,8 +88,7 @@ def _session_counts(config: SynthConfig, rng: np.random.Generator) -> np.ndarray
     return np.clip(counts, 2, cap).astype(np.int64)
 
 
-def _session_starts(config: SynthConfig, counts: np.ndarray,
-                    rng: np.random.Generator) -> np.ndarray:
+def _session_starts(config: SynthConfig, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Session start seconds since ``start`` [U, K], padded with -1; gaps >= min gap."""
     window = config.weeks * 7 * _DAY
     span = 8 * config.step_gap_max_seconds  # longest possible session
@@ -98,8 +104,7 @@ def _session_starts(config: SynthConfig, counts: np.ndarray,
 # --- simulation -------------------------------------------------------------------------
 
 
-def _funnel(config: SynthConfig, rng: np.random.Generator,
-            n: int) -> tuple[np.ndarray, np.ndarray]:
+def _funnel(config: SynthConfig, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Which steps happen [n, 8] bool, and each step's offset from the session start [n, 8]."""
     u = rng.random((n, 7))
     # p_loose: a step may also happen without its prerequisite (a purchase without a cart,
@@ -120,37 +125,53 @@ def _funnel(config: SynthConfig, rng: np.random.Generator,
     return flags, np.cumsum(np.where(flags, gaps, 0), axis=1)
 
 
-def _ratings(config: SynthConfig, rng: np.random.Generator, prefs: np.ndarray, taste: _RatingTaste,
-             users: np.ndarray, items: np.ndarray, cats: np.ndarray) -> np.ndarray:
+def _ratings(
+    config: SynthConfig,
+    rng: np.random.Generator,
+    prefs: np.ndarray,
+    taste: _RatingTaste,
+    users: np.ndarray,
+    items: np.ndarray,
+    cats: np.ndarray,
+) -> np.ndarray:
     """Integer ratings 1..5 [n]: the item's quality, the user's leniency and (with
     ``rating_pref_gain``) the user's preference for the item's category."""
     affinity = prefs[users, cats] / prefs[users].max(axis=1)
-    mean = (config.rating_base + config.rating_pref_gain * affinity
-            + config.rating_quality_gain * taste.quality[items] + taste.leniency[users])
+    mean = (
+        config.rating_base
+        + config.rating_pref_gain * affinity
+        + config.rating_quality_gain * taste.quality[items]
+        + taste.leniency[users]
+    )
     noisy = mean + config.rating_noise * rng.standard_normal(len(users))
     return np.clip(np.rint(noisy), 1, 5)
 
 
-def _simulate(config: SynthConfig, rng: np.random.Generator, catalogue: _Catalogue,
-              prefs: np.ndarray, popularity: np.ndarray, taste: _RatingTaste,
-              starts: np.ndarray) -> dict[str, np.ndarray]:
+def _simulate(
+    config: SynthConfig,
+    rng: np.random.Generator,
+    catalogue: _Catalogue,
+    prefs: np.ndarray,
+    popularity: np.ndarray,
+    taste: _RatingTaste,
+    starts: np.ndarray,
+) -> dict[str, np.ndarray]:
     """Run all sessions, vectorized over users; return flat event arrays (unsorted).
 
     ``state[u, i]`` holds sum_e w_b(e) * exp(-(t_ref - t_e)/tau) over u's events on
     item i, with t_ref = u's latest session start; scores are ``base + state @ sim``.
     """
     weights = np.array([config.behavior_weights[b] for b in FUNNEL_ORDER])
-    sim = similarity_matrix(catalogue.category, catalogue.brand,
-                            config.sim_brand, config.sim_category)            # [N, N]
+    sim = similarity_matrix(catalogue.category, catalogue.brand, config.sim_brand, config.sim_category)  # [N, N]
     base = config.beta_pref * prefs[:, catalogue.category] + config.beta_pop * popularity
-    state = np.zeros_like(base)                                              # [U, N]
+    state = np.zeros_like(base)  # [U, N]
     ref = starts[:, 0].astype(np.float64)
     parts: list[dict[str, np.ndarray]] = []
     for k in range(starts.shape[1]):
         act = np.flatnonzero(starts[:, k] >= 0)
         now = starts[act, k]
         state[act] *= np.exp(-(now - ref[act]) / config.tau_seconds)[:, None]
-        score = base[act] + state[act] @ sim                                 # [A, N]
+        score = base[act] + state[act] @ sim  # [A, N]
         target = np.argmax(score + rng.gumbel(size=score.shape), axis=1)
         flags, offsets = _funnel(config, rng, len(act))
         decay = np.exp(offsets / config.tau_seconds)
@@ -162,15 +183,24 @@ def _simulate(config: SynthConfig, rng: np.random.Generator, catalogue: _Catalog
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
-def _session_rows(users: np.ndarray, items: np.ndarray, now: np.ndarray, flags: np.ndarray,
-                  offsets: np.ndarray, rating: np.ndarray,
-                  template: np.ndarray) -> dict[str, np.ndarray]:
+def _session_rows(
+    users: np.ndarray,
+    items: np.ndarray,
+    now: np.ndarray,
+    flags: np.ndarray,
+    offsets: np.ndarray,
+    rating: np.ndarray,
+    template: np.ndarray,
+) -> dict[str, np.ndarray]:
     """Flatten one round of sessions [A, 8] into event arrays, in funnel order."""
     row, step = np.nonzero(flags)
     rated = (step == _STEP[RATE]) | (step == _STEP[REVIEW])
     return {
-        "user": users[row], "item": items[row], "time": now[row] + offsets[row, step],
-        "step": step, "rating": np.where(rated, rating[row], np.nan),
+        "user": users[row],
+        "item": items[row],
+        "time": now[row] + offsets[row, step],
+        "step": step,
+        "rating": np.where(rated, rating[row], np.nan),
         "template": np.where(step == _STEP[REVIEW], template[row], -1),
     }
 
@@ -183,26 +213,28 @@ def _review_text(catalogue: _Catalogue, item: int, rating: float, key: int) -> s
     tone = "positive" if rating >= 4 else "neutral" if rating == 3 else "negative"
     templates = REVIEW_TEMPLATES[tone]
     brand = str(catalogue.frame[ITEM_BRAND].iat[item])
-    return templates[key % len(templates)].format(
-        ptype=catalogue.ptype[item], brand=brand, attr=catalogue.attr[item])
+    return templates[key % len(templates)].format(ptype=catalogue.ptype[item], brand=brand, attr=catalogue.attr[item])
 
 
-def _events_frame(config: SynthConfig, flat: dict[str, np.ndarray],
-                  catalogue: _Catalogue) -> pd.DataFrame:
+def _events_frame(config: SynthConfig, flat: dict[str, np.ndarray], catalogue: _Catalogue) -> pd.DataFrame:
     """Sort by (timestamp, user, sequence) and render the events in the data contract."""
     seq = np.arange(len(flat["time"]))
     order = np.lexsort((seq, flat["user"], flat["time"]))
     f = {key: values[order] for key, values in flat.items()}
     width = max(4, len(str(config.n_users)))
-    texts = [None if key < 0 else _review_text(catalogue, int(item), float(value), int(key))
-             for item, value, key in zip(f["item"], f["rating"], f["template"])]
+    texts = [
+        None if key < 0 else _review_text(catalogue, int(item), float(value), int(key))
+        for item, value, key in zip(f["item"], f["rating"], f["template"])
+    ]
     item_ids = catalogue.frame[ITEM_ID].to_numpy()
     seconds = f["time"] + _start_epoch(config.start)
-    return pd.DataFrame({
-        USER_ID: [f"U{u + 1:0{width}d}" for u in f["user"]],
-        ITEM_ID: item_ids[f["item"]],
-        TIMESTAMP: pd.to_datetime(seconds, unit="s", utc=True),
-        BEHAVIOR: np.asarray(FUNNEL_ORDER, dtype=object)[f["step"]],
-        VALUE: f["rating"].astype(np.float64),
-        TEXT: texts,
-    })
+    return pd.DataFrame(
+        {
+            USER_ID: [f"U{u + 1:0{width}d}" for u in f["user"]],
+            ITEM_ID: item_ids[f["item"]],
+            TIMESTAMP: pd.to_datetime(seconds, unit="s", utc=True),
+            BEHAVIOR: np.asarray(FUNNEL_ORDER, dtype=object)[f["step"]],
+            VALUE: f["rating"].astype(np.float64),
+            TEXT: texts,
+        }
+    )

@@ -17,17 +17,19 @@ class Category:
     brands: tuple[str, ...]
     models: tuple[str, ...]
     types: tuple[str, ...]
-    attrs: tuple[str, ...]       # pre-modifiers: "waterproof"
-    details: tuple[str, ...]     # post-modifiers: "with a 30-hour battery"
-    extras: tuple[str, ...]      # title suffix: "men's, size range 7–13"
-    benefits: tuple[str, ...]    # description sentences
+    attrs: tuple[str, ...]  # pre-modifiers: "waterproof"
+    details: tuple[str, ...]  # post-modifiers: "with a 30-hour battery"
+    extras: tuple[str, ...]  # title suffix: "men's, size range 7–13"
+    benefits: tuple[str, ...]  # description sentences
     price: tuple[float, float]
-    unit: str = ""               # "pair of " / "bag of "
+    unit: str = ""  # "pair of " / "bag of "
     name_tpl: str = "{brand} {model} {num}"
     title_tpl: str = "{name} – {attr} {ptype}, {extra}"
-    tail: str = ""               # last description sentence
+    tail: str = ""  # last description sentence
 
 
+# Hand-laid word lists (one category or tone per block), kept as written by the formatter.
+# fmt: off
 CATEGORIES: tuple[Category, ...] = (
     Category(
         "running shoes",
@@ -228,3 +230,4 @@ REVIEW_TEMPLATES: dict[str, tuple[str, ...]] = {
         "Expected more from {brand}. Would not buy again.",
     ),
 }
+# fmt: on

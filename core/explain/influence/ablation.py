@@ -54,8 +54,14 @@ class AblationResult:
         return finite_or_none(asdict(self))
 
 
-def split_metrics(scores: np.ndarray, predicted: np.ndarray, targets: np.ndarray, truth: np.ndarray,
-                  exclude: np.ndarray | None, k: int = K) -> dict[str, float]:
+def split_metrics(
+    scores: np.ndarray,
+    predicted: np.ndarray,
+    targets: np.ndarray,
+    truth: np.ndarray,
+    exclude: np.ndarray | None,
+    k: int = K,
+) -> dict[str, float]:
     """HR@k, NDCG@k (full ranking of ``targets`` [U] in ``scores`` [U, N+1]) and RMSE of ``predicted`` [U]."""
     ranks = M.rank_of_targets(scores, targets, exclude)
     out = {f"HR@{k}": M.hit_rate_at_k(ranks, k), f"NDCG@{k}": M.ndcg_at_k(ranks, k)}
@@ -64,9 +70,15 @@ def split_metrics(scores: np.ndarray, predicted: np.ndarray, targets: np.ndarray
     return out
 
 
-def ablate(score_fn: ScoreFn, behaviors: list[str], targets: np.ndarray, truth: np.ndarray,
-           exclude: np.ndarray | None, k: int = K, progress: ProgressFn | None = None,
-           ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+def ablate(
+    score_fn: ScoreFn,
+    behaviors: list[str],
+    targets: np.ndarray,
+    truth: np.ndarray,
+    exclude: np.ndarray | None,
+    k: int = K,
+    progress: ProgressFn | None = None,
+) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """(baseline, metrics without each behavior, deltas); ``behaviors[c - 1]`` is the name of code c."""
     scores, predicted, _ = score_fn(None)
     baseline = split_metrics(scores, predicted, targets, truth, exclude, k)
@@ -80,9 +92,18 @@ def ablate(score_fn: ScoreFn, behaviors: list[str], targets: np.ndarray, truth: 
     return baseline, metrics, deltas
 
 
-def model_score_fn(model: BehaviorModel, data: SequenceData, users: np.ndarray, ends: np.ndarray, targets: np.ndarray,
-                   scale: Any, device: torch.device, batch_size: int = 256) -> ScoreFn:
+def model_score_fn(
+    model: BehaviorModel,
+    data: SequenceData,
+    users: np.ndarray,
+    ends: np.ndarray,
+    targets: np.ndarray,
+    scale: Any,
+    device: torch.device,
+    batch_size: int = 256,
+) -> ScoreFn:
     """``ScoreFn`` of a BehaviorModel: log-probabilities, predicted target values, removed count."""
+
     @torch.inference_mode()
     def score(code: int | None) -> tuple[np.ndarray, np.ndarray, int]:
         model.eval()
@@ -99,11 +120,11 @@ def model_score_fn(model: BehaviorModel, data: SequenceData, users: np.ndarray, 
             idx = torch.as_tensor(targets[sl], dtype=torch.long, device=device)
             values.append(np.asarray(scale.restore(model.rating_of(task_r[:, -1], idx).float().cpu().numpy())))
         return np.concatenate(scores), np.concatenate(values), removed_total
+
     return score
 
 
-def behavior_ablation(rec: Recommender, which: str = "test",
-                      progress: ProgressFn | None = None) -> AblationResult:
+def behavior_ablation(rec: Recommender, which: str = "test", progress: ProgressFn | None = None) -> AblationResult:
     """Remove each behavior type from every history of the fitted ``rec`` and re-evaluate ``which``."""
     if not hasattr(rec, "model_"):
         raise NotFittedError("this Recommender is not fitted yet: call fit() or Recommender.load() first")
@@ -115,7 +136,15 @@ def behavior_ablation(rec: Recommender, which: str = "test",
     users, targets = split.users, data.item[pos]
     exclude = exclusion_mask(data, users, pos, targets) if rec.protocol_.exclude_seen else None
     score_fn = model_score_fn(rec.model_, data, users, pos, targets, rec.scale_, rec.device_)
-    baseline, metrics, deltas = ablate(score_fn, list(data.behaviors[1:]), targets, data.value[pos], exclude,
-                                       progress=progress)
-    return AblationResult(protocol=rec.protocol_.label, split=which, users=int(len(users)), baseline=baseline,
-                          metrics=metrics, deltas=deltas, runtime_ms=(time.perf_counter() - start) * 1000)
+    baseline, metrics, deltas = ablate(
+        score_fn, list(data.behaviors[1:]), targets, data.value[pos], exclude, progress=progress
+    )
+    return AblationResult(
+        protocol=rec.protocol_.label,
+        split=which,
+        users=int(len(users)),
+        baseline=baseline,
+        metrics=metrics,
+        deltas=deltas,
+        runtime_ms=(time.perf_counter() - start) * 1000,
+    )

@@ -52,8 +52,12 @@ from core.data.sequences import SequenceData
 from core.explain.explanation import Explanation
 from core.explain.influence.table import AttributionTable
 
-TIME_GAPS: tuple[tuple[str, float], ...] = (("<1h", 3600.0), ("1h-1d", 86400.0), ("1-7d", 7 * 86400.0),
-                                            (">7d", float("inf")))
+TIME_GAPS: tuple[tuple[str, float], ...] = (
+    ("<1h", 3600.0),
+    ("1h-1d", 86400.0),
+    ("1-7d", 7 * 86400.0),
+    (">7d", float("inf")),
+)
 MIN_AGE = 3600  # seconds; events of the ongoing session (younger) are left out of per_event
 N_BOOT = 200
 NO_CATEGORY = "(none)"
@@ -84,12 +88,16 @@ def ratio_stats(abs_sum: np.ndarray, signed: np.ndarray, count: np.ndarray) -> d
     a, s, c = abs_sum.sum(-2), signed.sum(-2), count.sum(-2)
     total = a.sum(-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return {"share": np.where(total > 0, a / total, np.nan), "per_event": np.where(c > 0, a / c, np.nan),
-                "signed": np.where(c > 0, s / c, np.nan)}
+        return {
+            "share": np.where(total > 0, a / total, np.nan),
+            "per_event": np.where(c > 0, a / c, np.nan),
+            "signed": np.where(c > 0, s / c, np.nan),
+        }
 
 
-def bootstrap(abs_sum: np.ndarray, signed: np.ndarray, count: np.ndarray, n_boot: int = N_BOOT,
-              seed: int = 0) -> dict[str, np.ndarray]:
+def bootstrap(
+    abs_sum: np.ndarray, signed: np.ndarray, count: np.ndarray, n_boot: int = N_BOOT, seed: int = 0
+) -> dict[str, np.ndarray]:
     """95% percentile intervals [G, 2] of each statistic, resampling users with replacement."""
     n = abs_sum.shape[0]
     if n == 0:
@@ -117,9 +125,16 @@ def grouped(table: AttributionTable, keys: np.ndarray, labels: list[str]) -> dic
     abs_sum, signed, count, _ = user_sums(table, keys, len(labels))
     stats = ratio_stats(abs_sum, signed, count)
     rows = count.sum(0)
-    return {label: {"share": float(stats["share"][g]), "per_event": float(stats["per_event"][g]),
-                    "signed": float(stats["signed"][g]), "rows": int(rows[g])}
-            for g, label in enumerate(labels) if rows[g] > 0}
+    return {
+        label: {
+            "share": float(stats["share"][g]),
+            "per_event": float(stats["per_event"][g]),
+            "signed": float(stats["signed"][g]),
+            "rows": int(rows[g]),
+        }
+        for g, label in enumerate(labels)
+        if rows[g] > 0
+    }
 
 
 def event_ages(data: SequenceData, table: AttributionTable) -> np.ndarray:
@@ -128,8 +143,9 @@ def event_ages(data: SequenceData, table: AttributionTable) -> np.ndarray:
     return (newest - data.ts[table.event]).astype(np.float64)
 
 
-def category_keys(data: SequenceData, table: AttributionTable,
-                  categories: Mapping[str, Any] | None) -> tuple[np.ndarray, list[str]]:
+def category_keys(
+    data: SequenceData, table: AttributionTable, categories: Mapping[str, Any] | None
+) -> tuple[np.ndarray, list[str]]:
     """[R] category code of each row's event item, and the labels (NO_CATEGORY for unknown)."""
     names = np.array([_category(categories, str(i)) for i in data.item_ids], dtype=object)
     labels, codes = np.unique(names[data.item[table.event]].astype(str), return_inverse=True)
@@ -141,8 +157,14 @@ def _category(categories: Mapping[str, Any] | None, item: str) -> str:
     return NO_CATEGORY if value is None or value != value or str(value) == "" else str(value)
 
 
-def summarize(table: AttributionTable, data: SequenceData, categories: Mapping[str, Any] | None = None,
-              n_boot: int = N_BOOT, seed: int = 0, min_age: float = 0) -> dict[str, Any]:
+def summarize(
+    table: AttributionTable,
+    data: SequenceData,
+    categories: Mapping[str, Any] | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    min_age: float = 0,
+) -> dict[str, Any]:
     """The report's numbers from an attribution table: per behavior (with intervals), time gap, category.
 
     ``per_behavior_share`` counts every row; ``per_event`` and ``per_behavior_signed`` only rows whose
@@ -150,8 +172,9 @@ def summarize(table: AttributionTable, data: SequenceData, categories: Mapping[s
     """
     ages = event_ages(data, table)
     out = _per_behavior(table, data, {"share": "per_behavior_share"}, n_boot, seed)
-    settled = _per_behavior(table.subset(ages >= min_age), data,
-                            {"per_event": "per_event", "signed": "per_behavior_signed"}, n_boot, seed)
+    settled = _per_behavior(
+        table.subset(ages >= min_age), data, {"per_event": "per_event", "signed": "per_behavior_signed"}, n_boot, seed
+    )
     out["events_settled"] = settled.pop("events")
     for key in ("per_event", "per_behavior_signed"):
         out[key] = settled[key]
@@ -162,8 +185,9 @@ def summarize(table: AttributionTable, data: SequenceData, categories: Mapping[s
     return out
 
 
-def _per_behavior(table: AttributionTable, data: SequenceData, names: dict[str, str], n_boot: int,
-                  seed: int) -> dict[str, Any]:
+def _per_behavior(
+    table: AttributionTable, data: SequenceData, names: dict[str, str], n_boot: int, seed: int
+) -> dict[str, Any]:
     """{names[stat]: {behavior: value}}, their bootstrap ``intervals`` and row counts ``events``."""
     behaviors = list(data.behaviors[1:])
     abs_sum, signed, count, _ = user_sums(table, data.behavior[table.event] - 1, len(behaviors))

@@ -28,8 +28,12 @@ from core.model.recommender import Recommender
 from core.progress import ProgressFn
 
 METHODS = ("loo", "ig", "swap")
-MEMORY_AGES: tuple[tuple[str, int], ...] = (("10 min", 600), ("12 h", 43_200), ("3 d", 259_200),
-                                             ("14 d", 1_209_600))  # ages at which model_weights are read
+MEMORY_AGES: tuple[tuple[str, int], ...] = (
+    ("10 min", 600),
+    ("12 h", 43_200),
+    ("3 d", 259_200),
+    ("14 d", 1_209_600),
+)  # ages at which model_weights are read
 
 
 @dataclass
@@ -81,9 +85,16 @@ class InfluenceSettings:
     min_age: int = MIN_AGE
 
 
-def global_influence(rec: Recommender, settings: InfluenceSettings | None = None, *,
-                     categories: Mapping[str, Any] | None = None, ablation: bool = True, run: str | None = None,
-                     progress: ProgressFn | None = None, **options: Any) -> InfluenceReport:
+def global_influence(
+    rec: Recommender,
+    settings: InfluenceSettings | None = None,
+    *,
+    categories: Mapping[str, Any] | None = None,
+    ablation: bool = True,
+    run: str | None = None,
+    progress: ProgressFn | None = None,
+    **options: Any,
+) -> InfluenceReport:
     """Per-behavior influence of the fitted ``rec`` under ``settings``; see the module doc.
 
     ``options`` go to the method (``steps`` for IG; ``events_per_user``, ``recent``, ``similar`` for the
@@ -97,15 +108,32 @@ def global_influence(rec: Recommender, settings: InfluenceSettings | None = None
     data, model, loss = rec.data_, rec.model_, str(rec.train.get("loss", "softmax"))
     rows = sample_users(data, users, seed)
     if method == "swap":
-        numbers, details = swap_summary(rec, rows, k, SwapSettings(min_age=min_age, **options), seed=seed,
-                                        categories=categories, n_boot=n_boot, progress=progress)
+        numbers, details = swap_summary(
+            rec,
+            rows,
+            k,
+            SwapSettings(min_age=min_age, **options),
+            seed=seed,
+            categories=categories,
+            n_boot=n_boot,
+            progress=progress,
+        )
     else:
         items = top_items(model, data, rows, k, rec.protocol_.exclude_seen, rec.device_)
         table, details = attribution_table(model, data, rows, items, method, loss=loss, progress=progress, **options)
         numbers = summarize(table, data, categories, n_boot, seed, min_age)
-    report = InfluenceReport(method=method, target="engagement", users=len(rows), k=k, seed=seed,
-                             protocol=rec.protocol_.label, run=run, details={**details, "min_age": min_age},
-                             model_weights=memory_weights(model, data), **numbers)
+    report = InfluenceReport(
+        method=method,
+        target="engagement",
+        users=len(rows),
+        k=k,
+        seed=seed,
+        protocol=rec.protocol_.label,
+        run=run,
+        details={**details, "min_age": min_age},
+        model_weights=memory_weights(model, data),
+        **numbers,
+    )
     if ablation:
         from core.explain.influence.ablation import behavior_ablation
 
@@ -129,8 +157,10 @@ def memory_weights(model: BehaviorModel, data: SequenceData) -> dict[str, dict[s
     values = torch.as_tensor(typical_value_buckets(data)[1:])
     ages = torch.tensor([seconds for _, seconds in MEMORY_AGES])
     table = model.memory.table(codes, values, ages).cpu().double().numpy()
-    return {b: {label: float(table[i, a]) for a, (label, _) in enumerate(MEMORY_AGES)}
-            for i, b in enumerate(data.behaviors[1:])}
+    return {
+        b: {label: float(table[i, a]) for a, (label, _) in enumerate(MEMORY_AGES)}
+        for i, b in enumerate(data.behaviors[1:])
+    }
 
 
 def _check(rec: Recommender, method: str, min_age: Any) -> None:

@@ -89,7 +89,7 @@ def similar_items(directions: torch.Tensor, item: int, m: int) -> np.ndarray:
     """The ``m`` items nearest to ``item`` by cosine of ``directions`` [N+1, D] (the item itself first)."""
     sim = directions @ directions[item]
     sim[0], sim[item] = -np.inf, np.inf
-    return torch.argsort(sim, descending=True)[:min(m, len(sim) - 1)].numpy()
+    return torch.argsort(sim, descending=True)[: min(m, len(sim) - 1)].numpy()
 
 
 def swap_rows(batch: Batch, positions: np.ndarray, buckets: np.ndarray) -> tuple[Batch, torch.Tensor]:
@@ -104,8 +104,8 @@ def swap_rows(batch: Batch, positions: np.ndarray, buckets: np.ndarray) -> tuple
     removed = torch.zeros_like(rows.mask)
     for i, p in enumerate(positions):
         lo = i * per
-        behavior[lo:lo + n_beh, p] = torch.arange(1, n_beh + 1)
-        value[lo:lo + n_beh, p] = torch.as_tensor(buckets[1:])
+        behavior[lo : lo + n_beh, p] = torch.arange(1, n_beh + 1)
+        value[lo : lo + n_beh, p] = torch.as_tensor(buckets[1:])
         removed[lo + per - 1, p] = True
     return replace(rows, behavior=behavior, value=value), removed
 
@@ -119,9 +119,17 @@ def score_rows(model: BehaviorModel, rows: Batch, removed: torch.Tensor, loss: s
     return items_target(model, np.arange(model.cfg.n_items + 1), loss)(task_e, task_r).double()
 
 
-def user_swaps(model: BehaviorModel, data: SequenceData, u: int, recommended: np.ndarray, rng: np.random.Generator,
-               buckets: np.ndarray, settings: SwapSettings, loss: str,
-               directions: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray, int, AttributionTable]:
+def user_swaps(
+    model: BehaviorModel,
+    data: SequenceData,
+    u: int,
+    recommended: np.ndarray,
+    rng: np.random.Generator,
+    buckets: np.ndarray,
+    settings: SwapSettings,
+    loss: str,
+    directions: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray, int, AttributionTable]:
     """One user's Σ over (e, j) of |s_j(h_b) − s_j(h_∅)| and of s_j(h_b) − s_j(h_∅) (each [B]), the pair
     count, and the leave-one-out table of the sampled events' real rows."""
     directions = item_directions(model) if directions is None else directions
@@ -145,14 +153,25 @@ def user_swaps(model: BehaviorModel, data: SequenceData, u: int, recommended: np
         total += diff[:n_beh].sum(1)
         pairs += len(cand)
         event = end - n + int(p)
-        parts.append(AttributionTable(np.full(len(cand), u, np.int64), cand.astype(np.int64),
-                                      np.full(len(cand), event, np.int64), diff[n_beh]))
+        parts.append(
+            AttributionTable(
+                np.full(len(cand), u, np.int64), cand.astype(np.int64), np.full(len(cand), event, np.int64), diff[n_beh]
+            )
+        )
     return abs_total, total, pairs, AttributionTable.concat(parts)
 
 
-def swap_summary(rec: Recommender, users: np.ndarray, k: int, settings: SwapSettings, *, seed: int = 0,
-                 categories: Mapping[str, Any] | None = None, n_boot: int = N_BOOT,
-                 progress: ProgressFn | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def swap_summary(
+    rec: Recommender,
+    users: np.ndarray,
+    k: int,
+    settings: SwapSettings,
+    *,
+    seed: int = 0,
+    categories: Mapping[str, Any] | None = None,
+    n_boot: int = N_BOOT,
+    progress: ProgressFn | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The swap report's numbers over the sampled ``users`` of the fitted ``rec`` (see the module docstring)
     and its details."""
     settings.check()
@@ -162,8 +181,9 @@ def swap_summary(rec: Recommender, users: np.ndarray, k: int, settings: SwapSett
     items = top_items(model, data, users, k, rec.protocol_.exclude_seen, rec.device_)
     abs_sums, sums, pairs, tables = [], [], [], []
     for i, (u, rec_items) in enumerate(zip(users, items)):
-        abs_total, total, n_pairs, table = user_swaps(model, data, int(u), rec_items, rng, buckets, settings, loss,
-                                                      directions)
+        abs_total, total, n_pairs, table = user_swaps(
+            model, data, int(u), rec_items, rng, buckets, settings, loss, directions
+        )
         abs_sums.append(abs_total)
         sums.append(total)
         pairs.append(n_pairs)
@@ -172,17 +192,29 @@ def swap_summary(rec: Recommender, users: np.ndarray, k: int, settings: SwapSett
     if not sum(pairs):
         raise DataError("behavior swap: no sampled user has an event old enough (min_age) in the recent window")
     numbers = summarize(AttributionTable.concat(tables), data, categories, n_boot, seed)
-    _swap_per_event(numbers, np.array(abs_sums), np.array(sums), np.array(pairs, np.float64), data.behaviors[1:],
-                    n_boot, seed)
-    details = {**asdict(settings), "sampled_events": int(sum(len(np.unique(t.event)) for t in tables)),
-               "pairs": int(sum(pairs)), "runtime_ms": (time.perf_counter() - start) * 1000,
-               "per_event": "interventional: mean |s_j(behavior b) - s_j(event masked)|",
-               "per_behavior_signed": "interventional: mean s_j(behavior b) - s_j(event masked)"}
+    _swap_per_event(
+        numbers, np.array(abs_sums), np.array(sums), np.array(pairs, np.float64), data.behaviors[1:], n_boot, seed
+    )
+    details = {
+        **asdict(settings),
+        "sampled_events": int(sum(len(np.unique(t.event)) for t in tables)),
+        "pairs": int(sum(pairs)),
+        "runtime_ms": (time.perf_counter() - start) * 1000,
+        "per_event": "interventional: mean |s_j(behavior b) - s_j(event masked)|",
+        "per_behavior_signed": "interventional: mean s_j(behavior b) - s_j(event masked)",
+    }
     return numbers, details
 
 
-def _swap_per_event(numbers: dict[str, Any], abs_sums: np.ndarray, sums: np.ndarray, pairs: np.ndarray,
-                    behaviors: list[str], n_boot: int, seed: int) -> None:
+def _swap_per_event(
+    numbers: dict[str, Any],
+    abs_sums: np.ndarray,
+    sums: np.ndarray,
+    pairs: np.ndarray,
+    behaviors: list[str],
+    n_boot: int,
+    seed: int,
+) -> None:
     """Set ``per_event`` and ``per_behavior_signed`` (and intervals) to the swap means over (e, j) pairs.
 
     ``abs_sums``, ``sums`` [U', B] per-user sums; ``pairs`` [U'] per-user (e, j) counts.

@@ -71,8 +71,9 @@ def sample_users(data: SequenceData, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(pool, size=n, replace=False))
 
 
-def top_items(model: BehaviorModel, data: SequenceData, users: np.ndarray, k: int, exclude_seen: bool,
-              device: torch.device) -> list[np.ndarray]:
+def top_items(
+    model: BehaviorModel, data: SequenceData, users: np.ndarray, k: int, exclude_seen: bool, device: torch.device
+) -> list[np.ndarray]:
     """Each user's top-``k`` item indices on the full history (fewer when fewer items are candidates)."""
     check_whole("k", k, 1)
     ends = data.offsets[users + 1]
@@ -95,6 +96,7 @@ def items_target(model: BehaviorModel, items: np.ndarray, loss: str = "softmax")
             return F.logsigmoid(logits[:, idx])
         logits = logits.masked_fill(torch.arange(logits.shape[1]) == 0, float("-inf"))
         return torch.log_softmax(logits, -1)[:, idx]
+
     return target
 
 
@@ -131,13 +133,22 @@ def _per_output_grads(objective: torch.Tensor, path: torch.Tensor) -> torch.Tens
         (grads,) = torch.autograd.grad(objective, path, grad_outputs=eye, is_grads_batched=True, retain_graph=True)
         return grads
     except RuntimeError:  # an op without a batching rule: one backward pass per output
-        return torch.stack([torch.autograd.grad(objective[k], path, retain_graph=True)[0]
-                            for k in range(objective.shape[0])])
+        return torch.stack(
+            [torch.autograd.grad(objective[k], path, retain_graph=True)[0] for k in range(objective.shape[0])]
+        )
 
 
-def attribution_table(model: BehaviorModel, data: SequenceData, users: np.ndarray, items: list[np.ndarray],
-                      method: str = "loo", *, loss: str = "softmax", steps: int = GLOBAL_IG_STEPS,
-                      progress: ProgressFn | None = None) -> tuple[AttributionTable, dict[str, float | None]]:
+def attribution_table(
+    model: BehaviorModel,
+    data: SequenceData,
+    users: np.ndarray,
+    items: list[np.ndarray],
+    method: str = "loo",
+    *,
+    loss: str = "softmax",
+    steps: int = GLOBAL_IG_STEPS,
+    progress: ProgressFn | None = None,
+) -> tuple[AttributionTable, dict[str, float | None]]:
     """Attributions of every (user, recommended item, event) by ``method``; details (runtime, IG deltas)."""
     if method not in ATTRIBUTION_METHODS:
         raise DataError(f"method {method!r}: expected one of {', '.join(ATTRIBUTION_METHODS)}")
@@ -165,5 +176,9 @@ def _rows(data: SequenceData, u: int, items: np.ndarray, values: np.ndarray) -> 
     k, n = values.shape
     end = int(data.offsets[u + 1])
     events = np.arange(end - n, end, dtype=np.int64)
-    return AttributionTable(np.full(k * n, u, np.int64), np.repeat(np.asarray(items, np.int64), n),
-                            np.tile(events, k), values.reshape(-1).astype(np.float64))
+    return AttributionTable(
+        np.full(k * n, u, np.int64),
+        np.repeat(np.asarray(items, np.int64), n),
+        np.tile(events, k),
+        values.reshape(-1).astype(np.float64),
+    )
