@@ -9,8 +9,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def save_tiny_bert(folder: Path, vocab: Sequence[str], *, seed: int = 0, hidden: int = 8, layers: int = 1,
-                   heads: int = 1, intermediate: int = 16, max_positions: int = 512) -> Path:
+def save_tiny_bert(
+    folder: Path,
+    vocab: Sequence[str],
+    *,
+    seed: int = 0,
+    hidden: int = 8,
+    layers: int = 1,
+    heads: int = 1,
+    intermediate: int = 16,
+    max_positions: int = 512,
+) -> Path:
     """Write a randomly initialised BERT (seeded) and its tokenizer for ``vocab`` into ``folder``."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
@@ -19,16 +28,35 @@ def save_tiny_bert(folder: Path, vocab: Sequence[str], *, seed: int = 0, hidden:
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))  # transformers 5: `vocab`, not `vocab_file`
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=intermediate, max_position_embeddings=max_positions)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=max_positions,
+    )
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
 # The vocabulary most tests' tiny BERT uses: enough word pieces for the generated item texts' first words.
-TINY_VOCAB: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "shoe",
-                               "coffee", "bag", "##s")
+TINY_VOCAB: tuple[str, ...] = (
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "the",
+    "a",
+    "red",
+    "blue",
+    "shoe",
+    "coffee",
+    "bag",
+    "##s",
+)
 
 
 def tiny_bert(folder: Path) -> Path:

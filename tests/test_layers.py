@@ -23,7 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "core"
 BASE = ("errors", "schema", "_checks", "progress")  # one layer: the exception tree, names, shared checks
 LEVELS: dict[str, int] = {
-    "base": 0, "store": 1, "ingest": 2, "data": 3, "model": 4, "fusion": 5, "explain": 6, "runs": 7, "views": 7,
+    "base": 0,
+    "store": 1,
+    "ingest": 2,
+    "data": 3,
+    "model": 4,
+    "fusion": 5,
+    "explain": 6,
+    "runs": 7,
+    "views": 7,
     "cli": 8,
 }
 MAX_MODULE_LINES = 300
@@ -45,8 +53,9 @@ def imports_of(path: Path) -> Iterator[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             yield from (a.name for a in node.names if a.name.split(".")[0] == "core")
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
-                and node.module.split(".")[0] == "core":
+        elif (
+            isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "core"
+        ):
             for alias in node.names:
                 sub = f"{node.module}.{alias.name}"
                 yield sub if sub in MODULES else node.module
@@ -153,10 +162,12 @@ def test_the_pages_shared_module_stays_small() -> None:
 def test_core_never_imports_streamlit() -> None:
     """Every module of core imported in a fresh interpreter: streamlit stays out of ``sys.modules``."""
     names = sorted(m for m in MODULES if not m.endswith("__main__"))
-    code = ("import importlib, sys\n"
-            f"for name in {names!r}:\n"
-            "    importlib.import_module(name)\n"
-            "print('streamlit' in sys.modules)\n")
+    code = (
+        "import importlib, sys\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print('streamlit' in sys.modules)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

@@ -28,16 +28,12 @@ Already-seen items follow the run's protocol: excluded from the candidates, or k
 
 from __future__ import annotations
 
-from dataclasses import fields
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import torch
 
 from core.data.batches import leave_last_out
 from core.data.sequences import SequenceData
-from core.errors import ArtifactError, DataError
+from core.errors import DataError
 from core.fusion.formula import (
     ENGAGEMENT,
     FRESHNESS,
@@ -55,10 +51,8 @@ from core.model.evaluation import exclusion_mask, user_scores
 from core.model.network import BehaviorModel
 from core.model.protocol import RatingScale
 from core.model.recommender import Recommender
-from core.store.files import load_json, load_tensors, save_json, save_tensors
 
 CONTEXTS = ("test", "valid", "all")
-CACHE_FORMAT = "behaviorlens-fusion/1"
 
 FULL_ITEMS = 5_000  # catalogues up to this size keep every item as a candidate (exact)
 PER_ANCHOR = 40  # above it: each user's top-40 items under each anchor weighting, unioned
@@ -281,32 +275,3 @@ def build_candidates(
         target_rating=target_rating,
         target_value=np.where(targets > 0, truth, np.nan).astype(np.float32),
     )
-
-
-# -- storage ----------------------------------------------------------------------------------
-def write_cache(folder: Path, key: str, c: Candidates, meta: dict[str, Any]) -> None:
-    """``<key>.safetensors`` then ``<key>.json`` (with the tensors' checksum), both atomic."""
-    tensors = {f.name: torch.from_numpy(np.ascontiguousarray(getattr(c, f.name))) for f in fields(Candidates)}
-    digest = save_tensors(folder / f"{key}.safetensors", tensors)
-    save_json(folder / f"{key}.json", {**meta, "format": CACHE_FORMAT, "tensors_sha256": digest})
-
-
-def read_cache(folder: Path, key: str, expect: dict[str, Any]) -> tuple[Candidates, dict[str, Any]] | None:
-    """The cached candidates when they exist and match ``expect`` (model checksum, protocol...); else None.
-
-    A stale, partly written or altered cache is not loaded: the caller rebuilds it from the model.
-    """
-    meta_path, path = folder / f"{key}.json", folder / f"{key}.safetensors"
-    if not meta_path.is_file() or not path.is_file():
-        return None
-    meta = load_json(meta_path)
-    if meta.get("format") != CACHE_FORMAT or any(meta.get(k) != v for k, v in expect.items()):
-        return None
-    try:
-        tensors = load_tensors(path, meta.get("tensors_sha256"))
-    except ArtifactError:
-        return None  # a different write of the sidecar, or an altered file: recomputed by the caller
-    names = {f.name for f in fields(Candidates)}
-    if set(tensors) != names:
-        return None
-    return Candidates(**{name: tensors[name].numpy() for name in names}), meta

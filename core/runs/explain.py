@@ -16,7 +16,8 @@ from core.explain import explain
 from core.explain.counterfactual import MAX_REMOVALS, CounterfactualSet, counterfactual_set
 from core.explain.explanation import Explanation
 from core.explain.subject import Labels
-from core.explain.tokens import DEFAULT_STEPS, TOLERANCE, TokenAttribution, token_attributions
+from core.explain.text_ig import TOLERANCE
+from core.explain.tokens import DEFAULT_STEPS, TokenAttribution, token_attributions
 from core.runs.fusion import default_weights
 from core.runs.run import Run
 

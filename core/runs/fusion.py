@@ -19,7 +19,8 @@ import pandas as pd
 from core import schema as S
 from core._checks import check_whole, finite_or_none
 from core.errors import DataError, NotFoundError
-from core.fusion.candidates import FULL_ITEMS, PER_ANCHOR, build_candidates, read_cache, write_cache
+from core.fusion.cache import read_cache, write_cache
+from core.fusion.candidates import FULL_ITEMS, PER_ANCHOR, build_candidates
 from core.fusion.formula import ENGAGEMENT, SIGNALS, normalize_weights, parse_weights
 from core.fusion.ranking import Candidates, fused_metrics, sweep, user_ranking
 from core.model.protocol import TargetChoice

@@ -2,53 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
+from page_support import APP, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
 from core.store.workspace import Workspace
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-
-
-def unescape(text: str) -> str:
-    """Markdown text as the reader sees it (backslash escapes removed)."""
-    return re.sub(r"\\(.)", r"\1", text)
-
-
-def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every AppTest run see Streamlit as a live server does after its first run.
-
-    A ``pages/`` folder next to app.py puts Streamlit in its legacy multipage
-    mode until app.py's ``st.navigation`` switches it off for the whole process.
-    AppTest resets that class flag before every run; on a page other than the
-    start page, ``route_through_frame`` then reruns the script, and a rerun
-    drops button clicks. Keeping the flag off, as it stays in a server, lets
-    clicks through; ``test_page_opened_first_routes_through_the_frame`` covers
-    the legacy-mode path itself.
-    """
-    original = PagesManager.__init__
-
-    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
-
 
 @pytest.fixture()
-def app(monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    """A fresh AppTest of app.py with every Streamlit cache cleared around it."""
-    server_mode(monkeypatch)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield AppTest.from_file(APP, default_timeout=60)
-    st.cache_data.clear()
-    st.cache_resource.clear()
+def app(server_mode: None, fresh_caches: None) -> AppTest:
+    """A fresh AppTest of app.py in server mode, with every Streamlit cache cleared around it."""
+    return AppTest.from_file(APP, default_timeout=60)
 
 
 def test_app_runs_and_shows_the_sample_dataset(app: AppTest, _isolated_workspace_env: Path) -> None:
@@ -107,15 +73,11 @@ def test_unusable_workspace_is_an_error_message_not_a_crash(
     assert app.error and "cannot create workspace folder" in unescape(app.error[0].value)
 
 
-def test_page_opened_first_routes_through_the_frame() -> None:
+def test_page_opened_first_routes_through_the_frame(fresh_caches: None) -> None:
     """Legacy ``pages/`` mode (a server's first run on /data): the page still gets the frame."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("pages/data.py").run()  # AppTest restarts legacy mode for this run
     assert not at.exception and not at.error
     assert at.title[0].value == "Data"
     assert at.sidebar.selectbox[0].value == "sample"  # app.py's sidebar ran too
     assert len(at.get("plotly_chart")) == 6
-    st.cache_data.clear()
-    st.cache_resource.clear()

@@ -8,20 +8,17 @@ receives a genuine ``UploadedFile``, saves it to a temp file and ingests it.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
+from page_support import charts, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
 from core.store.workspace import Workspace
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 DATA_PAGE = "pages/data.py"
 EVIL = "<script>alert(1)</script>"
 EVIL_LINK = "[click me](https://evil.example/x.png)"
@@ -39,52 +36,18 @@ u3,i2,2024-01-03T00:00:00Z,rate,9
 u3,i2,2024-01-03T00:00:00Z,rate,abc
 """
 TINY_REASONS = {  # rows 4..8 of the file, in order
-    "missing_user_id": 1, "missing_item_id": 1, "bad_timestamp": 1,
-    "rating_out_of_range": 1, "non_numeric_value": 1,
+    "missing_user_id": 1,
+    "missing_item_id": 1,
+    "bad_timestamp": 1,
+    "rating_out_of_range": 1,
+    "non_numeric_value": 1,
 }
 
 
-def server_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every AppTest run see Streamlit as a live server does after its first run.
-
-    See tests/app/test_app.py: otherwise AppTest restarts Streamlit's legacy
-    ``pages/`` mode on every run, and the rerun that routes a page through
-    app.py drops the Ingest click.
-    """
-    original = PagesManager.__init__
-
-    def init(self: PagesManager, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
-
-
 @pytest.fixture()
-def page(monkeypatch: pytest.MonkeyPatch) -> AppTest:
+def page(open_app) -> AppTest:
     """The Data page, reached through app.py, with every Streamlit cache cleared around it."""
-    server_mode(monkeypatch)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page(DATA_PAGE).run()
-    yield at
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def unescape(text: str) -> str:
-    """Markdown text as the reader sees it (backslash escapes removed)."""
-    return re.sub(r"\\(.)", r"\1", text)
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    """Plotly figures on the page by title, as the JSON specs sent to the browser."""
-    out = {}
-    for el in at.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
-        out[spec["layout"]["title"]["text"]] = spec
-    return out
+    return open_app(page=DATA_PAGE, timeout=60)
 
 
 def metrics(at: AppTest) -> dict[str, str]:
@@ -95,8 +58,13 @@ def metrics(at: AppTest) -> dict[str, str]:
     return out
 
 
-def upload_and_ingest(at: AppTest, events: tuple[str, bytes], items: tuple[str, bytes] | None = None,
-                      name: str | None = None, **fields: str) -> AppTest:
+def upload_and_ingest(
+    at: AppTest,
+    events: tuple[str, bytes],
+    items: tuple[str, bytes] | None = None,
+    name: str | None = None,
+    **fields: str,
+) -> AppTest:
     """Upload through the page's uploaders, adjust the form, press Ingest."""
     at.file_uploader(key="events_upload").set_value((events[0], events[1], "text/csv"))
     if items is not None:
@@ -122,8 +90,12 @@ def test_data_page_renders_the_sample_charts(page: AppTest) -> None:
     assert page.sidebar.selectbox[0].value == "sample"
     specs = charts(page)
     assert set(specs) == {
-        "Behavior funnel", "Next behavior (within a user)", "Events per day", "Events per user",
-        "Events per item", "Top items by events",
+        "Behavior funnel",
+        "Next behavior (within a user)",
+        "Events per day",
+        "Events per user",
+        "Events per item",
+        "Top items by events",
     }
     funnel = specs["Behavior funnel"]["data"][0]
     assert funnel["type"] == "funnel"
@@ -152,8 +124,16 @@ def test_upload_reports_rows_by_reason(page: AppTest, _isolated_workspace_env: P
 
 def test_mapping_override_and_behavior_codes(page: AppTest, _isolated_workspace_env: Path) -> None:
     odd = b"who,what,when,act\nA,x,2024-01-01,0\nA,y,2024-01-02,1\nB,x,2024-01-03,0\n"
-    at = upload_and_ingest(page, ("odd.csv", odd), name="odd", user_id="who", item_id="what",
-                           timestamp="when", behavior="act", codes="0=click,1=cart")
+    at = upload_and_ingest(
+        page,
+        ("odd.csv", odd),
+        name="odd",
+        user_id="who",
+        item_id="what",
+        timestamp="when",
+        behavior="act",
+        codes="0=click,1=cart",
+    )
     assert not at.exception and not at.error, [e.value for e in at.error]
     info = Workspace(_isolated_workspace_env).dataset("odd")
     assert info.mapping == {"user_id": "who", "item_id": "what", "timestamp": "when", "behavior": "act"}
@@ -186,15 +166,18 @@ def test_unusable_uploads_are_error_messages(page: AppTest) -> None:
 
 
 def test_user_text_stays_inert(page: AppTest) -> None:
-    events = (f"user_id,item_id,timestamp,behavior\n"
-              f"u1,i1,2024-01-01,\"{EVIL}\"\nu1,i2,2024-01-02,\"{EVIL_LINK}\"\n"
-              f"u2,i1,2024-01-03,view\nu2,i2,2024-01-04,\"{EVIL_BARE}\"\n")
-    items = f"item_id,title\ni1,\"{EVIL}\"\ni2,\"{EVIL_LINK}\"\n"
+    events = (
+        f"user_id,item_id,timestamp,behavior\n"
+        f'u1,i1,2024-01-01,"{EVIL}"\nu1,i2,2024-01-02,"{EVIL_LINK}"\n'
+        f'u2,i1,2024-01-03,view\nu2,i2,2024-01-04,"{EVIL_BARE}"\n'
+    )
+    items = f'item_id,title\ni1,"{EVIL}"\ni2,"{EVIL_LINK}"\n'
     at = upload_and_ingest(page, ("xss.csv", events.encode()), ("items.csv", items.encode()), name="xss")
     assert not at.exception and not at.error
     assert not at.get("html") and not at.get("iframe")
-    markdown = [e.value for kind in ("markdown", "caption", "warning", "error", "info", "success")
-                for e in at.get(kind)]
+    markdown = [
+        e.value for kind in ("markdown", "caption", "warning", "error", "info", "success") for e in at.get(kind)
+    ]
     assert any(r"\<script\>alert\(1\)\<\/script\>" in m for m in markdown)  # the custom-behavior warning
     for body in markdown:  # no tag, no link/image syntax: every < > [ ] is backslash-escaped
         assert not re.search(r"(?<!\\)[<>\[\]]", body), body
@@ -208,8 +191,7 @@ def test_user_text_stays_inert(page: AppTest) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in specs["Behavior funnel"]["data"][0]["y"]
 
 
-def test_reingest_refreshes_the_cached_overview(page: AppTest, _isolated_workspace_env: Path,
-                                                tmp_path: Path) -> None:
+def test_reingest_refreshes_the_cached_overview(page: AppTest, _isolated_workspace_env: Path, tmp_path: Path) -> None:
     log = tmp_path / "log.csv"
     log.write_text("user_id,item_id,timestamp,behavior\nu1,i1,2024-01-01,view\n")
     ws = Workspace(_isolated_workspace_env)

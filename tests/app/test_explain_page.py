@@ -11,34 +11,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from page_support import DATASET, charts, frame, open_app, tiny_run, unescape  # tests/app/page_support.py
+from page_support import DATASET, charts, frame, no_errors, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
 from core.store.workspace import Workspace
 
 PAGE = "pages/explain.py"
 
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_run) -> tuple[Path, str, str]:
     """(workspace folder, run ID, an original user ID) of the module's tiny run."""
     run = tiny_run(tmp_path_factory.mktemp("explain-page"))
-    return run.root, run.run_id, str(run.data.events["user_id"].iloc[0])
-
-
-def open_page(monkeypatch: pytest.MonkeyPatch, root: Path, run_id: str | None, **state: object) -> AppTest:
-    """The Explain page through app.py on the module workspace, with ``state`` in the session."""
-    return open_app(monkeypatch, root, run_id, PAGE, **state)
+    return run.root, run.run_id, run.user
 
 
 @pytest.fixture()
-def page(monkeypatch: pytest.MonkeyPatch, trained: tuple[Path, str, str]) -> AppTest:
-    at = open_page(monkeypatch, *trained[:2])
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    yield at
-    st.cache_data.clear()
-    st.cache_resource.clear()
+def page(open_app, trained: tuple[Path, str, str]) -> AppTest:
+    """The Explain page on the module's tiny run, opened through app.py without an error."""
+    return no_errors(open_app(*trained[:2], PAGE))
 
 
 def timeline(at: AppTest) -> dict:
@@ -70,7 +61,7 @@ def test_page_shows_top_k_timeline_summary_and_faithfulness(page: AppTest, train
     text = summary(page)
     assert text.startswith("“") and " is recommended" in text  # the default target: the fused ranking score
     assert "Times count back from this history's latest event" in text
-    assert any("Counterfactual set" == h.value for h in page.subheader)
+    assert any(h.value == "Counterfactual set" for h in page.subheader)
     request = page.session_state["explained"]
     assert request["run"] == trained[1] and request["method"] == "ig" and request["target"] == "fused"
     assert request["item"] == top["item_id"][0] and request["k"] == 10
@@ -107,16 +98,16 @@ def test_target_and_item_choices_reach_the_explanation(page: AppTest) -> None:
     assert page.session_state["explained"]["item"] in top["item_id"][:3].tolist()
 
 
-def test_an_original_user_id_can_be_typed(monkeypatch: pytest.MonkeyPatch, trained: tuple[Path, str, str]) -> None:
+def test_an_original_user_id_can_be_typed(open_app, trained: tuple[Path, str, str]) -> None:
     root, run_id, original = trained
-    at = open_page(monkeypatch, root, run_id, explain_user=original)
+    at = open_app(root, run_id, PAGE, explain_user=original)
     assert not at.exception and not at.error, [e.value for e in at.error]
     stored = Workspace(root).resolve_user(DATASET, original)
     assert stored != original  # the dataset is pseudonymized
     assert any(unescape(c.value) == f"Original user ID {original} is stored as {stored}." for c in at.caption)
     assert at.session_state["explained"]["user"] == stored
     assert at.session_state["explained"]["label"] == original
-    at = open_page(monkeypatch, root, run_id, explain_user="nobody-like-this")  # AppTest cannot type into it
+    at = open_app(root, run_id, PAGE, explain_user="nobody-like-this")  # AppTest cannot type into it
     assert not at.exception
     assert any("'nobody-like-this' has no events" in unescape(e.value) for e in at.error)
 
@@ -130,9 +121,7 @@ def test_token_highlights_on_request(page: AppTest) -> None:
     assert page.session_state["explained"]["tokens"] is True
 
 
-def test_without_a_run_the_page_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = open_page(monkeypatch, tmp_path / "empty", None)
+def test_without_a_run_the_page_says_so(open_app, tmp_path: Path) -> None:
+    at = open_app(tmp_path / "empty", None, PAGE)
     assert not at.exception and not at.error
     assert any("No trained run" in unescape(i.value) for i in at.info)
-    st.cache_data.clear()
-    st.cache_resource.clear()

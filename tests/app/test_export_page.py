@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import streamlit as st
-from page_support import open_app, tiny_run, unescape  # tests/app/page_support.py
+from page_support import no_errors, unescape  # tests/app/page_support.py
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
@@ -23,7 +22,8 @@ from core.views.report import ATTRIBUTION_COLUMNS
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_run) -> tuple[Path, str]:
+    """(workspace folder, run ID) of the module's tiny run."""
     run = tiny_run(tmp_path_factory.mktemp("export-page"))
     return run.root, run.run_id
 
@@ -34,8 +34,14 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[bytes, str]]:
     files: dict[str, tuple[bytes, str]] = {}
     original = MediaFileManager.add
 
-    def add(self: MediaFileManager, data: bytes | str, mimetype: str, coordinates: str,
-            file_name: str | None = None, is_for_static_download: bool = False) -> str:
+    def add(
+        self: MediaFileManager,
+        data: bytes | str,
+        mimetype: str,
+        coordinates: str,
+        file_name: str | None = None,
+        is_for_static_download: bool = False,
+    ) -> str:
         files[str(file_name)] = (data if isinstance(data, bytes) else Path(data).read_bytes(), mimetype)
         return original(self, data, mimetype, coordinates, file_name, is_for_static_download)
 
@@ -44,18 +50,13 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[bytes, str]]:
 
 
 @pytest.fixture()
-def app(monkeypatch: pytest.MonkeyPatch, trained: tuple[Path, str]) -> AppTest:
+def app(open_app, trained: tuple[Path, str]) -> AppTest:
     """app.py on the module workspace with the tiny run picked; caches cleared around it."""
-    yield open_app(monkeypatch, *trained)
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    return open_app(*trained)
 
 
 def visit(at: AppTest, page: str) -> AppTest:
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
+    return no_errors(at.switch_page(page).run())
 
 
 def buttons(at: AppTest) -> dict[str, object]:
@@ -71,7 +72,8 @@ def test_without_anything_computed_the_page_says_what_to_do(app: AppTest) -> Non
 
 
 def test_the_current_explanation_downloads_as_csv_and_html(
-        app: AppTest, downloads: dict[str, tuple[bytes, str]]) -> None:
+    app: AppTest, downloads: dict[str, tuple[bytes, str]]
+) -> None:
     at = visit(app, "pages/explain.py")
     at.radio(key="explain_method").set_value("loo")
     at.toggle(key="explain_tokens").set_value(True).run()

@@ -12,67 +12,38 @@ import re
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from page_support import server_mode  # tests/app/page_support.py
+from page_support import frame, no_errors, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
-from core.data import synth
-from core.ingest.options import IngestOptions
-from core.ingest.pipeline import ingest
-from core.runs.train import train_run
 from core.store.run_folder import PRESETS_FILE
-from core.store.workspace import Workspace
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "pages/fusion.py"
-DATASET = "syn"
-TINY = {"device": "cpu", "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8,
-                                   "n_experts": 2}, "train": {"batch_size": 64, "epochs": 1}}
+TRAIN = {"batch_size": 64, "epochs": 1}
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    root = tmp_path_factory.mktemp("fusion-page")
-    synth.write(synth.generate(synth.SynthConfig.small(seed=5, n_users=40, n_items=30, target_events=1500)),
-                root / "data")
-    ws = Workspace(root / "ws")
-    ingest(ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name=DATASET))
-    return ws.root, train_run(ws, DATASET, TINY)
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_run) -> tuple[Path, str]:
+    """(workspace folder, run ID) of the module's tiny run (40 users, the bundled MiniLM)."""
+    run = tiny_run(
+        tmp_path_factory.mktemp("fusion-page"), n_users=40, n_items=30, target_events=1500, train=TRAIN, encoder=None
+    )
+    return run.root, run.run_id
 
 
 @pytest.fixture()
-def page(monkeypatch: pytest.MonkeyPatch, trained: tuple[Path, str]) -> AppTest:
+def page(open_app, trained: tuple[Path, str]) -> AppTest:
+    """The Fusion page on the module's run, with no saved preset, opened through app.py without an error."""
     root, run_id = trained
     (root / "runs" / run_id / PRESETS_FILE).unlink(missing_ok=True)
-    monkeypatch.setenv("BEHAVIORLENS_WORKSPACE", str(root))
-    server_mode(monkeypatch)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["dataset"] = DATASET
-    at.session_state["run"] = run_id
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    yield at
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    return no_errors(open_app(root, run_id, PAGE))
 
 
-def unescape(text: str) -> str:
-    """Markdown text as the reader sees it (backslash escapes removed)."""
-    return re.sub(r"\\(.)", r"\1", text)
-
-
-def slider(at: AppTest, signal: str):  # noqa: ANN201 - streamlit's testing element type
+def slider(at: AppTest, signal: str):
     return at.slider(key=f"fusion_w_{signal}")
 
 
-def table(at: AppTest):  # noqa: ANN201
-    frames = [d.value for d in at.dataframe if "score" in d.value.columns]
-    assert len(frames) == 1
-    return frames[0]
+def table(at: AppTest):
+    return frame(at, "score")
 
 
 def metric_values(at: AppTest) -> dict[str, str]:
@@ -83,8 +54,17 @@ def test_page_shows_the_formula_table_metrics_and_chart(page: AppTest, trained: 
     assert any("w_k" in e.value for e in page.latex)
     frame = table(page)
     assert len(frame) == 10
-    assert list(frame.columns) == ["rank", "change", "item_id", "title", "score", "engagement", "rating",
-                                   "popularity", "freshness"]
+    assert list(frame.columns) == [
+        "rank",
+        "change",
+        "item_id",
+        "title",
+        "score",
+        "engagement",
+        "rating",
+        "popularity",
+        "freshness",
+    ]
     assert frame["score"].is_monotonic_decreasing
     assert frame["score"].tolist() == pytest.approx(frame["engagement"].tolist())  # engagement = 1 by default
     assert set(metric_values(page)) == {"HR@10", "NDCG@10", "MRR@10", "Coverage@10", "Mean popularity@10"}
@@ -131,13 +111,7 @@ def test_saved_preset_becomes_the_runs_default(page: AppTest, trained: tuple[Pat
     assert page.selectbox(key="fusion_preset_pick").value == "half-rating"
 
 
-def test_without_a_run_the_page_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    server_mode(monkeypatch)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page(PAGE).run()
+def test_without_a_run_the_page_says_so(open_app) -> None:
+    at = open_app(page=PAGE)
     assert not at.exception and not at.error
     assert any("No trained run" in unescape(i.value) for i in at.info)
-    st.cache_data.clear()
-    st.cache_resource.clear()

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from page_support import DATASET, TINY, open_app, tiny_bert, tiny_run, unescape  # tests/app/page_support.py
+from page_support import DATASET, TINY_FORM, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
 from core.runs import jobs as J
@@ -24,28 +24,27 @@ LOG = b"user_id,item_id,timestamp,behavior\nu1,i1,1700000000,view\nu1,i2,1700000
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str, str]:
+def two_runs(tmp_path_factory: pytest.TempPathFactory, tiny_run) -> tuple[Path, str, str, str]:
     """(workspace, older run, newer run, tiny BERT folder) on the tiny dataset."""
-    root = tmp_path_factory.mktemp("sessions")
-    first = tiny_run(root)
-    bert = str(tiny_bert(root / "bert2"))
+    first = tiny_run(tmp_path_factory.mktemp("sessions"))
     time.sleep(1.1)  # run IDs and created_at carry the second: the second run is the newer one
-    second = train_run(Workspace(first.root), DATASET, {**TINY, "encoder": bert})
-    return first.root, first.run_id, second, bert
+    second = train_run(first.ws, DATASET, first.settings)
+    return first.root, first.run_id, second, str(first.encoder)
 
 
 def finish(at: AppTest) -> None:
     """Wait for this session's training job (never leave a thread training into a deleted workspace)."""
-    job = J.get_job(at.session_state["train_job"] if "train_job" in at.session_state else None)
+    job = J.get_job(at.session_state.get("train_job"))
     if job is not None:
         job.cancel()
         job.join(JOB_TIMEOUT_S)
 
 
 def test_one_analysts_run_upload_and_job_stay_out_of_the_other_session(
-        monkeypatch: pytest.MonkeyPatch, two_runs: tuple[Path, str, str, str]) -> None:
+    open_app, two_runs: tuple[Path, str, str, str]
+) -> None:
     root, older, newer, bert = two_runs
-    alice = open_app(monkeypatch, root, None, "pages/train.py")
+    alice = open_app(root, None, "pages/train.py")
     bob = AppTest.from_file(alice._script_path, default_timeout=120)
     bob.session_state["dataset"] = DATASET
     bob.run()
@@ -60,7 +59,7 @@ def test_one_analysts_run_upload_and_job_stay_out_of_the_other_session(
         assert len(alice.session_state["_uploads"]) == 1
         assert any(s.value == "Column mapping" for s in alice.subheader)
         alice.switch_page("pages/train.py").run()
-        for key, value in {"train_d_model": 16, "train_n_layers": 1, "train_max_len": 20, "train_epochs": 1}.items():
+        for key, value in TINY_FORM.items():
             alice.number_input(key=key).set_value(value)
         alice.text_input(key="train_encoder").set_value(bert)
         next(b for b in alice.button if b.label == "Train").click()

@@ -15,55 +15,38 @@ import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from page_support import server_mode  # tests/app/page_support.py
+from page_support import APP, TINY_FORM, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
-from core.data import synth
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
 from core.runs import jobs as J
 from core.runs.records import run_record
 from core.store.workspace import Workspace
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TRAIN_PAGE = "pages/train.py"
 DATASET = "tiny"
-TINY_FORM = {"train_d_model": 16, "train_n_layers": 1, "train_max_len": 20, "train_epochs": 1}
 JOB_TIMEOUT_S = 240
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data")
-    synth.write(synth.generate(synth.SynthConfig.small(seed=1, n_users=40, n_items=30, target_events=1200)), out)
-    return out
-
-
 @pytest.fixture()
-def page(monkeypatch: pytest.MonkeyPatch, _isolated_workspace_env: Path, data_dir: Path) -> AppTest:
+def page(server_mode: None, fresh_caches: None, _isolated_workspace_env: Path, training_data_dir: Path) -> AppTest:
     """The Train page with the tiny dataset picked in the sidebar, caches cleared around it."""
-    server_mode(monkeypatch)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    ingest(Workspace(_isolated_workspace_env), data_dir / "events.csv", data_dir / "items.csv",
-           IngestOptions(name=DATASET))
+    ingest(
+        Workspace(_isolated_workspace_env),
+        training_data_dir / "events.csv",
+        training_data_dir / "items.csv",
+        IngestOptions(name=DATASET),
+    )
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.sidebar.selectbox[0].set_value(DATASET).run()
     at.switch_page(TRAIN_PAGE).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     yield at
-    job = J.get_job(at.session_state["train_job"] if "train_job" in at.session_state else None)
+    job = J.get_job(at.session_state.get("train_job"))
     if job is not None:  # never leave a thread training into a deleted workspace
         job.cancel()
         job.join(JOB_TIMEOUT_S)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def unescape(text: str) -> str:
-    """Markdown text as the reader sees it (backslash escapes removed)."""
-    return re.sub(r"\\(.)", r"\1", text)
 
 
 def fill_and_train(at: AppTest, encoder: str = "", **fields: int) -> AppTest:
@@ -102,8 +85,9 @@ def test_train_page_renders_the_form(page: AppTest) -> None:
     assert [t.value for t in page.title] == ["Train"]
     assert page.selectbox(key=f"train_dataset_{DATASET}").value == DATASET  # follows the sidebar
     assert page.number_input(key="train_d_model").value == 64
-    assert page.radio(key="train_device").options == (["auto", "cpu", "cuda"] if J.cuda_available()
-                                                      else ["auto", "cpu"])
+    assert page.radio(key="train_device").options == (
+        ["auto", "cpu", "cuda"] if J.cuda_available() else ["auto", "cpu"]
+    )
     assert any("No run is picked yet" in unescape(i.value) for i in page.info)
     assert any("No saved run yet" in unescape(c.value) for c in page.caption)
     assert not page.get("progress")
@@ -136,8 +120,10 @@ def test_tiny_training_shows_progress_then_lists_the_run(page: AppTest, _isolate
     at.run()
     assert not at.exception
     assert at.session_state["run"] == run_id
-    assert any(unescape(s.value).startswith(f"Run used by the other pages: {run_id} (dataset {DATASET}, done)")
-               for s in at.success)
+    assert any(
+        unescape(s.value).startswith(f"Run used by the other pages: {run_id} (dataset {DATASET}, done)")
+        for s in at.success
+    )
 
 
 def test_cancel_from_the_page(page: AppTest, _isolated_workspace_env: Path) -> None:
@@ -175,5 +161,6 @@ def test_protocol_choices_reach_the_run(page: AppTest, _isolated_workspace_env: 
     settings = record["config"]["settings"]
     assert settings["exclude_seen"] is True and settings["target_behavior"] == "purchase"
     assert record["metrics"]["protocol"] == (
-        "full ranking, earlier items excluded, target = last purchase, leave-last-out")
+        "full ranking, earlier items excluded, target = last purchase, leave-last-out"
+    )
     assert runs_frame(at)["protocol"].tolist() == [record["metrics"]["protocol"]]

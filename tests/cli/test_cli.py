@@ -4,86 +4,120 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-import core.cli.commands as cli
+import core.cli.commands as commands
 from core.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
-GOOD = "user_id,item_id,timestamp,event_type,rating\nu1,i1,1700000000,pv,\nu2,i2,1700000001,rating,4\nu2,,1700000002,pv,\n"
-JSON_KEYS = {"rows_read", "rows_accepted", "rows_rejected", "rejected_by_reason", "duplicates", "dataset",
-             "users", "items", "behaviors", "warnings", "id_mode", "pseudonymized", "examples", "mapping"}
+GOOD = (
+    "user_id,item_id,timestamp,event_type,rating\nu1,i1,1700000000,pv,\nu2,i2,1700000001,rating,4\nu2,,1700000002,pv,\n"
+)
+JSON_KEYS = {
+    "rows_read",
+    "rows_accepted",
+    "rows_rejected",
+    "rejected_by_reason",
+    "duplicates",
+    "dataset",
+    "users",
+    "items",
+    "behaviors",
+    "warnings",
+    "id_mode",
+    "pseudonymized",
+    "examples",
+    "mapping",
+}
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = main(argv)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_ingest_json_has_every_key(write_file, tmp_path, capsys) -> None:
-    code, out, err = run(["ingest", str(write_file("log.csv", GOOD)), "--json", "--workspace", str(tmp_path / "w")], capsys)
+def test_ingest_json_has_every_key(write_file, tmp_path, cli) -> None:
+    code, out, err = cli("ingest", str(write_file("log.csv", GOOD)), "--json", "--workspace", str(tmp_path / "w"))
     assert code == 0 and err == ""
     report = json.loads(out)
-    assert JSON_KEYS <= set(report)
+    assert set(report) >= JSON_KEYS
     assert (report["rows_read"], report["rows_accepted"], report["rows_rejected"]) == (3, 2, 1)
     assert report["rejected_by_reason"] == {"missing_item_id": 1}
     assert report["behaviors"] == {"rate": 1, "view": 1} and report["dataset"] == "log"
     assert report["id_mode"] == "pseudonymized" and report["pseudonymized"] is True
 
 
-def test_ingest_text_output_and_flags(write_file, tmp_path, capsys) -> None:
+def test_ingest_text_output_and_flags(write_file, tmp_path, cli) -> None:
     path = write_file("u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
-    code, out, _ = run(["ingest", str(path), "--columns", "user_id,item_id,value,timestamp", "--name", "ml",
-                        "--keep-ids", "--rating-range", "1,5", "--workspace", str(tmp_path / "w")], capsys)
+    code, out, _ = cli(
+        "ingest",
+        str(path),
+        "--columns",
+        "user_id,item_id,value,timestamp",
+        "--name",
+        "ml",
+        "--keep-ids",
+        "--rating-range",
+        "1,5",
+        "--workspace",
+        str(tmp_path / "w"),
+    )
     assert code == 0
     assert "dataset 'ml': 2 of 2 rows accepted, 0 rejected (raw user IDs)" in out
     assert "behaviors: rate 2" in out and "warning: no behavior column" in out
 
 
-def test_map_and_behavior_code_flags(write_file, tmp_path, capsys) -> None:
+def test_map_and_behavior_code_flags(write_file, tmp_path, cli) -> None:
     path = write_file("t.csv", "a,b,when,kind\n1,2,1700000000,0\n1,3,1700000000,2\n")
-    code, out, _ = run(["ingest", str(path), "--map", "user_id=a", "--map", "item_id=b", "--map", "timestamp=when",
-                        "--map", "behavior=kind", "--behavior-codes", "0=click,2=purchase", "--json",
-                        "--workspace", str(tmp_path / "w")], capsys)
+    code, out, _ = cli(
+        "ingest",
+        str(path),
+        "--map",
+        "user_id=a",
+        "--map",
+        "item_id=b",
+        "--map",
+        "timestamp=when",
+        "--map",
+        "behavior=kind",
+        "--behavior-codes",
+        "0=click,2=purchase",
+        "--json",
+        "--workspace",
+        str(tmp_path / "w"),
+    )
     assert code == 0 and json.loads(out)["behaviors"] == {"click": 1, "purchase": 1}
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--map", "user_id"], "--map 'user_id': expected FIELD=COLUMN"),
-    (["--map", "colour=a"], "unknown field 'colour'"),
-    (["--map", "user_id=nope"], "the file has no column 'nope'"),
-    (["--rating-range", "five"], "--rating-range 'five': expected LO,HI"),
-    (["--rating-range", "5,1"], "expected two finite numbers LO < HI"),
-    (["--behavior-codes", "zero"], "--behavior-codes: 'zero' is not of the form KEY=VALUE"),
-    (["--name", "../escape"], "invalid dataset name '../escape'"),
-    (["--columns", "a,b"], "--columns names 2 columns but"),
-    (["--time-format", "%Q"], "is not a valid strptime format"),
-    (["--default-behavior", " "], "--default-behavior is empty"),
-])
-def test_bad_options_exit_2_with_a_message(write_file, tmp_path, capsys, argv, message) -> None:
-    code, out, err = run(["ingest", str(write_file("log.csv", GOOD)), "--workspace", str(tmp_path / "w"), *argv], capsys)
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--map", "user_id"], "--map 'user_id': expected FIELD=COLUMN"),
+        (["--map", "colour=a"], "unknown field 'colour'"),
+        (["--map", "user_id=nope"], "the file has no column 'nope'"),
+        (["--rating-range", "five"], "--rating-range 'five': expected LO,HI"),
+        (["--rating-range", "5,1"], "expected two finite numbers LO < HI"),
+        (["--behavior-codes", "zero"], "--behavior-codes: 'zero' is not of the form KEY=VALUE"),
+        (["--name", "../escape"], "invalid dataset name '../escape'"),
+        (["--columns", "a,b"], "--columns names 2 columns but"),
+        (["--time-format", "%Q"], "is not a valid strptime format"),
+        (["--default-behavior", " "], "--default-behavior is empty"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(write_file, tmp_path, cli, argv, message) -> None:
+    code, out, err = cli("ingest", str(write_file("log.csv", GOOD)), "--workspace", str(tmp_path / "w"), *argv)
     assert (code, out) == (2, "")
     assert err.startswith("behaviorlens: ") and message in err and err.count("\n") == 1
 
 
-def test_unusable_file_exits_2(write_file, tmp_path, capsys) -> None:
-    code, out, err = run(["ingest", str(write_file("e.csv", "")), "--json", "--workspace", str(tmp_path / "w")], capsys)
+def test_unusable_file_exits_2(write_file, tmp_path, cli) -> None:
+    code, out, err = cli("ingest", str(write_file("e.csv", "")), "--json", "--workspace", str(tmp_path / "w"))
     assert (code, out) == (2, "") and "e.csv is empty (0 bytes)" in err
 
 
-def test_missing_and_unreadable_files_exit_2(write_file, tmp_path, capsys) -> None:
-    code, _, err = run(["ingest", str(tmp_path / "nope.csv"), "--workspace", str(tmp_path / "w")], capsys)
+def test_missing_and_unreadable_files_exit_2(write_file, tmp_path, cli) -> None:
+    code, _, err = cli("ingest", str(tmp_path / "nope.csv"), "--workspace", str(tmp_path / "w"))
     assert code == 2 and "no such file" in err
     locked = write_file("locked.csv", GOOD)
     locked.chmod(0)
     if os.access(locked, os.R_OK):  # running as root: permissions do not apply
         pytest.skip("file permissions are not enforced for this user")
-    code, _, err = run(["ingest", str(locked), "--workspace", str(tmp_path / "w")], capsys)
+    code, _, err = cli("ingest", str(locked), "--workspace", str(tmp_path / "w"))
     assert code == 2 and "cannot be opened" in err
 
 
@@ -93,38 +127,35 @@ def test_argparse_errors_exit_2_without_traceback(capsys) -> None:
     assert exc.value.code == 2 and "Traceback" not in capsys.readouterr().err
 
 
-def test_a_bug_is_one_line_exit_3(write_file, tmp_path, capsys, monkeypatch) -> None:
+def test_a_bug_is_one_line_exit_3(write_file, tmp_path, cli, monkeypatch) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(cli, "ingest", broken)
-    code, _, err = run(["ingest", str(write_file("log.csv", GOOD)), "--workspace", str(tmp_path / "w")], capsys)
+    monkeypatch.setattr(commands, "ingest", broken)
+    code, _, err = cli("ingest", str(write_file("log.csv", GOOD)), "--workspace", str(tmp_path / "w"))
     assert code == 3 and err.count("\n") == 1 and "internal error (RuntimeError: boom)" in err
-    monkeypatch.setenv(cli.DEBUG_ENV, "1")
+    monkeypatch.setenv(commands.DEBUG_ENV, "1")
     with pytest.raises(RuntimeError):
         main(["ingest", str(write_file("log.csv", GOOD)), "--workspace", str(tmp_path / "w")])
 
 
-def test_datasets_lists_json(write_file, tmp_path, capsys) -> None:
+def test_datasets_lists_json(write_file, tmp_path, cli) -> None:
     ws = str(tmp_path / "w")
-    assert run(["datasets", "--workspace", ws], capsys)[1].strip() == "no datasets"
-    run(["ingest", str(write_file("log.csv", GOOD)), "--workspace", ws], capsys)
-    code, out, _ = run(["datasets", "--json", "--workspace", ws], capsys)
+    assert cli("datasets", "--workspace", ws)[1].strip() == "no datasets"
+    cli("ingest", str(write_file("log.csv", GOOD)), "--workspace", ws)
+    code, out, _ = cli("datasets", "--json", "--workspace", ws)
     rows = json.loads(out)
     assert code == 0 and [r["name"] for r in rows] == ["log"] and rows[0]["n_events"] == 2
 
 
-def test_workspace_env_is_honoured(write_file, tmp_path, capsys, monkeypatch) -> None:
+def test_workspace_env_is_honoured(write_file, tmp_path, cli, monkeypatch) -> None:
     monkeypatch.setenv("BEHAVIORLENS_WORKSPACE", str(tmp_path / "envws"))
-    assert run(["ingest", str(write_file("log.csv", GOOD))], capsys)[0] == 0
+    assert cli("ingest", str(write_file("log.csv", GOOD)))[0] == 0
     assert (tmp_path / "envws" / "behaviorlens.duckdb").is_file()
 
 
-def test_console_entry_point_in_a_subprocess(write_file, tmp_path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    ok = subprocess.run([sys.executable, "-m", "core.cli", "ingest", str(write_file("log.csv", GOOD)), "--json",
-                         "--workspace", str(tmp_path / "w")], capture_output=True, text=True, env=env, cwd=REPO)
-    assert ok.returncode == 0 and json.loads(ok.stdout)["rows_accepted"] == 2
-    bad = subprocess.run([sys.executable, "-m", "core.cli", "ingest", str(write_file("x.bin", bytes(range(256)) * 4)),
-                          "--workspace", str(tmp_path / "w")], capture_output=True, text=True, env=env, cwd=REPO)
-    assert bad.returncode == 2 and "looks binary" in bad.stderr and "Traceback" not in bad.stderr
+def test_console_entry_point_in_a_subprocess(write_file, tmp_path, cli) -> None:
+    ok = cli.subprocess("ingest", str(write_file("log.csv", GOOD)), "--json", "--workspace", str(tmp_path / "w"))
+    assert ok.code == 0 and json.loads(ok.out)["rows_accepted"] == 2
+    bad = cli.subprocess("ingest", str(write_file("x.bin", bytes(range(256)) * 4)), "--workspace", str(tmp_path / "w"))
+    assert bad.code == 2 and "looks binary" in bad.err and "Traceback" not in bad.err

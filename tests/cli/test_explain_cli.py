@@ -7,81 +7,57 @@ runs ``python -m core.cli`` for real.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from bert_support import save_tiny_bert  # tests/bert_support.py
+from bert_support import tiny_bert  # tests/bert_support.py
 
-from core.cli import main
-from core.data import synth
-from core.ingest.options import IngestOptions
-from core.ingest.pipeline import ingest
-from core.runs.train import train_run
-from core.store.workspace import Workspace
-
-REPO = Path(__file__).resolve().parents[2]
-TINY = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
-        "train": {"batch_size": 32, "epochs": 2, "threads": 1}}
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "shoe", "coffee", "bag", "##s"]
-KEYS = {"events", "score", "baseline_score", "completeness_delta", "runtime_ms", "aopc", "aopc_random",
-        "user", "item", "target", "method", "heuristic"}
-
-
-def _strict_json(text: str) -> Any:
-    def refuse(token: str) -> Any:
-        raise ValueError(f"invalid JSON constant {token}")
-    return json.loads(text, parse_constant=refuse)
-
-
-def _tiny_bert(folder: Path) -> Path:
-    return save_tiny_bert(folder, VOCAB)
+TRAIN = {"batch_size": 32, "epochs": 2, "threads": 1}
+KEYS = {
+    "events",
+    "score",
+    "baseline_score",
+    "completeness_delta",
+    "runtime_ms",
+    "aopc",
+    "aopc_random",
+    "user",
+    "item",
+    "target",
+    "method",
+    "heuristic",
+}
 
 
 class Env:
-    def __init__(self, root: Path) -> None:
-        self.workspace = str(root / "ws")
-        data = synth.generate(synth.SynthConfig.small(5, n_users=30, n_items=30, target_events=900))
-        synth.write(data, root / "data")
-        ws = Workspace(self.workspace)
-        ingest(ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name="syn"))
-        self.bert = _tiny_bert(root / "bert")
-        settings = {**TINY, "encoder": str(self.bert), "device": "cpu"}
-        self.run_id = train_run(ws, "syn", settings)
-        self.user = str(data.events["user_id"].iloc[0])
+    def __init__(self, root: Path, tiny_run, cli) -> None:
+        # its own copy of the tiny BERT: test_tokens_without_the_encoder_is_a_clear_error moves it away
+        run = tiny_run(root, train=TRAIN, encoder=tiny_bert(root / "bert"))
+        self.workspace, self.run_id, self.bert, self.run_cli = str(run.root), run.run_id, run.encoder, cli
+        data = run.data
+        self.user = run.user
         self.item = str(data.events.loc[data.events["user_id"] == self.user, "item_id"].iloc[-1])
 
     def cli(self, *args: str) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main([*args, "--workspace", self.workspace])
-            except SystemExit as exc:  # argparse errors
-                code = int(exc.code or 0)
-        return code, out.getvalue(), err.getvalue()
+        return self.run_cli(*args, workspace=self.workspace)
 
     def explain(self, *extra: str) -> dict[str, Any]:
-        code, out, err = self.cli("explain", "--run", self.run_id, "--user", self.user, "--item", self.item,
-                                  *extra, "--json")
-        assert code == 0, err
-        return _strict_json(out)
+        return self.cli(
+            "explain", "--run", self.run_id, "--user", self.user, "--item", self.item, *extra, "--json"
+        ).json()
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
-    return Env(tmp_path_factory.mktemp("explain"))
+def env(tmp_path_factory: pytest.TempPathFactory, tiny_run, cli) -> Env:
+    """The module's workspace: one tiny run (two epochs) on its own copy of the tiny BERT."""
+    return Env(tmp_path_factory.mktemp("explain"), tiny_run, cli)
 
 
 @pytest.mark.parametrize("method", ["ig", "shap", "loo", "attention"])
 def test_explain_json_has_the_documented_keys(env: Env, method: str) -> None:
     out = env.explain("--method", method, "--target", "engagement")
-    assert KEYS <= set(out)
+    assert set(out) >= KEYS
     assert out["method"] == method and out["target"] == "engagement"
     assert out["user"] == env.user and out["item"] == env.item and out["run"] == env.run_id
     assert 1 <= len(out["events"]) <= 20
@@ -111,23 +87,25 @@ def test_explain_targets(env: Env, target: str) -> None:
 
 def test_default_method_is_ig_on_the_fused_target_and_text_output(env: Env) -> None:
     assert (env.explain()["method"], env.explain()["target"]) == ("ig", "fused")
-    code, out, err = env.cli("explain", "--run", env.run_id, "--user", env.user, "--item", env.item,
-                             "--method", "loo")
+    code, out, err = env.cli("explain", "--run", env.run_id, "--user", env.user, "--item", env.item, "--method", "loo")
     assert code == 0, err
     assert "completeness delta n/a" in out and "AOPC" in out and env.item in out
 
 
-@pytest.mark.parametrize("args, code, needle", [
-    (("--user", "nobody-here"), 1, "nobody-here"),
-    (("--item", "no-such-item"), 1, "no-such-item"),
-    (("--run", "no-such-run"), 1, "no-such-run"),
-    (("--method", "telepathy"), 2, "telepathy"),
-    (("--target", "clicks"), 2, "clicks"),
-    (("--method", "shap", "--steps", "8"), 2, "--steps"),
-    (("--steps", "1"), 2, "--steps 1"),
-    (("--method", "shap", "--samples", "3"), 2, "3"),
-    (("--target", "rating", "--weights", "engagement=1"), 2, "--weights"),
-])
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (("--user", "nobody-here"), 1, "nobody-here"),
+        (("--item", "no-such-item"), 1, "no-such-item"),
+        (("--run", "no-such-run"), 1, "no-such-run"),
+        (("--method", "telepathy"), 2, "telepathy"),
+        (("--target", "clicks"), 2, "clicks"),
+        (("--method", "shap", "--steps", "8"), 2, "--steps"),
+        (("--steps", "1"), 2, "--steps 1"),
+        (("--method", "shap", "--samples", "3"), 2, "3"),
+        (("--target", "rating", "--weights", "engagement=1"), 2, "--weights"),
+    ],
+)
 def test_errors_give_a_clear_message_and_no_traceback(env: Env, args: tuple[str, ...], code: int, needle: str) -> None:
     base = {"--run": env.run_id, "--user": env.user, "--item": env.item}
     given = dict(zip(args[::2], args[1::2]))
@@ -153,8 +131,9 @@ def test_tokens_flag_adds_token_attributions_and_keeps_every_key(env: Env, targe
 
 
 def test_tokens_text_output(env: Env) -> None:
-    code, out, err = env.cli("explain", "--run", env.run_id, "--user", env.user, "--item", env.item,
-                             "--method", "loo", "--tokens")
+    code, out, err = env.cli(
+        "explain", "--run", env.run_id, "--user", env.user, "--item", env.item, "--method", "loo", "--tokens"
+    )
     assert code == 0, err
     assert "completeness delta" in out and f"text tokens of item {env.item!r} (the candidate" in out
 
@@ -163,8 +142,9 @@ def test_tokens_without_the_encoder_is_a_clear_error(env: Env) -> None:
     away = env.bert.with_name("bert-away")
     env.bert.rename(away)
     try:
-        code, out, err = env.cli("explain", "--run", env.run_id, "--user", env.user, "--item", env.item,
-                                 "--tokens", "--json")
+        code, out, err = env.cli(
+            "explain", "--run", env.run_id, "--user", env.user, "--item", env.item, "--tokens", "--json"
+        )
         assert env.explain("--method", "loo")["method"] == "loo"  # the event attributions do not need it
     finally:
         away.rename(env.bert)
@@ -172,11 +152,20 @@ def test_tokens_without_the_encoder_is_a_clear_error(env: Env) -> None:
     assert "text encoder" in err and str(env.bert) in err
 
 
-def test_real_subprocess_explain(env: Env) -> None:
-    environ = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    ok = subprocess.run([sys.executable, "-m", "core.cli", "explain", "--run", env.run_id, "--user", env.user,
-                         "--item", env.item, "--method", "ig", "--json", "--workspace", env.workspace],
-                        cwd=REPO, env=environ, capture_output=True, text=True, timeout=120)
-    assert ok.returncode == 0, ok.stderr
-    out = _strict_json(ok.stdout)
-    assert KEYS <= set(out) and out["method"] == "ig"
+def test_real_subprocess_explain(env: Env, cli) -> None:
+    ok = cli.subprocess(
+        "explain",
+        "--run",
+        env.run_id,
+        "--user",
+        env.user,
+        "--item",
+        env.item,
+        "--method",
+        "ig",
+        "--json",
+        workspace=env.workspace,
+    )
+    assert ok.code == 0, ok.err
+    out = ok.json()
+    assert set(out) >= KEYS and out["method"] == "ig"

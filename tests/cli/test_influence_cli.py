@@ -7,65 +7,56 @@ runs ``core.cli.main`` in-process; one subprocess check runs ``python -m core.cl
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from bert_support import tiny_bert  # tests/bert_support.py
 
-from core.cli import main
-from core.data import synth
-from core.ingest.options import IngestOptions
-from core.ingest.pipeline import ingest
-from core.runs.train import train_run
-from core.store.workspace import Workspace
-
-REPO = Path(__file__).resolve().parents[2]
-TINY = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
-        "train": {"batch_size": 32, "epochs": 2, "threads": 1}}
-KEYS = {"per_behavior_share", "per_event", "per_behavior_signed", "by_time_gap", "by_category", "ablation",
-        "ablation_baseline", "method", "users", "protocol", "intervals", "events", "k", "seed", "run"}
-CF_KEYS = {"user", "item", "k", "found", "message", "events", "rank_before", "rank_after", "verified", "size",
-           "max_removals"}
-
-
-def _strict_json(text: str) -> Any:
-    def refuse(token: str) -> Any:
-        raise ValueError(f"invalid JSON constant {token}")
-    return json.loads(text, parse_constant=refuse)
+TRAIN = {"batch_size": 32, "epochs": 2, "threads": 1}
+KEYS = {
+    "per_behavior_share",
+    "per_event",
+    "per_behavior_signed",
+    "by_time_gap",
+    "by_category",
+    "ablation",
+    "ablation_baseline",
+    "method",
+    "users",
+    "protocol",
+    "intervals",
+    "events",
+    "k",
+    "seed",
+    "run",
+}
+CF_KEYS = {
+    "user",
+    "item",
+    "k",
+    "found",
+    "message",
+    "events",
+    "rank_before",
+    "rank_after",
+    "verified",
+    "size",
+    "max_removals",
+}
 
 
 class Env:
-    def __init__(self, root: Path) -> None:
-        self.workspace = str(root / "ws")
-        data = synth.generate(synth.SynthConfig.small(5, n_users=30, n_items=30, target_events=900))
-        synth.write(data, root / "data")
-        ws = Workspace(self.workspace)
-        ingest(ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name="syn"))
-        settings = {**TINY, "encoder": str(tiny_bert(root / "bert")), "device": "cpu"}
-        self.run_id = train_run(ws, "syn", settings)
-        self.user = str(data.events["user_id"].iloc[0])
-        self.categories = set(data.items["category"])
+    def __init__(self, root: Path, tiny_run, cli) -> None:
+        run = tiny_run(root, train=TRAIN)
+        self.workspace, self.run_id, self.run_cli = str(run.root), run.run_id, cli
+        self.user = run.user
+        self.categories = set(run.data.items["category"])
 
     def cli(self, *args: str) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main([*args, "--workspace", self.workspace])
-            except SystemExit as exc:  # argparse errors
-                code = int(exc.code or 0)
-        return code, out.getvalue(), err.getvalue()
+        return self.run_cli(*args, workspace=self.workspace)
 
     def json(self, *args: str) -> dict[str, Any]:
-        code, out, err = self.cli(*args, "--json")
-        assert code == 0, err
-        return _strict_json(out)
+        return self.cli(*args, "--json").json()
 
     def top(self, k: int) -> list[str]:
         out = self.json("recommend", "--run", self.run_id, "--user", self.user, "--k", str(k))
@@ -74,14 +65,15 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
-    return Env(tmp_path_factory.mktemp("influence"))
+def env(tmp_path_factory: pytest.TempPathFactory, tiny_run, cli) -> Env:
+    """The module's workspace: one tiny run (two epochs) on the standard tiny BERT."""
+    return Env(tmp_path_factory.mktemp("influence"), tiny_run, cli)
 
 
 @pytest.mark.parametrize("method", ["loo", "ig", "swap"])
 def test_influence_json_has_the_documented_keys(env: Env, method: str) -> None:
     out = env.json("influence", "--run", env.run_id, "--users", "8", "--method", method, "--seed", "2")
-    assert KEYS <= set(out)
+    assert set(out) >= KEYS
     assert (out["method"], out["users"], out["seed"], out["run"], out["k"]) == (method, 8, 2, env.run_id, 10)
     assert "leave-last-out" in out["protocol"]
     assert sum(out["per_behavior_share"].values()) == pytest.approx(1.0)
@@ -109,7 +101,7 @@ def test_counterfactual_json(env: Env) -> None:
     found = None
     for item in top[::-1]:
         out = env.json("counterfactual", "--run", env.run_id, "--user", env.user, "--item", item, "--k", "10")
-        assert CF_KEYS <= set(out) and out["user"] == env.user and out["item"] == item
+        assert set(out) >= CF_KEYS and out["user"] == env.user and out["item"] == item
         assert out["rank_before"] <= 10 and out["found"] == out["verified"]
         if out["found"]:
             found = out
@@ -125,21 +117,25 @@ def test_counterfactual_says_plainly_when_nothing_is_found(env: Env) -> None:
     top = env.top(30)
     out = env.json("counterfactual", "--run", env.run_id, "--user", env.user, "--item", top[-1], "--k", "3")
     assert out["found"] is False and out["events"] == [] and "not in this user's top 3" in out["message"]
-    code, text, _ = env.cli("counterfactual", "--run", env.run_id, "--user", env.user, "--item", top[0],
-                            "--k", "10", "--max-removals", "1")
+    code, text, _ = env.cli(
+        "counterfactual", "--run", env.run_id, "--user", env.user, "--item", top[0], "--k", "10", "--max-removals", "1"
+    )
     assert code == 0 and text.strip()
 
 
-@pytest.mark.parametrize("args, code, needle", [
-    (("influence", "--run", "no-such-run"), 1, "no-such-run"),
-    (("influence", "--users", "0"), 2, "users 0"),
-    (("influence", "--method", "telepathy"), 2, "telepathy"),
-    (("influence", "--k", "0"), 2, "k 0"),
-    (("influence", "--min-age", "-1"), 2, "min_age -1"),
-    (("counterfactual", "--user", "nobody-here"), 1, "nobody-here"),
-    (("counterfactual", "--item", "no-such-item"), 1, "no-such-item"),
-    (("counterfactual", "--max-removals", "0"), 2, "max_removals 0"),
-])
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (("influence", "--run", "no-such-run"), 1, "no-such-run"),
+        (("influence", "--users", "0"), 2, "users 0"),
+        (("influence", "--method", "telepathy"), 2, "telepathy"),
+        (("influence", "--k", "0"), 2, "k 0"),
+        (("influence", "--min-age", "-1"), 2, "min_age -1"),
+        (("counterfactual", "--user", "nobody-here"), 1, "nobody-here"),
+        (("counterfactual", "--item", "no-such-item"), 1, "no-such-item"),
+        (("counterfactual", "--max-removals", "0"), 2, "max_removals 0"),
+    ],
+)
 def test_errors_give_a_clear_message_and_no_traceback(env: Env, args: tuple[str, ...], code: int, needle: str) -> None:
     command, rest = args[0], args[1:]
     base = {"--run": env.run_id}
@@ -151,10 +147,9 @@ def test_errors_give_a_clear_message_and_no_traceback(env: Env, args: tuple[str,
     assert got == code and needle in err and "Traceback" not in err and out == ""
 
 
-def test_real_subprocess_influence(env: Env) -> None:
-    environ = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    ok = subprocess.run([sys.executable, "-m", "core.cli", "influence", "--run", env.run_id, "--users", "4",
-                         "--no-ablation", "--json", "--workspace", env.workspace],
-                        cwd=REPO, env=environ, capture_output=True, text=True, timeout=120)
-    assert ok.returncode == 0, ok.stderr
-    assert KEYS <= set(_strict_json(ok.stdout))
+def test_real_subprocess_influence(env: Env, cli) -> None:
+    ok = cli.subprocess(
+        "influence", "--run", env.run_id, "--users", "4", "--no-ablation", "--json", workspace=env.workspace
+    )
+    assert ok.code == 0, ok.err
+    assert set(ok.json()) >= KEYS

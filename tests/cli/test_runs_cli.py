@@ -7,69 +7,44 @@ subprocess check runs ``python -m core.cli`` for real.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core.cli import main
-from core.data import synth
-
-REPO = Path(__file__).resolve().parents[2]
 METRICS = ("HR@10", "NDCG@10", "MRR@10", "RMSE", "MAE", "AUC")
-TINY = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
-        "train": {"batch_size": 64}}
-
-
-def _strict_json(text: str) -> Any:
-    """json.loads that refuses NaN/Infinity tokens (not valid JSON)."""
-    def refuse(token: str) -> Any:
-        raise ValueError(f"invalid JSON constant {token}")
-    return json.loads(text, parse_constant=refuse)
-
-
-def _cli(*args: str) -> tuple[int, str, str]:
-    """Run core.cli.main in-process; (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse errors
-            code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
+TINY = {
+    "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
+    "train": {"batch_size": 64},
+}
 
 
 class Env:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cli, tiny_data) -> None:
         self.root = root
         self.workspace = str(root / "ws")
-        self.data = synth.generate(synth.SynthConfig.small(5, n_users=40, n_items=30, target_events=1500))
-        synth.write(self.data, root / "data")
+        self.run_cli = cli
+        self.data = tiny_data(root / "data", 5, n_users=40, n_items=30, target_events=1500)
         self.config = root / "cfg.json"
         self.config.write_text(json.dumps(TINY), encoding="utf-8")
         self.train_json: dict[str, Any] = {}
         self.run_id = ""
 
     def cli(self, *args: str) -> tuple[int, str, str]:
-        return _cli(*args, "--workspace", self.workspace)
+        return self.run_cli(*args, workspace=self.workspace)
 
     def json(self, *args: str) -> Any:
-        code, out, err = self.cli(*args, "--json")
-        assert code == 0, err
-        return _strict_json(out)
+        return self.cli(*args, "--json").json()
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
-    e = Env(tmp_path_factory.mktemp("cli"))
-    report = e.json("ingest", str(e.root / "data" / "events.csv"), "--items", str(e.root / "data" / "items.csv"),
-                    "--name", "syn")
+def env(tmp_path_factory: pytest.TempPathFactory, cli, tiny_data) -> Env:
+    """The module's workspace, ingested and trained once through the CLI."""
+    e = Env(tmp_path_factory.mktemp("cli"), cli, tiny_data)
+    report = e.json(
+        "ingest", str(e.root / "data" / "events.csv"), "--items", str(e.root / "data" / "items.csv"), "--name", "syn"
+    )
     assert report["dataset"] == "syn" and report["rows_accepted"] == len(e.data.events)
     assert report["pseudonymized"] is True
     e.train_json = e.json("train", "--dataset", "syn", "--epochs", "1", "--config", str(e.config))
@@ -162,11 +137,14 @@ def test_runs_lists_the_run_with_metrics(env: Env) -> None:
     assert row["test_HR@10"] == pytest.approx(env.train_json["test"]["HR@10"])
 
 
-@pytest.mark.parametrize("args, needle", [
-    (("evaluate", "--run", "no-such-run"), "no-such-run"),
-    (("recommend", "--run", "no-such-run", "--user", "U0001"), "no-such-run"),
-    (("train", "--dataset", "no-such-dataset", "--epochs", "1"), "no-such-dataset"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("evaluate", "--run", "no-such-run"), "no-such-run"),
+        (("recommend", "--run", "no-such-run", "--user", "U0001"), "no-such-run"),
+        (("train", "--dataset", "no-such-dataset", "--epochs", "1"), "no-such-dataset"),
+    ],
+)
 def test_unknown_names_give_a_clear_message_and_exit_1(env: Env, args: tuple[str, ...], needle: str) -> None:
     code, out, err = env.cli(*args)
     assert code == 1
@@ -178,10 +156,13 @@ def test_unknown_user_gives_a_clear_message(env: Env) -> None:
     assert code == 1 and "nobody-here" in err and "Traceback" not in err and out == ""
 
 
-@pytest.mark.parametrize("args, needle", [
-    (("evaluate", "--target-behavior", "teleport"), "teleport"),
-    (("recommend", "--user", "U0001", "--k", "0"), "--k"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("evaluate", "--target-behavior", "teleport"), "teleport"),
+        (("recommend", "--user", "U0001", "--k", "0"), "--k"),
+    ],
+)
 def test_bad_options_exit_2(env: Env, args: tuple[str, ...], needle: str) -> None:
     code, out, err = env.cli(args[0], "--run", env.run_id, *args[1:])
     assert code == 2 and needle in err and "Traceback" not in err
@@ -204,16 +185,11 @@ def test_bad_setting_value_in_config_exits_2(env: Env, tmp_path: Path) -> None:
     assert code == 2 and "loss_weights" in err
 
 
-def test_real_subprocess_evaluate_and_unknown_run(env: Env) -> None:
-    environ = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    ok = subprocess.run([sys.executable, "-m", "core.cli", "evaluate", "--run", env.run_id, "--json",
-                         "--workspace", env.workspace], cwd=REPO, env=environ, capture_output=True, text=True,
-                        timeout=120)
-    assert ok.returncode == 0, ok.stderr
-    out = _strict_json(ok.stdout)
+def test_real_subprocess_evaluate_and_unknown_run(env: Env, cli) -> None:
+    ok = cli.subprocess("evaluate", "--run", env.run_id, "--json", workspace=env.workspace)
+    assert ok.code == 0, ok.err
+    out = ok.json()
     assert out["run"] == env.run_id and out["test"] == env.train_json["test"]
-    bad = subprocess.run([sys.executable, "-m", "core.cli", "recommend", "--run", "no-such-run", "--user", "U1",
-                          "--workspace", env.workspace], cwd=REPO, env=environ, capture_output=True, text=True,
-                         timeout=120)
-    assert bad.returncode == 1
-    assert "no-such-run" in bad.stderr and "Traceback" not in bad.stderr and bad.stdout == ""
+    bad = cli.subprocess("recommend", "--run", "no-such-run", "--user", "U1", workspace=env.workspace)
+    assert bad.code == 1
+    assert "no-such-run" in bad.err and "Traceback" not in bad.err and bad.out == ""

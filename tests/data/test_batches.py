@@ -31,22 +31,24 @@ def _data(rows: list[tuple]) -> object:
 @pytest.fixture()
 def golden():
     """Three users; absolute CSR positions in the comments (users sorted a, b, c)."""
-    return _data([
-        # user a: positions 0..5
-        ("a", "i1", T0 + 1, "view", np.nan),      # 0
-        ("a", "i2", T0 + 2, "click", np.nan),     # 1
-        ("a", "i1", T0 + 3, "purchase", 5.0),     # 2
-        ("a", "i3", T0 + 4, "view", np.nan),      # 3
-        ("a", "i2", T0 + 5, "purchase", 3.0),     # 4
-        ("a", "i4", T0 + 6, "view", np.nan),      # 5
-        # user b: positions 6..7 (too short for any protocol)
-        ("b", "i3", T0 + 1, "view", np.nan),      # 6
-        ("b", "i4", T0 + 9, "purchase", 1.0),     # 7
-        # user c: positions 8..10 (two purchases, but the first one has no history before it)
-        ("c", "i1", T0 + 1, "purchase", 2.0),     # 8
-        ("c", "i2", T0 + 2, "view", np.nan),      # 9
-        ("c", "i3", T0 + 3, "purchase", 4.0),     # 10
-    ])
+    return _data(
+        [
+            # user a: positions 0..5
+            ("a", "i1", T0 + 1, "view", np.nan),  # 0
+            ("a", "i2", T0 + 2, "click", np.nan),  # 1
+            ("a", "i1", T0 + 3, "purchase", 5.0),  # 2
+            ("a", "i3", T0 + 4, "view", np.nan),  # 3
+            ("a", "i2", T0 + 5, "purchase", 3.0),  # 4
+            ("a", "i4", T0 + 6, "view", np.nan),  # 5
+            # user b: positions 6..7 (too short for any protocol)
+            ("b", "i3", T0 + 1, "view", np.nan),  # 6
+            ("b", "i4", T0 + 9, "purchase", 1.0),  # 7
+            # user c: positions 8..10 (two purchases, but the first one has no history before it)
+            ("c", "i1", T0 + 1, "purchase", 2.0),  # 8
+            ("c", "i2", T0 + 2, "view", np.nan),  # 9
+            ("c", "i3", T0 + 3, "purchase", 4.0),  # 10
+        ]
+    )
 
 
 def test_golden_data_layout(golden) -> None:
@@ -149,7 +151,9 @@ def test_training_batch_never_sees_held_out_events(golden) -> None:
         batch = training_batch(golden, users, split.train_end, max_len=10)
         for r, u in enumerate(users):
             start, end = golden.offsets[u], split.train_end[u]
-            seen = np.concatenate([batch.item[r][batch.mask[r]].numpy(), batch.target_item[r][batch.target_item[r] > 0].numpy()])
+            seen = np.concatenate(
+                [batch.item[r][batch.mask[r]].numpy(), batch.target_item[r][batch.target_item[r] > 0].numpy()]
+            )
             assert len(seen) == 0 or set(seen) <= set(golden.item[start:end])
             n_targets = int((batch.target_item[r] > 0).sum())
             assert n_targets == max(0, end - start - 1)

@@ -24,13 +24,16 @@ def _events(rows: list[tuple], with_row: bool = False) -> pd.DataFrame:
 
 def test_events_sorted_by_time_then_item_then_row() -> None:
     # one user; rows given out of order; ties at T0+10 broken by item ID, then by source row
-    frame = _events([
-        ("u", "c", T0 + 20, "view", 1.0, 1),
-        ("u", "b", T0 + 10, "view", 2.0, 2),
-        ("u", "a", T0 + 10, "click", 3.0, 5),
-        ("u", "a", T0 + 10, "view", 4.0, 3),
-        ("u", "d", T0 + 0, "view", 5.0, 4),
-    ], with_row=True)
+    frame = _events(
+        [
+            ("u", "c", T0 + 20, "view", 1.0, 1),
+            ("u", "b", T0 + 10, "view", 2.0, 2),
+            ("u", "a", T0 + 10, "click", 3.0, 5),
+            ("u", "a", T0 + 10, "view", 4.0, 3),
+            ("u", "d", T0 + 0, "view", 5.0, 4),
+        ],
+        with_row=True,
+    )
     data = build_sequences(frame)
     assert list(data.item_ids[data.item]) == ["d", "a", "a", "b", "c"]
     # the two ("a", T0+10) events keep source-row order: row 3 (value 4) before row 5 (value 3)
@@ -46,10 +49,14 @@ def test_ties_on_time_mean_lower_item_index_first() -> None:
 
 
 def test_timezones_are_converted_to_utc_seconds() -> None:
-    frame = pd.DataFrame({
-        S.USER_ID: ["u", "u"], S.ITEM_ID: ["a", "b"], S.BEHAVIOR: ["view", "view"],
-        S.TIMESTAMP: pd.to_datetime(["2024-01-01T02:00:00+02:00", "2024-01-01T02:30:00+02:00"]),
-    })
+    frame = pd.DataFrame(
+        {
+            S.USER_ID: ["u", "u"],
+            S.ITEM_ID: ["a", "b"],
+            S.BEHAVIOR: ["view", "view"],
+            S.TIMESTAMP: pd.to_datetime(["2024-01-01T02:00:00+02:00", "2024-01-01T02:30:00+02:00"]),
+        }
+    )
     data = build_sequences(frame)
     midnight = int(pd.Timestamp("2024-01-01T00:00:00Z").timestamp())
     np.testing.assert_array_equal(data.ts, [midnight, midnight + 1800])
@@ -57,13 +64,15 @@ def test_timezones_are_converted_to_utc_seconds() -> None:
 
 
 def test_vocabularies() -> None:
-    frame = _events([
-        ("u2", "i10", T0, "purchase", np.nan),
-        ("u1", "i2", T0, "zoom", np.nan),  # a custom behavior goes after the canonical ones
-        ("u1", "i1", T0 + 1, "view", 4.0),
-        ("u2", "i2", T0 + 1, "click", np.nan),
-        ("u1", "i10", T0 + 2, "alpha", np.nan),
-    ])
+    frame = _events(
+        [
+            ("u2", "i10", T0, "purchase", np.nan),
+            ("u1", "i2", T0, "zoom", np.nan),  # a custom behavior goes after the canonical ones
+            ("u1", "i1", T0 + 1, "view", 4.0),
+            ("u2", "i2", T0 + 1, "click", np.nan),
+            ("u1", "i10", T0 + 2, "alpha", np.nan),
+        ]
+    )
     data = build_sequences(frame)
     assert data.item_ids[0] == "" and PAD == 0
     assert list(data.item_ids) == ["", "i1", "i10", "i2"]  # sorted item IDs (as strings)
@@ -82,14 +91,16 @@ def test_fixed_vocabularies_keep_cold_items_and_given_behavior_order() -> None:
 
 
 def test_csr_offsets_and_user_slices() -> None:
-    frame = _events([
-        ("bob", "x", T0 + 5, "view", np.nan),
-        ("amy", "y", T0 + 1, "view", np.nan),
-        ("cat", "x", T0 + 9, "view", np.nan),
-        ("bob", "y", T0 + 2, "view", np.nan),
-        ("amy", "x", T0 + 3, "view", np.nan),
-        ("bob", "z", T0 + 7, "view", np.nan),
-    ])
+    frame = _events(
+        [
+            ("bob", "x", T0 + 5, "view", np.nan),
+            ("amy", "y", T0 + 1, "view", np.nan),
+            ("cat", "x", T0 + 9, "view", np.nan),
+            ("bob", "y", T0 + 2, "view", np.nan),
+            ("amy", "x", T0 + 3, "view", np.nan),
+            ("bob", "z", T0 + 7, "view", np.nan),
+        ]
+    )
     data = build_sequences(frame)
     assert list(data.users) == ["amy", "bob", "cat"]
     np.testing.assert_array_equal(data.offsets, [0, 2, 5, 6])
@@ -113,10 +124,14 @@ def test_values_nan_where_absent() -> None:
 
 
 def test_numeric_ids_give_a_valid_csr_layout() -> None:
-    frame = pd.DataFrame({
-        S.USER_ID: [10, 2, 10, 2], S.ITEM_ID: [9, 10, 10, 9], S.BEHAVIOR: "view",
-        S.TIMESTAMP: pd.to_datetime([T0, T0, T0 + 1, T0 + 1], unit="s"),
-    })
+    frame = pd.DataFrame(
+        {
+            S.USER_ID: [10, 2, 10, 2],
+            S.ITEM_ID: [9, 10, 10, 9],
+            S.BEHAVIOR: "view",
+            S.TIMESTAMP: pd.to_datetime([T0, T0, T0 + 1, T0 + 1], unit="s"),
+        }
+    )
     data = build_sequences(frame)
     assert np.all(np.diff(data.offsets) >= 0), f"offsets {data.offsets} are not a CSR layout"
     for u in range(data.n_users):
@@ -130,8 +145,18 @@ def test_numeric_ids_give_a_valid_csr_layout() -> None:
 # --- buckets ---------------------------------------------------------------------
 
 GAP_GOLDEN = [  # seconds -> 1 + floor(log2(seconds + 1)), clipped to GAP_BUCKETS - 1
-    (0, 1), (1, 2), (2, 2), (3, 3), (6, 3), (7, 4), (60, 6), (3600, 12), (86_400, 17),
-    (7 * 86_400, 20), (-5, 1), (2**40, GAP_BUCKETS - 1),
+    (0, 1),
+    (1, 2),
+    (2, 2),
+    (3, 3),
+    (6, 3),
+    (7, 4),
+    (60, 6),
+    (3600, 12),
+    (86_400, 17),
+    (7 * 86_400, 20),
+    (-5, 1),
+    (2**40, GAP_BUCKETS - 1),
 ]
 
 
@@ -158,6 +183,7 @@ def test_value_bucket_golden_values() -> None:
 
 # --- bad input -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("column", [S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.BEHAVIOR])
 def test_missing_column_is_named(column: str) -> None:
     frame = _events([("u", "a", T0, "view", 1.0)]).drop(columns=[column])
@@ -178,17 +204,24 @@ def test_events_outside_fixed_vocabularies_raise() -> None:
         build_sequences(frame, behaviors=["click"])
 
 
-@pytest.mark.parametrize("column, bad", [
-    (S.TIMESTAMP, "not a time"),
-    (S.TIMESTAMP, None),
-    (S.USER_ID, None),
-    (S.ITEM_ID, None),
-])
+@pytest.mark.parametrize(
+    "column, bad",
+    [
+        (S.TIMESTAMP, "not a time"),
+        (S.TIMESTAMP, None),
+        (S.USER_ID, None),
+        (S.ITEM_ID, None),
+    ],
+)
 def test_bad_values_raise_data_error_naming_the_column(column: str, bad: object) -> None:
-    frame = pd.DataFrame({
-        S.USER_ID: ["u", "u"], S.ITEM_ID: ["a", "b"], S.BEHAVIOR: ["view", "view"],
-        S.TIMESTAMP: ["2024-01-01T00:00:00", "2024-01-02T00:00:00"],
-    })
+    frame = pd.DataFrame(
+        {
+            S.USER_ID: ["u", "u"],
+            S.ITEM_ID: ["a", "b"],
+            S.BEHAVIOR: ["view", "view"],
+            S.TIMESTAMP: ["2024-01-01T00:00:00", "2024-01-02T00:00:00"],
+        }
+    )
     frame[column] = frame[column].astype(object)
     frame.loc[1, column] = bad
     with pytest.raises(DataError, match=column):

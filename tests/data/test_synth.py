@@ -77,13 +77,13 @@ def test_different_seeds_differ(tmp_path: Path) -> None:
     assert all(first[name] != second[name] for name in FILES)
 
 
-def test_committed_sample_matches_regeneration(tmp_path: Path,
-                                               default_data: synth.SyntheticData) -> None:
+def test_committed_sample_matches_regeneration(tmp_path: Path, default_data: synth.SyntheticData) -> None:
     paths = synth.write(default_data, tmp_path)
     assert [p.name for p in paths] == list(FILES)
     for name in FILES:
         assert (SAMPLE_DIR / name).read_bytes() == (tmp_path / name).read_bytes(), (
-            f"sample_data/{name} differs from `behaviorlens synth --out sample_data`")
+            f"sample_data/{name} differs from `behaviorlens synth --out sample_data`"
+        )
 
 
 # --- figures and formats ------------------------------------------------------------------
@@ -159,6 +159,7 @@ def test_ratings_can_still_follow_preference() -> None:
 def test_loose_steps_break_the_funnel_nesting(default_data: synth.SyntheticData) -> None:
     """With p_loose > 0 no behavior implies another: purchases without a cart and ratings
     without a purchase occur; with p_loose = 0 the funnel is strictly nested."""
+
     def steps(data: synth.SyntheticData) -> pd.Series:
         return _sessions(data, keep_last=True)["steps"].str.split("+").map(set)
 
@@ -167,8 +168,11 @@ def test_loose_steps_break_the_funnel_nesting(default_data: synth.SyntheticData)
     assert (loose.map(lambda s: PURCHASE in s and CART not in s)).mean() > 0.01
     assert (loose.map(lambda s: RATE in s and PURCHASE not in s)).mean() > 0.01
     nested = steps(synth.generate(synth.SynthConfig.small(p_loose=0.0)))
-    assert not nested.map(lambda s: (PURCHASE in s and CART not in s) or (RATE in s and PURCHASE not in s)
-                          or (CART in s and CLICK not in s)).any()
+    assert not nested.map(
+        lambda s: (
+            (PURCHASE in s and CART not in s) or (RATE in s and PURCHASE not in s) or (CART in s and CLICK not in s)
+        )
+    ).any()
     counts = pd.Series([b for s in loose for b in s]).value_counts()
     sessions = len(loose)
     expected = synth.expected_session_events(synth.SynthConfig())
@@ -192,8 +196,21 @@ def test_ground_truth_keys(default_data: synth.SyntheticData) -> None:
     assert truth["behavior_weights"] == synth.DEFAULT_BEHAVIOR_WEIGHTS
     assert list(truth["behavior_weights"]) == list(CANONICAL_BEHAVIORS)
     params = truth["parameters"]
-    for key in ("seed", "n_users", "n_items", "n_categories", "weeks", "start", "tau_seconds",
-                "beta_pref", "beta_pop", "sim_brand", "sim_category", "p_click", "p_purchase"):
+    for key in (
+        "seed",
+        "n_users",
+        "n_items",
+        "n_categories",
+        "weeks",
+        "start",
+        "tau_seconds",
+        "beta_pref",
+        "beta_pop",
+        "sim_brand",
+        "sim_category",
+        "p_click",
+        "p_purchase",
+    ):
         assert key in params
     assert truth["generator_version"] == synth.GENERATOR_VERSION
     assert truth["counts"]["events"] == len(default_data.events)
@@ -205,38 +222,61 @@ def test_ground_truth_keys(default_data: synth.SyntheticData) -> None:
 # --- validation and the command line ------------------------------------------------------
 
 
-@pytest.mark.parametrize(("weights", "words"), [
-    (_weights(dwell=1.0), ["'dwell'", "1.0"]),
-    (_weights(cart=-0.5), ["'cart'", "-0.5"]),
-    (_weights(share=math.nan), ["'share'", "nan"]),
-    (_weights(view="high"), ["'view'", "'high'"]),
-    ({b: 1.0 for b in CANONICAL_BEHAVIORS if b != RATE}, [RATE]),
-])
+@pytest.mark.parametrize(
+    ("weights", "words"),
+    [
+        (_weights(dwell=1.0), ["'dwell'", "1.0"]),
+        (_weights(cart=-0.5), ["'cart'", "-0.5"]),
+        (_weights(share=math.nan), ["'share'", "nan"]),
+        (_weights(view="high"), ["'view'", "'high'"]),
+        ({b: 1.0 for b in CANONICAL_BEHAVIORS if b != RATE}, [RATE]),
+    ],
+)
 def test_bad_weights_raise_data_error(weights: dict, words: list[str]) -> None:
     with pytest.raises(DataError) as info:
         synth.SynthConfig.small(behavior_weights=weights)
     assert all(word in str(info.value) for word in words)
 
 
-@pytest.mark.parametrize("change", [
-    {"n_categories": 11}, {"p_click": 1.5}, {"start": "2026-13-01"}, {"tau_seconds": 0.0},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"n_categories": 11},
+        {"p_click": 1.5},
+        {"start": "2026-13-01"},
+        {"tau_seconds": 0.0},
+    ],
+)
 def test_bad_parameters_raise_data_error(change: dict) -> None:
     with pytest.raises(DataError, match=next(iter(change))):
         synth.SynthConfig.small(**change)
 
 
 def test_unusual_weight_orders_work() -> None:
-    for weights in (_swap(VIEW, PURCHASE), {b: 0.0 for b in CANONICAL_BEHAVIORS}):
+    for weights in (_swap(VIEW, PURCHASE), dict.fromkeys(CANONICAL_BEHAVIORS, 0.0)):
         data = synth.generate(synth.SynthConfig.small(behavior_weights=weights))
         assert data.truth["behavior_weights"] == weights
         assert len(data.events) > 5_000
 
 
 def test_cli_writes_files_with_weights(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    status = cli.main(["synth", "--out", str(tmp_path), "--users", "60", "--items", "50",
-                       "--events", "2000", "--seed", "5",
-                       "--weights", f"{VIEW}=2, {PURCHASE}=0.3"])
+    status = cli.main(
+        [
+            "synth",
+            "--out",
+            str(tmp_path),
+            "--users",
+            "60",
+            "--items",
+            "50",
+            "--events",
+            "2000",
+            "--seed",
+            "5",
+            "--weights",
+            f"{VIEW}=2, {PURCHASE}=0.3",
+        ]
+    )
     assert status == 0 and "events" in capsys.readouterr().out
     truth = json.loads((tmp_path / synth.TRUTH_FILE).read_text(encoding="utf-8"))
     assert truth["behavior_weights"] == _weights(view=2.0, purchase=0.3)
@@ -258,14 +298,18 @@ def _sessions(data: synth.SyntheticData, keep_last: bool = False) -> pd.DataFram
     (``keep_last``: also each user's last session, which has none)."""
     ev = data.events.sort_values([USER_ID, TIMESTAMP], kind="stable")
     grouped = ev.groupby((ev[BEHAVIOR] == VIEW).cumsum().to_numpy())
-    sessions = pd.DataFrame({USER_ID: grouped[USER_ID].first(), ITEM_ID: grouped[ITEM_ID].first(),
-                             "steps": grouped[BEHAVIOR].agg(lambda b: "+".join(b))})
+    sessions = pd.DataFrame(
+        {
+            USER_ID: grouped[USER_ID].first(),
+            ITEM_ID: grouped[ITEM_ID].first(),
+            "steps": grouped[BEHAVIOR].agg(lambda b: "+".join(b)),
+        }
+    )
     sessions["next"] = sessions.groupby(USER_ID)[ITEM_ID].shift(-1)
     return sessions if keep_last else sessions.dropna(subset=["next"])
 
 
-def _log_repeat_lift(sessions: pd.DataFrame, before: tuple[str, ...],
-                     after: tuple[str, ...]) -> float:
+def _log_repeat_lift(sessions: pd.DataFrame, before: tuple[str, ...], after: tuple[str, ...]) -> float:
     """log P(next session on the same item | session steps == after) / (same | before)."""
     repeat = (sessions[ITEM_ID] == sessions["next"]).groupby(sessions["steps"]).mean()
     return float(np.log(repeat["+".join(after)] / repeat["+".join(before)]))
@@ -278,12 +322,14 @@ def test_planted_effect_is_visible_and_reverses() -> None:
     lifts = {}
     for name, weights in (("default", _weights()), ("swapped", _swap(CLICK, PURCHASE))):
         s = _sessions(synth.generate(synth.SynthConfig(behavior_weights=weights)))
-        lifts[name] = (_log_repeat_lift(s, (VIEW,), (VIEW, CLICK)),
-                       _log_repeat_lift(s, (VIEW, CLICK, CART), (VIEW, CLICK, CART, PURCHASE)))
+        lifts[name] = (
+            _log_repeat_lift(s, (VIEW,), (VIEW, CLICK)),
+            _log_repeat_lift(s, (VIEW, CLICK, CART), (VIEW, CLICK, CART, PURCHASE)),
+        )
     click, purchase = lifts["default"]
-    assert purchase > click + 0.1      # w_purchase 2.0 > w_click 0.6 (measured 0.34 vs 0.16)
+    assert purchase > click + 0.1  # w_purchase 2.0 > w_click 0.6 (measured 0.34 vs 0.16)
     click, purchase = lifts["swapped"]
-    assert click > purchase + 0.1      # w_click 2.0 > w_purchase 0.6 (measured 0.21 vs -0.06)
+    assert click > purchase + 0.1  # w_click 2.0 > w_purchase 0.6 (measured 0.21 vs -0.06)
 
 
 def _history_features(data: synth.SyntheticData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -305,31 +351,29 @@ def _history_features(data: synth.SyntheticData) -> tuple[np.ndarray, np.ndarray
     for user, rows in ev.groupby(USER_ID).indices.items():
         starts = rows[kind[rows] == 0][1:]  # every session but the first
         decay = np.exp((t[rows][None, :] - t[starts][:, None]) / params["tau_seconds"])
-        decay *= t[rows][None, :] < t[starts][:, None]                     # [S_u, E_u]
+        decay *= t[rows][None, :] < t[starts][:, None]  # [S_u, E_u]
         acc = np.zeros((len(starts), len(CANONICAL_BEHAVIORS), len(items)))
         np.add.at(acc, (slice(None), kind[rows], item[rows]), decay)
         features.append(acc @ sim)
         pref = np.array(latent["user_category_preference"][user])
-        offsets.append(np.tile(params["beta_pref"] * pref[cats] + params["beta_pop"] * popularity,
-                               (len(starts), 1)))
+        offsets.append(np.tile(params["beta_pref"] * pref[cats] + params["beta_pop"] * popularity, (len(starts), 1)))
         targets.append(item[starts])
     return np.concatenate(offsets), np.concatenate(features), np.concatenate(targets)
 
 
-def _fit_weights(offsets: np.ndarray, features: np.ndarray,
-                 targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fit_weights(offsets: np.ndarray, features: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Conditional-logit MLE of the behavior weights by Newton steps: (weights, std errors)."""
     w = np.zeros(features.shape[1])
     rows = np.arange(len(targets))
     for _ in range(30):
         score = offsets + np.einsum("sbn,b->sn", features, w)
         prob = np.exp(score - score.max(axis=1, keepdims=True))
-        prob /= prob.sum(axis=1, keepdims=True)                              # [S, N]
-        mean = np.einsum("sbn,sn->sb", features, prob)                       # [S, B]
+        prob /= prob.sum(axis=1, keepdims=True)  # [S, N]
+        mean = np.einsum("sbn,sn->sb", features, prob)  # [S, B]
         grad = (features[rows, :, targets] - mean).sum(axis=0)
         hess = np.einsum("sbn,scn,sn->bc", features, features, prob) - mean.T @ mean
         step = np.linalg.solve(hess, grad)
-        w += step * min(1.0, 1.0 / np.abs(step).max())                      # damped
+        w += step * min(1.0, 1.0 / np.abs(step).max())  # damped
         if np.abs(step).max() < 1e-6:
             break
     return w, np.sqrt(np.diag(np.linalg.inv(hess)))
@@ -339,11 +383,9 @@ def _fit_weights(offsets: np.ndarray, features: np.ndarray,
 def test_oracle_likelihood_recovers_planted_weights(weights: dict[str, float]) -> None:
     """The generator really samples from softmax(score): fitting the planted formula to its
     output recovers every weight, and the view/purchase order follows the config."""
-    config = synth.SynthConfig(n_users=300, n_items=120, target_events=20_000,
-                               behavior_weights=weights)
+    config = synth.SynthConfig(n_users=300, n_items=120, target_events=20_000, behavior_weights=weights)
     fitted, stderr = _fit_weights(*_history_features(synth.generate(config)))
     true = np.array([weights[b] for b in CANONICAL_BEHAVIORS])
     assert np.all(np.abs(fitted - true) < 4 * stderr), dict(zip(CANONICAL_BEHAVIORS, fitted))
-    view, purchase = fitted[CANONICAL_BEHAVIORS.index(VIEW)], \
-        fitted[CANONICAL_BEHAVIORS.index(PURCHASE)]
+    view, purchase = fitted[CANONICAL_BEHAVIORS.index(VIEW)], fitted[CANONICAL_BEHAVIORS.index(PURCHASE)]
     assert (purchase - view > 1.0) if weights[PURCHASE] > weights[VIEW] else (view - purchase > 1.0)

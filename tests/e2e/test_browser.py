@@ -25,8 +25,13 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 SKIP_ENV = "BEHAVIORLENS_SKIP_BROWSER"
 START_TIMEOUT_S = 120
@@ -40,13 +45,15 @@ def require_browser() -> None:
     if os.environ.get(SKIP_ENV) == "1":
         pytest.skip(f"{SKIP_ENV}=1: browser test skipped on request")
     if not CHROMIUM.is_file():
-        pytest.fail(f"chromium is missing at {CHROMIUM}: install Debian's chromium package "
-                    f"(`make browser-deps`) or set {SKIP_ENV}=1 to skip the browser test", pytrace=False)
+        pytest.fail(
+            f"chromium is missing at {CHROMIUM}: install Debian's chromium package "
+            f"(`make browser-deps`) or set {SKIP_ENV}=1 to skip the browser test",
+            pytrace=False,
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        pytest.fail(f"the playwright package is missing: pip install -e '.[test]' (or set {SKIP_ENV}=1)",
-                    pytrace=False)
+        pytest.fail(f"the playwright package is missing: pip install -e '.[test]' (or set {SKIP_ENV}=1)", pytrace=False)
 
 
 def free_port() -> int:
@@ -69,8 +76,7 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.5)
-    pytest.fail(f"streamlit did not answer {url}/_stcore/health in {START_TIMEOUT_S}s:\n"
-                f"{log.read_text()[-4000:]}")
+    pytest.fail(f"streamlit did not answer {url}/_stcore/health in {START_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
 
 
 @pytest.fixture()
@@ -80,9 +86,21 @@ def server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = tmp_path / "streamlit.log"
     env = {**os.environ, "BEHAVIORLENS_WORKSPACE": str(tmp_path / "workspace")}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
-           "--server.address", "127.0.0.1", "--server.port", str(port),
-           "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -159,8 +177,11 @@ def explain_the_first_user(page: Any, wait: int) -> None:
 
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Explain").click()
     expect(page.get_by_role("heading", name="Explain", exact=True)).to_be_visible(timeout=wait)
-    timeline = page.get_by_test_id("stPlotlyChart").filter(has=page.locator("g.scatterlayer")).filter(
-        has_text="Event timeline: attribution per event")
+    timeline = (
+        page.get_by_test_id("stPlotlyChart")
+        .filter(has=page.locator("g.scatterlayer"))
+        .filter(has_text="Event timeline: attribution per event")
+    )
     expect(timeline).to_have_count(1, timeout=wait)
     expect(timeline.locator("g.scatterlayer path.point").first).to_be_visible(timeout=wait)  # event markers
     summary = page.get_by_test_id("stAlert").filter(has_text="Times count back from this history's latest event")

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import torch
 from bert_support import save_tiny_bert  # tests/bert_support.py
+from scorer_support import ToyTokens  # tests/explain/scorer_support.py
 
 from core import schema as S
 from core.errors import DataError, NotFittedError, NotFoundError
@@ -29,15 +30,22 @@ from core.explain.subject import Labels, Subject, subject_for
 from core.model.evaluation import predicted_ratings, user_scores
 from core.model.recommender import Recommender
 
-TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2,
-              "dropout": 0.0}
+TINY_MODEL = {
+    "d_model": 16,
+    "n_layers": 1,
+    "n_heads": 1,
+    "max_len": 20,
+    "expert_dim": 8,
+    "n_experts": 2,
+    "dropout": 0.0,
+}
 WORDS = ["red", "blue", "green", "gold", "gray", "pink"]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "key", "partner", "noise", "item", *WORDS]
 N_KEYS = 6
 
 
 # -- toy scorers ---------------------------------------------------------------------------------
-class LinearScorer:
+class LinearScorer(ToyTokens):
     """f(tokens) = Σ_{i,d} w_id · t_id + c: IG must equal Σ_d w_id (x_id − b_id) exactly."""
 
     def __init__(self, n: int = 7, d: int = 5, seed: int = 0) -> None:
@@ -45,21 +53,8 @@ class LinearScorer:
         self.x, self.b = torch.randn(1, n, d, generator=g), torch.randn(1, n, d, generator=g)
         self.w, self.c = torch.randn(n, d, generator=g), 0.3
 
-    @property
-    def n_events(self) -> int:
-        return self.x.shape[1]
-
-    def tokens(self) -> torch.Tensor:
-        return self.x
-
-    def baseline_tokens(self) -> torch.Tensor:
-        return self.b
-
     def score_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         return (tokens * self.w).sum((1, 2)) + self.c
-
-    def score_removed(self, removed: torch.Tensor) -> torch.Tensor:
-        return self.score_tokens(torch.where(removed.unsqueeze(-1), self.b, self.x))
 
 
 class SetScorer:
@@ -87,8 +82,18 @@ class SetScorer:
 
 
 def _toy_subject(scorer) -> Subject:
-    rows = [{"position": i, "behavior": "view", "item": f"I{i}", "title": None, "item_text": None,
-             "time": "2026-01-01T00:00:00Z", "value": None} for i in range(scorer.n_events)]
+    rows = [
+        {
+            "position": i,
+            "behavior": "view",
+            "item": f"I{i}",
+            "title": None,
+            "item_text": None,
+            "time": "2026-01-01T00:00:00Z",
+            "value": None,
+        }
+        for i in range(scorer.n_events)
+    ]
     return Subject(scorer, "u", "i", "engagement", rows)
 
 
@@ -107,7 +112,7 @@ def test_ig_equals_w_times_x_minus_b_on_a_linear_model() -> None:
 def test_leave_one_out_is_exact_on_a_toy_model() -> None:
     toy = SetScorer(8)
     full = toy.value(np.ones((1, 8)))[0]
-    expected = [full - toy.value(1 - np.eye(8)[i:i + 1])[0] for i in range(8)]
+    expected = [full - toy.value(1 - np.eye(8)[i : i + 1])[0] for i in range(8)]
     np.testing.assert_allclose(leave_one_out(toy), expected, rtol=1e-12, atol=1e-12)
     lin = LinearScorer()
     exp = explain_subject(_toy_subject(lin), "loo")
@@ -141,8 +146,10 @@ def test_deletion_curve_and_aopc_by_hand() -> None:
     toy.a = np.array([3.0, -1.0, 2.0, 0.5, 0.0])
     order = np.array([0, 2, 3, 1, 4])
     masks = removal_masks(order[None, :])
-    assert masks.tolist()[:3] == [[False] * 5, [True, False, False, False, False],
-                                  [True, False, True, False, False]] and masks[-1].all()
+    assert (
+        masks.tolist()[:3] == [[False] * 5, [True, False, False, False, False], [True, False, True, False, False]]
+        and masks[-1].all()
+    )
     curve = deletion_curves(toy, order)[0]
     np.testing.assert_allclose(curve, [4.5, 1.5, -0.5, -1.0, 0.0, 0.0])
     assert aopc(curve) == pytest.approx(np.mean(4.5 - curve))
@@ -180,17 +187,19 @@ def planted_events(n_users: int = 96, length: int = 16, seed: int = 0) -> tuple[
                 k = int(rng.integers(N_KEYS))
                 seq += [(f"K{k}", "purchase", np.nan), (f"P{k}", "rate" if rng.random() < 0.5 else "view", 5.0)]
             else:
-                seq.append((f"N{rng.integers(20):02d}", "rate" if rng.random() < 0.3 else "view",
-                            float(rng.integers(1, 3))))
-        seq = seq[:length - 1] + [(f"K{u % N_KEYS}", "purchase", np.nan)]
+                seq.append(
+                    (f"N{rng.integers(20):02d}", "rate" if rng.random() < 0.3 else "view", float(rng.integers(1, 3)))
+                )
+        seq = seq[: length - 1] + [(f"K{u % N_KEYS}", "purchase", np.nan)]
         rows += [(f"U{u:03d}", *event) for event in seq]
     events = pd.DataFrame(rows, columns=[S.USER_ID, S.ITEM_ID, S.BEHAVIOR, S.VALUE])
     events.loc[~events[S.BEHAVIOR].eq("rate"), S.VALUE] = np.nan
     start = pd.Timestamp("2026-03-02", tz="UTC")
     events[S.TIMESTAMP] = start + pd.to_timedelta(events.groupby(S.USER_ID).cumcount() * 3600, unit="s")
     ids = sorted(events[S.ITEM_ID].unique())
-    items = pd.DataFrame({S.ITEM_ID: ids, S.ITEM_TITLE: [f"title {i}" for i in ids],
-                          S.ITEM_TEXT: [_text(i) for i in ids]})
+    items = pd.DataFrame(
+        {S.ITEM_ID: ids, S.ITEM_TITLE: [f"title {i}" for i in ids], S.ITEM_TEXT: [_text(i) for i in ids]}
+    )
     return events, items
 
 
@@ -202,11 +211,23 @@ def _text(item: str) -> str:
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> Recommender:
+    """A tiny model trained on the planted key -> partner signal."""
     bert = build_tiny_bert(tmp_path_factory.mktemp("enc") / "bert")
     events, items = planted_events()
-    rec = Recommender(encoder=str(bert), device="cpu", model=dict(TINY_MODEL),
-                      train={"epochs": 40, "batch_size": 16, "seed": 0, "lr": 1e-2, "patience": 40,
-                             "event_dropout": 0.2, "threads": 1})
+    rec = Recommender(
+        encoder=str(bert),
+        device="cpu",
+        model=dict(TINY_MODEL),
+        train={
+            "epochs": 40,
+            "batch_size": 16,
+            "seed": 0,
+            "lr": 1e-2,
+            "patience": 40,
+            "event_dropout": 0.2,
+            "threads": 1,
+        },
+    )
     return rec.fit(events, items)
 
 
@@ -225,12 +246,14 @@ def test_scorer_matches_the_model_on_padded_batches(fitted: Recommender) -> None
     for u in (0, 5):
         user, item = str(data.users[u]), f"P{u % N_KEYS}"
         idx = int(np.flatnonzero(data.item_ids == item)[0])
-        scores, states = user_scores(model, data, np.array([u]), data.offsets[u + 1:u + 2], fitted.device_)
+        scores, states = user_scores(model, data, np.array([u]), data.offsets[u + 1 : u + 2], fitted.device_)
         eng = subject_for(fitted, user, item, "engagement").scorer
         assert float(eng.score_tokens(eng.tokens()).detach()) == pytest.approx(scores[0, idx], abs=1e-4)
         rating = subject_for(fitted, user, item, "rating").scorer
         expected = predicted_ratings(model, states, np.array([idx]), fitted.scale_)[0]
-        assert float(rating.score_removed(torch.zeros(1, rating.n_events, dtype=torch.bool))) == pytest.approx(expected, abs=1e-4)
+        assert float(rating.score_removed(torch.zeros(1, rating.n_events, dtype=torch.bool))) == pytest.approx(
+            expected, abs=1e-4
+        )
 
 
 def test_fused_target_matches_core_fusion(fitted: Recommender) -> None:
@@ -247,14 +270,17 @@ def test_fused_target_matches_core_fusion(fitted: Recommender) -> None:
     values = data.value[~np.isnan(data.value)]
     assert not fitted.protocol_.exclude_seen  # every item is a candidate
     for u in (1, 4):
-        scores, states = user_scores(model, data, np.array([u]), data.offsets[u + 1:u + 2], fitted.device_)
+        scores, states = user_scores(model, data, np.array([u]), data.offsets[u + 1 : u + 2], fitted.device_)
         eligible = np.ones_like(scores, bool)
         eligible[:, 0] = False
         for idx in [*np.argsort(-scores[0])[:2], int(np.flatnonzero(data.item_ids == "N03")[0])]:
             rating = predicted_ratings(model, states, np.array([idx]), fitted.scale_)
-            signals = {F.ENGAGEMENT: F.minmax_probability(scores, eligible)[0, idx],
-                       F.RATING: F.rating_signal(rating, (float(values.min()), float(values.max())))[0],
-                       F.POPULARITY: F.popularity_signal(counts)[idx], F.FRESHNESS: F.freshness_signal(last)[idx]}
+            signals = {
+                F.ENGAGEMENT: F.minmax_probability(scores, eligible)[0, idx],
+                F.RATING: F.rating_signal(rating, (float(values.min()), float(values.max())))[0],
+                F.POPULARITY: F.popularity_signal(counts)[idx],
+                F.FRESHNESS: F.freshness_signal(last)[idx],
+            }
             expected = float(F.fuse(signals, weights))
             item = str(data.item_ids[idx])
             scorer = subject_for(fitted, str(data.users[u]), item, "fused", weights=weights).scorer

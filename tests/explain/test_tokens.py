@@ -18,25 +18,60 @@ import torch
 from bert_support import save_tiny_bert  # tests/bert_support.py
 from transformers import BertTokenizer
 
-from core.data import synth
 from core.errors import ArtifactError, DataError, NotFittedError, NotFoundError
 from core.explain import explain
 from core.explain.subject import titles_of
-from core.explain.tokens import TokenAttribution, live_encoder, merge_words, token_attributions
-from core.ingest.options import IngestOptions
-from core.ingest.pipeline import ingest
+from core.explain.text_ig import live_encoder, merge_words
+from core.explain.tokens import TokenAttribution, token_attributions
 from core.model.recommender import Recommender
 from core.runs.explain import token_attributions_run
 from core.runs.run import open_run
-from core.runs.train import train_run
-from core.store.workspace import Workspace
 
-TINY = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
-        "train": {"batch_size": 32, "epochs": 2, "threads": 1}}
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "is", "of", "and", "with", "the", "in", "to", "for",
-         "smart", "plug", "speaker", "coffee", "bag", "roast", "medium", "cold", "brew", "bean", "house", "blend",
-         "high", "##land", "##s", "##ing", "##er", "up", "sets", "phone", "your", "from", "yoga", "mat", "-", ",",
-         ".", "–"]
+TRAIN = {"batch_size": 32, "epochs": 2, "threads": 1}
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "a",
+    "is",
+    "of",
+    "and",
+    "with",
+    "the",
+    "in",
+    "to",
+    "for",
+    "smart",
+    "plug",
+    "speaker",
+    "coffee",
+    "bag",
+    "roast",
+    "medium",
+    "cold",
+    "brew",
+    "bean",
+    "house",
+    "blend",
+    "high",
+    "##land",
+    "##s",
+    "##ing",
+    "##er",
+    "up",
+    "sets",
+    "phone",
+    "your",
+    "from",
+    "yoga",
+    "mat",
+    "-",
+    ",",
+    ".",
+    "–",
+]
 
 
 def _bert(folder: Path, seed: int) -> Path:
@@ -44,17 +79,13 @@ def _bert(folder: Path, seed: int) -> Path:
 
 
 class Env:
-    def __init__(self, root: Path) -> None:
-        data = synth.generate(synth.SynthConfig.small(5, n_users=30, n_items=30, target_events=900))
-        synth.write(data, root / "data")
-        self.ws = Workspace(root / "ws")
-        ingest(self.ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name="syn"))
-        self.bert = _bert(root / "bert", seed=0)
+    def __init__(self, root: Path, tiny_run) -> None:
+        run = tiny_run(root, train=TRAIN, encoder=_bert(root / "bert", seed=0))
+        self.ws, self.run_id, self.bert = run.ws, run.run_id, run.encoder
         self.other_bert = _bert(root / "other", seed=1)
-        self.run_id = train_run(self.ws, "syn", {**TINY, "encoder": str(self.bert), "device": "cpu"})
         self.rec = open_run(self.ws, self.run_id, "cpu").recommender()
         self.titles = titles_of(self.ws.items("syn"))
-        self.raw_user = str(data.events["user_id"].iloc[0])
+        self.raw_user = run.user
         self.user = self.ws.resolve_user("syn", self.raw_user)
         self.item = str(self.rec.recommend(self.user, 3)["item_id"].iloc[2])  # not the top one: fused < 1
 
@@ -63,8 +94,9 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
-    return Env(tmp_path_factory.mktemp("tokens"))
+def env(tmp_path_factory: pytest.TempPathFactory, tiny_run) -> Env:
+    """The module's workspace: one tiny run on a BERT whose vocabulary splits item words."""
+    return Env(tmp_path_factory.mktemp("tokens"), tiny_run)
 
 
 def test_shapes_and_fields(env: Env) -> None:
@@ -123,8 +155,19 @@ def test_words_merge_word_pieces(env: Env) -> None:
     assert {"high", "##land", "plug", "##s"} <= set(cand.tokens)
     assert words["Highland"] == pytest.approx(pieces["high"] + pieces["##land"])
     assert words["plugs"] == pytest.approx(pieces["plug"] + pieces["##s"])
-    assert [w for w, _ in cand.words] == ["Highland", "Bean", "House", "Blend", "–", "medium", "roast", "coffee",
-                                           ",", "smart", "plugs"]
+    assert [w for w, _ in cand.words] == [
+        "Highland",
+        "Bean",
+        "House",
+        "Blend",
+        "–",
+        "medium",
+        "roast",
+        "coffee",
+        ",",
+        "smart",
+        "plugs",
+    ]
 
 
 def test_an_item_without_text_has_nothing_to_attribute(env: Env) -> None:
@@ -143,7 +186,9 @@ def test_merge_words_wordpiece_rules_and_spans() -> None:
     spans = [[0, 0], [0, 3], [3, 7], [8, 12], [12, 13], [0, 0], [0, 0]]
     word_ids = [None, 0, 0, 1, 1, None, None]
     assert merge_words(pieces[:6], values[:6], special[:6], word_ids[:6], spans[:6], text) == [
-        ("Running", 3.0), ("SHOES", 7.0)]
+        ("Running", 3.0),
+        ("SHOES", 7.0),
+    ]
 
 
 def test_event_texts(env: Env) -> None:
@@ -203,8 +248,20 @@ def test_bad_arguments(env: Env) -> None:
 def test_run_api_and_strict_json(env: Env) -> None:
     (cand,) = token_attributions_run(open_run(env.ws, env.run_id), env.raw_user, env.item, "rating")
     out = json.loads(json.dumps(cand.to_dict(), allow_nan=False))
-    assert {"source", "position", "item", "text", "tokens", "attributions", "words", "score", "baseline_score",
-            "completeness_delta", "runtime_ms", "relative_delta"} <= set(out)
+    assert {
+        "source",
+        "position",
+        "item",
+        "text",
+        "tokens",
+        "attributions",
+        "words",
+        "score",
+        "baseline_score",
+        "completeness_delta",
+        "runtime_ms",
+        "relative_delta",
+    } <= set(out)
     assert out["source"] == "candidate" and out["target"] == "rating"
     assert all(isinstance(w, list) and len(w) == 2 for w in out["words"])
     with pytest.raises(NotFoundError, match="nobody"):

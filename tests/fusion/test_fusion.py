@@ -7,9 +7,6 @@ check the cache, the presets and the CLI on it.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -17,30 +14,25 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.cli import main
-from core.data import synth
 from core.errors import DataError
+from core.fusion import cache as FCACHE
 from core.fusion import candidates as FC
 from core.fusion import formula as F
 from core.fusion import ranking as R
-from core.ingest.options import IngestOptions
-from core.ingest.pipeline import ingest
 from core.runs import fusion as FR
 from core.runs.run import Run as RunHandle
 from core.runs.run import open_run
 from core.runs.scores import evaluate_run
-from core.runs.train import train_run
 from core.store.run_folder import FUSION_FOLDER, PRESETS_FILE
-from core.store.workspace import Workspace
 
-TINY = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
-        "train": {"batch_size": 64, "epochs": 1}}
+TRAIN = {"batch_size": 64, "epochs": 1}
 RANKING = ("HR@10", "NDCG@10", "MRR@10", "AUC")
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def random_candidates(seed: int, users: int = 30, items: int = 60, per_anchor: int | None = None,
-                      ties: bool = False) -> R.Candidates:
+def random_candidates(
+    seed: int, users: int = 30, items: int = 60, per_anchor: int | None = None, ties: bool = False
+) -> R.Candidates:
     """Candidates from random signals; every user has one eligible target and some seen items."""
     rng = np.random.default_rng(seed)
     n1 = items + 1
@@ -55,12 +47,20 @@ def random_candidates(seed: int, users: int = 30, items: int = 60, per_anchor: i
     pop, fresh = rng.random(n1).astype(np.float32), rng.random(n1).astype(np.float32)
     block = FC.select_block(F.minmax_probability(logp, eligible), rat, pop, fresh, eligible, targets, per_anchor)
     out = FC.stack_blocks([block])
-    return R.Candidates(users=np.arange(users), items=out["items"], engagement=out["engagement"],
-                        rating=out["rating"], popularity=pop, freshness=fresh,
-                        popularity_count=np.round(pop * 100).astype(np.float32), outside=out["outside"],
-                        targets=targets, target_col=FC.target_columns(out["items"], targets),
-                        target_rating=np.full(users, np.nan, np.float32),
-                        target_value=np.full(users, np.nan, np.float32))
+    return R.Candidates(
+        users=np.arange(users),
+        items=out["items"],
+        engagement=out["engagement"],
+        rating=out["rating"],
+        popularity=pop,
+        freshness=fresh,
+        popularity_count=np.round(pop * 100).astype(np.float32),
+        outside=out["outside"],
+        targets=targets,
+        target_col=FC.target_columns(out["items"], targets),
+        target_rating=np.full(users, np.nan, np.float32),
+        target_value=np.full(users, np.nan, np.float32),
+    )
 
 
 def rank_of(c: R.Candidates, weights: dict[str, float], row: int, item: int) -> int:
@@ -69,8 +69,12 @@ def rank_of(c: R.Candidates, weights: dict[str, float], row: int, item: int) -> 
 
 # -- golden values -----------------------------------------------------------------------------
 def test_fused_score_golden_values() -> None:
-    signals = {"engagement": np.array([1.0, 0.5, 0.0]), "rating": np.array([0.0, 1.0, 0.5]),
-               "popularity": np.array([0.2, 0.4, 1.0]), "freshness": np.array([1.0, 0.0, 0.0])}
+    signals = {
+        "engagement": np.array([1.0, 0.5, 0.0]),
+        "rating": np.array([0.0, 1.0, 0.5]),
+        "popularity": np.array([0.2, 0.4, 1.0]),
+        "freshness": np.array([1.0, 0.0, 0.0]),
+    }
     # weights 3, 1 -> 0.75, 0.25
     np.testing.assert_allclose(F.fuse(signals, {"engagement": 3, "rating": 1}), [0.75, 0.625, 0.125])
     # 0.4 e + 0.2 r + 0.2 p + 0.2 f
@@ -82,42 +86,53 @@ def test_signal_normalization_golden_values() -> None:
     logp = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
     eligible = np.array([[True, True, True, False]])
     np.testing.assert_allclose(F.minmax_probability(logp, eligible), [[1.0, (0.3 - 0.15) / 0.35, 0.0, 0.0]])
-    np.testing.assert_allclose(F.rating_signal(np.array([1.0, 3.0, 5.0, 6.0, 0.0]), (1.0, 5.0)),
-                               [0.0, 0.5, 1.0, 1.0, 0.0])
+    np.testing.assert_allclose(
+        F.rating_signal(np.array([1.0, 3.0, 5.0, 6.0, 0.0]), (1.0, 5.0)), [0.0, 0.5, 1.0, 1.0, 0.0]
+    )
     assert not F.rating_signal(np.array([3.0, 4.0]), None).any()
-    np.testing.assert_allclose(F.popularity_signal(np.array([0, 1, 3])), [0.0, math.log(2) / math.log(4), 1.0],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        F.popularity_signal(np.array([0, 1, 3])), [0.0, math.log(2) / math.log(4), 1.0], rtol=1e-6
+    )
     np.testing.assert_allclose(F.freshness_signal(np.array([np.nan, 100.0, 150.0, 200.0])), [0, 0, 0.5, 1])
 
 
 def test_weights_are_normalized_to_sum_one() -> None:
     assert F.parse_weights("engagement=0.7,rating=0.3") == pytest.approx(
-        {"engagement": 0.7, "rating": 0.3, "popularity": 0.0, "freshness": 0.0})
+        {"engagement": 0.7, "rating": 0.3, "popularity": 0.0, "freshness": 0.0}
+    )
     w = F.normalize_weights({"popularity": 2, "freshness": 6})
     assert w == {"engagement": 0.0, "rating": 0.0, "popularity": 0.25, "freshness": 0.75}
     assert list(w) == list(F.SIGNALS)
 
 
-@pytest.mark.parametrize("spec, needle", [
-    ("engagement=-0.1,rating=1", "engagement=-0.1"),
-    ("engagement=0,rating=0", "all zero"),
-    ("novelty=1", "'novelty'"),
-    ("rating=abc", "rating='abc'"),
-    ("rating=nan", "rating=nan"),
-    ("rating=inf,engagement=1", "rating=inf"),
-    ("engagement=1,engagement=2", "'engagement' is given twice"),
-    ("engagement", "NAME=VALUE"),
-    ("", "NAME=VALUE"),
-])
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        ("engagement=-0.1,rating=1", "engagement=-0.1"),
+        ("engagement=0,rating=0", "all zero"),
+        ("novelty=1", "'novelty'"),
+        ("rating=abc", "rating='abc'"),
+        ("rating=nan", "rating=nan"),
+        ("rating=inf,engagement=1", "rating=inf"),
+        ("engagement=1,engagement=2", "'engagement' is given twice"),
+        ("engagement", "NAME=VALUE"),
+        ("", "NAME=VALUE"),
+    ],
+)
 def test_bad_weights_name_the_weight(spec: str, needle: str) -> None:
     with pytest.raises(DataError, match=None) as err:
         F.parse_weights(spec)
     assert needle in str(err.value)
 
 
-@pytest.mark.parametrize("weights, needle", [
-    ({"rating": -1}, "rating=-1"), ({"rating": True}, "rating=True"), ({"rating": "1"}, "rating='1'"),
-])
+@pytest.mark.parametrize(
+    "weights, needle",
+    [
+        ({"rating": -1}, "rating=-1"),
+        ({"rating": True}, "rating=True"),
+        ({"rating": "1"}, "rating='1'"),
+    ],
+)
 def test_bad_weight_values_in_a_mapping(weights: dict[str, Any], needle: str) -> None:
     with pytest.raises(DataError) as err:
         F.normalize_weights(weights)
@@ -235,24 +250,19 @@ def test_outside_bound_holds() -> None:
 
 # -- a tiny trained run -----------------------------------------------------------------------------
 class Run:
-    def __init__(self, root: Path) -> None:
-        data = synth.generate(synth.SynthConfig.small(5, n_users=40, n_items=30, target_events=1500))
-        synth.write(data, root / "data")
-        self.data = data
-        self.ws = Workspace(root / "ws")
-        ingest(self.ws, root / "data" / "events.csv", root / "data" / "items.csv", IngestOptions(name="syn"))
-        self.run_id = train_run(self.ws, "syn", {**TINY, "device": "cpu"})
+    def __init__(self, root: Path, tiny_run, cli) -> None:
+        run = tiny_run(root, n_users=40, n_items=30, target_events=1500, train=TRAIN, encoder=None)
+        self.data, self.ws, self.run_id, self.run_cli = run.data, run.ws, run.run_id, cli
 
     def cli(self, *args: str) -> tuple[int, Any, str]:
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main([*args, "--workspace", str(self.ws.root), "--json"])
-        return code, (json.loads(out.getvalue()) if code == 0 else None), err.getvalue()
+        code, out, err = result = self.run_cli(*args, "--json", workspace=self.ws.root)
+        return code, (result.json() if code == 0 else None), err
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return Run(tmp_path_factory.mktemp("fusion"))
+def run(tmp_path_factory: pytest.TempPathFactory, tiny_run, cli) -> Run:
+    """The module's tiny run (40 users, 30 items, one epoch, the bundled MiniLM)."""
+    return Run(tmp_path_factory.mktemp("fusion"), tiny_run, cli)
 
 
 @pytest.mark.parametrize("exclude", [None, True, False])
@@ -281,7 +291,7 @@ def test_cache_is_stored_in_the_run_and_reused_without_the_model(run: Run, monke
 
     monkeypatch.setattr(RunHandle, "recommender", no_model)
     c, meta = FR.run_candidates(open_run(run.ws, run.run_id), "test")
-    assert meta["cached"] is True and meta["format"] == FC.CACHE_FORMAT
+    assert meta["cached"] is True and meta["format"] == FCACHE.CACHE_FORMAT
     a = R.fused_metrics(c, {"engagement": 1})
     b = R.fused_metrics(c, {"popularity": 1})
     assert a != b
@@ -314,8 +324,9 @@ def test_cli_evaluate_and_recommend_with_weights(run: Run) -> None:
     assert {"run", "protocol", "exclude_seen", "target_behavior", "test", "valid"} <= set(out)
     assert 0 <= out["test"]["HR@10"] <= 1 and "coverage@10" in out["test"]
     user = str(run.data.events["user_id"].iloc[0])
-    code, out, err = run.cli("recommend", "--run", run.run_id, "--user", user, "--k", "5", "--weights",
-                             "engagement=1,popularity=1")
+    code, out, err = run.cli(
+        "recommend", "--run", run.run_id, "--user", user, "--k", "5", "--weights", "engagement=1,popularity=1"
+    )
     assert code == 0, err
     assert len(out["items"]) == 5 and out["weights"]["popularity"] == 0.5
     for item in out["items"]:
@@ -335,8 +346,9 @@ def test_cli_bad_weights_exit_2_naming_the_weight(run: Run) -> None:
 
 
 def test_saved_preset_becomes_the_default(run: Run) -> None:
-    code, out, err = run.cli("weights", "--run", run.run_id, "--save", "pop-heavy", "--weights",
-                             "engagement=1,popularity=3")
+    code, out, err = run.cli(
+        "weights", "--run", run.run_id, "--save", "pop-heavy", "--weights", "engagement=1,popularity=3"
+    )
     assert code == 0, err
     assert out["default"] == "pop-heavy" and out["presets"]["pop-heavy"]["popularity"] == 0.75
     assert FR.default_weights(open_run(run.ws, run.run_id)) == ("pop-heavy", out["presets"]["pop-heavy"])
@@ -353,7 +365,7 @@ def test_saved_preset_becomes_the_default(run: Run) -> None:
 
 def test_cache_round_trip_and_staleness(tmp_path: Path) -> None:
     c = random_candidates(1, users=5, items=20)
-    FC.write_cache(tmp_path, "k", c, {"context": "test"})
-    loaded, meta = FC.read_cache(tmp_path, "k", {"context": "test"})
+    FCACHE.write_cache(tmp_path, "k", c, {"context": "test"})
+    loaded, meta = FCACHE.read_cache(tmp_path, "k", {"context": "test"})
     np.testing.assert_array_equal(loaded.items, c.items)
-    assert FC.read_cache(tmp_path, "k", {"context": "valid"}) is None  # stale: another context
+    assert FCACHE.read_cache(tmp_path, "k", {"context": "valid"}) is None  # stale: another context

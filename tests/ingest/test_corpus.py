@@ -11,10 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import random
-import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,10 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core.cli import main
 from core.store.workspace import Workspace
 
-REPO = Path(__file__).resolve().parents[2]
 H = "user_id,item_id,timestamp,behavior,value,text\n"
 T = "1700000000"  # a valid epoch
 
@@ -122,11 +117,20 @@ CASES: list[Case] = [
     Case("image.csv", b"\x89PNG\r\n\x1a\n" + _random_bytes(2048, 2), error="looks binary"),
     Case("nul_in_text.csv", rows(f"u1,i1,{T},view,,a\x00b"), error="looks binary"),
     Case("wrong_delimiter.csv", b"user_id:item_id:timestamp\nu1:i1:1\nu2:i2:2\n", error="found a single column"),
-    Case("html_page.csv", b"<!DOCTYPE html>\n<html><body><h1>Not Found</h1></body></html>\n", error="found a single column"),
+    Case(
+        "html_page.csv",
+        b"<!DOCTYPE html>\n<html><body><h1>Not Found</h1></body></html>\n",
+        error="found a single column",
+    ),
     Case("no_user_column.csv", b"item_id,timestamp\ni1,1\n", error="no user_id column found in no_user_column.csv"),
     Case("no_item_column.csv", b"user_id,timestamp\nu1,1\n", error="no item_id column found in no_item_column.csv"),
     Case("headerless.csv", b"1,10,1700000000\n2,20,1700000001\n", error="name its columns with --columns"),
-    Case("columns_mismatch.tsv", b"1\t10\t3\n", args=["--columns", "user_id,item_id"], error="--columns names 2 columns but columns_mismatch.tsv has 3"),
+    Case(
+        "columns_mismatch.tsv",
+        b"1\t10\t3\n",
+        args=["--columns", "user_id,item_id"],
+        error="--columns names 2 columns but columns_mismatch.tsv has 3",
+    ),
     Case("empty.csv.gz", gzip.compress(b""), error="is an empty gzip file"),
     Case("truncated.csv.gz", _truncated_gzip(), error="is a truncated or corrupt gzip file"),
     Case("fake.csv.gz", b"\x1f\x8b" + _random_bytes(512, 4), error="is a truncated or corrupt gzip file"),
@@ -134,90 +138,279 @@ CASES: list[Case] = [
     Case("all_broken.jsonl", b'{"user_id": \n{oops\n', error="no line holds a JSON object"),
     Case("utf16.csv", H.encode("utf-16"), error="is UTF-16 encoded"),
     Case("corrupt.parquet", b"PAR1" + _random_bytes(300, 5), error="is not a readable Parquet file"),
-    Case("empty.parquet", pq_bytes({"user_id": pa.array([], pa.string()), "item_id": pa.array([], pa.string())}), error="has no data rows"),
+    Case(
+        "empty.parquet",
+        pq_bytes({"user_id": pa.array([], pa.string()), "item_id": pa.array([], pa.string())}),
+        error="has no data rows",
+    ),
     Case("no_ids.parquet", pq_bytes({"who": ["a"], "what": ["b"]}), error="no user_id column found"),
-    Case("over_cap.csv", rows(*[f"u{k},i{k},{T},view,," for k in range(200)]), env={"BEHAVIORLENS_MAX_FILE_MB": "0.001"},
-         error="over the 0.0 MB cap: split the file or raise the cap with BEHAVIORLENS_MAX_FILE_MB"),
+    Case(
+        "over_cap.csv",
+        rows(*[f"u{k},i{k},{T},view,," for k in range(200)]),
+        env={"BEHAVIORLENS_MAX_FILE_MB": "0.001"},
+        error="over the 0.0 MB cap: split the file or raise the cap with BEHAVIORLENS_MAX_FILE_MB",
+    ),
     # --- usable: exit 0 with exact accounting ----------------------------------------
-    Case("unparseable_timestamps.csv", rows(f"u1,i1,{T},view,,", "u2,i2,yesterday,view,,", "u3,i3,,view,,",
-                                            "u4,i4,2024-02-30,view,,", "u5,i5,99999999999999999999,view,,"),
-         counts=(5, 1), reasons={"bad_timestamp": 3, "missing_timestamp": 1}),
-    Case("mixed_timestamps.csv", rows(f"u1,i1,{T},view,,", "u1,i2,1700000000000,view,,", "u1,i3,2023-11-14T22:13:20Z,view,,",
-                                      "u1,i4,2023-11-15T00:13:20+02:00,view,,", "u1,i5,2023-11-14 22:13:20 UTC,view,,",
-                                      "u1,i6,2023-11-14T22:13:20,view,,"),
-         counts=(6, 6), check=_check_same_instant),
-    Case("out_of_range_ratings.csv", rows(f"u1,i1,{T},rate,5,", f"u1,i2,{T},rate,6,", f"u1,i3,{T},rate,-1,",
-                                          f"u1,i4,{T},rate,five,", f"u1,i5,{T},rate,,", f"u1,i6,{T},review,5.5,ok",
-                                          f"u1,i7,{T},rate,NaN,", f"u1,i8,{T},view,999,"),
-         counts=(8, 2), reasons={"rating_out_of_range": 3, "non_numeric_value": 2, "missing_rating": 1}),
-    Case("nan_empty_ids.csv", rows(f",i1,{T},view,,", f"NaN,i1,{T},view,,", f"null,i1,{T},view,,", f"u1, ,{T},view,,",
-                                   f"u1,None,{T},view,,", f"u1,i1,{T},view,,"),
-         counts=(6, 1), reasons={"missing_user_id": 3, "missing_item_id": 2}),
-    Case("nan_ids.parquet", pq_bytes({"user_id": pa.array([1.0, float("nan"), None, 4.0]), "item_id": pa.array([7, 8, 9, None], pa.int64())}),
-         counts=(4, 1), reasons={"missing_user_id": 2, "missing_item_id": 1}, args=["--keep-ids"],
-         check=_check_verbatim("user_id", ["1"])),
-    Case("one_mb_text.csv", rows(f'u1,i1,{T},review,4,"' + "x" * (1 << 20) + '"', f"u2,i2,{T},view,,"), counts=(2, 2),
-         check=lambda r, ws: ws.query("SELECT max(length(text)) AS n FROM events")["n"][0] == 1 << 20),
-    Case("line_over_8mb.csv", rows(f"u1,i1,{T},review,4," + "y" * (9 << 20), f"u2,i2,{T},view,,"),
-         counts=(2, 1), reasons={"malformed_row": 1}),
-    Case("quoted_newlines.csv", rows(f'u1,i1,{T},review,4,"line one\nline two"', f"u2,i2,{T},view,,",
-                                     f'u3,i3,{T},review,3,"a\r\n\r\nb, c"'),
-         counts=(3, 3), check=_check_verbatim("text", ["line one\nline two", None, "a\r\n\r\nb, c"])),
-    Case("bom.csv", b"\xef\xbb\xbf" + rows(f"u1,i1,{T},view,,"), counts=(1, 1),
-         check=lambda r, ws: r["mapping"]["user_id"] == "user_id"),
-    Case("latin1.csv", rows(f"u1,i1,{T},review,4,café crème", f"u2,i2,{T},view,,").decode().encode("latin-1"),
-         counts=(2, 2), check=_check_latin1),
-    Case("duplicate_rows.csv", rows(*[f"u1,i1,{T},view,,"] * 3, f"u2,i1,{T},view,,", f"u2,i1,{T},view,,", f"u2,i1,{T},cart,,"),
-         counts=(6, 6), check=_check_duplicates),
-    Case("duplicate_rows_dropped.csv", rows(*[f"u1,i1,{T},view,,"] * 3, f"u2,i1,{T},view,,"), args=["--drop-duplicates"],
-         counts=(4, 2), reasons={"duplicate": 2}),
-    Case("unknown_behaviors.csv", rows(f"u1,i1,{T},teleport,,", f"u1,i2,{T},Teleport,,", f"u1,i3,{T},Add To Cart,,", f"u1,i4,{T},PV,,"),
-         counts=(4, 4), check=_check_custom),
-    Case("numeric_codes.csv", rows(f"u1,i1,{T},0,,", f"u1,i2,{T},3,,"), counts=(2, 2), check=_check_warning("--behavior-codes")),
-    Case("formula_injection.csv", rows(*[f'u{k},"{f.replace(chr(34), chr(34) * 2)}",{T},view,,"{f.replace(chr(34), chr(34) * 2)}"'
-                                         for k, f in enumerate(FORMULAS)]),
-         counts=(4, 4), check=_check_verbatim("item_id", FORMULAS)),
-    Case("html_script.csv", rows(f'u1,i1,{T},review,4,"{HTML}"', f"u2,<b>i2</b>,{T},view,,"), counts=(2, 2),
-         check=_check_verbatim("text", [HTML, None])),
-    Case("sql_in_header.csv", f'user_id,item_id,"{SQLISH}","we""ird"\nu1,i1,a,b\n'.encode(), counts=(1, 1),
-         check=lambda r, ws: r["columns"][2:] == [SQLISH, 'we"ird']),
-    Case("wrong_types.parquet", pq_bytes({"user_id": pa.array([1.0, 2.0, 3.0]), "item_id": pa.array([True, False, True]),
-                                          "timestamp": pa.array(["2024-01-01", "bad", "2024-01-02"]),
-                                          "value": pa.array([b"4", b"5", b"x"])}),
-         counts=(3, 1), reasons={"bad_timestamp": 1, "non_numeric_value": 1}),
-    Case("typed.parquet", pq_bytes({"user_id": pa.array(["u1", "u2"]), "item_id": pa.array([1, 2], pa.int32()),
-                                    "timestamp": pa.array([1700000000000, 1700000001000], pa.timestamp("ms")),
-                                    "rating": pa.array([4.0, 9.0])}),
-         counts=(2, 1), reasons={"rating_out_of_range": 1}),
-    Case("broken_line.jsonl", b'{"user_id":"u1","item_id":"i1"}\n{"user_id":"u2","item_id":\n\n{"user_id":"u3","item_id":"i3"}\n"text"\n',
-         counts=(4, 2), reasons={"malformed_row": 2}),
-    Case("nested.jsonl", b'{"user_id":"u1","item_id":"i1","extra":{"a":[1,2]}}\n{"user_id":null,"item_id":"i2"}\n{"user_id":"u3"}\n',
-         counts=(3, 1), reasons={"missing_user_id": 1, "missing_item_id": 1}),
-    Case("crlf.jsonl.gz", gzip.compress(b'{"user_id":"u1","item_id":"i1"}\r\n{"user_id":"u2","item_id":"i2"}\r\n'), counts=(2, 2)),
-    Case("duplicate_header.csv", b"user_id,item_id,item_id,USER_ID\nu1,i1,x,y\nu2,i2,x,y\n", counts=(2, 2),
-         check=lambda r, ws: r["columns"] == ["user_id", "item_id", "item_id_2", "USER_ID_2"]),
-    Case("crlf.csv", rows(f"u1,i1,{T},view,,", f"u2,i2,{T},view,,").replace(b"\n", b"\r\n"), counts=(2, 2),
-         check=_check_verbatim("behavior", ["view", "view"])),
-    Case("trailing_delimiters.csv", b"user_id,item_id,timestamp\nu1,i1,1700000000,\nu2,i2,1700000001,\n", counts=(2, 2),
-         check=_check_warning("trailing delimiter")),
-    Case("ragged_rows.csv", rows(f"u1,i1,{T},view,,", f"u2,i2,{T},view", f"u3,i3,{T},view,,,extra", f"u4,i4,{T},view,,"),
-         counts=(4, 2), reasons={"malformed_row": 2}),
-    Case("unterminated_quote.csv", rows(f"u1,i1,{T},view,,", f'u2,i2,{T},review,4,"never closed', f"u3,i3,{T},view,,"),
-         counts=(2, 1), reasons={"malformed_row": 1}, check=_check_warning("unterminated quote")),
-    Case("long_ids.csv", rows("u" * 300 + f",i1,{T},view,,", f"u1,{'i' * 257},{T},view,,", f"u1,i1,{T},view,,"),
-         counts=(3, 1), reasons={"id_too_long": 2}),
-    Case("whitespace_ids.csv", rows(f"  u1 ,i1,{T},view,,", f"u1,  i1,{T},view,,"), counts=(2, 2), check=_check_trimmed_ids),
-    Case("leading_zero_ids.csv", rows(f"007,i1,{T},view,,", f"07,i1,{T},view,,", f"7,i1,{T},view,,"), counts=(3, 3),
-         check=lambda r, ws: r["users"] == 3),
-    Case("emoji_ids.csv", rows(f"👩‍💻,i1,{T},view,,", f"用户,i1,{T},view,,"), counts=(2, 2), args=["--keep-ids"],
-         check=_check_verbatim("user_id", ["👩‍💻", "用户"])),
+    Case(
+        "unparseable_timestamps.csv",
+        rows(
+            f"u1,i1,{T},view,,",
+            "u2,i2,yesterday,view,,",
+            "u3,i3,,view,,",
+            "u4,i4,2024-02-30,view,,",
+            "u5,i5,99999999999999999999,view,,",
+        ),
+        counts=(5, 1),
+        reasons={"bad_timestamp": 3, "missing_timestamp": 1},
+    ),
+    Case(
+        "mixed_timestamps.csv",
+        rows(
+            f"u1,i1,{T},view,,",
+            "u1,i2,1700000000000,view,,",
+            "u1,i3,2023-11-14T22:13:20Z,view,,",
+            "u1,i4,2023-11-15T00:13:20+02:00,view,,",
+            "u1,i5,2023-11-14 22:13:20 UTC,view,,",
+            "u1,i6,2023-11-14T22:13:20,view,,",
+        ),
+        counts=(6, 6),
+        check=_check_same_instant,
+    ),
+    Case(
+        "out_of_range_ratings.csv",
+        rows(
+            f"u1,i1,{T},rate,5,",
+            f"u1,i2,{T},rate,6,",
+            f"u1,i3,{T},rate,-1,",
+            f"u1,i4,{T},rate,five,",
+            f"u1,i5,{T},rate,,",
+            f"u1,i6,{T},review,5.5,ok",
+            f"u1,i7,{T},rate,NaN,",
+            f"u1,i8,{T},view,999,",
+        ),
+        counts=(8, 2),
+        reasons={"rating_out_of_range": 3, "non_numeric_value": 2, "missing_rating": 1},
+    ),
+    Case(
+        "nan_empty_ids.csv",
+        rows(
+            f",i1,{T},view,,",
+            f"NaN,i1,{T},view,,",
+            f"null,i1,{T},view,,",
+            f"u1, ,{T},view,,",
+            f"u1,None,{T},view,,",
+            f"u1,i1,{T},view,,",
+        ),
+        counts=(6, 1),
+        reasons={"missing_user_id": 3, "missing_item_id": 2},
+    ),
+    Case(
+        "nan_ids.parquet",
+        pq_bytes(
+            {"user_id": pa.array([1.0, float("nan"), None, 4.0]), "item_id": pa.array([7, 8, 9, None], pa.int64())}
+        ),
+        counts=(4, 1),
+        reasons={"missing_user_id": 2, "missing_item_id": 1},
+        args=["--keep-ids"],
+        check=_check_verbatim("user_id", ["1"]),
+    ),
+    Case(
+        "one_mb_text.csv",
+        rows(f'u1,i1,{T},review,4,"' + "x" * (1 << 20) + '"', f"u2,i2,{T},view,,"),
+        counts=(2, 2),
+        check=lambda r, ws: ws.query("SELECT max(length(text)) AS n FROM events")["n"][0] == 1 << 20,
+    ),
+    Case(
+        "line_over_8mb.csv",
+        rows(f"u1,i1,{T},review,4," + "y" * (9 << 20), f"u2,i2,{T},view,,"),
+        counts=(2, 1),
+        reasons={"malformed_row": 1},
+    ),
+    Case(
+        "quoted_newlines.csv",
+        rows(f'u1,i1,{T},review,4,"line one\nline two"', f"u2,i2,{T},view,,", f'u3,i3,{T},review,3,"a\r\n\r\nb, c"'),
+        counts=(3, 3),
+        check=_check_verbatim("text", ["line one\nline two", None, "a\r\n\r\nb, c"]),
+    ),
+    Case(
+        "bom.csv",
+        b"\xef\xbb\xbf" + rows(f"u1,i1,{T},view,,"),
+        counts=(1, 1),
+        check=lambda r, ws: r["mapping"]["user_id"] == "user_id",
+    ),
+    Case(
+        "latin1.csv",
+        rows(f"u1,i1,{T},review,4,café crème", f"u2,i2,{T},view,,").decode().encode("latin-1"),
+        counts=(2, 2),
+        check=_check_latin1,
+    ),
+    Case(
+        "duplicate_rows.csv",
+        rows(*[f"u1,i1,{T},view,,"] * 3, f"u2,i1,{T},view,,", f"u2,i1,{T},view,,", f"u2,i1,{T},cart,,"),
+        counts=(6, 6),
+        check=_check_duplicates,
+    ),
+    Case(
+        "duplicate_rows_dropped.csv",
+        rows(*[f"u1,i1,{T},view,,"] * 3, f"u2,i1,{T},view,,"),
+        args=["--drop-duplicates"],
+        counts=(4, 2),
+        reasons={"duplicate": 2},
+    ),
+    Case(
+        "unknown_behaviors.csv",
+        rows(f"u1,i1,{T},teleport,,", f"u1,i2,{T},Teleport,,", f"u1,i3,{T},Add To Cart,,", f"u1,i4,{T},PV,,"),
+        counts=(4, 4),
+        check=_check_custom,
+    ),
+    Case(
+        "numeric_codes.csv",
+        rows(f"u1,i1,{T},0,,", f"u1,i2,{T},3,,"),
+        counts=(2, 2),
+        check=_check_warning("--behavior-codes"),
+    ),
+    Case(
+        "formula_injection.csv",
+        rows(
+            *[
+                f'u{k},"{f.replace(chr(34), chr(34) * 2)}",{T},view,,"{f.replace(chr(34), chr(34) * 2)}"'
+                for k, f in enumerate(FORMULAS)
+            ]
+        ),
+        counts=(4, 4),
+        check=_check_verbatim("item_id", FORMULAS),
+    ),
+    Case(
+        "html_script.csv",
+        rows(f'u1,i1,{T},review,4,"{HTML}"', f"u2,<b>i2</b>,{T},view,,"),
+        counts=(2, 2),
+        check=_check_verbatim("text", [HTML, None]),
+    ),
+    Case(
+        "sql_in_header.csv",
+        f'user_id,item_id,"{SQLISH}","we""ird"\nu1,i1,a,b\n'.encode(),
+        counts=(1, 1),
+        check=lambda r, ws: r["columns"][2:] == [SQLISH, 'we"ird'],
+    ),
+    Case(
+        "wrong_types.parquet",
+        pq_bytes(
+            {
+                "user_id": pa.array([1.0, 2.0, 3.0]),
+                "item_id": pa.array([True, False, True]),
+                "timestamp": pa.array(["2024-01-01", "bad", "2024-01-02"]),
+                "value": pa.array([b"4", b"5", b"x"]),
+            }
+        ),
+        counts=(3, 1),
+        reasons={"bad_timestamp": 1, "non_numeric_value": 1},
+    ),
+    Case(
+        "typed.parquet",
+        pq_bytes(
+            {
+                "user_id": pa.array(["u1", "u2"]),
+                "item_id": pa.array([1, 2], pa.int32()),
+                "timestamp": pa.array([1700000000000, 1700000001000], pa.timestamp("ms")),
+                "rating": pa.array([4.0, 9.0]),
+            }
+        ),
+        counts=(2, 1),
+        reasons={"rating_out_of_range": 1},
+    ),
+    Case(
+        "broken_line.jsonl",
+        b'{"user_id":"u1","item_id":"i1"}\n{"user_id":"u2","item_id":\n\n{"user_id":"u3","item_id":"i3"}\n"text"\n',
+        counts=(4, 2),
+        reasons={"malformed_row": 2},
+    ),
+    Case(
+        "nested.jsonl",
+        b'{"user_id":"u1","item_id":"i1","extra":{"a":[1,2]}}\n{"user_id":null,"item_id":"i2"}\n{"user_id":"u3"}\n',
+        counts=(3, 1),
+        reasons={"missing_user_id": 1, "missing_item_id": 1},
+    ),
+    Case(
+        "crlf.jsonl.gz",
+        gzip.compress(b'{"user_id":"u1","item_id":"i1"}\r\n{"user_id":"u2","item_id":"i2"}\r\n'),
+        counts=(2, 2),
+    ),
+    Case(
+        "duplicate_header.csv",
+        b"user_id,item_id,item_id,USER_ID\nu1,i1,x,y\nu2,i2,x,y\n",
+        counts=(2, 2),
+        check=lambda r, ws: r["columns"] == ["user_id", "item_id", "item_id_2", "USER_ID_2"],
+    ),
+    Case(
+        "crlf.csv",
+        rows(f"u1,i1,{T},view,,", f"u2,i2,{T},view,,").replace(b"\n", b"\r\n"),
+        counts=(2, 2),
+        check=_check_verbatim("behavior", ["view", "view"]),
+    ),
+    Case(
+        "trailing_delimiters.csv",
+        b"user_id,item_id,timestamp\nu1,i1,1700000000,\nu2,i2,1700000001,\n",
+        counts=(2, 2),
+        check=_check_warning("trailing delimiter"),
+    ),
+    Case(
+        "ragged_rows.csv",
+        rows(f"u1,i1,{T},view,,", f"u2,i2,{T},view", f"u3,i3,{T},view,,,extra", f"u4,i4,{T},view,,"),
+        counts=(4, 2),
+        reasons={"malformed_row": 2},
+    ),
+    Case(
+        "unterminated_quote.csv",
+        rows(f"u1,i1,{T},view,,", f'u2,i2,{T},review,4,"never closed', f"u3,i3,{T},view,,"),
+        counts=(2, 1),
+        reasons={"malformed_row": 1},
+        check=_check_warning("unterminated quote"),
+    ),
+    Case(
+        "long_ids.csv",
+        rows("u" * 300 + f",i1,{T},view,,", f"u1,{'i' * 257},{T},view,,", f"u1,i1,{T},view,,"),
+        counts=(3, 1),
+        reasons={"id_too_long": 2},
+    ),
+    Case(
+        "whitespace_ids.csv",
+        rows(f"  u1 ,i1,{T},view,,", f"u1,  i1,{T},view,,"),
+        counts=(2, 2),
+        check=_check_trimmed_ids,
+    ),
+    Case(
+        "leading_zero_ids.csv",
+        rows(f"007,i1,{T},view,,", f"07,i1,{T},view,,", f"7,i1,{T},view,,"),
+        counts=(3, 3),
+        check=lambda r, ws: r["users"] == 3,
+    ),
+    Case(
+        "emoji_ids.csv",
+        rows(f"👩‍💻,i1,{T},view,,", f"用户,i1,{T},view,,"),
+        counts=(2, 2),
+        args=["--keep-ids"],
+        check=_check_verbatim("user_id", ["👩‍💻", "用户"]),
+    ),
     Case("control_chars.csv", rows(f"u1,i1,{T},view,,\x07bell\x1b[31m"), counts=(1, 1)),
-    Case("all_rejected.csv", rows(f",i1,{T},view,,", f"u1,,{T},view,,"), counts=(2, 0),
-         reasons={"missing_user_id": 1, "missing_item_id": 1}, check=_check_warning("more than half")),
-    Case("semicolon_decimal_comma.csv", b"user_id;item_id;rating\nu1;i1;4,5\nu2;i2;3\n", counts=(2, 2),
-         check=_check_verbatim("value", [4.5, 3.0])),
-    Case("old_epochs.csv", b"user_id,item_id,time_stamp,action_type\n1,2,1018,0\n1,3,-1,0\n", counts=(2, 2),
-         check=_check_warning("--time-format")),
+    Case(
+        "all_rejected.csv",
+        rows(f",i1,{T},view,,", f"u1,,{T},view,,"),
+        counts=(2, 0),
+        reasons={"missing_user_id": 1, "missing_item_id": 1},
+        check=_check_warning("more than half"),
+    ),
+    Case(
+        "semicolon_decimal_comma.csv",
+        b"user_id;item_id;rating\nu1;i1;4,5\nu2;i2;3\n",
+        counts=(2, 2),
+        check=_check_verbatim("value", [4.5, 3.0]),
+    ),
+    Case(
+        "old_epochs.csv",
+        b"user_id,item_id,time_stamp,action_type\n1,2,1018,0\n1,3,-1,0\n",
+        counts=(2, 2),
+        check=_check_warning("--time-format"),
+    ),
 ]
 
 
@@ -228,6 +421,7 @@ def test_corpus_is_large_enough() -> None:
 
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every corpus file, written once into a module folder."""
     folder = tmp_path_factory.mktemp("corpus")
     for case in CASES:
         (folder / case.name).write_bytes(case.data)
@@ -253,13 +447,13 @@ def _check_result(case: Case, code: int, out: str, err: str) -> dict[str, Any] |
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_corpus_file_through_cli(case: Case, corpus_dir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_corpus_file_through_cli(case: Case, corpus_dir: Path, tmp_path: Path, cli, monkeypatch) -> None:
     for key, value in case.env.items():
         monkeypatch.setenv(key, value)
     root = tmp_path / "ws"
-    code = main(["ingest", str(corpus_dir / case.name), "--json", "--workspace", str(root), *case.args])
-    captured = capsys.readouterr()
-    report = _check_result(case, code, captured.out, captured.err)
+    report = _check_result(
+        case, *cli("ingest", str(corpus_dir / case.name), "--json", "--workspace", str(root), *case.args)
+    )
     ws = Workspace(root)
     if report is None:
         assert ws.dataset_names() == []  # an unusable file leaves nothing behind
@@ -269,21 +463,34 @@ def test_corpus_file_through_cli(case: Case, corpus_dir: Path, tmp_path: Path, c
         assert case.check(report, ws) is not False
 
 
-SUBPROCESS_SAMPLE = ["truncated.csv.gz", "random_bytes.bin", "over_cap.csv", "broken_line.jsonl",
-                     "wrong_types.parquet", "unterminated_quote.csv", "latin1.csv", "quoted_newlines.csv"]
+SUBPROCESS_SAMPLE = [
+    "truncated.csv.gz",
+    "random_bytes.bin",
+    "over_cap.csv",
+    "broken_line.jsonl",
+    "wrong_types.parquet",
+    "unterminated_quote.csv",
+    "latin1.csv",
+    "quoted_newlines.csv",
+]
 
 
-def test_corpus_sample_through_the_real_entry_point(corpus_dir: Path, tmp_path: Path) -> None:
+def test_corpus_sample_through_the_real_entry_point(corpus_dir: Path, tmp_path: Path, cli) -> None:
     cases = [c for c in CASES if c.name in SUBPROCESS_SAMPLE]
 
-    def run(case: Case) -> tuple[Case, subprocess.CompletedProcess]:
-        env = {**os.environ, "PYTHONPATH": str(REPO), **case.env}
-        cmd = [sys.executable, "-m", "core.cli", "ingest", str(corpus_dir / case.name), "--json",
-               "--workspace", str(tmp_path / case.name), *case.args]
-        return case, subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    def run(case: Case) -> tuple[Case, tuple[int, str, str]]:
+        return case, cli.subprocess(
+            "ingest",
+            str(corpus_dir / case.name),
+            "--json",
+            "--workspace",
+            str(tmp_path / case.name),
+            *case.args,
+            env=case.env,
+        )
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(run, cases))
     assert len(results) == len(SUBPROCESS_SAMPLE)
     for case, proc in results:
-        _check_result(case, proc.returncode, proc.stdout, proc.stderr)
+        _check_result(case, *proc)

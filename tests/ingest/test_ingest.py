@@ -26,9 +26,9 @@ def run(ws, write_file, filename, content, **options):
 
 
 def stored(ws, dataset, columns=S.EVENT_FIELDS):
-    return ws.query(
-        f"SELECT {', '.join(columns)} FROM events WHERE dataset = ? ORDER BY row", [dataset]
-    ).to_dict("records")
+    return ws.query(f"SELECT {', '.join(columns)} FROM events WHERE dataset = ? ORDER BY row", [dataset]).to_dict(
+        "records"
+    )
 
 
 def assert_accounting(report) -> None:
@@ -61,8 +61,12 @@ def as_parquet() -> bytes:
 
 
 FORMATS = {
-    "log.csv": as_csv(","), "log.tsv": as_csv("\t"), "log_semi.csv": as_csv(";"), "log_pipe.txt": as_csv("|"),
-    "log.jsonl": as_jsonl(), "log.parquet": as_parquet(),
+    "log.csv": as_csv(","),
+    "log.tsv": as_csv("\t"),
+    "log_semi.csv": as_csv(";"),
+    "log_pipe.txt": as_csv("|"),
+    "log.jsonl": as_jsonl(),
+    "log.parquet": as_parquet(),
 }
 
 
@@ -74,7 +78,10 @@ def test_every_format_plain_and_gzipped_gives_the_same_events(ws, write_file, na
     assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (2, 2, 0)
     assert report.compression == ("gzip" if gz else None)
     events = stored(ws, "d")
-    assert [(e["user_id"], e["item_id"], e["behavior"]) for e in events] == [("u1", "i1", "view"), ("u2", "i2", "purchase")]
+    assert [(e["user_id"], e["item_id"], e["behavior"]) for e in events] == [
+        ("u1", "i1", "view"),
+        ("u2", "i2", "purchase"),
+    ]
     assert events[1]["timestamp"] == datetime(2023, 11, 14, 22, 14, 20)
 
 
@@ -85,14 +92,26 @@ def test_decimal_comma_with_semicolons(ws, write_file) -> None:
 
 
 def test_headerless_file_with_columns(ws, write_file) -> None:
-    report = run(ws, write_file, "u.data", "196\t242\t3\t881250949\n186\t302\t1\t891717742\n",
-                 columns=["user_id", "item_id", "value", "timestamp"], name="ml", keep_ids=True)
+    report = run(
+        ws,
+        write_file,
+        "u.data",
+        "196\t242\t3\t881250949\n186\t302\t1\t891717742\n",
+        columns=["user_id", "item_id", "value", "timestamp"],
+        name="ml",
+        keep_ids=True,
+    )
     assert not report.header and report.rows_accepted == 2
     assert stored(ws, "ml", (S.USER_ID, S.ITEM_ID, S.VALUE, S.BEHAVIOR))[0] == {
-        S.USER_ID: "196", S.ITEM_ID: "242", S.VALUE: 3.0, S.BEHAVIOR: S.RATE}
+        S.USER_ID: "196",
+        S.ITEM_ID: "242",
+        S.VALUE: 3.0,
+        S.BEHAVIOR: S.RATE,
+    }
 
 
 # --- encoding ---------------------------------------------------------------
+
 
 def test_bom_and_latin1(ws, write_file) -> None:
     bom = run(ws, write_file, "bom.csv", "\ufeffuser_id,item_id,text\nu1,i1,café\n", name="bom")
@@ -111,10 +130,16 @@ def test_latin1_bytes_after_the_sniff_window_switch_the_encoding(ws, write_file)
 
 # --- mapping ----------------------------------------------------------------
 
+
 def test_mapping_is_guessed_and_can_be_overridden(ws, write_file) -> None:
     text = "visitorid,itemid,event,timestamp,other_user\nv1,i1,addtocart,1433221332117,o1\n"
     guessed = run(ws, write_file, "rr.csv", text, name="rr", keep_ids=True)
-    assert guessed.mapping == {S.USER_ID: "visitorid", S.ITEM_ID: "itemid", S.TIMESTAMP: "timestamp", S.BEHAVIOR: "event"}
+    assert guessed.mapping == {
+        S.USER_ID: "visitorid",
+        S.ITEM_ID: "itemid",
+        S.TIMESTAMP: "timestamp",
+        S.BEHAVIOR: "event",
+    }
     assert stored(ws, "rr")[0][S.BEHAVIOR] == S.CART
     override = run(ws, write_file, "rr.csv", text, name="rr2", keep_ids=True, mapping={S.USER_ID: "other_user"})
     assert override.mapping[S.USER_ID] == "other_user" and stored(ws, "rr2")[0][S.USER_ID] == "o1"
@@ -122,11 +147,23 @@ def test_mapping_is_guessed_and_can_be_overridden(ws, write_file) -> None:
 
 # --- timestamps -------------------------------------------------------------
 
-@pytest.mark.parametrize("raw", [
-    "1700000000", "1700000000000", "1700000000000000", "1700000000000000000", "1700000000.0",
-    "2023-11-14T22:13:20Z", "2023-11-14T22:13:20", "2023-11-15T00:13:20+02:00", "2023-11-14 22:13:20 UTC",
-    "2023-11-14 22:13:20", " 2023-11-14T22:13:20.000Z ",
-])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "1700000000",
+        "1700000000000",
+        "1700000000000000",
+        "1700000000000000000",
+        "1700000000.0",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:13:20",
+        "2023-11-15T00:13:20+02:00",
+        "2023-11-14 22:13:20 UTC",
+        "2023-11-14 22:13:20",
+        " 2023-11-14T22:13:20.000Z ",
+    ],
+)
 def test_timestamp_forms_all_read_as_the_same_utc_instant(ws, write_file, raw: str) -> None:
     report = run(ws, write_file, "t.csv", f"user_id,item_id,timestamp\nu1,i1,{raw}\n", name="t")
     assert report.rows_accepted == 1, report.rejected_by_reason
@@ -134,8 +171,14 @@ def test_timestamp_forms_all_read_as_the_same_utc_instant(ws, write_file, raw: s
 
 
 def test_time_format_option(ws, write_file) -> None:
-    report = run(ws, write_file, "t.csv", "user_id,item_id,timestamp\nu1,i1,14/11/2023 22:13\nu1,i2,junk\n",
-                 name="t", time_format="%d/%m/%Y %H:%M")
+    report = run(
+        ws,
+        write_file,
+        "t.csv",
+        "user_id,item_id,timestamp\nu1,i1,14/11/2023 22:13\nu1,i2,junk\n",
+        name="t",
+        time_format="%d/%m/%Y %H:%M",
+    )
     assert report.rows_accepted == 1 and report.rejected_by_reason == {S.R_BAD_TIME: 1}
     assert stored(ws, "t")[0][S.TIMESTAMP] == datetime(2023, 11, 14, 22, 13)
 
@@ -157,6 +200,7 @@ def test_no_timestamp_column_uses_file_order(ws, write_file) -> None:
 
 
 # --- behaviors --------------------------------------------------------------
+
 
 def test_behavior_synonyms_and_custom_labels(ws, write_file) -> None:
     labels = ["pv", "fav", "buy", "addtocart", "Add To Cart", "click", "teleport", "teleport"]
@@ -194,6 +238,7 @@ def test_many_distinct_labels_take_the_join_path(ws, write_file) -> None:
 
 # --- IDs --------------------------------------------------------------------
 
+
 def test_ids_are_strings(ws, write_file) -> None:
     report = run(ws, write_file, "ids.csv", "user_id,item_id\n007,01\n07,1\n7,1.0\n", name="ids", keep_ids=True)
     assert report.users == 3 and report.items == 3
@@ -211,10 +256,14 @@ def test_numeric_parquet_and_json_ids_become_plain_strings(ws, write_file) -> No
 
 # --- item catalogue ---------------------------------------------------------
 
+
 def test_item_catalogue_text_columns_are_joined(ws, write_file) -> None:
     events = write_file("e.csv", "user_id,item_id\nu1,i1\nu1,i2\nu1,i3\n")
-    items = write_file("items.csv", "item_id,description,title,brand,price\n"
-                                    "i1,Soft cotton,Blue shirt,Acme,19.5\ni2,,Red hat,,7\ni2,dupe,dupe,,1\n,x,y,,2\n")
+    items = write_file(
+        "items.csv",
+        "item_id,description,title,brand,price\n"
+        "i1,Soft cotton,Blue shirt,Acme,19.5\ni2,,Red hat,,7\ni2,dupe,dupe,,1\n,x,y,,2\n",
+    )
     report = ingest(ws, events, items, IngestOptions(name="cat"))
     rows = {r[S.ITEM_ID]: r for r in ws.items("cat").to_dict("records")}
     assert rows["i1"][S.ITEM_TEXT] == "Blue shirt. Acme. Soft cotton"
@@ -237,37 +286,48 @@ def test_item_catalogue_without_id_column_is_unusable(ws, write_file) -> None:
 
 BAD_ROWS = (
     HEADER
-    + "u1,i1,1700000000,view,,\n"          # 1 ok
-    + ",i1,1700000000,view,,\n"            # 2 missing user
-    + "NaN,i1,1700000000,view,,\n"         # 3 missing user (null token)
-    + "u1,,1700000000,view,,\n"            # 4 missing item
-    + "u1,null,1700000000,view,,\n"        # 5 missing item
+    + "u1,i1,1700000000,view,,\n"  # 1 ok
+    + ",i1,1700000000,view,,\n"  # 2 missing user
+    + "NaN,i1,1700000000,view,,\n"  # 3 missing user (null token)
+    + "u1,,1700000000,view,,\n"  # 4 missing item
+    + "u1,null,1700000000,view,,\n"  # 5 missing item
     + f"{'u' * 300},i1,1700000000,view,,\n"  # 6 id too long
-    + "u1,i1,,view,,\n"                    # 7 missing timestamp
-    + "u1,i1,yesterday,view,,\n"           # 8 bad timestamp
-    + "u1,i1,1700000000,rate,abc,\n"       # 9 non-numeric value
-    + "u1,i1,1700000000,rate,,\n"          # 10 missing rating
-    + "u1,i1,1700000000,rate,6,\n"         # 11 out of range
-    + "u1,i1,1700000000,review,-1,\n"      # 12 out of range
-    + "u1,i1,1700000000,,,\n"              # 13 missing behavior
+    + "u1,i1,,view,,\n"  # 7 missing timestamp
+    + "u1,i1,yesterday,view,,\n"  # 8 bad timestamp
+    + "u1,i1,1700000000,rate,abc,\n"  # 9 non-numeric value
+    + "u1,i1,1700000000,rate,,\n"  # 10 missing rating
+    + "u1,i1,1700000000,rate,6,\n"  # 11 out of range
+    + "u1,i1,1700000000,review,-1,\n"  # 12 out of range
+    + "u1,i1,1700000000,,,\n"  # 13 missing behavior
     + "u1,i1,1700000000,rate,4.5,great\n"  # 14 ok
-    + "u1,i1,1700000000,view,inf,\n"       # 15 non-numeric (not finite)
-    + "u1,i1,1700000000,view\n"            # 16 malformed (too few fields)
+    + "u1,i1,1700000000,view,inf,\n"  # 15 non-numeric (not finite)
+    + "u1,i1,1700000000,view\n"  # 16 malformed (too few fields)
 )
 
 
 def test_every_rejection_reason_is_counted_with_examples(ws, write_file) -> None:
     report = run(ws, write_file, "bad.csv", BAD_ROWS, name="bad")
     assert report.rejected_by_reason == {
-        S.R_MISSING_USER: 2, S.R_MISSING_ITEM: 2, S.R_ID_TOO_LONG: 1, S.R_MISSING_TIME: 1, S.R_BAD_TIME: 1,
-        S.R_BAD_VALUE: 2, S.R_MISSING_RATING: 1, S.R_RATING_RANGE: 2, S.R_MISSING_BEHAVIOR: 1, S.R_MALFORMED: 1,
+        S.R_MISSING_USER: 2,
+        S.R_MISSING_ITEM: 2,
+        S.R_ID_TOO_LONG: 1,
+        S.R_MISSING_TIME: 1,
+        S.R_BAD_TIME: 1,
+        S.R_BAD_VALUE: 2,
+        S.R_MISSING_RATING: 1,
+        S.R_RATING_RANGE: 2,
+        S.R_MISSING_BEHAVIOR: 1,
+        S.R_MALFORMED: 1,
     }
     assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (16, 2, 14)
     assert_accounting(report)
     assert [e["row"] for e in report.examples[S.R_MISSING_USER]] == [2, 3]
     assert report.examples[S.R_BAD_TIME][0][S.TIMESTAMP] == "yesterday"
     assert report.examples[S.R_BAD_VALUE][0][S.VALUE] == "abc"
-    assert report.examples[S.R_MALFORMED][0]["line"] == 17 and "wrong number of fields" in report.examples[S.R_MALFORMED][0]["error"]
+    assert (
+        report.examples[S.R_MALFORMED][0]["line"] == 17
+        and "wrong number of fields" in report.examples[S.R_MALFORMED][0]["error"]
+    )
     assert report.examples[S.R_ID_TOO_LONG][0][S.USER_ID].startswith("u_")  # pseudonym, not the raw ID
 
 
@@ -302,19 +362,29 @@ def test_malformed_jsonl_lines_are_counted(ws, write_file) -> None:
     text = '{"user_id":"u1","item_id":"i1"}\n{"user_id":"u2",\n\n[1,2]\n{"user_id":"u3","item_id":"i3"}\n'
     report = run(ws, write_file, "j.jsonl", text, name="j")
     assert (report.rows_read, report.rows_accepted, report.rejected_by_reason) == (4, 2, {S.R_MALFORMED: 2})
-    assert report.examples[S.R_MALFORMED] == [{"line": 2, "error": "not a JSON object"}, {"line": 3, "error": "not a JSON object"}]
+    assert report.examples[S.R_MALFORMED] == [
+        {"line": 2, "error": "not a JSON object"},
+        {"line": 3, "error": "not a JSON object"},
+    ]
 
 
 # --- unusable files ---------------------------------------------------------
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("", "is empty (0 bytes)"),
-    ("user_id,item_id\n", "has no data rows"),
-    ("item_id,timestamp\ni1,1\n", "no user_id column found in f.csv among ['item_id', 'timestamp']: map one with --map user_id=COLUMN"),
-    ("user_id,timestamp\nu1,1\n", "no item_id column found"),
-    ("1,2\n3,4\n", "name its columns with --columns"),
-    (b"\x00\x01\x02\x03" * 100, "looks binary"),
-])
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "is empty (0 bytes)"),
+        ("user_id,item_id\n", "has no data rows"),
+        (
+            "item_id,timestamp\ni1,1\n",
+            "no user_id column found in f.csv among ['item_id', 'timestamp']: map one with --map user_id=COLUMN",
+        ),
+        ("user_id,timestamp\nu1,1\n", "no item_id column found"),
+        ("1,2\n3,4\n", "name its columns with --columns"),
+        (b"\x00\x01\x02\x03" * 100, "looks binary"),
+    ],
+)
 def test_unusable_files_raise_one_clear_error(ws, write_file, content, message) -> None:
     with pytest.raises(UnusableFileError) as err:
         run(ws, write_file, "f.csv", content)
@@ -323,6 +393,7 @@ def test_unusable_files_raise_one_clear_error(ws, write_file, content, message) 
 
 
 # --- storage ----------------------------------------------------------------
+
 
 def test_pseudonyms_are_hmac_of_the_raw_id(ws, write_file) -> None:
     report = run(ws, write_file, "p.csv", "user_id,item_id\nalice,i1\n", name="p")
@@ -354,22 +425,32 @@ def test_default_name() -> None:
 
 def test_progress_callback_reaches_done(ws, write_file) -> None:
     stages: list[tuple[str, float]] = []
-    ingest(ws, write_file("p.csv", "user_id,item_id\nu1,i1\n"), progress=lambda e: stages.append((e["stage"], e["done"])))
+    ingest(
+        ws, write_file("p.csv", "user_id,item_id\nu1,i1\n"), progress=lambda e: stages.append((e["stage"], e["done"]))
+    )
     assert stages[0][0] == "reading" and stages[-1] == ("done", 1.0)
 
 
 def test_column_names_that_match_internal_names_are_harmless(ws, write_file) -> None:
     events = write_file("odd.csv", "i,u,rowid,t,ts_raw\nuser1,item1,9,x,y\nuser2,item2,8,x,y\n")
     items = write_file("odd_items.csv", "item_id,rowid,__row,title\nitem1,5,6,First\n")
-    report = ingest(ws, events, items, IngestOptions(name="odd", keep_ids=True,
-                                                    mapping={S.USER_ID: "i", S.ITEM_ID: "u", S.TEXT: "t"}))
+    report = ingest(
+        ws,
+        events,
+        items,
+        IngestOptions(name="odd", keep_ids=True, mapping={S.USER_ID: "i", S.ITEM_ID: "u", S.TEXT: "t"}),
+    )
     assert report.rows_accepted == 2 and report.items_file["rows_accepted"] == 1
     assert [(e[S.USER_ID], e[S.ITEM_ID]) for e in stored(ws, "odd")] == [("user1", "item1"), ("user2", "item2")]
     assert ws.items("odd").set_index(S.ITEM_ID).loc["item1", S.ITEM_TEXT] == "First"
 
 
 def test_labels_first_seen_after_the_sample_are_still_mapped(ws, write_file) -> None:
-    text = "user_id,item_id,event,rating\n" + "u1,i1,pv,\n" * 25_000 + "u2,i2,buy,\nu3,i3,teleport,\nu4,i4,rating,9\nu5,i5, ,\n"
+    text = (
+        "user_id,item_id,event,rating\n"
+        + "u1,i1,pv,\n" * 25_000
+        + "u2,i2,buy,\nu3,i3,teleport,\nu4,i4,rating,9\nu5,i5, ,\n"
+    )
     report = run(ws, write_file, "late.csv", text, name="late")
     assert report.behaviors == {S.VIEW: 25_000, S.PURCHASE: 1, "teleport": 1}
     assert report.rejected_by_reason == {S.R_RATING_RANGE: 1, S.R_MISSING_BEHAVIOR: 1}
@@ -377,8 +458,14 @@ def test_labels_first_seen_after_the_sample_are_still_mapped(ws, write_file) -> 
 
 
 def test_time_format_retries_numbers_that_lost_a_leading_zero(ws, write_file) -> None:
-    report = run(ws, write_file, "tmall.csv", "user_id,item_id,time_stamp\n1,2,511\n1,3,1018\n1,4,1340\n",
-                 name="t", time_format="%m%d")
+    report = run(
+        ws,
+        write_file,
+        "tmall.csv",
+        "user_id,item_id,time_stamp\n1,2,511\n1,3,1018\n1,4,1340\n",
+        name="t",
+        time_format="%m%d",
+    )
     assert report.rows_accepted == 2 and report.rejected_by_reason == {S.R_BAD_TIME: 1}
     assert [e[S.TIMESTAMP] for e in stored(ws, "t")] == [datetime(1900, 5, 11), datetime(1900, 10, 18)]
     assert any("includes the year" in w for w in report.warnings)

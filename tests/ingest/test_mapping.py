@@ -20,13 +20,30 @@ from core.ingest.mapping import (
 @pytest.mark.parametrize(
     ("column", "field"),
     [
-        ("user_id", S.USER_ID), ("userid", S.USER_ID), ("visitorid", S.USER_ID), ("reviewerID", S.USER_ID),
-        ("User-Id", S.USER_ID), ("item_id", S.ITEM_ID), ("itemid", S.ITEM_ID), ("product_id", S.ITEM_ID),
-        ("asin", S.ITEM_ID), ("movie_id", S.ITEM_ID), ("movieId", S.ITEM_ID), ("event_type", S.BEHAVIOR),
-        ("action_type", S.BEHAVIOR), ("behavior_type", S.BEHAVIOR), ("event", S.BEHAVIOR),
-        ("timestamp", S.TIMESTAMP), ("event_time", S.TIMESTAMP), ("time_stamp", S.TIMESTAMP),
-        ("unixReviewTime", S.TIMESTAMP), ("rating", S.VALUE), ("overall", S.VALUE), ("value", S.VALUE),
-        ("text", S.TEXT), ("reviewText", S.TEXT),
+        ("user_id", S.USER_ID),
+        ("userid", S.USER_ID),
+        ("visitorid", S.USER_ID),
+        ("reviewerID", S.USER_ID),
+        ("User-Id", S.USER_ID),
+        ("item_id", S.ITEM_ID),
+        ("itemid", S.ITEM_ID),
+        ("product_id", S.ITEM_ID),
+        ("asin", S.ITEM_ID),
+        ("movie_id", S.ITEM_ID),
+        ("movieId", S.ITEM_ID),
+        ("event_type", S.BEHAVIOR),
+        ("action_type", S.BEHAVIOR),
+        ("behavior_type", S.BEHAVIOR),
+        ("event", S.BEHAVIOR),
+        ("timestamp", S.TIMESTAMP),
+        ("event_time", S.TIMESTAMP),
+        ("time_stamp", S.TIMESTAMP),
+        ("unixReviewTime", S.TIMESTAMP),
+        ("rating", S.VALUE),
+        ("overall", S.VALUE),
+        ("value", S.VALUE),
+        ("text", S.TEXT),
+        ("reviewText", S.TEXT),
     ],
 )
 def test_common_spellings_are_guessed(column: str, field: str) -> None:
@@ -34,18 +51,33 @@ def test_common_spellings_are_guessed(column: str, field: str) -> None:
 
 
 def test_amazon_review_columns_map_to_every_field() -> None:
-    cols = ["reviewerID", "asin", "reviewerName", "helpful", "reviewText", "overall", "summary",
-            "unixReviewTime", "reviewTime"]
+    cols = [
+        "reviewerID",
+        "asin",
+        "reviewerName",
+        "helpful",
+        "reviewText",
+        "overall",
+        "summary",
+        "unixReviewTime",
+        "reviewTime",
+    ]
     assert guess_mapping(cols) == {
-        S.USER_ID: "reviewerID", S.ITEM_ID: "asin", S.TIMESTAMP: "unixReviewTime",
-        S.VALUE: "overall", S.TEXT: "reviewText",
+        S.USER_ID: "reviewerID",
+        S.ITEM_ID: "asin",
+        S.TIMESTAMP: "unixReviewTime",
+        S.VALUE: "overall",
+        S.TEXT: "reviewText",
     }
 
 
 def test_retailrocket_columns() -> None:
     cols = ["timestamp", "visitorid", "event", "itemid", "transactionid"]
     assert guess_mapping(cols) == {
-        S.USER_ID: "visitorid", S.ITEM_ID: "itemid", S.TIMESTAMP: "timestamp", S.BEHAVIOR: "event",
+        S.USER_ID: "visitorid",
+        S.ITEM_ID: "itemid",
+        S.TIMESTAMP: "timestamp",
+        S.BEHAVIOR: "event",
     }
 
 
@@ -83,9 +115,19 @@ def test_one_column_cannot_serve_two_overridden_fields() -> None:
 @pytest.mark.parametrize(
     ("label", "expected"),
     [
-        ("pv", S.VIEW), ("PV", S.VIEW), ("fav", S.FAVORITE), ("buy", S.PURCHASE), ("transaction", S.PURCHASE),
-        ("addtocart", S.CART), ("Add To Cart", S.CART), ("add-to-cart", S.CART), (" view ", S.VIEW),
-        ("purchase", S.PURCHASE), ("rating", S.RATE), ("teleport", "teleport"), ("Super Like", "super_like"),
+        ("pv", S.VIEW),
+        ("PV", S.VIEW),
+        ("fav", S.FAVORITE),
+        ("buy", S.PURCHASE),
+        ("transaction", S.PURCHASE),
+        ("addtocart", S.CART),
+        ("Add To Cart", S.CART),
+        ("add-to-cart", S.CART),
+        (" view ", S.VIEW),
+        ("purchase", S.PURCHASE),
+        ("rating", S.RATE),
+        ("teleport", "teleport"),
+        ("Super Like", "super_like"),
     ],
 )
 def test_behavior_labels_are_normalized(label: str, expected: str) -> None:

@@ -51,7 +51,11 @@ def rows(frame: pd.DataFrame) -> list[tuple]:
 
 def test_funnel_in_canonical_order_then_custom(tiny: Workspace) -> None:
     assert rows(O.funnel_counts(tiny, "tiny")) == [
-        ("view", 4, 3), ("click", 2, 2), ("cart", 2, 2), ("purchase", 1, 1), ("zap", 1, 1),
+        ("view", 4, 3),
+        ("click", 2, 2),
+        ("cart", 2, 2),
+        ("purchase", 1, 1),
+        ("zap", 1, 1),
     ]
 
 
@@ -59,9 +63,13 @@ def test_daily_counts_by_behavior(tiny: Workspace) -> None:
     frame = O.daily_counts(tiny, "tiny")
     got = [(d.strftime("%Y-%m-%d"), b, n) for d, b, n in rows(frame)]
     assert got == [
-        ("2024-01-01", "cart", 1), ("2024-01-01", "click", 1), ("2024-01-01", "purchase", 1),
+        ("2024-01-01", "cart", 1),
+        ("2024-01-01", "click", 1),
+        ("2024-01-01", "purchase", 1),
         ("2024-01-01", "view", 3),
-        ("2024-01-02", "cart", 1), ("2024-01-02", "click", 1), ("2024-01-02", "view", 1),
+        ("2024-01-02", "cart", 1),
+        ("2024-01-02", "click", 1),
+        ("2024-01-02", "view", 1),
         ("2024-01-02", "zap", 1),
     ]
 
@@ -74,7 +82,9 @@ def test_events_per_user_and_per_item_distributions(tiny: Workspace) -> None:
 
 def test_top_items_with_titles_and_id_fallback(tiny: Workspace) -> None:
     assert rows(O.top_items(tiny, "tiny")) == [
-        ("i1", "Kettle", 5, 2), ("i2", "Yoga mat", 4, 2), ("i3", "i3", 1, 1),
+        ("i1", "Kettle", 5, 2),
+        ("i2", "Yoga mat", 4, 2),
+        ("i3", "i3", 1, 1),
     ]
     assert rows(O.top_items(tiny, "tiny", k=1)) == [("i1", "Kettle", 5, 2)]
 

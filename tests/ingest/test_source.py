@@ -114,7 +114,9 @@ def test_empty_and_missing_files(write_file, tmp_path) -> None:
 
 def test_size_cap(write_file, monkeypatch) -> None:
     monkeypatch.setenv(MAX_FILE_BYTES_ENV, "0.00001")
-    with pytest.raises(UnusableFileError, match=f"over the .* cap: split the file or raise the cap with {MAX_FILE_BYTES_ENV}"):
+    with pytest.raises(
+        UnusableFileError, match=f"over the .* cap: split the file or raise the cap with {MAX_FILE_BYTES_ENV}"
+    ):
         inspect_source(write_file("big.csv", CSV))
 
 

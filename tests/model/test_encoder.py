@@ -15,8 +15,26 @@ from core.model.encoder import TextEncoder, mean_pool
 from core.model.encoder_files import default_model_path
 
 VOCAB = [
-    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "running",
-    "shoes", "trail", "sneakers", "espresso", "coffee", "beans", "run", "##ning", "##s", "shoe",
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "the",
+    "a",
+    "red",
+    "blue",
+    "running",
+    "shoes",
+    "trail",
+    "sneakers",
+    "espresso",
+    "coffee",
+    "beans",
+    "run",
+    "##ning",
+    "##s",
+    "shoe",
 ]
 TEXTS = ["red running shoes", "a blue shoe", "espresso coffee beans on the trail", ""]
 

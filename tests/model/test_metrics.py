@@ -12,6 +12,7 @@ from core.model import metrics
 
 # --- ranks at k ---------------------------------------------------------------
 
+
 def test_ranking_metrics_golden() -> None:
     ranks = np.array([0, 3, 12])
     out = metrics.ranking_metrics(ranks, k=10)
@@ -103,6 +104,7 @@ def test_rank_bad_input_raises(scores: np.ndarray, targets: list, exclude: np.nd
 
 # --- sampled protocol ---------------------------------------------------------
 
+
 def test_protocol_names() -> None:
     assert metrics.protocol_name(None) == "full"
     assert metrics.protocol_name(100) == "sampled-100"
@@ -137,12 +139,11 @@ def test_rank_among_sampled_golden_and_full_equivalence() -> None:
     big = rng.integers(0, 3, size=(8, 9)).astype(float)
     targets = rng.integers(0, 9, size=8)
     all_others = metrics.sample_negatives(9, targets, 8, rng)  # every other item
-    assert np.array_equal(
-        metrics.rank_among_sampled(big, targets, all_others), metrics.rank_of_targets(big, targets)
-    )
+    assert np.array_equal(metrics.rank_among_sampled(big, targets, all_others), metrics.rank_of_targets(big, targets))
 
 
 # --- AUC, RMSE, MAE, coverage ------------------------------------------------------
+
 
 def test_auc_golden_with_ties() -> None:
     # positives {0.8, 0.4}, negatives {0.4, 0.2}: pairs 1 + 1 + 0.5 + 1 = 3.5 of 4

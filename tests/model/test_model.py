@@ -25,8 +25,15 @@ def data():
     rows = []
     for u, n in (("long", 9), ("mid", 4), ("short", 2)):
         for k in range(n):
-            rows.append((u, f"i{(k * 3 + len(u)) % N_ITEMS}", T0 + 37 * k * k + 5 * k,
-                         ("view", "click", "rate")[k % 3], 4.0 if k % 3 == 2 else np.nan))
+            rows.append(
+                (
+                    u,
+                    f"i{(k * 3 + len(u)) % N_ITEMS}",
+                    T0 + 37 * k * k + 5 * k,
+                    ("view", "click", "rate")[k % 3],
+                    4.0 if k % 3 == 2 else np.nan,
+                )
+            )
     frame = pd.DataFrame(rows, columns=[S.USER_ID, S.ITEM_ID, "_s", S.BEHAVIOR, S.VALUE])
     frame[S.TIMESTAMP] = pd.to_datetime(frame.pop("_s"), unit="s")
     out = build_sequences(frame, item_ids=[f"i{k}" for k in range(N_ITEMS)])
@@ -35,8 +42,18 @@ def data():
 
 
 def _cfg(data, **kw) -> ModelConfig:
-    base = dict(n_items=data.n_items, n_behaviors=len(data.behaviors), text_dim=TEXT_DIM, d_model=D, n_heads=H,
-                n_layers=2, max_len=L, dropout=0.1, n_experts=3, expert_dim=DE)
+    base = dict(
+        n_items=data.n_items,
+        n_behaviors=len(data.behaviors),
+        text_dim=TEXT_DIM,
+        d_model=D,
+        n_heads=H,
+        n_layers=2,
+        max_len=L,
+        dropout=0.1,
+        n_experts=3,
+        expert_dim=DE,
+    )
     base.update(kw)
     return ModelConfig(**base)
 
@@ -73,6 +90,7 @@ def _states(model: BehaviorModel, batch: Batch, removed: torch.Tensor | None = N
 
 
 # --- shapes ------------------------------------------------------------------------
+
 
 def test_item_encoder_shapes(data, model) -> None:
     batch = _batch(data)
@@ -137,6 +155,7 @@ def test_paired_logits_match_the_full_logit_table(data, model) -> None:
 
 # --- causality and padding -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("field, new", [("item", 3), ("behavior", 3), ("value", 7), ("ts", T0 + 10**7)])
 def test_changing_a_later_event_leaves_earlier_states_unchanged(data, model, field: str, new: int) -> None:
     batch = _batch(data, users=(0,))  # user "long": 6 real events in the window, no padding
@@ -179,6 +198,7 @@ def test_padding_keys_are_masked_in_the_time_bias(data) -> None:
 
 # --- removed events ------------------------------------------------------------------
 
+
 def test_removed_events_use_the_mask_token(data, model) -> None:
     batch = _batch(data)
     removed = torch.zeros_like(batch.mask)
@@ -203,6 +223,7 @@ def test_removed_event_content_no_longer_matters(data, model) -> None:
 
 
 # --- MMoE ------------------------------------------------------------------------------
+
 
 def test_mmoe_gates_sum_to_one_and_mix_the_experts(data) -> None:
     torch.manual_seed(1)
@@ -237,6 +258,7 @@ def test_model_config_round_trips_through_a_dict(data) -> None:
 
 
 # --- request time --------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def timed(data) -> BehaviorModel:
@@ -284,6 +306,7 @@ def test_without_request_time_the_state_ignores_it(data) -> None:
 
 # --- behavior memory -------------------------------------------------------------------
 
+
 def test_behavior_memory_is_the_age_weighted_sum_of_earlier_events(data, model) -> None:
     batch = _batch(data, users=(0,))
     tokens = model.tokens(batch).detach()
@@ -296,8 +319,9 @@ def test_behavior_memory_is_the_age_weighted_sum_of_earlier_events(data, model) 
         for k in range(q + 1):
             if batch.mask[0, k]:
                 g = int(gap_bucket(batch.ts[0, q] - batch.ts[0, k]))
-                logit = GATE_SCALE * (memory.behavior.weight[batch.behavior[0, k], g]
-                                      + memory.value.weight[batch.value[0, k], g])
+                logit = GATE_SCALE * (
+                    memory.behavior.weight[batch.behavior[0, k], g] + memory.value.weight[batch.value[0, k], g]
+                )
                 expected += torch.nn.functional.softplus(logit) * values[k]
         torch.testing.assert_close(out[q], expected, rtol=1e-5, atol=1e-5)
 

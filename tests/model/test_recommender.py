@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from bert_support import save_tiny_bert  # tests/bert_support.py
 
 from core import schema as S
 from core.data import synth
@@ -21,29 +20,23 @@ from core.model.recommender import Recommender
 from core.store.run_folder import seal_config
 
 TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2}
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "shoe", "coffee", "bag", "##s"]
-
-
-def build_tiny_bert(folder: Path) -> Path:
-    """A random 1-layer BERT (hidden 8) with a WordPiece tokenizer, saved offline."""
-    return save_tiny_bert(folder, VOCAB)
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(build_tiny_bert(tmp_path_factory.mktemp("enc") / "bert"))
 
 
 @pytest.fixture(scope="module")
 def dataset() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(events, items with text) of a generated dataset (30 users, 24 items)."""
     data = synth.generate(synth.SynthConfig.small(11, n_users=30, n_items=24, target_events=900))
     items = data.items.assign(**{S.ITEM_TEXT: data.items[S.ITEM_TITLE] + ". " + data.items["description"]})
     return data.events, items
 
 
-def _rec(encoder: str, **kw) -> Recommender:
-    settings = {"encoder": encoder, "device": "cpu", "model": dict(TINY_MODEL),
-                "train": {"epochs": 2, "batch_size": 16, "seed": 3}}
+def _rec(encoder: str | Path, **kw) -> Recommender:
+    settings = {
+        "encoder": str(encoder),
+        "device": "cpu",
+        "model": dict(TINY_MODEL),
+        "train": {"epochs": 2, "batch_size": 16, "seed": 3},
+    }
     for key, value in kw.items():
         if key in ("model", "train"):
             settings[key] = {**settings[key], **value}
@@ -53,24 +46,28 @@ def _rec(encoder: str, **kw) -> Recommender:
 
 
 @pytest.fixture(scope="module")
-def fitted(tiny_bert, dataset) -> Recommender:
+def fitted(tiny_bert_dir, dataset) -> Recommender:
+    """A Recommender fitted once on the module dataset with the standard tiny BERT."""
     events, items = dataset
-    return _rec(tiny_bert).fit(events, items)
+    return _rec(tiny_bert_dir).fit(events, items)
 
 
 @pytest.fixture(scope="module")
 def saved(fitted, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fitted Recommender saved once into a run folder."""
     return fitted.save(tmp_path_factory.mktemp("runs") / "run")
 
 
 @pytest.fixture()
 def copy(saved: Path, tmp_path: Path) -> Path:
+    """A copy of the saved run folder that the test may alter."""
     dst = tmp_path / "run"
     shutil.copytree(saved, dst)
     return dst
 
 
 # --- before fit / settings ------------------------------------------------------------------
+
 
 def test_constructor_stores_settings_only() -> None:
     rec = Recommender(heads="nonsense", device="gpu", model={"whatever": 1})  # validated by fit, not here
@@ -89,48 +86,61 @@ def test_not_fitted_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("settings, name", [
-    ({"heads": "everything"}, "heads"),
-    ({"device": "gpu"}, "device"),
-    ({"train": {"loss": "hinge"}}, "loss"),
-    ({"train": {"epochz": 3}}, "epochz"),
-    ({"model": {"width": 3}}, "width"),
-    ({"model": {"d_model": 10, "n_heads": 3}}, "n_heads"),
-    ({"target_behavior": "teleport"}, "teleport"),
-])
-def test_bad_settings_raise_data_error_naming_the_setting(tiny_bert, dataset, settings, name) -> None:
+@pytest.mark.parametrize(
+    "settings, name",
+    [
+        ({"heads": "everything"}, "heads"),
+        ({"device": "gpu"}, "device"),
+        ({"train": {"loss": "hinge"}}, "loss"),
+        ({"train": {"epochz": 3}}, "epochz"),
+        ({"model": {"width": 3}}, "width"),
+        ({"model": {"d_model": 10, "n_heads": 3}}, "n_heads"),
+        ({"target_behavior": "teleport"}, "teleport"),
+    ],
+)
+def test_bad_settings_raise_data_error_naming_the_setting(tiny_bert_dir, dataset, settings, name) -> None:
     events, items = dataset
     with pytest.raises(DataError, match=name):
-        _rec(tiny_bert, **settings).fit(events, items)
+        _rec(tiny_bert_dir, **settings).fit(events, items)
 
 
-@pytest.mark.parametrize("settings, name", [
-    ({"train": {"batch_size": 0}}, "batch_size"),
-    ({"train": {"epochs": "2"}}, "epochs"),
-    ({"train": {"lr": -1.0}}, "lr"),
-    ({"train": {"loss_weights": "learned"}}, "loss_weights"),
-    ({"train": {"loss_weights": [1.0]}}, "loss_weights"),
-    ({"train": {"event_dropout": 2.0}}, "event_dropout"),
-    ({"model": {"n_heads": 0}}, "n_heads"),
-    ({"model": {"dropout": 1.5}}, "dropout"),
-    ({"model": {"max_len": 0}}, "max_len"),
-    ({"exclude_seen": "no"}, "exclude_seen"),
-    ({"model": {"use_memory": "yes"}}, "use_memory"),
-])
-def test_invalid_setting_values_raise_data_error_naming_the_setting(tiny_bert, dataset, settings, name) -> None:
+@pytest.mark.parametrize(
+    "settings, name",
+    [
+        ({"train": {"batch_size": 0}}, "batch_size"),
+        ({"train": {"epochs": "2"}}, "epochs"),
+        ({"train": {"lr": -1.0}}, "lr"),
+        ({"train": {"loss_weights": "learned"}}, "loss_weights"),
+        ({"train": {"loss_weights": [1.0]}}, "loss_weights"),
+        ({"train": {"event_dropout": 2.0}}, "event_dropout"),
+        ({"model": {"n_heads": 0}}, "n_heads"),
+        ({"model": {"dropout": 1.5}}, "dropout"),
+        ({"model": {"max_len": 0}}, "max_len"),
+        ({"exclude_seen": "no"}, "exclude_seen"),
+        ({"model": {"use_memory": "yes"}}, "use_memory"),
+    ],
+)
+def test_invalid_setting_values_raise_data_error_naming_the_setting(tiny_bert_dir, dataset, settings, name) -> None:
     events, items = dataset
     with pytest.raises(DataError, match=name):
-        _rec(tiny_bert, **settings).fit(events.head(200), items)
+        _rec(tiny_bert_dir, **settings).fit(events.head(200), items)
 
 
-def test_too_short_histories_raise(tiny_bert) -> None:
-    events = pd.DataFrame({S.USER_ID: ["a", "a", "b"], S.ITEM_ID: ["x", "y", "x"], S.BEHAVIOR: "view",
-                           S.TIMESTAMP: pd.to_datetime([1, 2, 3], unit="D")})
+def test_too_short_histories_raise(tiny_bert_dir) -> None:
+    events = pd.DataFrame(
+        {
+            S.USER_ID: ["a", "a", "b"],
+            S.ITEM_ID: ["x", "y", "x"],
+            S.BEHAVIOR: "view",
+            S.TIMESTAMP: pd.to_datetime([1, 2, 3], unit="D"),
+        }
+    )
     with pytest.raises(DataError, match="enough events"):
-        _rec(tiny_bert).fit(events)
+        _rec(tiny_bert_dir).fit(events)
 
 
 # --- fit / evaluate / recommend ----------------------------------------------------------
+
 
 def test_fitted_attributes(fitted, dataset) -> None:
     events, items = dataset
@@ -179,21 +189,22 @@ def test_recommend(fitted) -> None:
         fitted.recommend(user, 0)
 
 
-def test_cancel_sets_cancelled(tiny_bert, dataset) -> None:
+def test_cancel_sets_cancelled(tiny_bert_dir, dataset) -> None:
     events, items = dataset
-    rec = _rec(tiny_bert).fit(events, items, cancel=lambda: True)
+    rec = _rec(tiny_bert_dir).fit(events, items, cancel=lambda: True)
     assert rec.cancelled_ is True and rec.history_ == []
     rec.recommend(str(rec.data_.users[0]), 3)  # still usable
 
 
-def test_heads_setting_zeroes_the_other_loss(tiny_bert, dataset) -> None:
+def test_heads_setting_zeroes_the_other_loss(tiny_bert_dir, dataset) -> None:
     events, items = dataset
-    rec = _rec(tiny_bert, heads="engagement", train={"epochs": 1}).fit(events, items)
+    rec = _rec(tiny_bert_dir, heads="engagement", train={"epochs": 1}).fit(events, items)
     assert len(rec.history_) == 1
     assert rec.history_[0]["loss"] == pytest.approx(rec.history_[0]["loss_engagement"], rel=1e-5)
 
 
 # --- save / load --------------------------------------------------------------------------
+
 
 def test_save_writes_safetensors_and_json(saved: Path) -> None:
     assert sorted(p.name for p in saved.iterdir()) == ["config.json", "model.safetensors"]
@@ -203,20 +214,23 @@ def test_save_writes_safetensors_and_json(saved: Path) -> None:
     assert config["model_config"]["d_model"] == 16
 
 
-def test_a_run_saved_before_the_behavior_memory_loads_without_it(tiny_bert, dataset, tmp_path: Path) -> None:
+def test_a_run_saved_before_the_behavior_memory_loads_without_it(tiny_bert_dir, dataset, tmp_path: Path) -> None:
     """Runs from before ``use_memory`` existed have no such key and no memory weights."""
     events, items = dataset
-    plain = _rec(tiny_bert, model={"use_memory": False}).fit(events, items)
+    plain = _rec(tiny_bert_dir, model={"use_memory": False}).fit(events, items)
     folder = plain.save(tmp_path / "old")
     config = json.loads((folder / "config.json").read_text())
     del config["model_config"]["use_memory"]
-    (folder / "config.json").write_text(json.dumps(seal_config({k: v for k, v in config.items() if k != "config_sha256"})))
+    (folder / "config.json").write_text(
+        json.dumps(seal_config({k: v for k, v in config.items() if k != "config_sha256"}))
+    )
     loaded = Recommender.load(folder, events, device="cpu")
     assert loaded.model_.memory is None
     user = str(plain.data_.users[0])
-    np.testing.assert_allclose(loaded.recommend(user, 5)["engagement"].to_numpy(),
-                               plain.recommend(user, 5)["engagement"].to_numpy(), rtol=1e-6)
-    assert _rec(tiny_bert).fit(events.head(300), items).model_.memory is not None  # on by default
+    np.testing.assert_allclose(
+        loaded.recommend(user, 5)["engagement"].to_numpy(), plain.recommend(user, 5)["engagement"].to_numpy(), rtol=1e-6
+    )
+    assert _rec(tiny_bert_dir).fit(events.head(300), items).model_.memory is not None  # on by default
 
 
 def test_round_trip_gives_identical_outputs(fitted, saved: Path, dataset) -> None:
@@ -278,14 +292,18 @@ def _edit_config(folder: Path, edit) -> None:
     path.write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("edit", [
-    lambda c: c["model_config"].update(d_model=32, n_heads=2),
-    lambda c: c["model_config"].update(n_layers=2),
-    lambda c: c["model_config"].update(max_len=10),
-    lambda c: c["model_config"].update(n_items=c["model_config"]["n_items"] + 1),
-    lambda c: c["model_config"].update(unknown_setting=1),
-    lambda c: c.update(format="behaviorlens-run/999"),
-], ids=["d_model", "n_layers", "max_len", "n_items", "unknown-key", "format"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda c: c["model_config"].update(d_model=32, n_heads=2),
+        lambda c: c["model_config"].update(n_layers=2),
+        lambda c: c["model_config"].update(max_len=10),
+        lambda c: c["model_config"].update(n_items=c["model_config"]["n_items"] + 1),
+        lambda c: c["model_config"].update(unknown_setting=1),
+        lambda c: c.update(format="behaviorlens-run/999"),
+    ],
+    ids=["d_model", "n_layers", "max_len", "n_items", "unknown-key", "format"],
+)
 def test_config_that_does_not_match_the_architecture_is_refused(copy: Path, dataset, edit) -> None:
     events, _ = dataset
     _edit_config(copy, edit)
@@ -293,12 +311,16 @@ def test_config_that_does_not_match_the_architecture_is_refused(copy: Path, data
         Recommender.load(copy, events, device="cpu")
 
 
-@pytest.mark.parametrize("edit", [
-    lambda c: c["rating_scale"].update(mean=c["rating_scale"]["mean"] + 1.0),
-    lambda c: c["vocab"].update(items=c["vocab"]["items"][:-1]),
-    lambda c: c.pop("weights_sha256"),
-    lambda c: c.pop("vocab"),
-], ids=["rating-scale", "vocab", "no-checksum", "no-vocab"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda c: c["rating_scale"].update(mean=c["rating_scale"]["mean"] + 1.0),
+        lambda c: c["vocab"].update(items=c["vocab"]["items"][:-1]),
+        lambda c: c.pop("weights_sha256"),
+        lambda c: c.pop("vocab"),
+    ],
+    ids=["rating-scale", "vocab", "no-checksum", "no-vocab"],
+)
 def test_tampered_config_is_refused(copy: Path, dataset, edit) -> None:
     events, _ = dataset
     _edit_config(copy, edit)
@@ -315,9 +337,9 @@ def test_missing_files_are_refused(copy: Path, dataset) -> None:
         Recommender.load(copy / "nowhere", events, device="cpu")
 
 
-def test_saved_config_is_strict_json_without_ratings(tiny_bert, dataset, tmp_path: Path) -> None:
+def test_saved_config_is_strict_json_without_ratings(tiny_bert_dir, dataset, tmp_path: Path) -> None:
     events, items = dataset
-    rec = _rec(tiny_bert, train={"epochs": 1}).fit(events.drop(columns=[S.VALUE]), items)
+    rec = _rec(tiny_bert_dir, train={"epochs": 1}).fit(events.drop(columns=[S.VALUE]), items)
     folder = rec.save(tmp_path / "run")
 
     def refuse(token: str):
@@ -328,19 +350,21 @@ def test_saved_config_is_strict_json_without_ratings(tiny_bert, dataset, tmp_pat
 
 # -- the rating head's own checkpoint selection ---------------------------------------------------------------------
 
-def test_rating_refit_never_worsens_valid_rmse_and_leaves_engagement_alone(tiny_bert, dataset, tmp_path) -> None:
+
+def test_rating_refit_never_worsens_valid_rmse_and_leaves_engagement_alone(tiny_bert_dir, dataset, tmp_path) -> None:
     from core.model.rating_refit import rating_parameters, refit_rating
     from core.model.training import training_users
 
     events, items = dataset
-    rec = _rec(tiny_bert, train={"rating_refit_epochs": 0, "epochs": 3}).fit(events, items)
+    rec = _rec(tiny_bert_dir, train={"rating_refit_epochs": 0, "epochs": 3}).fit(events, items)
     assert rec.rating_refit_ is None
     before_valid = rec.evaluate("valid")
     before_top = rec.recommend(rec.data_.users[0], k=5)
     frozen = {n: p.detach().clone() for n, p in rec.model_.named_parameters()}
     calls = []
-    summary = refit_rating(rec.fitted(), training_users(rec.data_, rec.split_), epochs=4, lr=5e-3, patience=4,
-                           progress=calls.append)
+    summary = refit_rating(
+        rec.fitted(), training_users(rec.data_, rec.split_), epochs=4, lr=5e-3, patience=4, progress=calls.append
+    )
     after_valid = rec.evaluate("valid")
     assert summary["valid_RMSE_before"] == pytest.approx(before_valid["RMSE"])
     assert after_valid["RMSE"] == pytest.approx(summary["valid_RMSE"]) and after_valid["RMSE"] <= before_valid["RMSE"]
@@ -365,11 +389,11 @@ def test_default_fit_runs_the_rating_refit_and_saves_its_summary(fitted, saved, 
     assert Recommender.load(saved, dataset[0], device="cpu").rating_refit_ == pytest.approx(summary)
 
 
-def test_the_opt_in_request_time_takes_the_data_s_return_gap(tiny_bert, dataset) -> None:
+def test_the_opt_in_request_time_takes_the_data_s_return_gap(tiny_bert_dir, dataset) -> None:
     from core.data.batches import return_gap
 
     events, items = dataset
-    rec = _rec(tiny_bert, model={"use_request_time": True}, train={"epochs": 1, "rating_refit_epochs": 0})
+    rec = _rec(tiny_bert_dir, model={"use_request_time": True}, train={"epochs": 1, "rating_refit_epochs": 0})
     rec.fit(events, items)
     assert rec.model_.cfg.use_request_time and rec.model_.request.gap is not None
     assert rec.model_.cfg.request_gap == return_gap(rec.data_, rec.split_.train_end) > 0

@@ -6,25 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from core.data import synth
 from core.errors import NotFoundError
-from core.ingest.options import IngestOptions
-from core.ingest.pipeline import ingest
 from core.runs.records import list_runs, run_record
 from core.runs.run import open_run
 from core.runs.train import resume_run, train_run
 from core.store.run_folder import STATE_JSON, STATE_TENSORS
 
-TINY = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
-        "train": {"batch_size": 16, "epochs": 3, "patience": 10}}
+TINY = {
+    "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
+    "train": {"batch_size": 16, "epochs": 3, "patience": 10},
+}
 
 
 @pytest.fixture()
-def dataset(ws, tmp_path: Path) -> str:
-    data = synth.generate(synth.SynthConfig.small(3, n_users=40, n_items=30, target_events=1500))
-    synth.write(data, tmp_path / "data")
-    ingest(ws, tmp_path / "data" / "events.csv", tmp_path / "data" / "items.csv", IngestOptions(name="syn"))
-    return "syn"
+def dataset(ws, tmp_path: Path, tiny_dataset) -> str:
+    """The name of a generated dataset (40 users, 30 items) ingested into ``ws``."""
+    return tiny_dataset(tmp_path, 3, n_users=40, n_items=30, target_events=1500, workspace=ws).name
 
 
 def test_cancelled_run_resumes_from_its_last_epoch(ws, dataset: str) -> None:

@@ -36,15 +36,32 @@ def cyclic():
     rows = []
     for u in range(12):
         for k in range(7):
-            rows.append((f"u{u:02d}", f"i{(u + k) % 8}", T0 + 600 * k + u, "rate" if k % 3 == 2 else "view",
-                         float(1 + (u + k) % 5) if k % 3 == 2 else np.nan))
+            rows.append(
+                (
+                    f"u{u:02d}",
+                    f"i{(u + k) % 8}",
+                    T0 + 600 * k + u,
+                    "rate" if k % 3 == 2 else "view",
+                    float(1 + (u + k) % 5) if k % 3 == 2 else np.nan,
+                )
+            )
     return build_sequences(_frame(rows), item_ids=[f"i{k}" for k in range(8)])
 
 
 def _model(data, seed: int = 0, **kw) -> BehaviorModel:
     torch.manual_seed(seed)
-    cfg = dict(n_items=data.n_items, n_behaviors=len(data.behaviors), text_dim=4, d_model=16, n_heads=2,
-               n_layers=1, max_len=8, dropout=0.0, n_experts=2, expert_dim=8)
+    cfg = dict(
+        n_items=data.n_items,
+        n_behaviors=len(data.behaviors),
+        text_dim=4,
+        d_model=16,
+        n_heads=2,
+        n_layers=1,
+        max_len=8,
+        dropout=0.0,
+        n_experts=2,
+        expert_dim=8,
+    )
     cfg.update(kw)
     text = torch.randn(data.n_items + 1, 4)
     text[0] = 0
@@ -52,6 +69,7 @@ def _model(data, seed: int = 0, **kw) -> BehaviorModel:
 
 
 # --- losses ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("loss", ["softmax", "bce"])
 @pytest.mark.parametrize("weights", [[1.0, 0.5], "uncertainty"])
@@ -126,6 +144,7 @@ def test_standardize_uses_training_values_only(cyclic) -> None:
 
 # --- the fit loop ------------------------------------------------------------------------
 
+
 def _fit(data, cfg: TrainConfig, **kw):
     split = leave_last_out(data)
     model = _model(data)
@@ -136,8 +155,9 @@ def _fit(data, cfg: TrainConfig, **kw):
 
 def test_fit_improves_on_a_learnable_cycle(cyclic) -> None:
     events: list[dict] = []
-    _, state = _fit(cyclic, TrainConfig(epochs=3, lr=0.02, batch_size=5, patience=10, event_dropout=0.0),
-                    progress=events.append)
+    _, state = _fit(
+        cyclic, TrainConfig(epochs=3, lr=0.02, batch_size=5, patience=10, event_dropout=0.0), progress=events.append
+    )
     assert [r["epoch"] for r in state.history] == [1, 2, 3]
     assert state.history[-1]["loss"] < state.history[0]["loss"]
     for record in state.history:
@@ -203,10 +223,17 @@ N = 12  # items i01..i12; item index k has engagement bias 12 - k: item 1 ranks 
 @pytest.fixture(scope="module")
 def handbuilt():
     rows = [
-        ("a", "i01", T0 + 1, "view", np.nan), ("a", "i02", T0 + 2, "view", 2.0), ("a", "i03", T0 + 3, "view", 4.0),
-        ("b", "i05", T0 + 1, "view", np.nan), ("b", "i12", T0 + 2, "view", np.nan), ("b", "i11", T0 + 3, "view", np.nan),
-        ("c", "i04", T0 + 1, "view", np.nan), ("c", "i04", T0 + 2, "view", 3.0), ("c", "i04", T0 + 3, "view", 2.0),
-        ("d", "i06", T0 + 1, "view", np.nan), ("d", "i07", T0 + 2, "view", np.nan),  # too short: not evaluated
+        ("a", "i01", T0 + 1, "view", np.nan),
+        ("a", "i02", T0 + 2, "view", 2.0),
+        ("a", "i03", T0 + 3, "view", 4.0),
+        ("b", "i05", T0 + 1, "view", np.nan),
+        ("b", "i12", T0 + 2, "view", np.nan),
+        ("b", "i11", T0 + 3, "view", np.nan),
+        ("c", "i04", T0 + 1, "view", np.nan),
+        ("c", "i04", T0 + 2, "view", 3.0),
+        ("c", "i04", T0 + 3, "view", 2.0),
+        ("d", "i06", T0 + 1, "view", np.nan),
+        ("d", "i07", T0 + 2, "view", np.nan),  # too short: not evaluated
     ]
     data = build_sequences(_frame(rows), item_ids=[f"i{k:02d}" for k in range(1, N + 1)])
     model = _model(data, dropout=0.1).eval()
@@ -224,8 +251,11 @@ def handbuilt():
 
 def _ranking(ranks: list[int]) -> dict[str, float]:
     r = np.array(ranks)
-    return {"HR@10": float(np.mean(r < 10)), "NDCG@10": float(np.mean(np.where(r < 10, 1 / np.log2(r + 2), 0))),
-            "MRR@10": float(np.mean(np.where(r < 10, 1 / (r + 1), 0)))}
+    return {
+        "HR@10": float(np.mean(r < 10)),
+        "NDCG@10": float(np.mean(np.where(r < 10, 1 / np.log2(r + 2), 0))),
+        "MRR@10": float(np.mean(np.where(r < 10, 1 / (r + 1), 0))),
+    }
 
 
 def test_evaluate_split_golden_earlier_items_kept(handbuilt) -> None:

@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bert_support import save_tiny_bert  # tests/bert_support.py
 
-from core.data import synth
 from core.errors import DataError
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
@@ -23,33 +21,22 @@ from core.store.workspace import Workspace
 
 DATASET = "tiny"
 JOIN_S = 180
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "red", "blue", "shoe", "coffee", "bag", "##s"]
-
-
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A random 1-layer BERT (hidden 8) with a WordPiece tokenizer, saved offline."""
-    return str(save_tiny_bert(tmp_path_factory.mktemp("enc") / "bert", VOCAB, max_positions=64))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data")
-    synth.write(synth.generate(synth.SynthConfig.small(seed=1, n_users=40, n_items=30, target_events=1200)), out)
-    return out
 
 
 @pytest.fixture()
-def tiny_ws(ws: Workspace, data_dir: Path) -> Workspace:
-    ingest(ws, data_dir / "events.csv", data_dir / "items.csv", IngestOptions(name=DATASET))
+def tiny_ws(ws: Workspace, training_data_dir: Path) -> Workspace:
+    """The test's workspace with the training dataset ingested as DATASET."""
+    ingest(ws, training_data_dir / "events.csv", training_data_dir / "items.csv", IngestOptions(name=DATASET))
     return ws
 
 
-def tiny(encoder: str, epochs: int = 2, **model: Any) -> dict[str, Any]:
-    return {"encoder": encoder, "device": "cpu",
-            "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8,
-                      "n_experts": 2, **model},
-            "train": {"epochs": epochs, "batch_size": 16, "seed": 1, "patience": 100}}
+def tiny(encoder: Path, epochs: int = 2, **model: Any) -> dict[str, Any]:
+    return {
+        "encoder": str(encoder),
+        "device": "cpu",
+        "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2, **model},
+        "train": {"epochs": epochs, "batch_size": 16, "seed": 1, "patience": 100},
+    }
 
 
 def finished(job: J.TrainingJob) -> dict[str, Any]:
@@ -57,8 +44,8 @@ def finished(job: J.TrainingJob) -> dict[str, Any]:
     return job.snapshot()
 
 
-def test_job_trains_in_the_background_and_lists_the_run(tiny_ws: Workspace, encoder: str) -> None:
-    job = J.start(str(tiny_ws.root), DATASET, tiny(encoder, epochs=2))
+def test_job_trains_in_the_background_and_lists_the_run(tiny_ws: Workspace, tiny_bert_dir: Path) -> None:
+    job = J.start(str(tiny_ws.root), DATASET, tiny(tiny_bert_dir, epochs=2))
     assert job.run_id.startswith(f"{DATASET}-")  # known before the thread has done anything
     assert J.get_job(job.run_id) is job
     snap = finished(job)
@@ -79,7 +66,7 @@ def test_job_trains_in_the_background_and_lists_the_run(tiny_ws: Workspace, enco
     assert len(job.snapshot()["history"]) == 2
 
 
-def test_snapshot_while_training(tiny_ws: Workspace, encoder: str) -> None:
+def test_snapshot_while_training(tiny_ws: Workspace, tiny_bert_dir: Path) -> None:
     reached, release = threading.Event(), threading.Event()
 
     class PausedAtFirstStep(J.TrainingJob):
@@ -89,7 +76,7 @@ def test_snapshot_while_training(tiny_ws: Workspace, encoder: str) -> None:
                 reached.set()
                 release.wait(JOIN_S)
 
-    job = PausedAtFirstStep(str(tiny_ws.root), DATASET, tiny(encoder, epochs=2)).run_in_thread()
+    job = PausedAtFirstStep(str(tiny_ws.root), DATASET, tiny(tiny_bert_dir, epochs=2)).run_in_thread()
     try:
         assert reached.wait(JOIN_S)
         snap = job.snapshot()
@@ -102,14 +89,14 @@ def test_snapshot_while_training(tiny_ws: Workspace, encoder: str) -> None:
     assert finished(job)["status"] == "done"
 
 
-def test_cancel_stops_the_run_and_records_it_cancelled(tiny_ws: Workspace, encoder: str) -> None:
+def test_cancel_stops_the_run_and_records_it_cancelled(tiny_ws: Workspace, tiny_bert_dir: Path) -> None:
     class CancelAfterFirstEpoch(J.TrainingJob):
         def _on_progress(self, event: dict[str, Any]) -> None:
             super()._on_progress(event)
             if event["event"] == "epoch":
                 self.cancel()
 
-    job = CancelAfterFirstEpoch(str(tiny_ws.root), DATASET, tiny(encoder, epochs=50)).run_in_thread()
+    job = CancelAfterFirstEpoch(str(tiny_ws.root), DATASET, tiny(tiny_bert_dir, epochs=50)).run_in_thread()
     snap = finished(job)
     assert snap["status"] == "cancelled" and snap["cancel_requested"]
     assert [r["epoch"] for r in snap["history"]] == [1] and snap["fraction"] < 0.1
@@ -117,8 +104,8 @@ def test_cancel_stops_the_run_and_records_it_cancelled(tiny_ws: Workspace, encod
     assert (tiny_ws.run_dir(job.run_id) / "model.safetensors").is_file()  # the best model so far
 
 
-def test_cancel_before_the_first_step(tiny_ws: Workspace, encoder: str) -> None:
-    job = J.start(str(tiny_ws.root), DATASET, tiny(encoder, epochs=50))
+def test_cancel_before_the_first_step(tiny_ws: Workspace, tiny_bert_dir: Path) -> None:
+    job = J.start(str(tiny_ws.root), DATASET, tiny(tiny_bert_dir, epochs=50))
     job.cancel()
     snap = finished(job)
     assert snap["status"] == "cancelled" and snap["history"] == [] and snap["step_losses"] == []
@@ -126,32 +113,33 @@ def test_cancel_before_the_first_step(tiny_ws: Workspace, encoder: str) -> None:
     assert runs.loc[runs["run_id"] == job.run_id, "status"].tolist() == ["cancelled"]
 
 
-def test_bad_setting_is_reported_as_failed(tiny_ws: Workspace, encoder: str) -> None:
-    job = J.start(str(tiny_ws.root), DATASET, tiny(encoder, d_model=15, n_heads=2))
+def test_bad_setting_is_reported_as_failed(tiny_ws: Workspace, tiny_bert_dir: Path) -> None:
+    job = J.start(str(tiny_ws.root), DATASET, tiny(tiny_bert_dir, d_model=15, n_heads=2))
     snap = finished(job)
     assert snap["status"] == "failed" and snap["crash"] is None
     assert snap["error"] == "d_model 15 must be a multiple of n_heads 2"
     assert run_record(tiny_ws, job.run_id)["status"] == "failed"
 
 
-def test_missing_dataset_is_reported_as_failed(ws: Workspace, encoder: str) -> None:
-    snap = finished(J.start(str(ws.root), "nothere", tiny(encoder)))
+def test_missing_dataset_is_reported_as_failed(ws: Workspace, tiny_bert_dir: Path) -> None:
+    snap = finished(J.start(str(ws.root), "nothere", tiny(tiny_bert_dir)))
     assert snap["status"] == "failed" and "nothere" in snap["error"]
 
 
-def test_bad_dataset_name_is_refused_up_front(ws: Workspace, encoder: str) -> None:
+def test_bad_dataset_name_is_refused_up_front(ws: Workspace, tiny_bert_dir: Path) -> None:
     with pytest.raises(DataError, match="invalid run name"):
-        J.start(str(ws.root), "no such/name", tiny(encoder))
+        J.start(str(ws.root), "no such/name", tiny(tiny_bert_dir))
 
 
-def test_unknown_setting_is_a_data_error(tiny_ws: Workspace, encoder: str) -> None:
-    snap = finished(J.start(str(tiny_ws.root), DATASET, {**tiny(encoder), "bogus": 1}))
+def test_unknown_setting_is_a_data_error(tiny_ws: Workspace, tiny_bert_dir: Path) -> None:
+    snap = finished(J.start(str(tiny_ws.root), DATASET, {**tiny(tiny_bert_dir), "bogus": 1}))
     assert snap["status"] == "failed" and snap["crash"] is None
     assert "unknown setting(s) ['bogus']" in snap["error"]
 
 
-def test_unexpected_exception_is_recorded_and_reraised(tiny_ws: Workspace, encoder: str,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_exception_is_recorded_and_reraised(
+    tiny_ws: Workspace, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from core.model.recommender import Recommender
 
     def broken_fit(*args: object, **kwargs: object) -> None:
@@ -160,7 +148,7 @@ def test_unexpected_exception_is_recorded_and_reraised(tiny_ws: Workspace, encod
     seen: list[BaseException] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
     monkeypatch.setattr(Recommender, "fit", broken_fit)
-    job = J.start(str(tiny_ws.root), DATASET, tiny(encoder))
+    job = J.start(str(tiny_ws.root), DATASET, tiny(tiny_bert_dir))
     snap = finished(job)
     assert snap["status"] == "failed" and snap["error"] is None
     assert snap["crash"] == "RuntimeError: boom in fit"
@@ -175,14 +163,14 @@ def test_registry_and_planned_epochs() -> None:
     assert isinstance(J.cuda_available(), bool)
 
 
-def test_registry_survives_a_reimport(tiny_ws: Workspace, encoder: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_registry_survives_a_reimport(tiny_ws: Workspace, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Streamlit's file watcher evicts app modules from sys.modules; running jobs must stay findable."""
     import importlib
     import sys
 
     import core.runs
 
-    job = J.start(str(tiny_ws.root), DATASET, tiny(encoder, epochs=1))
+    job = J.start(str(tiny_ws.root), DATASET, tiny(tiny_bert_dir, epochs=1))
     monkeypatch.delitem(sys.modules, "core.runs.jobs")  # both restored after the test
     monkeypatch.setattr(core.runs, "jobs", J)
     fresh = importlib.import_module("core.runs.jobs")

@@ -118,10 +118,13 @@ def test_load_state_into_accepts_a_matching_state() -> None:
     assert torch.equal(src(x), dst(x))
 
 
-@pytest.mark.parametrize("other, what", [
-    (lambda: _net(width=5), "wrong shape"),
-    (lambda: _net(layers=2), "unexpected"),
-])
+@pytest.mark.parametrize(
+    "other, what",
+    [
+        (lambda: _net(width=5), "wrong shape"),
+        (lambda: _net(layers=2), "unexpected"),
+    ],
+)
 def test_load_state_into_refuses_mismatched_architectures(other, what: str) -> None:
     with pytest.raises(ArtifactError, match=what):
         load_state_into(_net(), other().state_dict(), Path("m.safetensors"))
@@ -136,9 +139,9 @@ def test_saved_bytes_are_plain_safetensors(tmp_path: Path) -> None:
     save_tensors(path, _tensors())
     raw = path.read_bytes()
     header_len = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + header_len])
+    header = json.loads(raw[8 : 8 + header_len])
     assert set(header) - {"__metadata__"} == set(_tensors())
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError):
         torch.load(io.BytesIO(raw), weights_only=True)  # not a torch pickle archive
 
 

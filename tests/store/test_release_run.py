@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from core.data import synth
-from core.ingest.options import IngestOptions
-from core.ingest.pipeline import ingest
 from core.runs.records import DONE, set_run
 from core.runs.run import open_run
 from core.runs.scores import evaluate_run
@@ -26,13 +23,9 @@ RUN_ID = "release-0.1"
 
 
 @pytest.fixture()
-def workspace(tmp_path: Path) -> Workspace:
+def workspace(tmp_path: Path, tiny_dataset) -> Workspace:
     """The release's dataset, ingested the same way, with its run folder copied in and registered."""
-    data = synth.generate(synth.SynthConfig.small(5, n_users=30, n_items=30, target_events=900))
-    synth.write(data, tmp_path / "data")
-    ws = Workspace(tmp_path / "ws")
-    ingest(ws, tmp_path / "data" / "events.csv", tmp_path / "data" / "items.csv",
-           IngestOptions(name="syn", keep_ids=True))
+    ws = tiny_dataset(tmp_path, 5, n_users=30, n_items=30, target_events=900, keep_ids=True).ws
     shutil.copytree(FOLDER, ws.run_dir(RUN_ID), ignore=shutil.ignore_patterns("expected.json"))
     config = json.loads((FOLDER / "config.json").read_text())
     set_run(ws, RUN_ID, "syn", DONE, {"dataset": "syn", "settings": config["settings"]}, None)

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from core import schema as S
-from core.cli import main
 from core.errors import DataError, NotFoundError
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
@@ -23,16 +22,21 @@ from core.store.workspace import Workspace, validate_name
 REPO = Path(__file__).resolve().parents[2]
 
 # Distinctive raw IDs: long enough that a byte match cannot be chance.
-RAW_USERS = ["RAWUSER-ALPHA-7f3c9e1d", "RAWUSER-BETA-0a1b2c3d", "RAWUSER-GAMMA-5e6f7a8b", "RAWUSER-DELTA-long-" + "z" * 280]
+RAW_USERS = [
+    "RAWUSER-ALPHA-7f3c9e1d",
+    "RAWUSER-BETA-0a1b2c3d",
+    "RAWUSER-GAMMA-5e6f7a8b",
+    "RAWUSER-DELTA-long-" + "z" * 280,
+]
 LOG = (
     "user_id,item_id,timestamp,behavior,value\n"
     f"{RAW_USERS[0]},ITEM-ONE,1700000000,pv,\n"
-    f"{RAW_USERS[0]},ITEM-ONE,1700000000,pv,\n"          # exact duplicate: in duplicate examples
+    f"{RAW_USERS[0]},ITEM-ONE,1700000000,pv,\n"  # exact duplicate: in duplicate examples
     f"{RAW_USERS[1]},ITEM-TWO,1700000001,rate,4\n"
-    f"{RAW_USERS[2]},,1700000002,pv,\n"                  # rejected: in examples
-    f"{RAW_USERS[2]},ITEM-TWO,garbage,pv,\n"             # rejected: bad timestamp
-    f"{RAW_USERS[3]},ITEM-ONE,1700000003,pv,\n"          # rejected: ID too long
-    f"{RAW_USERS[1]},ITEM-TWO,1700000004\n"              # malformed: raw line in examples only with keep_ids
+    f"{RAW_USERS[2]},,1700000002,pv,\n"  # rejected: in examples
+    f"{RAW_USERS[2]},ITEM-TWO,garbage,pv,\n"  # rejected: bad timestamp
+    f"{RAW_USERS[3]},ITEM-ONE,1700000003,pv,\n"  # rejected: ID too long
+    f"{RAW_USERS[1]},ITEM-TWO,1700000004\n"  # malformed: raw line in examples only with keep_ids
 )
 
 
@@ -50,13 +54,12 @@ def stored_strings(ws: Workspace) -> list[str]:
     cols = ws.query("SELECT table_name, column_name FROM information_schema.columns WHERE data_type = 'VARCHAR'")
     out: list[str] = []
     for table, column in cols.itertuples(index=False):
-        out += [v for v in ws.query(f'SELECT "{column}" AS v FROM "{table}"')["v"].dropna()]
+        out += list(ws.query(f'SELECT "{column}" AS v FROM "{table}"')["v"].dropna())
     return out
 
 
 def test_dataset_metadata_is_stored(ws, write_file) -> None:
-    report = ingest(ws, write_file("log.csv", LOG), options=IngestOptions(name="meta"),
-                    source_names=["upload.csv"])
+    report = ingest(ws, write_file("log.csv", LOG), options=IngestOptions(name="meta"), source_names=["upload.csv"])
     info = ws.dataset("meta")
     assert info.name == "meta" and info.sources == ["upload.csv"]
     assert info.mapping == report.mapping and info.mapping[S.USER_ID] == "user_id"
@@ -84,12 +87,11 @@ def test_the_search_finds_raw_ids_when_they_are_kept(ws, write_file) -> None:
     assert {u for u in RAW_USERS if any(u[:22] in s for s in stored_strings(ws))} == set(RAW_USERS)
 
 
-def test_the_key_is_private_and_never_printed(tmp_path, write_file, capsys) -> None:
+def test_the_key_is_private_and_never_printed(tmp_path, write_file, cli) -> None:
     root = tmp_path / "ws"
-    code = main(["ingest", str(write_file("log.csv", LOG)), "--json", "--workspace", str(root)])
-    out = capsys.readouterr()
+    out = cli("ingest", str(write_file("log.csv", LOG)), "--json", workspace=root)
     key = (root / ".key").read_bytes()
-    assert code == 0 and len(key) == 32
+    assert out.code == 0 and len(key) == 32
     assert stat.S_IMODE((root / ".key").stat().st_mode) == 0o600
     for text in (out.out, out.err):
         assert key.hex() not in text and key.hex().upper() not in text and repr(key) not in text
@@ -133,8 +135,9 @@ def test_names_are_validated() -> None:
 
 def _spawn(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_two_processes_ingesting_into_one_fresh_workspace(tmp_path) -> None:
@@ -145,10 +148,14 @@ def test_two_processes_ingesting_into_one_fresh_workspace(tmp_path) -> None:
         lines = "".join(f"user{k}_{j % 997},item{j % 1999},{1700000000 + j},pv\n" for j in range(60_000))
         path.write_text("user_id,item_id,timestamp,behavior\n" + lines)
         files.append(path)
-    procs = [_spawn(["-m", "core.cli", "ingest", str(f), "--json", "--workspace", str(root), "--name", f"d{k}"])
-             for k, f in enumerate(files)]
+    procs = [
+        _spawn(["-m", "core.cli", "ingest", str(f), "--json", "--workspace", str(root), "--name", f"d{k}"])
+        for k, f in enumerate(files)
+    ]
     # and a third process re-ingesting d0 under the same name at the same time
-    procs.append(_spawn(["-m", "core.cli", "ingest", str(files[0]), "--json", "--workspace", str(root), "--name", "d0"]))
+    procs.append(
+        _spawn(["-m", "core.cli", "ingest", str(files[0]), "--json", "--workspace", str(root), "--name", "d0"])
+    )
     results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
     for code, out, err in results:
         assert code == 0, err
@@ -156,7 +163,10 @@ def test_two_processes_ingesting_into_one_fresh_workspace(tmp_path) -> None:
     ws = Workspace(root)
     assert sorted(ws.dataset_names()) == ["d0", "d1"]
     counts = ws.query("SELECT dataset, count(*) AS n, count(DISTINCT user_id) AS u FROM events GROUP BY ALL ORDER BY 1")
-    assert counts.to_dict("records") == [{"dataset": "d0", "n": 60_000, "u": 997}, {"dataset": "d1", "n": 60_000, "u": 997}]
+    assert counts.to_dict("records") == [
+        {"dataset": "d0", "n": 60_000, "u": 997},
+        {"dataset": "d1", "n": 60_000, "u": 997},
+    ]
     for name in ("d0", "d1"):
         assert ws.dataset(name).n_events == 60_000
         assert len(ws.items(name)) == 1999
@@ -166,8 +176,10 @@ def test_two_processes_ingesting_into_one_fresh_workspace(tmp_path) -> None:
 
 def test_concurrent_key_creation_yields_one_key(tmp_path) -> None:
     root = tmp_path / "keyrace"
-    code = ("import sys; from core.store.workspace import Workspace; "
-            "print(Workspace(sys.argv[1]).pseudonymize(['someone'])[0])")
+    code = (
+        "import sys; from core.store.workspace import Workspace; "
+        "print(Workspace(sys.argv[1]).pseudonymize(['someone'])[0])"
+    )
     procs = [_spawn(["-c", code, str(root)]) for _ in range(4)]
     outs = [(p.wait(timeout=60), p.stdout.read().strip(), p.stderr.read()) for p in procs]
     assert all(c == 0 for c, _, _ in outs), outs

@@ -56,10 +56,13 @@ def test_funnel_escapes_behavior_labels() -> None:
 
 
 def test_events_over_time_one_trace_per_behavior_escaped() -> None:
-    daily = pd.DataFrame({
-        O.DAY: pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-02"]),
-        S.BEHAVIOR: ["view", EVIL, "view"], O.EVENTS: [3, 1, 2],
-    })
+    daily = pd.DataFrame(
+        {
+            O.DAY: pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-02"]),
+            S.BEHAVIOR: ["view", EVIL, "view"],
+            O.EVENTS: [3, 1, 2],
+        }
+    )
     fig = charts.events_over_time(daily, ["view", EVIL])
     assert [t.name for t in fig.data] == ["view", "&lt;script&gt;alert(1)&lt;/script&gt;"]
     assert list(fig.data[0].y) == [3, 2]
@@ -74,13 +77,19 @@ def test_count_histogram_has_log_y() -> None:
 
 
 def test_top_items_escapes_titles_and_separates_equal_titles() -> None:
-    items = pd.DataFrame({
-        S.ITEM_ID: ["i1", "i2", "<b>i3</b>"], S.ITEM_TITLE: [EVIL, "Mug", "Mug"],
-        O.EVENTS: [9, 5, 4], O.USERS: [3, 2, 2],
-    })
+    items = pd.DataFrame(
+        {
+            S.ITEM_ID: ["i1", "i2", "<b>i3</b>"],
+            S.ITEM_TITLE: [EVIL, "Mug", "Mug"],
+            O.EVENTS: [9, 5, 4],
+            O.USERS: [3, 2, 2],
+        }
+    )
     fig = charts.top_items(items)
     assert list(fig.data[0].y) == [
-        "&lt;script&gt;alert(1)&lt;/script&gt;", "Mug [i2]", "Mug [&lt;b&gt;i3&lt;/b&gt;]",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "Mug [i2]",
+        "Mug [&lt;b&gt;i3&lt;/b&gt;]",
     ]
     assert_inert(fig)
 
@@ -97,4 +106,4 @@ def test_link_markup_is_escaped_everywhere() -> None:
     counts = pd.DataFrame({S.BEHAVIOR: [EVIL_LINK], O.EVENTS: [1], O.USERS: [1]})
     texts = strings(charts.funnel(counts, title=EVIL_LINK))
     assert not [t for t in texts if "<a " in t or " & co" in t]
-    assert "&lt;a href=\"javascript:alert(1)\"&gt;x&lt;/a&gt; &amp; co" in texts
+    assert '&lt;a href="javascript:alert(1)"&gt;x&lt;/a&gt; &amp; co' in texts

@@ -19,12 +19,35 @@ EVIL = "<script>alert(1)</script>"
 
 def explanation(values: list[float], heuristic: bool = False) -> Explanation:
     behaviors = ["purchase", "view", "cart", "view"]
-    events = [EventAttribution(i, behaviors[i], f"I{i}", EVIL if i == 0 else f"Item {i}", None,
-                               f"2024-01-0{i + 1}T12:00:00Z", 5.0 if i == 2 else None, v)
-              for i, v in enumerate(values)]
-    return Explanation("u", "I9", "engagement", "attention" if heuristic else "ig", events, -1.0, -2.0, 0.0, 1.0,
-                       aopc=0.4, aopc_random=0.1, heuristic=heuristic, deletion_curve=[-1.0, -1.5, -1.8, -1.9, -2.0],
-                       random_deletion_curve=[-1.0, -1.2, -1.4, -1.7, -2.0])
+    events = [
+        EventAttribution(
+            i,
+            behaviors[i],
+            f"I{i}",
+            EVIL if i == 0 else f"Item {i}",
+            None,
+            f"2024-01-0{i + 1}T12:00:00Z",
+            5.0 if i == 2 else None,
+            v,
+        )
+        for i, v in enumerate(values)
+    ]
+    return Explanation(
+        "u",
+        "I9",
+        "engagement",
+        "attention" if heuristic else "ig",
+        events,
+        -1.0,
+        -2.0,
+        0.0,
+        1.0,
+        aopc=0.4,
+        aopc_random=0.1,
+        heuristic=heuristic,
+        deletion_curve=[-1.0, -1.5, -1.8, -1.9, -2.0],
+        random_deletion_curve=[-1.0, -1.2, -1.4, -1.7, -2.0],
+    )
 
 
 def test_timeline_places_events_by_time_and_behavior_coloured_by_attribution() -> None:
@@ -72,9 +95,11 @@ REPORT = {
     "per_behavior_share": {"view": 0.6, "purchase": 0.4},
     "per_event": {"view": 0.01, "purchase": 0.05},
     "per_behavior_signed": {"view": -0.002, "purchase": 0.03},
-    "intervals": {"per_behavior_share": {"view": [0.5, 0.7], "purchase": [0.3, 0.45]},
-                  "per_event": {"view": [0.008, 0.012], "purchase": [None, None]},
-                  "per_behavior_signed": {"view": [-0.004, 0.001], "purchase": [0.02, 0.04]}},
+    "intervals": {
+        "per_behavior_share": {"view": [0.5, 0.7], "purchase": [0.3, 0.45]},
+        "per_event": {"view": [0.008, 0.012], "purchase": [None, None]},
+        "per_behavior_signed": {"view": [-0.004, 0.001], "purchase": [0.02, 0.04]},
+    },
 }
 
 
@@ -96,8 +121,10 @@ def test_influence_bars_of_other_estimands_and_missing_intervals() -> None:
 
 
 def test_influence_by_group_keeps_the_order_and_row_counts() -> None:
-    groups = {"<1h": {"share": 0.7, "per_event": 0.2, "signed": 0.1, "rows": 7},
-              ">7d": {"share": 0.3, "per_event": 0.1, "signed": -0.1, "rows": 3}}
+    groups = {
+        "<1h": {"share": 0.7, "per_event": 0.2, "signed": 0.1, "rows": 7},
+        ">7d": {"share": 0.3, "per_event": 0.1, "signed": -0.1, "rows": 3},
+    }
     fig = influence_by_group(groups, "signed", "Influence by time gap", "age")
     assert list(fig.data[0].x) == ["&lt;1h", "&gt;7d"]
     assert list(fig.data[0].y) == [0.1, -0.1]
