@@ -15,7 +15,7 @@ Two cases, each in its own subprocess so that its peak memory is its own:
   tied to popularity; no model). The model recompute is estimated by timing a
   random-initialized model of the same size on a sample of users.
 
-Candidate pre-selection (core/fusion_cache.py): a [50,000 × 20,000] table would be 10^9
+Candidate pre-selection (core/fusion/candidates.py): a [50,000 × 20,000] table would be 10^9
 cells, so each user keeps, as a padded [U, M] index array, the union of their top
 ``per_anchor`` eligible items under each of 11 anchor weightings of the simplex (each
 signal alone, the 6 edge midpoints, the centroid) plus the held-out target. One signal

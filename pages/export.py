@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from core.errors import BehaviorLensError
+from core.explain.influence.report import InfluenceSettings
 from core.runs.explain import counterfactual_run, explain_run, token_attributions_run
 from core.runs.fusion import user_top
 from core.runs.influence import kept_ablation, kept_influence
@@ -102,7 +103,7 @@ def influence_downloads(ws: Workspace) -> None:
     st.header("Global influence")
     last = st.session_state.get(INFLUENCE_KEY)
     run = None if not last else get_run(ws, last["run"])
-    report = None if run is None else kept_influence(run, last["settings"], compute=False)
+    report = None if run is None else kept_influence(run, InfluenceSettings(**last["settings"]), compute=False)
     if report is None:
         st.info("No global influence computed in this session: compute it on the Influence page first.")
         return

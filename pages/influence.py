@@ -65,7 +65,7 @@ ABLATION_PROTOCOL = (
 )
 
 
-def settings_form(n_users: int) -> InfluenceSettings | None:
+def settings_form(n_users: int) -> dict[str, Any] | None:
     """Method, user sample size and K; the settings when Compute is pressed."""
     with st.form("influence_form"):
         left, mid, right = st.columns([2, 1, 1])
@@ -80,7 +80,7 @@ def settings_form(n_users: int) -> InfluenceSettings | None:
         )
         k = right.number_input("Top-K items per user", 1, 50, 10, key=K_KEY)
         submitted = st.form_submit_button("Compute influence", type="primary")
-    return InfluenceSettings(int(users), str(method), int(k)) if submitted else None
+    return {"users": int(users), "method": str(method), "k": int(k), "seed": 0} if submitted else None
 
 
 def progress_callback(bar: Any, what: str) -> Any:
@@ -92,10 +92,10 @@ def progress_callback(bar: Any, what: str) -> Any:
     return update
 
 
-def compute(run: Run, settings: InfluenceSettings) -> None:
+def compute(run: Run, settings: dict[str, Any]) -> None:
     """Run (or fetch) the influence report and the ablation with progress bars; remember the settings."""
     bar = st.progress(0.0, text="Attributing the sampled users' recommendations…")
-    kept_influence(run, settings, progress_callback(bar, "Users attributed"))
+    kept_influence(run, InfluenceSettings(**settings), progress_callback(bar, "Users attributed"))
     bar.progress(0.0, text="Behavior ablation…")
     kept_ablation(run, progress_callback(bar, "Behaviors removed"))
     bar.empty()
@@ -178,7 +178,11 @@ def ablation_section(ablation: Any) -> None:
 def results(run: Run) -> None:
     """The last computed report of this run (if any): estimand choice, charts, ablation."""
     last = st.session_state.get(INFLUENCE_KEY)
-    report = None if not last or last["run"] != run.id else kept_influence(run, last["settings"], compute=False)
+    report = (
+        None
+        if not last or last["run"] != run.id
+        else kept_influence(run, InfluenceSettings(**last["settings"]), compute=False)
+    )
     if report is None:
         st.info("Pick the settings and press Compute influence: the numbers are computed once per run and settings.")
         return

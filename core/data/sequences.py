@@ -1,9 +1,11 @@
-"""Per-user behavior sequences, the leave-last-out split and tensor batches.
+"""Per-user behavior sequences: an events frame indexed once into integer codes, and their buckets.
 
-Events are indexed once into a :class:`SequenceData`: integer item and behavior
-codes in a CSR layout (one contiguous slice per user, sorted by timestamp, then
-item ID, then source row). Item index 0 is padding; items are numbered in
-sorted item-ID order so that "ties broken by item ID" means "lower index first".
+:func:`build_sequences` turns the events into a :class:`SequenceData`: integer item and behavior
+codes in a CSR layout (one contiguous slice per user, sorted by timestamp, then item ID, then
+source row), values and times in seconds. Item index 0 is padding; items are numbered in sorted
+item-ID order so that "ties broken by item ID" means "lower index first"; a fitted model's
+vocabularies can be imposed. :func:`gap_bucket` and :func:`value_bucket` are the log2 time-gap
+and rounded-value codes the model embeds. The split and the batches are :mod:`core.data.batches`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
-"""Delimited text: pick the delimiter, decide whether the first row is a header, name columns.
+"""Delimited text: pick the delimiter, decide whether the first row is a header, name the columns.
 
-Pure functions over the first lines of a file (already decoded); no I/O. The
-result is written into a :class:`~core.ingest.source_info.SourceInfo`.
+Works on the first lines of a file, already decoded; no I/O. :func:`sniff_csv` fills the
+delimiter, header and column names of a :class:`~core.ingest.source_info.SourceInfo` (the
+analyst's names for a headerless file, else the header's, else ``column0..N``; duplicate names
+made unique and a trailing delimiter's empty field named) and adds its warnings; a file that is
+not delimited text at all raises :class:`~core.errors.UnusableFileError`.
 """
 
 from __future__ import annotations

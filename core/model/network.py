@@ -6,7 +6,8 @@
     memory       = sum over events of w(behavior, value, age) * V (token - mask token): evidence that adds up
     MMoE         = shared experts over the user state (+ the request gap), one softmax gate per task
     engagement   = <engagement task state + memory, item representation> + item bias  (a logit per item)
-    rating       = tower([task state, item, task state * item]) + item bias, in standardized units
+    rating       = tower([task state, item, task state * item, user's mean value]) + w * user's mean value
+                   + item bias, in standardized units (the mean of the user's earlier values, causal)
 
 The model returns logits and standardized ratings; sigmoid/softmax, de-standardization
 and fusion live outside (ranking code), the losses in ``core.model.losses``. The parts are

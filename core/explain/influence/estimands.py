@@ -188,12 +188,18 @@ def summarize(
 def _per_behavior(
     table: AttributionTable, data: SequenceData, names: dict[str, str], n_boot: int, seed: int
 ) -> dict[str, Any]:
-    """{names[stat]: {behavior: value}}, their bootstrap ``intervals`` and row counts ``events``."""
+    """{names[stat]: {behavior: value}}, their bootstrap ``intervals`` and row counts ``events``.
+
+    Every behavior of the model has a share and a row count (0 when the sample has none of its events:
+    it carries none of the attribution); a mean over events exists only for behaviors with events.
+    """
     behaviors = list(data.behaviors[1:])
     abs_sum, signed, count, _ = user_sums(table, data.behavior[table.event] - 1, len(behaviors))
     stats, boot = ratio_stats(abs_sum, signed, count), bootstrap(abs_sum, signed, count, n_boot, seed)
-    present = [g for g in range(len(behaviors)) if count[:, g].sum() > 0]
-    out: dict[str, Any] = {names[s]: {behaviors[g]: float(stats[s][g]) for g in present} for s in names}
-    out["intervals"] = {names[s]: {behaviors[g]: [float(x) for x in boot[s][g]] for g in present} for s in names}
-    out["events"] = {behaviors[g]: int(count[:, g].sum()) for g in present}
+    every = list(range(len(behaviors)))
+    present = [g for g in every if count[:, g].sum() > 0]
+    rows = {s: every if s == "share" else present for s in names}
+    out: dict[str, Any] = {names[s]: {behaviors[g]: float(stats[s][g]) for g in rows[s]} for s in names}
+    out["intervals"] = {names[s]: {behaviors[g]: [float(x) for x in boot[s][g]] for g in rows[s]} for s in names}
+    out["events"] = {behaviors[g]: int(count[:, g].sum()) for g in every}
     return out
