@@ -23,12 +23,18 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core._checks import finite_float
+from core.explain.counterfactual import CounterfactualSet
 from core.explain.explanation import Explanation
+from core.explain.influence.ablation import AblationResult
 from core.explain.influence.estimands import behavior_totals
+from core.explain.influence.report import InfluenceReport
 from core.ingest.overview import behavior_order
 from core.views.charts import CHART_HEIGHT, MAX_LABEL, safe_label, safe_labels
 
 POSITIVE, NEGATIVE = "#2166ac", "#b2182b"  # the ends of the diverging scale (RdBu)
+# a result object or its dict (as the CLI prints it, as a session keeps it)
+Reported = InfluenceReport | AblationResult | CounterfactualSet | Mapping[str, Any]
+
 DIVERGING = [[0.0, NEGATIVE], [0.5, "#f7f7f7"], [1.0, POSITIVE]]
 ONE_SIDED = [[0.0, "#f7f7f7"], [1.0, POSITIVE]]
 # statistic -> (InfluenceReport field, axis label)
@@ -44,7 +50,7 @@ def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
     return fig
 
 
-def as_dict(report: Any) -> dict[str, Any]:
+def as_dict(report: Reported) -> dict[str, Any]:
     """An influence report (dataclass with ``to_dict``) or its dict, as a dict."""
     return report.to_dict() if hasattr(report, "to_dict") else dict(report)
 
@@ -151,7 +157,7 @@ def _fmt(value: Any) -> str:
 
 
 # -- global influence -----------------------------------------------------------------------------
-def influence_bars(report: Any, stat: str = "share", title: str = "Influence by behavior") -> go.Figure:
+def influence_bars(report: Reported, stat: str = "share", title: str = "Influence by behavior") -> go.Figure:
     """One bar per behavior: estimand ``stat`` (see ``STATISTICS``) with its 95% interval as error bars."""
     d = as_dict(report)
     key, axis = STATISTICS[stat]

@@ -28,7 +28,7 @@ from core.explain.explanation import TARGET_UNITS, Explanation
 from core.explain.influence.estimands import behavior_totals
 from core.explain.summary import reference_note, summarize
 from core.ingest.overview import behavior_order
-from core.views.explain_charts import STATISTICS, as_dict, behavior_sums, deletion_chart, timeline, token_html
+from core.views.explain_charts import STATISTICS, Reported, as_dict, behavior_sums, deletion_chart, timeline, token_html
 
 ATTRIBUTION_COLUMNS = (
     "user",
@@ -102,7 +102,7 @@ def attributions_csv(exp: Explanation) -> str:
     return _safe_frame(attribution_rows(exp)).to_csv(index=False)
 
 
-def _ablation_deltas(report: Mapping[str, Any], ablation: Any) -> Mapping[str, Mapping[str, Any]]:
+def _ablation_deltas(report: Mapping[str, Any], ablation: Reported | None) -> Mapping[str, Mapping[str, Any]]:
     """behavior -> metric deltas, from ``ablation`` (AblationResult, its dict, or deltas) or the report."""
     if ablation is None:
         return report.get("ablation") or {}
@@ -134,7 +134,7 @@ def _behavior_rows(report: Mapping[str, Any], deltas: Mapping[str, Mapping[str, 
     return rows
 
 
-def influence_table(report: Any, ablation: Any = None) -> pd.DataFrame:
+def influence_table(report: Reported, ablation: Reported | None = None) -> pd.DataFrame:
     """A global influence report as one long table: a row per behavior, time-gap bucket and category.
 
     Columns: the report's settings (run, method, target, users, k, seed, protocol), ``section``
@@ -160,7 +160,7 @@ def influence_table(report: Any, ablation: Any = None) -> pd.DataFrame:
     return frame
 
 
-def influence_csv(report: Any, ablation: Any = None) -> str:
+def influence_csv(report: Reported, ablation: Reported | None = None) -> str:
     """:func:`influence_table` as CSV text (formula-like text cells neutralized)."""
     return _safe_frame(influence_table(report, ablation)).to_csv(index=False)
 
@@ -198,7 +198,7 @@ def _events_table(exp: Explanation) -> str:
     return _table(frame)
 
 
-def _counterfactual(cf: Any) -> str:
+def _counterfactual(cf: Reported | None) -> str:
     if cf is None:
         return "<p class='note'>Not computed.</p>"
     d = as_dict(cf)
@@ -243,7 +243,7 @@ def html_report(
     exp: Explanation,
     *,
     top: pd.DataFrame | None = None,
-    counterfactual: Any = None,
+    counterfactual: Reported | None = None,
     tokens: tuple[Sequence[str], Sequence[float]] | None = None,
     title: str | None = None,
     summary: str | None = None,
