@@ -8,6 +8,7 @@ import os
 import pytest
 
 import core.cli.commands as commands
+import core.cli.data as data_commands
 from core.cli import main
 
 GOOD = (
@@ -131,7 +132,7 @@ def test_a_bug_is_one_line_exit_3(write_file, tmp_path, cli, monkeypatch) -> Non
     def broken(*args, **kwargs):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(commands, "ingest", broken)
+    monkeypatch.setattr(data_commands, "ingest", broken)
     code, _, err = cli("ingest", str(write_file("log.csv", GOOD)), "--workspace", str(tmp_path / "w"))
     assert code == 3 and err.count("\n") == 1 and "internal error (RuntimeError: boom)" in err
     monkeypatch.setenv(commands.DEBUG_ENV, "1")

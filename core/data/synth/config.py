@@ -5,14 +5,13 @@ behavior -> weight mappings (errors are :class:`~core.errors.DataError` naming t
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pandas as pd
 
+from core._checks import check_number
 from core.data.synth.words import CATEGORIES
 from core.errors import DataError
 from core.schema import (
@@ -153,8 +152,7 @@ def validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
                 f"behavior_weights: unknown behavior {key!r} (value {value!r}); "
                 f"expected one of {', '.join(CANONICAL_BEHAVIORS)}"
             )
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            raise DataError(f"behavior_weights[{key!r}] = {value!r}: expected a finite number >= 0")
+        check_number(f"behavior_weights[{key!r}] =", value, 0)
     missing = [b for b in CANONICAL_BEHAVIORS if b not in weights]
     if missing:
         raise DataError(f"behavior_weights: missing weight for {', '.join(missing)}")
