@@ -15,7 +15,7 @@ def item_categories(run: Run) -> dict[str, Any]:
     """{item ID: category} of the run's dataset (empty when it has no categories)."""
 
     def read() -> dict[str, Any]:
-        items = run.workspace.items(run.dataset)
+        items = run.items()
         if items.empty or S.ITEM_CATEGORY not in items:
             return {}
         return dict(zip(items[S.ITEM_ID].astype(str), items[S.ITEM_CATEGORY]))

@@ -31,12 +31,20 @@ def new_run_id(dataset: str) -> str:
 def set_run(
     ws: Workspace, run_id: str, dataset: str, status: str, config: dict[str, Any], metrics: dict[str, Any] | None
 ) -> None:
-    """Write (replace) the run's row."""
+    """Write (replace) the run's row; ``created_at`` stays the time the run was first recorded."""
     with ws.connect() as con:
+        row = con.execute("SELECT created_at FROM runs WHERE run_id = ?", [run_id]).fetchone()
         con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
         con.execute(
-            "INSERT INTO runs VALUES (?, ?, now()::TIMESTAMP, ?, ?, ?)",
-            [run_id, dataset, status, json.dumps(config), None if metrics is None else json.dumps(metrics)],
+            "INSERT INTO runs VALUES (?, ?, coalesce(?, now()::TIMESTAMP), ?, ?, ?)",
+            [
+                run_id,
+                dataset,
+                None if row is None else row[0],
+                status,
+                json.dumps(config),
+                None if metrics is None else json.dumps(metrics),
+            ],
         )
 
 

@@ -124,15 +124,17 @@ class Run:
             "default", ("item_ids",), lambda: np.asarray(["", *self.config["vocab"]["items"]], dtype=object)
         )
 
+    def items(self) -> pd.DataFrame:
+        """The dataset's item catalogue (read once)."""
+        return self.memo("default", ("items",), lambda: self.workspace.items(self.dataset))
+
     def titles(self) -> Titles:
         """{item ID: (title, item text)} of the dataset's catalogue."""
-        return self.memo("default", ("titles",), lambda: titles_of(self.workspace.items(self.dataset)))
+        return self.memo("default", ("titles",), lambda: titles_of(self.items()))
 
     def item_titles(self) -> pd.DataFrame:
         """``[item_id, title]`` of the dataset's catalogue (for tables of items)."""
-        return self.memo(
-            "default", ("item_titles",), lambda: self.workspace.items(self.dataset)[[S.ITEM_ID, S.ITEM_TITLE]]
-        )
+        return self.items()[[S.ITEM_ID, S.ITEM_TITLE]]
 
     def stored_user(self, user_id: str) -> str:
         """The stored ID (pseudonym where the dataset has them) of an original user ID; NotFoundError if absent."""

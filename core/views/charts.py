@@ -102,9 +102,10 @@ def count_histogram(distribution: pd.DataFrame, count_col: str, title: str) -> g
 
 
 def item_labels(items: pd.DataFrame) -> list[str]:
-    """Display labels of items: the title, plus the item ID when two titles collide (escaped)."""
-    titles = [safe_label(t, MAX_LABEL) for t in items[S.ITEM_TITLE]]
+    """Display labels of items: the title (the item ID without one), plus the item ID when two titles collide
+    (escaped)."""
     ids = [safe_label(i, MAX_LABEL) for i in items[S.ITEM_ID]]
+    titles = [safe_label(t, MAX_LABEL) or i for t, i in zip(items[S.ITEM_TITLE], ids)]
     dupes = {t for t in titles if titles.count(t) > 1}
     return [f"{t} [{i}]" if t in dupes else t for t, i in zip(titles, ids)]
 
@@ -121,7 +122,10 @@ def top_items(items: pd.DataFrame, title: str = "Top items by events") -> go.Fig
             hovertemplate="%{y}<br>%{x} events, %{customdata} users<extra></extra>",
         )
     )
-    return _layout(fig, title, xaxis=dict(title="events"), yaxis=dict(autorange="reversed", automargin=True))
+    # category axis: numeric item IDs ("658470") are names, not positions on a number line
+    return _layout(
+        fig, title, xaxis=dict(title="events"), yaxis=dict(type="category", autorange="reversed", automargin=True)
+    )
 
 
 def transition_heatmap(matrix: pd.DataFrame, title: str = "Next behavior (within a user)") -> go.Figure:

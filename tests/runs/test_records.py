@@ -17,3 +17,13 @@ def test_runs_without_metrics_list_and_read(ws) -> None:
     assert pd.isna(runs.loc["d-2", "protocol"])
     assert run_record(ws, "d-2")["metrics"] is None and run_record(ws, "d-1")["metrics"]["protocol"] == "p"
     assert usable_runs(ws) == ["d-1"] and usable_runs(ws, "e") == []
+
+
+def test_a_status_change_keeps_the_creation_time(ws) -> None:
+    set_run(ws, "d-1", "d", RUNNING, {"dataset": "d", "settings": {}}, None)
+    created = run_record(ws, "d-1")
+    first = list_runs(ws).set_index("run_id").loc["d-1", "created_at"]
+    set_run(ws, "d-1", "d", DONE, {"dataset": "d", "settings": {}}, {"test": {}})
+    runs = list_runs(ws).set_index("run_id")
+    assert runs.loc["d-1", "status"] == DONE and runs.loc["d-1", "created_at"] == first
+    assert run_record(ws, "d-1")["status"] == DONE != created["status"]

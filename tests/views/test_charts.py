@@ -107,3 +107,18 @@ def test_link_markup_is_escaped_everywhere() -> None:
     texts = strings(charts.funnel(counts, title=EVIL_LINK))
     assert not [t for t in texts if "<a " in t or " & co" in t]
     assert '&lt;a href="javascript:alert(1)"&gt;x&lt;/a&gt; &amp; co' in texts
+
+
+def test_top_items_with_numeric_ids_are_categories_not_numbers() -> None:
+    """A log without titles labels items by ID; "658470" is a name, so the axis is categorical."""
+    items = pd.DataFrame(
+        {
+            S.ITEM_ID: ["658470", "316365", "7"],
+            S.ITEM_TITLE: [None, None, None],
+            O.EVENTS: [9, 5, 4],
+            O.USERS: [3, 2, 2],
+        }
+    )
+    fig = charts.top_items(items)
+    assert fig.layout.yaxis.type == "category"
+    assert list(fig.data[0].y) == ["658470", "316365", "7"]
