@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
-from bert_support import tiny_bert  # tests/bert_support.py
+from tiny_support import TINY_MODEL, tiny_bert  # tests/tiny_support.py
 
 if TYPE_CHECKING:
     from core.data.synth import SyntheticData
@@ -34,7 +34,6 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 # The tiny model most trained runs of the tests use, and the training settings of tiny_run by default.
-TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2}
 TINY_TRAIN = {"batch_size": 32, "epochs": 1, "threads": 1}
 
 
@@ -140,7 +139,7 @@ def cli() -> Cli:
 # -- the tiny BERT, a tiny dataset, a tiny run -------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The standard tiny BERT (bert_support.TINY_VOCAB, hidden 8, one layer), built once; do not modify it."""
+    """The standard tiny BERT (tiny_support.TINY_VOCAB, hidden 8, one layer), built once; do not modify it."""
     return tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "bert")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bert_support import tiny_bert  # tests/bert_support.py
+from tiny_support import tiny_bert  # tests/tiny_support.py
 
 TRAIN = {"batch_size": 32, "epochs": 2, "threads": 1}
 KEYS = {

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_support import TINY_MODEL  # tests/tiny_support.py
 
 METRICS = ("HR@10", "NDCG@10", "MRR@10", "RMSE", "MAE", "AUC")
 TINY = {
-    "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
+    "model": dict(TINY_MODEL),
     "train": {"batch_size": 64},
 }
 

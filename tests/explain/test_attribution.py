@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tiny_support  # tests/tiny_support.py
 import torch
-from bert_support import save_tiny_bert  # tests/bert_support.py
 from scorer_support import ToyTokens  # tests/explain/scorer_support.py
+from tiny_support import save_tiny_bert  # tests/tiny_support.py
 
 from core import schema as S
 from core.errors import DataError, NotFittedError, NotFoundError
@@ -30,15 +31,7 @@ from core.explain.subject import Labels, Subject, subject_for
 from core.model.evaluation import predicted_ratings, user_scores
 from core.model.recommender import Recommender
 
-TINY_MODEL = {
-    "d_model": 16,
-    "n_layers": 1,
-    "n_heads": 1,
-    "max_len": 20,
-    "expert_dim": 8,
-    "n_experts": 2,
-    "dropout": 0.0,
-}
+TINY_MODEL = {**tiny_support.TINY_MODEL, "dropout": 0.0}
 WORDS = ["red", "blue", "green", "gold", "gray", "pink"]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "key", "partner", "noise", "item", *WORDS]
 N_KEYS = 6

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from scorer_support import ToyTokens  # tests/explain/scorer_support.py
+from tiny_support import TINY_MODEL  # tests/tiny_support.py
 
 from core import schema as S
 from core.data import synth
@@ -193,7 +194,6 @@ def test_counterfactual_search_says_when_nothing_is_found() -> None:
 
 
 # -- a tiny trained model: consistency with the model and with core.explain ------------------------------------
-TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2}
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from bert_support import save_tiny_bert  # tests/bert_support.py
+from tiny_support import save_tiny_bert  # tests/tiny_support.py
 from transformers import BertTokenizer
 
 from core.errors import ArtifactError, DataError, NotFittedError, NotFoundError

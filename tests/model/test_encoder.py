@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bert_support import save_tiny_bert  # tests/bert_support.py
+from tiny_support import save_tiny_bert  # tests/tiny_support.py
 from transformers import BertModel, BertTokenizer
 
 from core.errors import ArtifactError, DataError

@@ -12,14 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_support import TINY_MODEL  # tests/tiny_support.py
 
 from core import schema as S
 from core.data import synth
 from core.errors import ArtifactError, DataError, NotFittedError, NotFoundError
 from core.model.recommender import Recommender
 from core.store.run_folder import seal_config
-
-TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2}
 
 
 @pytest.fixture(scope="module")

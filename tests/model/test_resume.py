@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_support import TINY_MODEL  # tests/tiny_support.py
 
 from core.errors import NotFoundError
 from core.runs.records import list_runs, run_record
@@ -13,7 +14,7 @@ from core.runs.train import resume_run, train_run
 from core.store.run_folder import STATE_JSON, STATE_TENSORS
 
 TINY = {
-    "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2},
+    "model": dict(TINY_MODEL),
     "train": {"batch_size": 16, "epochs": 3, "patience": 10},
 }
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_support import TINY_MODEL  # tests/tiny_support.py
 
 from core.errors import DataError
 from core.ingest.options import IngestOptions
@@ -34,7 +35,7 @@ def tiny(encoder: Path, epochs: int = 2, **model: Any) -> dict[str, Any]:
     return {
         "encoder": str(encoder),
         "device": "cpu",
-        "model": {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "expert_dim": 8, "n_experts": 2, **model},
+        "model": {**TINY_MODEL, **model},
         "train": {"epochs": epochs, "batch_size": 16, "seed": 1, "patience": 100},
     }
 

@@ -1,4 +1,5 @@
-"""A random tiny BERT with a WordPiece tokenizer, saved offline: the text encoder of the tests.
+"""The tiny parts most tests build on: a random tiny BERT with a WordPiece tokenizer (saved offline, the
+tests' text encoder) and the tiny behavior model's settings.
 
 Importable from every test folder (pytest puts the folder of ``tests/conftest.py`` on sys.path).
 """
@@ -62,3 +63,14 @@ TINY_VOCAB: tuple[str, ...] = (
 def tiny_bert(folder: Path) -> Path:
     """A random 1-layer BERT (hidden 8) over :data:`TINY_VOCAB`, saved offline into ``folder``."""
     return save_tiny_bert(folder, TINY_VOCAB)
+
+
+# The tiny behavior model most trained runs of the tests use (a module adds or overrides what it needs).
+TINY_MODEL: dict[str, int] = {
+    "d_model": 16,
+    "n_layers": 1,
+    "n_heads": 1,
+    "max_len": 20,
+    "expert_dim": 8,
+    "n_experts": 2,
+}
