@@ -22,7 +22,7 @@ def _setup(events: pd.DataFrame) -> tuple[SequenceData, object, np.ndarray]:
 
 def _ranking(scores: np.ndarray, data: SequenceData, split: object) -> dict[str, float]:
     targets = data.item[split.test_pos]
-    exclude = exclusion_mask(data, split.users, split.test_pos, targets)
+    exclude = exclusion_mask(data, split.users, split.test_pos)
     ranks = M.rank_of_targets(scores, targets, exclude)
     return M.ranking_metrics(ranks, 10)
 

@@ -28,6 +28,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--config", metavar="FILE", help="JSON settings: {model: {...}, train: {...}, heads, encoder, ...}")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--request-time",
+        choices=("standin", "actual"),
+        help="the run's protocol: held-out events asked at the stand-in time (default) or at their own time",
+    )
     p = sub.add_parser("evaluate", parents=[common], help="metrics of a saved run")
     p.add_argument("--run", required=True, help="run id (see `behaviorlens runs`)")
     p.add_argument(
@@ -37,6 +42,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         help="drop the user's earlier items from the candidates (auto: the run's protocol)",
     )
     p.add_argument("--target-behavior", metavar="B", help="hold out each user's last event of this behavior")
+    p.add_argument(
+        "--request-time",
+        choices=("standin", "actual"),
+        help="when a held-out event is asked: standin = the last history event + the typical next-visit gap "
+        "(the run's default unless it was trained otherwise), actual = the held-out event's own time "
+        '(figures labelled "time-aware: target time known")',
+    )
     p.add_argument("--weights", metavar="engagement=0.7,rating=0.3", help=WEIGHTS_HELP)
     p = sub.add_parser("recommend", parents=[common], help="top-K items for one user")
     p.add_argument("--run", required=True)
@@ -56,6 +68,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if args.config:
         settings = load_json(Path(args.config))
+    if args.request_time is not None:
+        settings["request_time"] = args.request_time
     train = dict(settings.get("train", {}))
     if args.epochs is not None:
         train["epochs"] = args.epochs
@@ -102,9 +116,9 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
         run_ = open_run(ws, args.run)
         preset, weights = resolve_weights(run_, args.weights)
         if weights is None:
-            result = evaluate_run(run_, exclude, target)
+            result = evaluate_run(run_, exclude, target, args.request_time)
         else:
-            result = evaluate_fused(run_, weights, exclude, target, preset)
+            result = evaluate_fused(run_, weights, exclude, target, preset, args.request_time)
         _emit(result, as_json, f"{result['label']}\ntest {result['test']}\nvalid {result['valid']}")
     elif args.command == "recommend":
         if args.k < 1:

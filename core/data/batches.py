@@ -129,18 +129,22 @@ def _fill(rows: list[slice], data: SequenceData, width: int) -> Batch:
     return Batch(item=t(item), behavior=t(beh), value=t(val), ts=t(ts), mask=t(item != PAD))
 
 
-def history_batch(data: SequenceData, users: np.ndarray, ends: np.ndarray, max_len: int) -> Batch:
+def history_batch(
+    data: SequenceData, users: np.ndarray, ends: np.ndarray, max_len: int, actual_time: bool = False
+) -> Batch:
     """The last ``max_len`` events before ``ends[i]`` of each user ``users[i]``, padded to the longest.
 
-    The request time of the last position is the time of the event at ``ends[i]`` when
-    there is one (a held-out event: the model is asked when the user came back), else -1
-    (a whole history: the model's default request gap after the last event).
+    The newest position is asked at the stand-in time (-1: the model's typical next-visit
+    gap after the last event), as a live request for a whole history is: a held-out event
+    lends the prediction nothing, not even its timestamp. ``actual_time`` asks at the
+    held-out event's own time instead (the "time-aware: target time known" protocol).
     """
     rows = [_window(data, int(u), int(e), max_len) for u, e in zip(users, ends)]
     batch = _fill(rows, data, _width(rows))
     request = _next_times(batch.ts)
     for r, (u, e) in enumerate(zip(users, ends)):
-        request[r, -1] = int(data.ts[int(e)]) if int(e) < int(data.offsets[int(u) + 1]) else -1
+        known = actual_time and int(e) < int(data.offsets[int(u) + 1])
+        request[r, -1] = int(data.ts[int(e)]) if known else -1
     batch.request_ts = request
     return batch
 
@@ -188,5 +192,5 @@ def return_gap(data: SequenceData, train_end: np.ndarray) -> float:
 
 
 def seen_items(data: SequenceData, users: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
-    """Distinct item indices of each user's events before ``ends[i]``."""
+    """Distinct item indices of each user's events (any behavior) before ``ends[i]``."""
     return [np.unique(data.item[int(data.offsets[u]) : int(e)]) for u, e in zip(users, ends)]

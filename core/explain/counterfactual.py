@@ -177,7 +177,8 @@ def counterfactual_set(
     subject = subject_for(rec, user, item, "engagement", labels=labels)
     row, idx, data = user_row(rec, user, labels.user), item_index(rec, item), rec.data_
     if rec.protocol_.exclude_seen:
-        excluded = exclusion_mask(data, np.array([row]), data.offsets[row + 1 : row + 2], np.array([idx]))[0]
+        excluded = exclusion_mask(data, np.array([row]), data.offsets[row + 1 : row + 2])[0]
+        excluded[idx] = False  # the item explained is ranked, even when the user met it before
     else:
         excluded = np.zeros(data.n_items + 1, bool)
     excluded[0] = True

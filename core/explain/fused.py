@@ -7,7 +7,7 @@ torch tensors of one user so that the score is differentiable:
                   + w_p · popularity_i + w_f · freshness_i
 
 with p the softmax probabilities over every item, p_max and low = min p_c / p_max taken
-over the user's eligible items (the run's protocol: earlier items excluded or kept;
+over the user's eligible items (the run's protocol: earlier items of any behavior excluded or kept;
 the explained item always counts), (lo, hi) the dataset's value range, and the item
 signals of the ``all`` context (constants for one item: they cancel in every
 attribution). For attribution the user's scale is held where the full history puts it:
@@ -66,7 +66,8 @@ def fused_spec(
     w = normalize_weights(weights or ENGAGEMENT_ONLY)
     if exclude_seen:
         ends = data.offsets[user + 1 : user + 2]
-        mask = exclusion_mask(data, np.array([user]), ends, np.array([item]))[0]
+        mask = exclusion_mask(data, np.array([user]), ends)[0]
+        mask[item] = False  # the item explained is scored, even when the user met it before
     else:
         mask = np.zeros(data.n_items + 1, bool)
     mask[0] = True

@@ -18,7 +18,7 @@ from core.errors import ArtifactError
 from core.fusion.ranking import Candidates
 from core.store.files import load_json, load_tensors, save_json, save_tensors
 
-CACHE_FORMAT = "behaviorlens-fusion/1"
+CACHE_FORMAT = "behaviorlens-fusion/2"  # 2: an earlier-seen target is a miss, stand-in request time
 
 
 def write_cache(folder: Path, key: str, c: Candidates, meta: dict[str, Any]) -> None:

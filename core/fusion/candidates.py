@@ -228,8 +228,13 @@ def build_candidates(
     target_behavior: str | None,
     per_anchor: int = PER_ANCHOR,
     full_items: int = FULL_ITEMS,
+    actual_time: bool = False,
 ) -> Candidates:
-    """Run the model of a fitted ``Recommender`` once over every user of ``context``; the cached signals."""
+    """Run the model of a fitted ``Recommender`` once over every user of ``context``; the cached signals.
+
+    Held-out events are asked at the stand-in time unless ``actual_time``. A target the
+    user met before is not a candidate when earlier items are excluded (``target_col`` -1:
+    a miss), so the candidates depend on the history alone."""
     if context not in CONTEXTS:
         raise DataError(f"context {context!r}: expected one of {CONTEXTS}")
     data: SequenceData = rec.data_
@@ -247,15 +252,15 @@ def build_candidates(
     blocks, predicted = [], []
     for lo in range(0, len(users), step):
         sl = slice(lo, lo + step)
-        scores, states = user_scores(rec.model_, data, users[sl], ends[sl], rec.device_, _BATCH)
-        mask = exclusion_mask(data, users[sl], ends[sl], targets[sl]) if exclude_seen else np.zeros(scores.shape, bool)
+        scores, states = user_scores(rec.model_, data, users[sl], ends[sl], rec.device_, _BATCH, actual_time)
+        mask = exclusion_mask(data, users[sl], ends[sl]) if exclude_seen else np.zeros(scores.shape, bool)
         mask[:, 0] = True
+        rows = np.arange(len(mask))
+        listed = np.where(mask[rows, targets[sl]], 0, targets[sl])  # an excluded target is not listed
         raw = all_ratings(rec.model_, states, rec.scale_)
         predicted.append(raw[np.arange(len(raw)), targets[sl]])
         blocks.append(
-            select_block(
-                minmax_probability(scores, ~mask), rating_signal(raw, vrange), pop, fresh, ~mask, targets[sl], m
-            )
+            select_block(minmax_probability(scores, ~mask), rating_signal(raw, vrange), pop, fresh, ~mask, listed, m)
         )
     if not blocks:
         raise DataError(f"no user has a {context} target under this protocol: nothing to rank")

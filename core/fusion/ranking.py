@@ -114,12 +114,15 @@ def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def target_ranks(scores: np.ndarray, c: Candidates) -> np.ndarray:
-    """0-based rank of each target among the candidates (same tie rule as ``rank_of_targets``)."""
+    """0-based rank of each target among the candidates (same tie rule as ``rank_of_targets``).
+
+    A target that is not a candidate (``target_col`` -1: excluded as an earlier item) is a miss:
+    its rank is the number of items."""
     col = np.maximum(c.target_col, 0)
     ts = scores[np.arange(len(scores)), col][:, None]
     ahead = (scores > ts).sum(1)
     ahead += ((scores == ts) & (np.arange(scores.shape[1])[None, :] < col[:, None])).sum(1)
-    return ahead.astype(np.int64)
+    return np.where(c.target_col < 0, len(c.popularity) - 1, ahead).astype(np.int64)
 
 
 def anchor_mixtures(weights: Mapping[str, float]) -> np.ndarray:
@@ -196,7 +199,7 @@ def fused_metrics(c: Candidates, weights: Mapping[str, float], k: int = K) -> di
     ranks = np.concatenate([t for _, t in parts])
     out: dict[str, Any] = M.ranking_metrics(ranks, k)
     n_cand = (c.items > 0).sum(1)
-    out["AUC"] = float(np.mean(1.0 - ranks / np.maximum(1, n_cand - 1))) if c.full else None
+    out["AUC"] = float(np.mean(np.clip(1.0 - ranks / np.maximum(1, n_cand - 1), 0.0, 1.0))) if c.full else None
     has = ~np.isnan(c.target_value)
     out["RMSE"] = M.rmse(c.target_value[has], c.target_rating[has]) if has.any() else None
     out["MAE"] = M.mae(c.target_value[has], c.target_rating[has]) if has.any() else None

@@ -22,7 +22,7 @@ from core.errors import ArtifactError
 from core.model.config import ModelConfig
 from core.model.fitted import Fitted, pick_device
 from core.model.network import BehaviorModel
-from core.model.protocol import Protocol, RatingScale
+from core.model.protocol import STANDIN, Protocol, RatingScale, check_request_time
 from core.store.files import load_json, load_state_into, load_tensors, save_json, save_tensors
 from core.store.run_folder import CONFIG_FILE, FORMAT, MODEL_FILE, check_config, seal_config
 
@@ -48,6 +48,7 @@ def save_checkpoint(folder: Path, fitted: Fitted, settings: dict[str, Any], extr
                 "protocol": {
                     "exclude_seen": fitted.protocol.exclude_seen,
                     "target_behavior": fitted.protocol.target_behavior,
+                    "request_time": fitted.protocol.request_time,
                 },
                 "rating_scale": {"mean": fitted.scale.mean, "std": fitted.scale.std},
                 "vocab": {"items": [str(i) for i in fitted.data.item_ids[1:]], "behaviors": fitted.data.behaviors[1:]},
@@ -71,7 +72,11 @@ def load_checkpoint(folder: Path, events: pd.DataFrame, device: str) -> tuple[di
     ]
     data = build_sequences(events, item_ids=vocab["items"], behaviors=vocab["behaviors"])
     proto = config["protocol"]
-    protocol = Protocol(exclude_seen=bool(proto["exclude_seen"]), target_behavior=proto["target_behavior"])
+    protocol = Protocol(
+        exclude_seen=bool(proto["exclude_seen"]),
+        target_behavior=proto["target_behavior"],
+        request_time=check_request_time(proto.get("request_time", STANDIN)),  # older runs: the stand-in time
+    )
     state = load_tensors(folder / MODEL_FILE, config.get("weights_sha256"))
     model = _network(config, state, folder)
     load_state_into(model, state, folder / MODEL_FILE)

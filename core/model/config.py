@@ -2,7 +2,8 @@
 
 A run is configured by a JSON object (``--config``, the Train page)::
 
-    {"encoder": null, "heads": "both", "exclude_seen": null, "target_behavior": null, "device": "auto",
+    {"encoder": null, "heads": "both", "exclude_seen": null, "target_behavior": null, "request_time": "standin",
+     "device": "auto",
      "model": {ModelConfig settings}, "train": {TrainConfig settings}}
 
 Each field declares its type and, in its metadata, its range or choices; :func:`check_settings`
@@ -26,6 +27,7 @@ from core.errors import DataError
 HEADS = ("both", "engagement", "rating")
 DEVICES = ("auto", "cpu", "cuda")
 LOSSES = ("softmax", "bce")
+REQUEST_TIMES = ("standin", "actual")  # as core.model.protocol.REQUEST_TIMES
 
 
 def setting(
@@ -104,6 +106,9 @@ class TrainConfig:
     n_negatives: int = setting(100, low=1)
     loss_weights: str | list[float] = setting(check=_check_loss_weights, factory=lambda: [1.0, 0.5])
     event_dropout: float = setting(0.1, low=0.0, high=1.0)  # share of input events swapped for the mask token
+    # share of training positions asked at the stand-in time (the event + the typical next-visit gap), as
+    # held-out events are by default, instead of at the next event's own time
+    standin_rate: float = setting(0.5, low=0.0, high=1.0)
     patience: int = setting(5, low=1)
     rating_refit_epochs: int = setting(20, low=0)  # refit the rating task on the frozen encoder (valid RMSE)
     # >1: users sorted by history length within pools of this many batches (less padding, faster
@@ -124,6 +129,8 @@ class Settings:
     heads: str = setting("both", choices=HEADS)
     exclude_seen: bool | None = None  # None = decide from the dataset's repeat rate
     target_behavior: str | None = None
+    # when held-out events are asked: the stand-in time, or their own time ("actual": target time known)
+    request_time: str = setting("standin", choices=REQUEST_TIMES)
     device: str = setting("auto", choices=DEVICES)
     model: dict[str, Any] = setting(factory=dict)
     train: dict[str, Any] = setting(factory=dict)

@@ -23,13 +23,16 @@ def user_scores(
     ends: np.ndarray,
     device: torch.device,
     batch_size: int = 256,
+    actual_time: bool = False,
 ) -> tuple[np.ndarray, torch.Tensor]:
-    """Log-probabilities over every item [U, N+1] (column 0 = padding, -inf) and rating task states [U, De]."""
+    """Log-probabilities over every item [U, N+1] (column 0 = padding, -inf) and rating task states [U, De].
+
+    Asked at the stand-in time unless ``actual_time`` (see :func:`~core.data.batches.history_batch`)."""
     model.eval()
     scores, states = [], []
     for start in range(0, len(users), batch_size):
         sl = slice(start, start + batch_size)
-        batch = history_batch(data, users[sl], ends[sl], model.cfg.max_len).to(device)
+        batch = history_batch(data, users[sl], ends[sl], model.cfg.max_len, actual_time).to(device)
         task_e, task_r = model(batch)
         logits = model.engagement_logits(task_e[:, -1]).float()
         logits[:, 0] = float("-inf")
@@ -45,13 +48,16 @@ def predicted_ratings(model: BehaviorModel, states: torch.Tensor, items: np.ndar
     return np.asarray(scale.restore(model.rating_of(states, idx).float().cpu().numpy()))
 
 
-def exclusion_mask(data: SequenceData, users: np.ndarray, ends: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """[U, N+1] True where an item is not a candidate: padding, and earlier items except the target."""
+def exclusion_mask(data: SequenceData, users: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """[U, N+1] True where an item is not a candidate: padding, and every item of an earlier event.
+
+    The candidates depend on the history alone, never on the answer: a target the user had
+    met before is excluded like any other earlier item (a miss).
+    """
     mask = np.zeros((len(users), data.n_items + 1), dtype=bool)
     mask[:, 0] = True
     for r, seen in enumerate(seen_items(data, users, ends)):
         mask[r, seen] = True
-        mask[r, targets[r]] = False
     return mask
 
 
@@ -64,8 +70,8 @@ def evaluate_split(fitted: Fitted, which: str) -> dict[str, float]:
     if len(users) == 0:
         return {}
     targets = data.item[pos]
-    scores, states = user_scores(model, data, users, pos, device)
-    exclude = exclusion_mask(data, users, pos, targets) if protocol.exclude_seen else _padding_only(scores)
+    scores, states = user_scores(model, data, users, pos, device, actual_time=protocol.actual_time)
+    exclude = exclusion_mask(data, users, pos) if protocol.exclude_seen else _padding_only(scores)
     if protocol.negatives is None:
         ranks = M.rank_of_targets(scores, targets, exclude)
         n_cand = (~exclude).sum(1)
@@ -75,7 +81,7 @@ def evaluate_split(fitted: Fitted, which: str) -> dict[str, float]:
         ranks = M.rank_among_sampled(scores, targets, negatives)
         n_cand = np.full(len(users), protocol.negatives + 1)
     out = M.ranking_metrics(ranks, K)
-    out["AUC"] = float(np.mean(1.0 - ranks / np.maximum(1, n_cand - 1)))
+    out["AUC"] = float(np.mean(np.clip(1.0 - ranks / np.maximum(1, n_cand - 1), 0.0, 1.0)))
     out.update(_rating_metrics(model, data, states, pos, targets, scale))
     out["coverage@10"] = _coverage(scores, exclude, data.n_items)
     out["users"] = int(len(users))

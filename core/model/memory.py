@@ -44,10 +44,13 @@ class BehaviorMemory(nn.Module):
 
     def weights(self, batch: Batch, now: torch.Tensor) -> torch.Tensor:
         """[B, Lq, Lk] weight of event k in position q's memory (0 for later events and padding)."""
-        length = batch.ts.shape[1]
+        b, length = batch.ts.shape
         bucket = gap_bucket((now.unsqueeze(2) - batch.ts.unsqueeze(1)).clamp(min=0))  # [B, Lq, Lk]
         logits = GATE_SCALE * (self.behavior(batch.behavior) + self.value(batch.value))  # [B, Lk, G]
-        per_pair = logits.unsqueeze(1).expand(-1, length, -1, -1).gather(-1, bucket.unsqueeze(-1)).squeeze(-1)
+        # one flat gather from [B, Lk * G]: gathering from a [B, Lq, Lk, G] expansion would make
+        # its backward fill and scatter into a tensor Lq times larger (most of a step's time)
+        index = bucket + GAP_BUCKETS * torch.arange(length, device=now.device)  # [B, Lq, Lk]
+        per_pair = logits.reshape(b, -1).gather(1, index.reshape(b, -1)).view(b, length, length)
         causal = torch.ones(length, length, dtype=torch.bool, device=now.device).tril()
         return F.softplus(per_pair) * (causal & batch.mask.unsqueeze(1))
 

@@ -81,7 +81,8 @@ def rank_of_targets(scores: Any, targets: Any, exclude: Any = None) -> np.ndarra
     """0-based rank of each user's target among all non-excluded items (full ranking).
 
     rank = #items scoring strictly higher + #items scoring equal with a smaller index,
-    counted over items not in ``exclude`` (the target itself is never excluded).
+    counted over items not in ``exclude``. A target that is itself excluded is a miss:
+    its rank is N, below every cut-off.
     Items with NaN scores never outrank the target. Users are processed in blocks
     so memory stays bounded.
 
@@ -106,6 +107,8 @@ def rank_of_targets(scores: Any, targets: Any, exclude: Any = None) -> np.ndarra
         if e is not None:
             ahead &= ~e[lo : lo + step]
         ranks[lo : lo + step] = ahead.sum(axis=1)
+    if e is not None:
+        ranks[e[np.arange(n_users), t]] = n_items
     return ranks
 
 

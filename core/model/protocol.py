@@ -9,10 +9,20 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from core.errors import DataError
 from core.model import metrics as M
 
 Scaled = TypeVar("Scaled", np.ndarray, torch.Tensor)
 TargetChoice = str | None | EllipsisType  # a target behavior, None (the last event), or ``...``: the run's own
+STANDIN, ACTUAL = "standin", "actual"
+REQUEST_TIMES = (STANDIN, ACTUAL)
+
+
+def check_request_time(value: str) -> str:
+    """``value`` if it names a request time (``standin`` or ``actual``), else a DataError naming both."""
+    if value not in REQUEST_TIMES:
+        raise DataError(f"request time {value!r}: expected standin (the default) or actual (target time known)")
+    return value
 
 
 def resolve_target(given: TargetChoice, own: str | None) -> str | None:
@@ -39,13 +49,23 @@ class Protocol:
     exclude_seen: bool
     target_behavior: str | None = None
     negatives: int | None = None  # None = full ranking
+    # When the held-out prediction is asked: "standin" = the last history event + the typical
+    # next-visit gap (nothing of the held-out event is known); "actual" = the held-out event's time.
+    request_time: str = STANDIN
 
     @property
     def name(self) -> str:
         return M.protocol_name(self.negatives)
 
     @property
+    def actual_time(self) -> bool:
+        return self.request_time == ACTUAL
+
+    @property
     def label(self) -> str:
-        seen = "earlier items excluded" if self.exclude_seen else "earlier items kept"
+        seen = "earlier items of any behavior excluded" if self.exclude_seen else "earlier items kept"
         target = f"last {self.target_behavior}" if self.target_behavior else "last event"
-        return f"{self.name} ranking, {seen}, target = {target}, leave-last-out"
+        label = f"{self.name} ranking, {seen}, target = {target}, leave-last-out"
+        if self.actual_time:
+            return f"{label}, time-aware: target time known"
+        return f"{label}, asked at the stand-in time"

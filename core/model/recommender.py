@@ -23,6 +23,7 @@ from core._checks import check_whole
 from core.data.batches import default_exclude_seen, history_batch, leave_last_out, return_gap
 from core.data.sequences import SequenceData, build_sequences
 from core.errors import DataError, NotFittedError, NotFoundError
+from core.model.baselines import baseline_metrics
 from core.model.checkpoint import load_checkpoint, save_checkpoint
 from core.model.config import ModelConfig, Settings, TrainConfig, check_settings, settable
 from core.model.encoder import TextEncoder
@@ -30,7 +31,7 @@ from core.model.evaluation import evaluate_split, exclusion_mask
 from core.model.fitted import Fitted, pick_device
 from core.model.losses import MultiTaskLoss
 from core.model.network import BehaviorModel
-from core.model.protocol import Protocol, TargetChoice, resolve_target
+from core.model.protocol import STANDIN, Protocol, TargetChoice, check_request_time, resolve_target
 from core.model.rating_refit import refit_rating
 from core.model.train_state import has_train_state, load_train_state
 from core.model.training import FitState, Hooks, fit, make_optimizer, refits_rating, standardize, training_users
@@ -52,6 +53,7 @@ class Recommender:
         heads: str = "both",
         exclude_seen: bool | None = None,
         target_behavior: str | None = None,
+        request_time: str = STANDIN,
         device: str = "auto",
         model: dict[str, Any] | None = None,
         train: dict[str, Any] | None = None,
@@ -60,6 +62,7 @@ class Recommender:
         self.heads = heads
         self.exclude_seen = exclude_seen
         self.target_behavior = target_behavior
+        self.request_time = request_time
         self.device = device
         self.model = dict(model or {})
         self.train = dict(train or {})
@@ -83,6 +86,7 @@ class Recommender:
             "heads": self.heads,
             "exclude_seen": self.exclude_seen,
             "target_behavior": self.target_behavior,
+            "request_time": self.request_time,
             "device": self.device,
             "model": self.model,
             "train": self.train,
@@ -98,7 +102,7 @@ class Recommender:
 
     def _model_config(self, data: SequenceData, text_dim: int) -> ModelConfig:
         model = dict(self.model)
-        if model.get("use_request_time") and "request_gap" not in model:  # the request-time input
+        if "request_gap" not in model:  # the stand-in request time: the data's typical next-visit gap
             model["request_gap"] = return_gap(data, self.split_.train_end)
         return ModelConfig(
             n_items=data.n_items,
@@ -163,7 +167,7 @@ class Recommender:
         if len(self.split_.users) == 0:
             raise DataError("no user has enough events to hold out a validation and a test event (3+ needed)")
         exclude = default_exclude_seen(data) if self.exclude_seen is None else bool(self.exclude_seen)
-        self.protocol_ = Protocol(exclude_seen=exclude, target_behavior=self.target_behavior)
+        self.protocol_ = Protocol(exclude, self.target_behavior, request_time=self.request_time)
         self.scale_ = standardize(data, self.split_)
         self.text_embeddings_ = self._encode(texts, cache_dir, progress)
         cfg = self._model_config(data, self.text_embeddings_.shape[1])
@@ -199,16 +203,29 @@ class Recommender:
         exclude_seen: bool | None = None,
         target_behavior: TargetChoice = ...,
         negatives: int | None = None,
+        request_time: str | None = None,
     ) -> dict[str, Any]:
         """Metrics of the held-out events; defaults follow the fitted protocol."""
         self._check_fitted()
         if which not in ("valid", "test"):
             raise DataError(f"which={which!r}: expected valid or test")
         target = resolve_target(target_behavior, self.protocol_.target_behavior)
-        protocol = Protocol(self.protocol_.exclude_seen if exclude_seen is None else exclude_seen, target, negatives)
+        protocol = Protocol(
+            self.protocol_.exclude_seen if exclude_seen is None else exclude_seen,
+            target,
+            negatives,
+            check_request_time(request_time or self.protocol_.request_time),
+        )
         split = self.split_ if target == self.protocol_.target_behavior else leave_last_out(self.data_, target)
         out = evaluate_split(replace(self.fitted(), split=split, protocol=protocol), which)
-        return {"protocol": protocol.name, "label": protocol.label, **out}
+        baselines = baseline_metrics(self.data_, split, protocol, which)
+        return {
+            "protocol": protocol.name,
+            "label": protocol.label,
+            "request_time": protocol.request_time,
+            **out,
+            "baselines": baselines,
+        }
 
     @torch.inference_mode()
     def recommend(self, user_id: str, k: int = 10, exclude_seen: bool | None = None) -> pd.DataFrame:
@@ -226,7 +243,7 @@ class Recommender:
         logits[0] = float("-inf")
         exclude = self.protocol_.exclude_seen if exclude_seen is None else exclude_seen
         if exclude:
-            mask = exclusion_mask(self.data_, users, ends, np.array([0]))[0]
+            mask = exclusion_mask(self.data_, users, ends)[0]
             logits[torch.as_tensor(mask, device=logits.device)] = float("-inf")
         # the engagement probability: softmax over items for a softmax-trained head, sigmoid for BCE
         probs = torch.sigmoid(logits) if self.train.get("loss") == "bce" else torch.softmax(logits, -1)

@@ -192,6 +192,9 @@ def _run_epoch(
         if hooks.cancel and hooks.cancel():
             return None
         batch = training_batch(data, idx, split.train_end[idx], model.cfg.max_len).to(device)
+        if cfg.standin_rate > 0 and batch.request_ts is not None:
+            standin = torch.rand(batch.mask.shape, device=device) < cfg.standin_rate
+            batch.request_ts = batch.request_ts.masked_fill(standin, -1)
         removed = (torch.rand(batch.mask.shape, device=device) < cfg.event_dropout) & batch.mask
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             parts = opt.loss_fn(model, batch, removed if cfg.event_dropout > 0 else None)

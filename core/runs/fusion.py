@@ -23,7 +23,7 @@ from core.fusion.cache import read_cache, write_cache
 from core.fusion.candidates import FULL_ITEMS, PER_ANCHOR, build_candidates
 from core.fusion.formula import ENGAGEMENT, SIGNALS, normalize_weights, parse_weights
 from core.fusion.ranking import Candidates, fused_metrics, sweep, user_ranking
-from core.model.protocol import TargetChoice
+from core.model.protocol import Protocol, TargetChoice
 from core.runs.run import Run
 from core.store.files import load_json, save_json
 from core.store.run_folder import FUSION_FOLDER, PRESETS_FILE
@@ -78,11 +78,12 @@ def resolve_weights(run: Run, spec: str | None) -> tuple[str | None, Weights | N
 
 
 # -- cached candidates ----------------------------------------------------------------------
-def _key(context: str, exclude_seen: bool, target: str | None) -> tuple[str, dict[str, Any]]:
+def _key(context: str, protocol: Protocol) -> tuple[str, dict[str, Any]]:
     params = {
         "context": context,
-        "exclude_seen": exclude_seen,
-        "target_behavior": target,
+        "exclude_seen": protocol.exclude_seen,
+        "target_behavior": protocol.target_behavior,
+        "request_time": protocol.request_time,
         "per_anchor": PER_ANCHOR,
         "full_items": FULL_ITEMS,
     }
@@ -91,14 +92,18 @@ def _key(context: str, exclude_seen: bool, target: str | None) -> tuple[str, dic
 
 
 def run_candidates(
-    run: Run, context: str, exclude_seen: bool | None = None, target_behavior: TargetChoice = ...
+    run: Run,
+    context: str,
+    exclude_seen: bool | None = None,
+    target_behavior: TargetChoice = ...,
+    request_time: str | None = None,
 ) -> tuple[Candidates, dict[str, Any]]:
     """A run's candidates for ``context`` and their metadata (``cached``: read from the run folder, not computed).
 
     Computed with the model, and stored, only when missing or stale (another model, protocol or format).
     """
-    protocol = run.protocol(exclude_seen, target_behavior)
-    key, params = _key(context, protocol.exclude_seen, protocol.target_behavior)
+    protocol = run.protocol(exclude_seen, target_behavior, request_time)
+    key, params = _key(context, protocol)
     expect = {**params, "weights_sha256": run.weights_digest}
 
     def compute() -> tuple[Candidates, dict[str, Any]]:
@@ -106,7 +111,9 @@ def run_candidates(
         if cached is not None:
             return cached[0], {**cached[1], "cached": True}
         rec = run.recommender()
-        cands = build_candidates(rec, context, protocol.exclude_seen, protocol.target_behavior)
+        cands = build_candidates(
+            rec, context, protocol.exclude_seen, protocol.target_behavior, actual_time=protocol.actual_time
+        )
         meta = {
             **expect,
             "label": protocol.label,
@@ -132,21 +139,23 @@ def evaluate_fused(
     exclude_seen: bool | None = None,
     target_behavior: TargetChoice = ...,
     preset: str | None = None,
+    request_time: str | None = None,
 ) -> dict[str, Any]:
     """The ``behaviorlens evaluate`` object ranked by the fused score; ``weights`` repeats the normalized weights."""
     weights = normalize_weights(weights)
-    protocol = run.protocol(exclude_seen, target_behavior)
+    protocol = run.protocol(exclude_seen, target_behavior, request_time)
     out: dict[str, Any] = {
         "run": run.id,
         "protocol": protocol.name,
         "label": protocol.label,
+        "request_time": protocol.request_time,
         "exclude_seen": protocol.exclude_seen,
         "target_behavior": protocol.target_behavior,
         "weights": weights,
         "preset": preset,
     }
     for split in ("test", "valid"):
-        cands, _ = run_candidates(run, split, protocol.exclude_seen, protocol.target_behavior)
+        cands, _ = run_candidates(run, split, protocol.exclude_seen, protocol.target_behavior, protocol.request_time)
         out[split] = finite_or_none(fused_metrics(cands, weights))
     return out
 

@@ -26,7 +26,7 @@ import pandas as pd
 from core import schema as S
 from core.errors import ArtifactError
 from core.explain.subject import Titles, titles_of
-from core.model.protocol import Protocol, TargetChoice, resolve_target
+from core.model.protocol import STANDIN, Protocol, TargetChoice, check_request_time, resolve_target
 from core.model.recommender import Recommender
 from core.runs.records import run_record
 from core.store.files import load_json
@@ -110,12 +110,17 @@ class Run:
         """Whether the recommender is in memory already."""
         return self._recommender is not None
 
-    def protocol(self, exclude_seen: bool | None = None, target_behavior: TargetChoice = ...) -> Protocol:
-        """The run's evaluation protocol (from its config, no model loaded), with optional overrides."""
+    def protocol(
+        self, exclude_seen: bool | None = None, target_behavior: TargetChoice = ..., request_time: str | None = None
+    ) -> Protocol:
+        """The run's evaluation protocol (from its config, no model loaded), with optional overrides.
+
+        Runs saved before the request time was a protocol setting are read at the stand-in time."""
         saved = self.config["protocol"]
         return Protocol(
             bool(saved["exclude_seen"]) if exclude_seen is None else bool(exclude_seen),
             resolve_target(target_behavior, saved["target_behavior"]),
+            request_time=check_request_time(request_time or saved.get("request_time", STANDIN)),
         )
 
     def item_ids(self) -> np.ndarray:

@@ -12,20 +12,25 @@ from core.runs.records import pick_metrics
 from core.runs.run import Run
 
 
-def evaluate_run(run: Run, exclude_seen: bool | None = None, target_behavior: TargetChoice = ...) -> dict[str, Any]:
-    """The ``behaviorlens evaluate`` object: run, protocol, label, exclude_seen, target_behavior, test, valid."""
+def evaluate_run(
+    run: Run, exclude_seen: bool | None = None, target_behavior: TargetChoice = ..., request_time: str | None = None
+) -> dict[str, Any]:
+    """The ``behaviorlens evaluate`` object: run, protocol, label, request_time, exclude_seen, target_behavior,
+    test, valid."""
     rec = run.recommender()
-    test = rec.evaluate("test", exclude_seen, target_behavior)
-    valid = rec.evaluate("valid", exclude_seen, target_behavior)
+    test = rec.evaluate("test", exclude_seen, target_behavior, request_time=request_time)
+    valid = rec.evaluate("valid", exclude_seen, target_behavior, request_time=request_time)
     target = resolve_target(target_behavior, rec.protocol_.target_behavior)
     return {
         "run": run.id,
         "protocol": test["protocol"],
         "label": test["label"],
+        "request_time": test["request_time"],
         "exclude_seen": rec.protocol_.exclude_seen if exclude_seen is None else bool(exclude_seen),
         "target_behavior": target,
         "test": pick_metrics(test),
         "valid": pick_metrics(valid),
+        "baselines": {"test": test["baselines"], "valid": valid["baselines"]},
     }
 
 

@@ -77,11 +77,13 @@ def _finish(rec: Recommender, folder: Path) -> dict[str, Any]:
     if not rec.cancelled_:
         for name in (STATE_TENSORS, STATE_JSON):
             (folder / name).unlink(missing_ok=True)
-    test = rec.evaluate("test")
+    test, valid = rec.evaluate("test"), rec.evaluate("valid")
     metrics = {
-        "valid": pick_metrics(rec.evaluate("valid")),
+        "valid": pick_metrics(valid),
         "test": pick_metrics(test),
+        "baselines": {"test": test["baselines"], "valid": valid["baselines"]},
         "protocol": test["label"],
+        "request_time": test["request_time"],
         "best_epoch": rec.best_epoch_,
     }
     save_json(folder / METRICS_FILE, finite_or_none({**metrics, "history": rec.history_}))

@@ -161,6 +161,7 @@ def test_protocol_choices_reach_the_run(page: AppTest, _isolated_workspace_env: 
     settings = record["config"]["settings"]
     assert settings["exclude_seen"] is True and settings["target_behavior"] == "purchase"
     assert record["metrics"]["protocol"] == (
-        "full ranking, earlier items excluded, target = last purchase, leave-last-out"
+        "full ranking, earlier items of any behavior excluded, target = last purchase, leave-last-out, "
+        "asked at the stand-in time"
     )
     assert runs_frame(at)["protocol"].tolist() == [record["metrics"]["protocol"]]

@@ -90,10 +90,13 @@ def test_evaluate_exclude_seen_changes_the_protocol(env: Env) -> None:
     yes = env.json("evaluate", "--run", env.run_id, "--exclude-seen", "yes")
     no = env.json("evaluate", "--run", env.run_id, "--exclude-seen", "no")
     assert yes["exclude_seen"] is True and no["exclude_seen"] is False
-    assert "earlier items excluded" in yes["label"] and "earlier items kept" in no["label"]
-    # removing candidates can only move the target up
-    assert yes["test"]["HR@10"] >= no["test"]["HR@10"]
-    assert yes["test"]["MRR@10"] >= no["test"]["MRR@10"]
+    assert "earlier items of any behavior excluded" in yes["label"] and "earlier items kept" in no["label"]
+    assert yes["request_time"] == no["request_time"] == "standin" and "stand-in time" in yes["label"]
+    assert set(yes["baselines"]["test"]) == {"popularity", "recent_items"}
+    assert yes["baselines"]["test"]["recent_items"] is None  # every recent item is excluded
+    assert no["baselines"]["test"]["recent_items"]["users"] == no["test"]["users"]
+    actual = env.json("evaluate", "--run", env.run_id, "--request-time", "actual")
+    assert actual["request_time"] == "actual" and actual["label"].endswith("time-aware: target time known")
     _check_metrics(yes["test"])
     _check_metrics(no["valid"])
 

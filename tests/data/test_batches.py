@@ -95,10 +95,14 @@ def test_history_batch_left_pads(golden) -> None:
     assert batch.mask[1].all()
     np.testing.assert_array_equal(batch.value[1].numpy(), value_bucket(golden.value[1:5]))
     assert batch.item.shape == batch.behavior.shape == batch.value.shape == batch.ts.shape == (2, 4)
-    # request times: the next event's time; the last position of a whole history is -1 (the
-    # model's default gap), of a cut history the time of the event at the cut
+    # request times: the next event's time; the last position is -1 (the stand-in time: the
+    # model's typical next-visit gap), for a whole history and for a cut one alike
     assert batch.request_ts[0, -1].item() == -1 and batch.request_ts[0, -2].item() == T0 + 9
-    assert batch.request_ts[1, -1].item() == golden.ts[5]
+    assert batch.request_ts[1, -1].item() == -1
+    # asked at the held-out event's own time only when that time is declared known
+    actual = history_batch(golden, np.array([1, 0]), np.array([8, 5]), max_len=4, actual_time=True)
+    assert actual.request_ts[0, -1].item() == -1  # a whole history has no next event
+    assert actual.request_ts[1, -1].item() == golden.ts[5]
     narrow = history_batch(golden, np.array([1]), np.array([8]), max_len=4)
     assert narrow.item.shape == (1, 2)  # padded to the longest window only
 

@@ -63,12 +63,13 @@ def test_rank_matches_a_brute_force_sort_with_many_ties() -> None:
     assert np.array_equal(got, metrics.rank_of_targets(scores, targets))  # deterministic
 
 
-def test_exclusion_mask_removes_candidates_but_never_the_target() -> None:
+def test_exclusion_mask_removes_candidates_and_an_excluded_target_is_a_miss() -> None:
     exclude = np.array([[True, True, False, False, False]])
     assert metrics.rank_of_targets(SCORES, [2], exclude).tolist() == [0]
     exclude_target = np.array([[False, False, True, False, False]])
-    assert metrics.rank_of_targets(SCORES, [2], exclude_target).tolist() == [2]
+    assert metrics.rank_of_targets(SCORES, [2], exclude_target).tolist() == [5]  # below every cut-off
     assert metrics.rank_of_targets(SCORES, [4], exclude_target).tolist() == [3]
+    assert metrics.ranking_metrics(metrics.rank_of_targets(SCORES, [2], exclude_target), 5)["HR@5"] == 0.0
 
 
 def test_chunked_result_equals_single_block(monkeypatch: pytest.MonkeyPatch) -> None:

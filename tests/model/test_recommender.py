@@ -159,8 +159,15 @@ def test_evaluate(fitted) -> None:
     assert 0 <= out["HR@10"] <= 1 and 0 <= out["NDCG@10"] <= out["HR@10"] and 0 <= out["AUC"] <= 1
     assert out["users"] == len(fitted.split_.users)
     purchase = fitted.evaluate("valid", exclude_seen=True, target_behavior="purchase")
-    assert "last purchase" in purchase["label"] and "earlier items excluded" in purchase["label"]
+    assert "last purchase" in purchase["label"] and "earlier items of any behavior excluded" in purchase["label"]
     assert purchase["users"] < out["users"]
+    assert out["request_time"] == "standin" and "stand-in time" in out["label"]
+    actual = fitted.evaluate("test", request_time="actual")
+    assert actual["request_time"] == "actual" and "time-aware: target time known" in actual["label"]
+    assert set(out["baselines"]) == {"popularity", "recent_items"}
+    assert 0 <= out["baselines"]["popularity"]["NDCG@10"] <= 1
+    with pytest.raises(DataError, match="request time 'tomorrow'"):
+        fitted.evaluate(request_time="tomorrow")
     with pytest.raises(DataError, match="which"):
         fitted.evaluate("train")
     with pytest.raises(DataError, match="teleport"):
@@ -249,7 +256,7 @@ def test_round_trip_gives_identical_outputs(fitted, saved: Path, dataset) -> Non
         for k in a:
             if isinstance(a[k], float) and math.isnan(a[k]):
                 assert math.isnan(b[k])
-            elif isinstance(a[k], str):
+            elif isinstance(a[k], (str, dict)):
                 assert a[k] == b[k]
             else:
                 assert a[k] == pytest.approx(b[k], rel=1e-6), k
@@ -397,3 +404,21 @@ def test_the_opt_in_request_time_takes_the_data_s_return_gap(tiny_bert_dir, data
     assert rec.model_.cfg.use_request_time and rec.model_.request.gap is not None
     assert rec.model_.cfg.request_gap == return_gap(rec.data_, rec.split_.train_end) > 0
     assert rec.recommend(rec.data_.users[0], k=3).shape[0] == 3
+
+
+def test_moving_every_held_out_event_30_days_later_changes_no_default_metric(saved: Path, dataset) -> None:
+    """The default protocol asks at the stand-in time: nothing of the held-out event, not even its
+    timestamp, reaches the prediction. Asked at the event's own time, the same shift is visible."""
+    events, _ = dataset
+    order = events.sort_values([S.TIMESTAMP, S.ITEM_ID], kind="stable")
+    last = order.groupby(S.USER_ID, sort=False).tail(1).index  # each user's test event
+    shifted = events.copy()
+    shifted.loc[last, S.TIMESTAMP] = shifted.loc[last, S.TIMESTAMP] + pd.Timedelta(days=30)
+    moved = Recommender.load(saved, shifted, device="cpu")
+    same = Recommender.load(saved, events, device="cpu")
+    np.testing.assert_array_equal(moved.split_.test_pos, same.split_.test_pos)  # still the held-out events
+    assert not np.array_equal(moved.data_.ts, same.data_.ts)
+    for which in ("test", "valid"):
+        assert moved.evaluate(which) == same.evaluate(which)
+    known = [rec.evaluate("test", request_time="actual") for rec in (moved, same)]
+    assert known[0]["NDCG@10"] != known[1]["NDCG@10"] or known[0]["AUC"] != known[1]["AUC"]

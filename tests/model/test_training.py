@@ -16,6 +16,7 @@ from core.model.config import ModelConfig, TrainConfig
 from core.model.evaluation import evaluate_split, exclusion_mask
 from core.model.fitted import Fitted
 from core.model.losses import MultiTaskLoss
+from core.model.metrics import rank_of_targets
 from core.model.network import BehaviorModel
 from core.model.protocol import Protocol, RatingScale
 from core.model.training import Hooks, fit, make_optimizer, standardize
@@ -279,18 +280,20 @@ def test_evaluate_split_golden_earlier_items_excluded(handbuilt) -> None:
     data, model, scale = handbuilt
     split = leave_last_out(data)
     out = evaluate_split(Fitted(model, data, split, Protocol(exclude_seen=True), scale, CPU), "test")
-    # a: items 1, 2 removed -> rank 0; b: items 5, 12 removed -> rank 9; c: item 4 is the target -> rank 3
-    for k, v in _ranking([0, 9, 3]).items():
+    # a: items 1, 2 removed -> rank 0; b: items 5, 12 removed -> rank 9; c: the target item 4 was seen
+    # earlier, so it is excluded like any earlier item: a miss
+    for k, v in _ranking([0, 9, N + 1]).items():
         assert out[k] == pytest.approx(v), k
-    assert out["AUC"] == pytest.approx(np.mean([1.0, 1 - 9 / 9, 1 - 3 / 11]))
+    assert out["AUC"] == pytest.approx(np.mean([1.0, 1 - 9 / 9, 0.0]))
 
 
 def test_evaluate_split_golden_validation(handbuilt) -> None:
     data, model, scale = handbuilt
     split = leave_last_out(data)
     out = evaluate_split(Fitted(model, data, split, Protocol(exclude_seen=True), scale, CPU), "valid")
-    # valid targets: a -> item 2 (item 1 removed: rank 0), b -> item 12 (item 5 removed: rank 10), c -> item 4 (rank 3)
-    for k, v in _ranking([0, 10, 3]).items():
+    # valid targets: a -> item 2 (item 1 removed: rank 0), b -> item 12 (item 5 removed: rank 10),
+    # c -> item 4, seen before: a miss
+    for k, v in _ranking([0, 10, N + 1]).items():
         assert out[k] == pytest.approx(v), k
     # rated valid targets: a (2.0, item 2 predicted 3.0), c (3.0, item 4 predicted 1.0)
     assert out["RMSE"] == pytest.approx(math.sqrt((1 + 4) / 2), rel=1e-5)
@@ -306,21 +309,41 @@ def test_evaluate_split_without_rated_targets_gives_nan_rating_metrics(handbuilt
     assert out["HR@10"] == 0.0 and out["users"] == 1
 
 
-def test_exclusion_mask_keeps_the_target(handbuilt) -> None:
+def test_exclusion_mask_excludes_an_earlier_seen_target_too(handbuilt) -> None:
     data, _, _ = handbuilt
     split = leave_last_out(data)
-    mask = exclusion_mask(data, split.users, split.test_pos, data.item[split.test_pos])
+    mask = exclusion_mask(data, split.users, split.test_pos)
     assert mask.shape == (3, N + 1) and mask[:, 0].all()
     assert sorted(np.flatnonzero(mask[0])) == [0, 1, 2]
     assert sorted(np.flatnonzero(mask[1])) == [0, 5, 12]
-    assert sorted(np.flatnonzero(mask[2])) == [0]  # item 4 was seen but is the target
+    assert sorted(np.flatnonzero(mask[2])) == [0, 4]  # item 4 is the target, but it was seen: excluded
+
+
+def test_candidates_never_depend_on_the_answer() -> None:
+    """The same history with two different targets (one seen before, one new) gets the same candidate set,
+    and the seen target is a miss while the new one is ranked."""
+    history = [("u", "i01", T0 + 1, "view", np.nan), ("u", "i02", T0 + 2, "cart", np.nan)]
+    items = [f"i{k:02d}" for k in range(1, 6)]
+    masks, ranks = [], []
+    for target in ("i02", "i04"):  # a purchase of the carted item; a purchase of a new one
+        rows = [*history, ("u", target, T0 + 3, "purchase", np.nan)]
+        data = build_sequences(_frame(rows), item_ids=items)
+        end = np.array([data.offsets[1] - 1])
+        mask = exclusion_mask(data, np.array([0]), end)
+        masks.append(mask)
+        scores = np.zeros((1, len(items) + 1))
+        ranks.append(int(rank_of_targets(scores, data.item[end], mask)[0]))
+    np.testing.assert_array_equal(masks[0], masks[1])
+    assert ranks[0] == len(items) + 1 and ranks[1] < 10
 
 
 def test_protocol_labels() -> None:
     assert Protocol(exclude_seen=True).name == "full"
-    assert "earlier items excluded" in Protocol(exclude_seen=True).label
-    label = Protocol(exclude_seen=False, target_behavior="purchase").label
+    assert "earlier items of any behavior excluded" in Protocol(exclude_seen=True).label
+    assert "stand-in time" in Protocol(exclude_seen=True).label
+    label = Protocol(exclude_seen=False, target_behavior="purchase", request_time="actual").label
     assert "earlier items kept" in label and "last purchase" in label
+    assert "time-aware: target time known" in label
 
 
 def _bias_only_model(data) -> BehaviorModel:

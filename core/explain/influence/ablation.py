@@ -3,7 +3,7 @@
 Estimand. For each behavior b, every event of type b is removed from every history
 (masked in place with the model's mask token, as during training's event dropout;
 no other event moves) and the held-out split is re-scored under the run's own
-protocol (full ranking; earlier items excluded or kept as the run was evaluated; the
+protocol (full ranking; earlier items of any behavior excluded or kept as the run was evaluated; the
 candidate set is that of the full history, so only the model's scores change):
 
     Δ metric(b) = metric(histories without b) − metric(full histories)
@@ -101,6 +101,7 @@ def model_score_fn(
     scale: Any,
     device: torch.device,
     batch_size: int = 256,
+    actual_time: bool = False,
 ) -> ScoreFn:
     """``ScoreFn`` of a BehaviorModel: log-probabilities, predicted target values, removed count."""
 
@@ -110,7 +111,7 @@ def model_score_fn(
         scores, values, removed_total = [], [], 0
         for lo in range(0, len(users), batch_size):
             sl = slice(lo, lo + batch_size)
-            batch = history_batch(data, users[sl], ends[sl], model.cfg.max_len).to(device)
+            batch = history_batch(data, users[sl], ends[sl], model.cfg.max_len, actual_time).to(device)
             removed = None if code is None else (batch.behavior == code) & batch.mask  # [B, L]
             removed_total += 0 if removed is None else int(removed.sum())
             task_e, task_r = model(batch, removed)
@@ -134,8 +135,10 @@ def behavior_ablation(rec: Recommender, which: str = "test", progress: ProgressF
     data, split = rec.data_, rec.split_
     pos = split.valid_pos if which == "valid" else split.test_pos
     users, targets = split.users, data.item[pos]
-    exclude = exclusion_mask(data, users, pos, targets) if rec.protocol_.exclude_seen else None
-    score_fn = model_score_fn(rec.model_, data, users, pos, targets, rec.scale_, rec.device_)
+    exclude = exclusion_mask(data, users, pos) if rec.protocol_.exclude_seen else None
+    score_fn = model_score_fn(
+        rec.model_, data, users, pos, targets, rec.scale_, rec.device_, actual_time=rec.protocol_.actual_time
+    )
     baseline, metrics, deltas = ablate(
         score_fn, list(data.behaviors[1:]), targets, data.value[pos], exclude, progress=progress
     )

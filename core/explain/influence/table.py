@@ -79,7 +79,7 @@ def top_items(
     ends = data.offsets[users + 1]
     scores, _ = user_scores(model, data, users, ends, device)  # [U, N+1]
     if exclude_seen:
-        mask = exclusion_mask(data, users, ends, np.zeros(len(users), np.int64))
+        mask = exclusion_mask(data, users, ends)
         mask[:, 0] = True
         scores = np.where(mask, -np.inf, scores)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
