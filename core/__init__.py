@@ -20,7 +20,15 @@ are ``core.ingest.pipeline.ingest`` and ``core.explain.explain``). ``tests/test_
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# OpenMP threads that finish a parallel region wait passively instead of spinning. The model's
+# operations are small, so an active wait burned as much system CPU time as the work itself, and
+# a second process or thread (the dashboard, a benchmark) made spinning threads thrash. The
+# variable is read once, when torch loads its OpenMP runtime: it must be set before torch is
+# imported, which every entry point does through ``core``. An explicit setting is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _EXPORTS: dict[str, str] = {
     # errors

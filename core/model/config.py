@@ -82,11 +82,16 @@ class ModelConfig:
     use_item_id: bool = True
     use_request_time: bool = True  # condition on when the prediction is asked (see RequestTime)
     use_memory: bool = True  # the additive behavior memory beside the transformer (see BehaviorMemory)
+    # the repeat path: earlier events of a candidate straight into its logit (RepeatPath); None = on
+    # where earlier items stay candidates (the protocol), off where they are excluded (it cannot rank then)
+    use_repeat: bool | None = None
     request_gap: float = setting(86400.0, low=0.0)  # seconds after the last event a whole-history request is asked
     value_mean: float = setting(0.0, derived=True)  # rating standardization, (value - mean) / std
     value_std: float = setting(1.0, derived=True)
 
     def __post_init__(self) -> None:
+        if self.use_repeat is None:
+            self.use_repeat = True
         if self.d_model % self.n_heads:
             raise DataError(f"d_model {self.d_model} must be a multiple of n_heads {self.n_heads}")
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from core.data.batches import Batch
 from core.model.config import ModelConfig
+from core.model.repeat import RepeatPath, unpack
 
 
 class MMoE(nn.Module):
@@ -36,21 +37,28 @@ class EngagementHead(nn.Module):
     the projected state: logit = (proj(task) + memory) · item + item bias.
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, repeat: RepeatPath | None = None) -> None:
         super().__init__()
         self.proj = nn.Linear(cfg.expert_dim, cfg.d_model)
         self.item_bias = nn.Embedding(cfg.n_items + 1, 1)
         nn.init.zeros_(self.item_bias.weight)
+        self.memory_dim = cfg.d_model if cfg.use_memory else 0
+        self._repeat = [repeat]  # a list: the network owns the module, the head only uses it
 
     def forward(self, task_state: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor | None) -> torch.Tensor:
-        """[P, De] x items [N', D] (all, when item_idx is None) -> logits [P, N']; or paired [P] when items [P, D]."""
-        h = self.proj(task_state[..., : self.proj.in_features])
-        if task_state.shape[-1] > self.proj.in_features:  # the behavior memory's trailing features
-            h = h + task_state[..., self.proj.in_features :]
+        """[P, De (+ D memory) (+ 2L repeat)] x items [N', D] (all, when item_idx is None) -> logits [P, N'];
+        or paired [P] when items [P, D]."""
+        de = self.proj.in_features
+        h = self.proj(task_state[..., :de])
+        if self.memory_dim and task_state.shape[-1] > de:  # the behavior memory's trailing features
+            h = h + task_state[..., de : de + self.memory_dim]
         bias = self.item_bias.weight.squeeze(-1) if item_idx is None else self.item_bias(item_idx).squeeze(-1)
-        if item_idx is None:
-            return h @ items.T + bias
-        return (h * items).sum(-1) + bias
+        logits = h @ items.T + bias if item_idx is None else (h * items).sum(-1) + bias
+        repeat, rest = self._repeat[0], task_state[..., de + self.memory_dim :]
+        if repeat is None or rest.shape[-1] == 0:
+            return logits
+        evidence, seen = unpack(rest)
+        return logits + repeat.logits(evidence, seen, item_idx, self.item_bias.num_embeddings)
 
 
 class RatingHead(nn.Module):

@@ -4,8 +4,10 @@
     history      = causal pre-norm transformer over tokens, attention biased by each event's age
                    at the request time (when the prediction is asked)
     memory       = sum over events of w(behavior, value, age) * V (token - mask token): evidence that adds up
+    repeat       = a * log(1 + sum over earlier events of the candidate of w(behavior, age, recency)):
+                   "this very item is in the history" straight into its engagement logit
     MMoE         = shared experts over the user state (+ the request gap), one softmax gate per task
-    engagement   = <engagement task state + memory, item representation> + item bias  (a logit per item)
+    engagement   = <engagement task state + memory, item representation> + item bias + repeat (a logit per item)
     rating       = tower([task state, item, task state * item, user's mean value]) + w * user's mean value
                    + item bias, in standardized units (the mean of the user's earlier values, causal)
 
@@ -24,6 +26,7 @@ from core.model.config import ModelConfig
 from core.model.heads import EngagementHead, MMoE, RatingHead, user_value_mean
 from core.model.layers import EventEmbedding, HistoryEncoder, ItemEncoder
 from core.model.memory import BehaviorMemory, RequestTime
+from core.model.repeat import RepeatPath, pack, presence
 
 
 class BehaviorModel(nn.Module):
@@ -37,25 +40,39 @@ class BehaviorModel(nn.Module):
         self.history = HistoryEncoder(cfg)
         self.request = RequestTime(cfg)
         self.memory = BehaviorMemory(cfg) if cfg.use_memory else None  # none: old checkpoints load
+        self.repeat = RepeatPath(cfg) if cfg.use_repeat else None
         self.mmoe = MMoE(cfg)
-        self.engagement = EngagementHead(cfg)
+        self.engagement = EngagementHead(cfg, self.repeat)
         self.rating = RatingHead(cfg)
 
     def tokens(self, batch: Batch) -> torch.Tensor:
         """Event tokens [B, L, D] without position and dropout (the attribution surface)."""
         return self.events(batch, self.items(batch.item))
 
-    def encode(self, tokens: torch.Tensor, batch: Batch, removed: torch.Tensor | None = None) -> torch.Tensor:
-        """Tokens [B, L, D] -> user states [B, L, D] (with the behavior memory [B, L, 2D]: the
-        transformer's states, then the memory); ``removed`` [B, L] bool swaps events for the mask token."""
+    def encode(
+        self,
+        tokens: torch.Tensor,
+        batch: Batch,
+        removed: torch.Tensor | None = None,
+        present: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Tokens [B, L, D] -> user states [B, L, D + memory D + repeat 2L]: the transformer's states, then
+        the behavior memory and the packed repeat evidence when the model has them. ``removed`` [B, L] bool
+        swaps events for the mask token. ``present`` [B, L]: how much of each event is there (default:
+        measured on the tokens against the batch's own tokens, so interpolated tokens count partly)."""
+        mask_token = self.events.mask_token
         if removed is not None:
-            tokens = torch.where(removed.unsqueeze(-1), self.events.mask_token.expand_as(tokens), tokens)
+            tokens = torch.where(removed.unsqueeze(-1), mask_token.expand_as(tokens), tokens)
         now = self.request.times(batch)
         x = self.events.drop(tokens + self.events.positions(tokens.shape[1]))
-        states = self.history(x, batch.ts, batch.mask, now)
-        if self.memory is None:
-            return states
-        return torch.cat([states, self.memory(tokens, batch, now, self.events.mask_token)], -1)
+        parts = [self.history(x, batch.ts, batch.mask, now)]
+        if self.memory is not None:
+            parts.append(self.memory(tokens, batch, now, mask_token))
+        if self.repeat is not None:
+            if present is None:
+                present = presence(tokens, self.tokens(batch).detach(), mask_token.detach())
+            parts.append(pack(self.repeat.evidence(batch, now, present), batch))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
 
     def mixed(self, states: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The MMoE input [B, L, D]: the transformer's states + the request-gap embedding."""
@@ -70,7 +87,7 @@ class BehaviorModel(nn.Module):
         ``last``: only the newest position ([B, De (+ D)] and [B, De + 2]).
         """
         mixed = self.mixed(states, batch)  # [B, L, D]
-        memory = states[..., self.cfg.d_model :]  # [B, L, D] or [B, L, 0]
+        memory = states[..., self.cfg.d_model :]  # [B, L, D] memory and/or [B, L, 2L] repeat, or [B, L, 0]
         extra = user_value_mean(batch, self.cfg, removed)  # [B, L, 2]
         if last:
             mixed, extra, memory = mixed[:, -1], extra[:, -1], memory[:, -1]
@@ -78,8 +95,9 @@ class BehaviorModel(nn.Module):
         return torch.cat([task_e, memory], -1), torch.cat([task_r, extra], -1)
 
     def forward(self, batch: Batch, removed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch -> (engagement task state [B, L, De], rating task state [B, L, De + 2])."""
-        return self.tasks(self.encode(self.tokens(batch), batch, removed), batch, removed)
+        """Batch -> (engagement task state [B, L, De (+ D memory) (+ 2L repeat)], rating task state [B, L, De + 2])."""
+        present = batch.mask.float() if removed is None else (batch.mask & ~removed).float()
+        return self.tasks(self.encode(self.tokens(batch), batch, removed, present), batch, removed)
 
     def engagement_logits(self, task_e: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
         """[P, De] -> logits over every item [P, N+1] (index 0 = padding), or paired [P] for ``item_idx`` [P]."""

@@ -104,6 +104,8 @@ class Recommender:
         model = dict(self.model)
         if "request_gap" not in model:  # the stand-in request time: the data's typical next-visit gap
             model["request_gap"] = return_gap(data, self.split_.train_end)
+        if model.get("use_repeat") is None:  # the repeat path ranks only where earlier items stay candidates
+            model["use_repeat"] = not self.protocol_.exclude_seen
         return ModelConfig(
             n_items=data.n_items,
             n_behaviors=len(data.behaviors),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -75,7 +77,16 @@ def model(data) -> BehaviorModel:
         m.memory.proj.weight.normal_(0, 0.1)
         m.memory.behavior.weight.normal_()
         m.memory.value.weight.normal_()
+        m.repeat.scale.fill_(0.7)
+        m.repeat.behavior.weight.normal_()
+        m.repeat.distance.weight.normal_()
     return m
+
+
+@pytest.fixture(scope="module")
+def repeating(model) -> BehaviorModel:
+    """The module's model, whose repeat path carries signal."""
+    return model
 
 
 def _batch(data, max_len: int = L, users=(0, 1, 2), ends=None) -> Batch:
@@ -132,10 +143,11 @@ def test_block_history_encoder_mmoe_and_heads_shapes(data, model) -> None:
 def test_behavior_model_shapes(data, model) -> None:
     batch = _batch(data)
     assert model.tokens(batch).shape == (3, L, D)
-    assert _states(model, batch).shape == (3, L, 2 * D)  # the transformer's states, then the memory
+    # the transformer's states, then the memory, then the repeat evidence and its items (L each)
+    assert _states(model, batch).shape == (3, L, 2 * D + 2 * L)
     with torch.no_grad():
         task_e, task_r = model(batch)
-        assert task_e.shape == (3, L, DE + D)  # the engagement task state, then the behavior memory
+        assert task_e.shape == (3, L, DE + D + 2 * L)  # the engagement task state, the memory, the repeat path
         assert task_r.shape[:2] == (3, L)
         assert model.engagement_logits(task_e[:, -1]).shape == (3, N_ITEMS + 1)
         idx = torch.tensor([1, 4, 7])
@@ -169,19 +181,60 @@ def test_changing_a_later_event_leaves_earlier_states_unchanged(data, model, fie
     assert not torch.allclose(after[:, 3:], before[:, 3:], atol=1e-4)  # the change does reach later states
 
 
-def test_batch_neighbours_and_padding_length_do_not_change_the_last_state(data, model) -> None:
-    together = _states(model, _batch(data))  # "mid" (4 events) is padded next to a full row
-    alone = _states(model, _batch(data, users=(1,)))
+def _last_logits(model: BehaviorModel, batch: Batch) -> torch.Tensor:
+    """Engagement logits [B, N+1] of the newest position, the repeat path included."""
+    with torch.no_grad():
+        task_e, _ = model(batch)
+        return model.engagement_logits(task_e[:, -1])
+
+
+def test_batch_neighbours_and_padding_length_do_not_change_the_last_state(data, repeating) -> None:
+    model = repeating  # the repeat evidence is as wide as the batch: compare it through the logits
+    together = _states(model, _batch(data))[..., : 2 * D]  # "mid" (4 events) is padded next to a full row
+    alone = _states(model, _batch(data, users=(1,)))[..., : 2 * D]
     torch.testing.assert_close(together[1, -1], alone[0, -1], rtol=1e-5, atol=1e-5)
-    short = _states(model, _batch(data, max_len=5, users=(1,)))  # one padding slot instead of two
+    short = _states(model, _batch(data, max_len=5, users=(1,)))[..., : 2 * D]  # one padding slot instead of two
     torch.testing.assert_close(short[0, -4:], alone[0, -4:], rtol=1e-5, atol=1e-5)
+    logits = _last_logits(model, _batch(data))[1]
+    torch.testing.assert_close(logits, _last_logits(model, _batch(data, users=(1,)))[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        logits, _last_logits(model, _batch(data, max_len=5, users=(1,)))[0], rtol=1e-5, atol=1e-5
+    )
 
 
-def test_left_padding_does_not_change_the_last_state(data, model) -> None:
+def test_left_padding_does_not_change_the_last_state(data, repeating) -> None:
+    model = repeating
     unpadded = _states(model, _batch(data, max_len=4, users=(1,)))  # "mid": exactly 4 events
     padded = _states(model, _batch(data, max_len=L, users=(1,)))  # same 4 events + 2 padding slots
     assert _batch(data, max_len=4, users=(1,)).mask.all()
-    torch.testing.assert_close(padded[0, -4:], unpadded[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(padded[0, -4:, : 2 * D], unpadded[0, :, : 2 * D], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        _last_logits(model, _batch(data, max_len=L, users=(1,))),
+        _last_logits(model, _batch(data, max_len=4, users=(1,))),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_the_repeat_path_raises_exactly_the_items_in_the_history(data, repeating) -> None:
+    """Only items of the user's earlier events get a repeat logit; a removed event gives none."""
+    batch = _batch(data, users=(1,))  # "mid": 4 events
+    with torch.random.fork_rng():  # the module's later tests draw from the global generator
+        plain = BehaviorModel(_cfg(data, use_repeat=False), repeating.items.text)
+    plain.load_state_dict({k: v for k, v in repeating.state_dict().items() if not k.startswith("repeat.")})
+    plain.eval()
+    gain = _last_logits(repeating, batch) - _last_logits(plain, batch)  # [1, N+1]
+    seen = set(batch.item[0][batch.mask[0]].tolist())
+    assert all(gain[0, j] > 0 for j in seen)
+    assert all(abs(gain[0, j]) < 1e-6 for j in range(1, N_ITEMS + 1) if j not in seen)
+    removed = torch.zeros_like(batch.mask)
+    removed[0, -1] = True  # the newest event: its item gets no evidence from it
+    with torch.no_grad():
+        task_e, _ = repeating(batch, removed)
+        without = repeating.engagement_logits(task_e[:, -1])
+    newest = int(batch.item[0, -1])
+    if newest not in set(batch.item[0, :-1][batch.mask[0, :-1]].tolist()):
+        assert without[0, newest] < _last_logits(repeating, batch)[0, newest]
 
 
 def test_padding_keys_are_masked_in_the_time_bias(data) -> None:
@@ -329,7 +382,10 @@ def test_behavior_memory_is_the_age_weighted_sum_of_earlier_events(data, model) 
 def test_behavior_memory_adds_evidence_where_attention_averages(data, model) -> None:
     """The same event twice counts twice in the memory (attention would average it away),
     and a removed event (the mask token) adds nothing."""
-    memory, mask_token = model.memory, model.events.mask_token.detach()
+    memory, mask_token = copy.deepcopy(model.memory), model.events.mask_token.detach()
+    with torch.no_grad():  # a behavior with a clearly non-zero weight, whatever the fixture drew
+        memory.behavior.weight[1] = 0.25
+        memory.value.weight[0] = 0.0
     full = _batch(data, users=(0,))
     x, y = torch.randn(1, 1, D), torch.randn(1, 1, D)
 
@@ -355,9 +411,14 @@ def test_a_new_memory_is_silent_and_the_memory_can_be_switched_off(data) -> None
     fresh = BehaviorModel(_cfg(data), text).eval()
     with torch.no_grad():
         states = fresh.encode(fresh.tokens(batch), batch)
-    assert states.shape == (3, L, 2 * D) and torch.count_nonzero(states[..., D:]) == 0  # V starts at zero
-    plain = BehaviorModel(_cfg(data, use_memory=False), text).eval()
-    assert plain.memory is None and not any(k.startswith("memory.") for k in plain.state_dict())
+    assert states.shape == (3, L, 2 * D + 2 * L) and torch.count_nonzero(states[..., D : 2 * D]) == 0  # V = 0
+    assert fresh.repeat is not None
+    plain = BehaviorModel(_cfg(data, use_memory=False, use_repeat=False), text).eval()
+    assert plain.memory is None and not any(k.startswith(("memory.", "repeat.")) for k in plain.state_dict())
     with torch.no_grad():
         task_e, _ = plain(batch)
     assert task_e.shape == (3, L, DE) and plain.engagement_logits(task_e[:, -1]).shape == (3, N_ITEMS + 1)
+    no_memory = BehaviorModel(_cfg(data, use_memory=False), text).eval()  # the repeat path alone
+    with torch.no_grad():
+        task_e, _ = no_memory(batch)
+    assert task_e.shape == (3, L, DE + 2 * L) and no_memory.engagement_logits(task_e[:, -1]).shape == (3, N_ITEMS + 1)

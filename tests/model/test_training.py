@@ -62,6 +62,7 @@ def _model(data, seed: int = 0, **kw) -> BehaviorModel:
         dropout=0.0,
         n_experts=2,
         expert_dim=8,
+        use_repeat=False,  # these tests check the evaluation's arithmetic on plain logits
     )
     cfg.update(kw)
     text = torch.randn(data.n_items + 1, 4)

@@ -1,0 +1,139 @@
+"""The repeat path: a direct line from "this candidate is in the history" to its engagement logit.
+
+    repeat_qj = a * log(1 + sum over events k <= q with item_k = j of
+                            softplus(W[b_k, age_qk] + R[distance_qk]) * presence_k)
+
+(a, W and R stored divided by :data:`PARAM_SCALE`)
+
+over the user's earlier events k: W is a learned weight per behavior and age bucket (the event's
+age at q's request time), R per recency bucket (how many events ago, log2), ``presence_k`` is 1
+for an event that is there and 0 for a removed one (the mask token). In repeat-heavy logs the
+next event often continues what the user just did (the next funnel step of a viewed item, a
+re-purchase), and a dot product of a user state with item vectors can only approximate "this
+very item, a minute ago, carted": this path says it directly, in the spirit of RepeatNet's
+copy mode. Under a protocol that excludes earlier items it has no effect on the ranking.
+
+The evidence per (position, event) pair travels beside the user state as trailing features
+(:func:`pack`), so every caller that turns task states into logits gets it without a new
+argument; :class:`~core.model.heads.EngagementHead` unpacks it. Presence is computed from the
+tokens (:func:`presence`), so Integrated Gradients, which interpolates tokens from the mask
+token to the event, attributes the repeat evidence to the events that give it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.data.batches import Batch
+from core.data.sequences import GAP_BUCKETS, gap_bucket
+from core.model.config import ModelConfig
+
+DISTANCE_BUCKETS = 12  # log2 buckets of how many events ago: 0, 1, 2-3, 4-7, ..., 1024+
+# The path's parameters are scaled up, as the memory's weight logits are (core.model.memory):
+# Adam moves a parameter by about lr per step, too slowly for a weight that must reach several units.
+PARAM_SCALE = 8.0
+RANK_BUCKETS = 22  # distinct items since the last occurrence: 0..15 exactly, then 16-31, 32-63, ... 512+
+
+
+class RepeatPath(nn.Module):
+    """Per-(position, earlier event) repeat evidence [B, Lq, Lk] and its scale in the logit."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.behavior = nn.Embedding(cfg.n_behaviors, GAP_BUCKETS)
+        self.distance = nn.Embedding(DISTANCE_BUCKETS, 1)
+        self.rank = nn.Embedding(RANK_BUCKETS, 1)  # the last occurrence, by how many distinct items came since
+        # It starts as the recency heuristic ("the user's most recent items first"): a logit gain of
+        # 2 log(1 + softplus(2 - recency bucket)) per item, 2.3 for the newest event, 1.1 four events back.
+        # Training moves it from there: up where users repeat, down to nothing where they never do.
+        self.scale = nn.Parameter(torch.full((), 4.0 / PARAM_SCALE))
+        nn.init.zeros_(self.behavior.weight)
+        with torch.no_grad():
+            self.distance.weight.copy_(
+                (2.0 - torch.arange(DISTANCE_BUCKETS, dtype=torch.float32)).unsqueeze(1) / PARAM_SCALE
+            )
+            self.rank.weight.copy_(
+                (2.0 - 0.5 * torch.arange(RANK_BUCKETS, dtype=torch.float32)).unsqueeze(1) / PARAM_SCALE
+            )
+
+    def evidence(self, batch: Batch, now: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+        """[B, Lq, Lk] weight of event k as evidence for its own item at position q (0 for later events)."""
+        b, length = batch.ts.shape
+        bucket = gap_bucket((now.unsqueeze(2) - batch.ts.unsqueeze(1)).clamp(min=0))  # [B, Lq, Lk]
+        table = self.behavior(batch.behavior)  # [B, Lk, G]
+        index = bucket + GAP_BUCKETS * torch.arange(length, device=now.device)
+        per_pair = table.reshape(b, -1).gather(1, index.reshape(b, -1)).view(b, length, length)
+        pos = torch.arange(length, device=now.device)
+        ago = (pos.unsqueeze(1) - pos.unsqueeze(0)).clamp(min=0)  # [Lq, Lk]
+        recency = self.distance(distance_bucket(ago)).squeeze(-1)  # [Lq, Lk]
+        causal = torch.ones(length, length, dtype=torch.bool, device=now.device).tril()
+        there = batch.mask & (presence > 0)  # a removed event is no occurrence at all
+        allowed = causal & there.unsqueeze(1)  # [B, Lq, Lk]
+        absent = -1 - torch.arange(length, device=now.device).expand_as(batch.item)  # matches no other event
+        last, rank = last_occurrences(torch.where(there, batch.item, absent), allowed)
+        every = F.softplus(PARAM_SCALE * (per_pair + recency))
+        latest = F.softplus(PARAM_SCALE * self.rank(rank_bucket(rank)).squeeze(-1)) * last
+        return (every + latest) * allowed * presence.unsqueeze(1)
+
+    def logits(
+        self, evidence: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor | None, n1: int
+    ) -> torch.Tensor:
+        """evidence [P, Lk], items [P, Lk] -> repeat logits [P, n1], or paired [P] for ``item_idx`` [P]."""
+        if item_idx is None:
+            total = torch.zeros(evidence.shape[0], n1, dtype=evidence.dtype, device=evidence.device)
+            total = total.scatter_add(1, items, evidence)
+        else:
+            total = (evidence * (items == item_idx.unsqueeze(-1))).sum(-1)
+        return PARAM_SCALE * self.scale * torch.log1p(total)
+
+
+def last_occurrences(items: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which events are their item's last occurrence up to each position, and how recent.
+
+    items [B, L], allowed [B, Lq, Lk] (causal, real events) -> (last [B, Lq, Lk] float: event k is
+    the newest event of its item among events <= q; rank [B, Lq, Lk] long: how many distinct items
+    occurred after k up to q, the recency order of "the user's most recent distinct items").
+    """
+    same = items.unsqueeze(2) == items.unsqueeze(1)  # [B, Lk, Lk'] same item
+    later = torch.ones_like(same[0]).triu(1)  # k' > k
+    seen_again = torch.cumsum((same & later).to(torch.int32), 2)  # [B, Lk, q]: repeats of k's item in (k, q]
+    last = (seen_again.transpose(1, 2) == 0) & allowed  # [B, Lq, Lk]
+    after = torch.flip(torch.cumsum(torch.flip(last.to(torch.int32), [2]), 2), [2]) - last.to(torch.int32)
+    return last.float(), after.long()
+
+
+def rank_bucket(rank: torch.Tensor) -> torch.Tensor:
+    """Distinct items since (>= 0) -> bucket: exact below 16, then log2 (16-31, 32-63, ...)."""
+    log = 12 + torch.floor(torch.log2(rank.float().clamp(min=1))).long()  # 16 -> 16, 32 -> 17, ...
+    return torch.where(rank < 16, rank, log).clamp(max=RANK_BUCKETS - 1)
+
+
+def distance_bucket(ago: torch.Tensor) -> torch.Tensor:
+    """How many events ago (>= 0) -> log2 bucket 0..DISTANCE_BUCKETS-1."""
+    return torch.floor(torch.log2(ago.float() + 1)).long().clamp(max=DISTANCE_BUCKETS - 1)
+
+
+def presence(tokens: torch.Tensor, exact: torch.Tensor, mask_token: torch.Tensor) -> torch.Tensor:
+    """[B, L] how much of each event is there: the projection of (token - mask) on (event's own token - mask).
+
+    1 for the event's own token, 0 for the mask token (a removed event), linear in between (the
+    path of Integrated Gradients)."""
+    full = exact - mask_token
+    return ((tokens - mask_token) * full).sum(-1) / full.pow(2).sum(-1).clamp(min=1e-12)
+
+
+def pack(evidence: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """[B, Lq, Lk] evidence + the batch's items -> [B, Lq, 2 Lk] trailing features (item indices as floats,
+    exact below 2^24 items). An event without evidence at q (later, padding, removed) lists item 0, so
+    position q's features say nothing of later or removed events."""
+    items = batch.item.unsqueeze(1).expand(-1, evidence.shape[1], -1)
+    items = torch.where(evidence != 0, items, torch.zeros_like(items)).float()
+    return torch.cat([evidence.float(), items], -1)
+
+
+def unpack(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[P, 2 Lk] -> (evidence [P, Lk] float, items [P, Lk] long)."""
+    lk = features.shape[-1] // 2
+    return features[..., :lk].float(), features[..., lk:].round().long()
