@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## Set up, put the sample dataset in the workspace, and serve the dashboard.
+## Set up, put the sample dataset in the workspace, start training the demo model in the background
+## (once: nothing starts when a run of it is done or training), and serve the dashboard meanwhile.
 demo: setup
-	$(VENV)/bin/behaviorlens sample
+	$(VENV)/bin/behaviorlens sample --train
 	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
 ## Chromium for the browser test (Debian package; needs root when missing).

@@ -94,12 +94,12 @@ def get_run(workspace: Workspace, run_id: str) -> Run:
 
 
 def pick_run(workspace: Workspace, key: str) -> Run | None:
-    """The run to analyse: the session's (``RUN_KEY``) or the sidebar dataset's newest with a saved model;
-    the choice goes back to ``RUN_KEY``, so every analysis page of this session follows it."""
+    """The session's run (``RUN_KEY``), else the dataset's newest usable one (kept in ``RUN_KEY``); None if none."""
     options = usable_runs(workspace, st.session_state.get(DATASET_KEY))
     if not options:
-        st.info("No trained run of this dataset yet: train one on the Train page.")
-        return None
+        from pages._waiting import no_usable_run  # it imports this module: not at the top
+
+        return no_usable_run(workspace, st.session_state.get(DATASET_KEY))
     current = st.session_state.get(RUN_KEY)
     run_id = st.selectbox("Run", options, index=options.index(current) if current in options else 0, key=key)
     st.session_state[RUN_KEY] = run_id

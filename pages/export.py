@@ -18,10 +18,12 @@ from core.explain.influence.report import InfluenceSettings
 from core.runs.explain import counterfactual_run, explain_run, token_attributions_run
 from core.runs.fusion import user_top
 from core.runs.influence import kept_ablation, kept_influence
+from core.runs.records import usable_runs
 from core.runs.run import Run
 from core.store.workspace import Workspace
 from core.views.report import attributions_csv, html_report, influence_csv
 from pages._shared import (
+    DATASET_KEY,
     EXPLAINED_KEY,
     INFLUENCE_KEY,
     get_run,
@@ -31,6 +33,7 @@ from pages._shared import (
     safe_file_name,
     show_error,
 )
+from pages._waiting import no_usable_run
 
 
 def report_parts(run: Run, request: dict[str, Any]) -> dict[str, Any]:
@@ -127,11 +130,13 @@ def influence_downloads(ws: Workspace) -> None:
 
 
 def main() -> None:
-    """The page: the explanation's files, then the influence table; project errors shown."""
+    """The page: the training under way (if no run is usable), the explanation's files, then the influence table."""
     route_through_frame()
     st.title("Export")
     try:
         ws = get_workspace()
+        if not usable_runs(ws, st.session_state.get(DATASET_KEY)):  # e.g. the demo model is still training
+            no_usable_run(ws, st.session_state.get(DATASET_KEY))
         explanation_downloads(ws)
         influence_downloads(ws)
     except BehaviorLensError as exc:

@@ -244,6 +244,15 @@ def tiny_run(tiny_dataset: Callable[..., TinyDataset], tiny_bert_dir: Path) -> C
 
 
 @pytest.fixture(scope="session")
+def demo_config(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A settings file for BEHAVIORLENS_DEMO_CONFIG: the tiny model and BERT, one epoch on cpu (a quick demo run)."""
+    path = tmp_path_factory.mktemp("demo-config") / "demo.json"
+    settings = {"encoder": str(tiny_bert_dir), "device": "cpu", "model": dict(TINY_MODEL), "train": dict(TINY_TRAIN)}
+    path.write_text(json.dumps(settings), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
 def training_data_dir(tiny_data: Callable[..., SyntheticData], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """events.csv and items.csv (40 users, 30 items, seed 1) that the training-job tests ingest; read-only."""
     folder = tmp_path_factory.mktemp("training-data")

@@ -1,4 +1,8 @@
-"""`behaviorlens ingest | datasets | sample`: the data commands of the CLI (no torch is imported for them)."""
+"""`behaviorlens ingest | datasets | sample`: the data commands of the CLI (no torch is imported for them).
+
+``sample --train`` also starts the demo model's training in a detached process
+(:mod:`core.runs.background`), which runs the hidden command ``train-background --run ID``.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,23 @@ import argparse
 import json
 from typing import Any
 
-from core.errors import DataError
+from core.errors import BehaviorLensError, DataError
 from core.ingest.mapping import parse_pairs
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
 from core.ingest.sample import SAMPLE_DATASET, ensure_sample_dataset
+from core.runs.background import (
+    DEMO_CONFIG_ENV,
+    DEMO_EPOCHS,
+    WORKER_COMMAND,
+    demo_settings,
+    ensure_training,
+    train_recorded,
+)
+from core.runs.records import RUNNING
 from core.store.workspace import Workspace
 
-COMMANDS = ("ingest", "datasets", "sample")
+COMMANDS = ("ingest", "datasets", "sample", WORKER_COMMAND)
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -22,6 +35,15 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     sub.add_parser("datasets", parents=[common], help="list the datasets in the workspace")
     sample = sub.add_parser("sample", parents=[common], help="ingest the bundled sample dataset")
     sample.add_argument("--force", action="store_true", help="re-ingest even if it is there")
+    sample.add_argument(
+        "--train",
+        action="store_true",
+        help="then train the demo model on it in a background process, unless a run of it is done or running "
+        f"(settings: ${DEMO_CONFIG_ENV}, a JSON file as `train --config` takes; default: the default "
+        f"model, {DEMO_EPOCHS} epochs)",
+    )
+    worker = sub.add_parser(WORKER_COMMAND, parents=[common])  # no help: internal, hidden from --help
+    worker.add_argument("--run", required=True)
 
 
 def _ingest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -99,8 +121,37 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
             print(frame.to_string(index=False) if len(frame) else "no datasets")
     elif args.command == "sample":
         ingested = ensure_sample_dataset(ws, force=args.force)
-        if as_json:
-            print(json.dumps(ingested.to_dict() if ingested else {"dataset": SAMPLE_DATASET, "existing": True}))
-        else:
+        report = ingested.to_dict() if ingested else {"dataset": SAMPLE_DATASET, "existing": True}
+        if not as_json:
             print(f"dataset {SAMPLE_DATASET!r} is in {ws.root}")
+        if args.train:
+            report["train"] = _train_sample(ws, as_json)
+        if as_json:
+            print(json.dumps(report, default=str))
+    elif args.command == WORKER_COMMAND:
+        _train_background(ws, args.run)
     return 0
+
+
+def _train_sample(ws: Workspace, as_json: bool) -> dict[str, Any]:
+    """`sample --train`: the demo run started in the background, or the run that made it unnecessary."""
+    launch = ensure_training(ws, SAMPLE_DATASET, demo_settings())
+    if not as_json and launch.started:
+        print(
+            f"run {launch.run_id}: training in the background (log: {launch.log}); "
+            "the dashboard's pages fill in by themselves when it is done"
+        )
+    elif not as_json:
+        state = "is training already" if launch.status == RUNNING else f"is trained ({launch.status})"
+        print(f"run {launch.run_id} of dataset {SAMPLE_DATASET!r} {state}: nothing started")
+    return {"run": launch.run_id, "started": launch.started, "status": launch.status, "log": launch.log}
+
+
+def _train_background(ws: Workspace, run_id: str) -> None:
+    """The background process of `sample --train`: train the recorded run; its outcome on stdout (the log)."""
+    snap = train_recorded(ws, run_id)
+    if snap["error"] is not None:
+        raise BehaviorLensError(f"training run {run_id} failed: {snap['error']}")
+    if snap["crash"] is not None:
+        raise RuntimeError(f"training run {run_id} stopped on an unexpected error ({snap['crash']})")
+    print(f"run {run_id}: {snap['status']} after {len(snap['history'])} epoch(s), {snap['elapsed']:.0f} s")

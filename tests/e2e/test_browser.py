@@ -6,114 +6,27 @@ unless BEHAVIORLENS_SKIP_BROWSER=1 says to skip it on purpose.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_FLAGS, require_browser, serve  # tests/e2e/browser_support.py
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SKIP_ENV = "BEHAVIORLENS_SKIP_BROWSER"
-START_TIMEOUT_S = 120
 RENDER_TIMEOUT_MS = 120_000
 TRAIN_TIMEOUT_MS = 480_000  # the bundled MiniLM encodes the sample's 400 item texts on a busy CPU
 TINY_FORM = (("Model width (d_model)", "16"), ("Layers", "1"), ("Max history length", "20"), ("Epochs", "1"))
-
-
-def require_browser() -> None:
-    """Skip only when asked to; otherwise fail loudly when chromium or playwright is missing."""
-    if os.environ.get(SKIP_ENV) == "1":
-        pytest.skip(f"{SKIP_ENV}=1: browser test skipped on request")
-    if not CHROMIUM.is_file():
-        pytest.fail(
-            f"chromium is missing at {CHROMIUM}: install Debian's chromium package "
-            f"(`make browser-deps`) or set {SKIP_ENV}=1 to skip the browser test",
-            pytrace=False,
-        )
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.fail(f"the playwright package is missing: pip install -e '.[test]' (or set {SKIP_ENV}=1)", pytrace=False)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll ``/_stcore/health`` until it answers ok; fail with the server log otherwise."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"streamlit did not answer {url}/_stcore/health in {START_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
 
 
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[str]:
     """`streamlit run app.py` on 127.0.0.1 and a free port, with its own workspace."""
     require_browser()
-    port = free_port()
-    log = tmp_path / "streamlit.log"
-    env = {**os.environ, "BEHAVIORLENS_WORKSPACE": str(tmp_path / "workspace")}
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(REPO / "app.py"),
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, proc, log)
+    with serve(tmp_path / "workspace", tmp_path / "streamlit.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 def test_data_page_shows_the_sample_funnel(server: str) -> None:
