@@ -22,12 +22,13 @@ from core import schema as S
 from core.errors import BehaviorLensError, DataError
 from core.fusion.formula import FORMULA, SIGNALS, format_weights, normalize_weights
 from core.fusion.ranking import Candidates, fused_metrics, user_ranking
-from core.runs.fusion import default_weights, list_presets, run_candidates, run_sweep, save_preset
+from core.runs.fusion import default_weights, list_presets, run_baselines, run_candidates, run_sweep, save_preset
 from core.runs.run import Run
 from core.views import charts
 from pages._shared import get_workspace, pick_run, plain, route_through_frame, show_error
 
 SLIDER = "fusion_w_{}"
+REQUEST_KEY = "fusion_request_time"
 USER_KEY, K_KEY, AXIS_KEY = "fusion_user", "fusion_k", "fusion_axis"
 LAST_KEY, PREV_KEY, LOADED_KEY = "fusion_last", "fusion_prev", "fusion_loaded_run"
 PRESET_NAME_KEY, PRESET_PICK_KEY = "fusion_preset_name", "fusion_preset_pick"
@@ -157,10 +158,35 @@ def fusion_panel(run: Run) -> None:
         show_error(exc)
 
 
-def candidates(run: Run, context: str) -> tuple[Candidates, dict[str, Any]]:
+def candidates(run: Run, context: str, request_time: str | None = None) -> tuple[Candidates, dict[str, Any]]:
     """The run's candidates of ``context``, with a spinner while they are first computed."""
     with st.spinner("Computing the run's head outputs for every user (once per run)…"):
-        return run_candidates(run, context)
+        return run_candidates(run, context, request_time=request_time)
+
+
+def request_time_choice() -> str:
+    """When the test events are asked: the stand-in time (default) or their own time (declared known)."""
+    asked = st.radio(
+        "Held-out events are asked",
+        ["at the stand-in time", "at their own time (known)"],
+        horizontal=True,
+        key=REQUEST_KEY,
+        help="Stand-in: the last history event plus the typical next-visit gap; nothing of the held-out event "
+        'is known. Own time: only where the request time is known at serving ("time-aware: target time known").',
+    )
+    return "actual" if str(asked).startswith("at their own") else "standin"
+
+
+def baselines_caption(run: Run) -> None:
+    """The bars beside the fused ranking, on the same split and protocol."""
+    bars = run_baselines(run)
+    parts = [
+        f"{name.replace('_', ' ')} NDCG@10 {vals['NDCG@10']:.4f}, HR@10 {vals['HR@10']:.4f}"
+        for name, vals in bars.items()
+        if vals
+    ]
+    if parts:
+        st.caption(plain("Baselines on the same split, no model: " + "; ".join(parts) + "."))
 
 
 def live_panel(run: Run) -> None:
@@ -173,11 +199,12 @@ def live_panel(run: Run) -> None:
         show_error(exc)
         return
     st.caption(plain("normalized weights: " + ", ".join(f"{s} {w:.3f}" for s, w in weights.items())))
-    test, meta = candidates(run, "test")
+    st.subheader("Ranking metrics (test split)")
+    test, meta = candidates(run, "test", request_time_choice())
     metrics = fused_metrics(test, weights)
     prev = remember(weights, metrics)
-    st.subheader("Ranking metrics (test split)")
     metrics_row(metrics, prev)
+    baselines_caption(run)
     st.caption(
         plain(
             f"{meta.get('label', '')}; {metrics['users']:,} users"

@@ -76,8 +76,8 @@ def settings_form(ws: Workspace, busy: bool) -> tuple[str, dict[str, Any]] | Non
 
 
 def protocol_fields(ws: Workspace, dataset: str) -> dict[str, Any]:
-    """The evaluation protocol: earlier items as candidates or not, and which event is held out."""
-    cols = st.columns(2)
+    """The evaluation protocol: earlier items as candidates or not, which event is held out, and when it is asked."""
+    cols = st.columns(3)
     seen = cols[0].radio(
         "The user's earlier items",
         ["auto (from the repeat rate)", "excluded", "kept as candidates"],
@@ -96,8 +96,20 @@ def protocol_fields(ws: Workspace, dataset: str) -> dict[str, Any]:
         key="train_target",
         help="Hold out each user's last event, or their last event of one behavior.",
     )
+    asked = cols[2].radio(
+        "Held-out events are asked",
+        ["at the stand-in time", "at their own time (known)"],
+        key="train_request_time",
+        help="Stand-in: the last history event plus the dataset's typical next-visit gap, as a live request is; "
+        "nothing of the held-out event is known. Own time: only where the request time is truly known at "
+        'serving; every figure is then labelled "time-aware: target time known".',
+    )
     exclude = {"excluded": True, "kept as candidates": False}.get(str(seen))
-    return {"exclude_seen": exclude, "target_behavior": None if target not in behaviors else str(target)}
+    return {
+        "exclude_seen": exclude,
+        "target_behavior": None if target not in behaviors else str(target),
+        "request_time": "actual" if str(asked).startswith("at their own") else "standin",
+    }
 
 
 def model_fields() -> dict[str, int]:
@@ -228,7 +240,8 @@ def curves(snap: dict[str, Any]) -> None:
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Run, dataset, status, time, then test and valid metrics."""
     metric_cols = [f"{split}_{k}" for split in ("test", "valid") for k in METRIC_KEYS]
-    cols = ["run_id", "dataset", "status", "created_at"] + [c for c in metric_cols + ["protocol"] if c in runs]
+    bars = [f"test_{name}_{k}" for name in ("popularity", "recent_items") for k in ("HR@10", "NDCG@10")]
+    cols = ["run_id", "dataset", "status", "created_at"] + [c for c in metric_cols + bars + ["protocol"] if c in runs]
     return runs[cols]
 
 
@@ -245,6 +258,11 @@ def runs_section(ws: Workspace) -> None:
         st.caption("No saved run yet: train one above.")
         return
     st.dataframe(runs_table(runs), hide_index=True)
+    st.caption(
+        "test_popularity_* and test_recent_items_* are the bars beside each model, on the same split and "
+        "protocol: the most frequent items, and the user's most recent distinct items (then popular ones; "
+        "empty where earlier items are excluded)."
+    )
     ids = runs.loc[runs["status"].isin(PICKABLE), "run_id"].tolist()
     if not ids:
         st.caption("No finished run yet: a run can be picked once it is done or cancelled.")

@@ -23,6 +23,7 @@ from core.fusion.cache import read_cache, write_cache
 from core.fusion.candidates import FULL_ITEMS, PER_ANCHOR, build_candidates
 from core.fusion.formula import ENGAGEMENT, SIGNALS, normalize_weights, parse_weights
 from core.fusion.ranking import Candidates, fused_metrics, sweep, user_ranking
+from core.model.baselines import baseline_metrics
 from core.model.protocol import Protocol, TargetChoice
 from core.runs.run import Run
 from core.store.files import load_json, save_json
@@ -125,6 +126,16 @@ def run_candidates(
         return cands, {**meta, "cached": False}
 
     return run.memo("candidates", key, compute)
+
+
+def run_baselines(run: Run) -> dict[str, Any]:
+    """Popularity and recent items on the test split under the run's protocol (no model), once per run."""
+
+    def compute() -> dict[str, Any]:
+        rec = run.recommender()
+        return baseline_metrics(rec.data_, rec.split_, rec.protocol_, "test")
+
+    return run.memo("baselines", "test", compute)
 
 
 def run_sweep(run: Run, step: float = 0.25) -> pd.DataFrame:

@@ -48,6 +48,9 @@ def set_run(
         )
 
 
+BASELINE_KEYS = ("HR@10", "NDCG@10")
+
+
 def pick_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """The reported metrics of an evaluation; NaN (e.g. RMSE where no held-out event has a value) becomes None."""
     return finite_or_none({k: metrics.get(k) for k in METRIC_KEYS + ("coverage@10", "users")})
@@ -63,6 +66,9 @@ def list_runs(ws: Workspace) -> pd.DataFrame:
         for split in ("valid", "test"):
             for k, v in (metrics.get(split) or {}).items():
                 rec[f"{split}_{k}"] = v
+        for name, values in ((metrics.get("baselines") or {}).get("test") or {}).items():
+            for k in BASELINE_KEYS:  # the bars beside the model, same split and protocol (None: not applicable)
+                rec[f"test_{name}_{k}"] = (values or {}).get(k)
         rows.append(rec)
     return pd.DataFrame(rows)
 

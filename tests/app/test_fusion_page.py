@@ -71,6 +71,15 @@ def test_page_shows_the_formula_table_metrics_and_chart(page: AppTest, trained: 
     assert len(page.get("plotly_chart")) == 1
     root, run_id = trained
     assert any((root / "runs" / run_id / "fusion").glob("*.safetensors"))  # cached in the run folder
+    captions = [c.value.replace("\\", "").replace("\u2060", "") for c in page.caption]  # unescaped
+    assert any("asked at the stand-in time" in c for c in captions)
+    assert any(c.startswith("Baselines on the same split, no model: popularity NDCG@10") for c in captions)
+
+
+def test_the_request_time_choice_reaches_the_metrics(page: AppTest) -> None:
+    page.radio(key="fusion_request_time").set_value("at their own time (known)").run()
+    assert not page.exception
+    assert any("time-aware: target time known" in c.value.replace("\\", "") for c in page.caption)
 
 
 def test_moving_a_slider_changes_the_table_and_the_metrics(page: AppTest) -> None:

@@ -155,13 +155,15 @@ def test_project_errors_of_the_job_are_shown(page: AppTest, tmp_path: Path, _iso
 def test_protocol_choices_reach_the_run(page: AppTest, _isolated_workspace_env: Path) -> None:
     page.radio(key="train_exclude_seen").set_value("excluded")
     page.selectbox(key="train_target").set_value("purchase")
+    page.radio(key="train_request_time").set_value("at their own time (known)")
     at = wait_until_finished(fill_and_train(page))
     assert not at.exception and not at.error, [e.value for e in at.error]
     record = run_record(Workspace(_isolated_workspace_env), at.session_state["train_job"])
     settings = record["config"]["settings"]
     assert settings["exclude_seen"] is True and settings["target_behavior"] == "purchase"
+    assert settings["request_time"] == "actual" and record["metrics"]["request_time"] == "actual"
     assert record["metrics"]["protocol"] == (
         "full ranking, earlier items of any behavior excluded, target = last purchase, leave-last-out, "
-        "asked at the stand-in time"
+        "time-aware: target time known"
     )
     assert runs_frame(at)["protocol"].tolist() == [record["metrics"]["protocol"]]
