@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 def _print_table(rows: list[tuple[str, list[dict[str, object]]]]) -> None:
     print(
         f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}, cores {os.cpu_count()}; "
-        "protocol: full ranking, earlier items excluded, leave-last-out (test split)"
+        "protocol: full ranking, earlier items of any behavior excluded, leave-last-out (test split)"
     )
     head = f"| variant | runs | {' | '.join(METRICS)} | train s | s/epoch | peak MB |"
     print(head)
