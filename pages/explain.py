@@ -30,6 +30,7 @@ from pages._shared import EXPLAINED_KEY, get_workspace, pick_run, plain, route_t
 METHODS = {"ig": "Integrated Gradients", "shap": "SHAP", "loo": "Leave-one-out", "attention": "Attention (heuristic)"}
 TARGETS = {"fused": "fused ranking score", "engagement": "engagement (log-probability)", "rating": "predicted rating"}
 USER_KEY, K_KEY, ITEM_KEY = "explain_user", "explain_k", "explain_item"
+LOADED_KEY = "explain_loaded_run"  # the run whose users the user picker holds
 METHOD_KEY, TARGET_KEY, TOKENS_KEY = "explain_method", "explain_target", "explain_tokens"
 MAX_LISTED = 5000  # users offered in the picker; any other can be typed
 
@@ -251,6 +252,9 @@ def main() -> None:
             return
         with st.spinner("Computing the run's head outputs for every user (once per run)…"):
             _, meta = run_candidates(run, "all")
+        if st.session_state.get(LOADED_KEY) not in (None, run.id):
+            st.session_state.pop(USER_KEY, None)  # another run (another dataset) has other users
+        st.session_state[LOADED_KEY] = run.id
         who = pick_user(run, meta["user_ids"])
         if who is None:
             return

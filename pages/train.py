@@ -239,9 +239,11 @@ def curves(snap: dict[str, Any]) -> None:
 # -- 3. saved runs --------------------------------------------------------------------------
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Run, dataset, status, time, then test and valid metrics."""
-    metric_cols = [f"{split}_{k}" for split in ("test", "valid") for k in METRIC_KEYS]
-    bars = [f"test_{name}_{k}" for name in ("popularity", "recent_items") for k in ("HR@10", "NDCG@10")]
-    cols = ["run_id", "dataset", "status", "created_at"] + [c for c in metric_cols + bars + ["protocol"] if c in runs]
+    first = ["test_HR@10", "test_NDCG@10"]  # the model's headline, then the bars beside it
+    bars = [f"test_{name}_{k}" for name in ("recent_items", "popularity") for k in ("HR@10", "NDCG@10")]
+    rest = [f"{split}_{k}" for split in ("test", "valid") for k in METRIC_KEYS if f"{split}_{k}" not in first]
+    wanted = ["run_id", "dataset", "status", "created_at", *first, *bars, *rest, "protocol"]
+    cols = [c for c in wanted if c in runs]
     return runs[cols]
 
 
@@ -259,7 +261,7 @@ def runs_section(ws: Workspace) -> None:
         return
     st.dataframe(runs_table(runs), hide_index=True)
     st.caption(
-        "test_popularity_* and test_recent_items_* are the bars beside each model, on the same split and "
+        "test_recent_items_* and test_popularity_* are the bars beside each model, on the same split and "
         "protocol: the most frequent items, and the user's most recent distinct items (then popular ones; "
         "empty where earlier items are excluded)."
     )
