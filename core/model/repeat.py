@@ -67,14 +67,14 @@ class RepeatPath(nn.Module):
         per_pair = table.reshape(b, -1).gather(1, index.reshape(b, -1)).view(b, length, length)
         pos = torch.arange(length, device=now.device)
         ago = (pos.unsqueeze(1) - pos.unsqueeze(0)).clamp(min=0)  # [Lq, Lk]
-        recency = self.distance(distance_bucket(ago)).squeeze(-1)  # [Lq, Lk]
+        recency = _lookup(self.distance.weight, distance_bucket(ago))  # [Lq, Lk]
         causal = torch.ones(length, length, dtype=torch.bool, device=now.device).tril()
         there = batch.mask & (presence > 0)  # a removed event is no occurrence at all
         allowed = causal & there.unsqueeze(1)  # [B, Lq, Lk]
         absent = -1 - torch.arange(length, device=now.device).expand_as(batch.item)  # matches no other event
         last, rank = last_occurrences(torch.where(there, batch.item, absent), allowed)
         every = F.softplus(PARAM_SCALE * (per_pair + recency))
-        latest = F.softplus(PARAM_SCALE * self.rank(rank_bucket(rank)).squeeze(-1)) * last
+        latest = _lookup(F.softplus(PARAM_SCALE * self.rank.weight), rank_bucket(rank)) * last
         return (every + latest) * allowed * presence.unsqueeze(1)
 
     def logits(
@@ -87,6 +87,12 @@ class RepeatPath(nn.Module):
         else:
             total = (evidence * (items == item_idx.unsqueeze(-1))).sum(-1)
         return PARAM_SCALE * self.scale * torch.log1p(total)
+
+
+def _lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table [K, 1] at ``index`` [...] -> [...]. An index_select, whose backward is one index_add: an
+    embedding lookup over [B, L, L] indices sorted them in its backward, a sixth of a training step."""
+    return table.squeeze(-1).index_select(0, index.reshape(-1)).view(index.shape)
 
 
 def last_occurrences(items: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
