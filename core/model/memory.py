@@ -19,6 +19,12 @@ from core.model.config import ModelConfig
 GATE_SCALE = 8.0
 
 
+def pair_age_buckets(batch: Batch, now: torch.Tensor) -> torch.Tensor:
+    """[B, Lq, Lk] gap bucket of each event's age at each position's request time (computed once per forward:
+    the memory and the repeat path share it)."""
+    return gap_bucket((now.unsqueeze(2) - batch.ts.unsqueeze(1)).clamp(min=0))
+
+
 class BehaviorMemory(nn.Module):
     """An additive, age-weighted memory of the user's earlier events, beside the transformer.
 
@@ -42,10 +48,11 @@ class BehaviorMemory(nn.Module):
         for weight in (self.behavior.weight, self.value.weight, self.proj.weight):
             nn.init.zeros_(weight)
 
-    def weights(self, batch: Batch, now: torch.Tensor) -> torch.Tensor:
+    def weights(self, batch: Batch, now: torch.Tensor, bucket: torch.Tensor | None = None) -> torch.Tensor:
         """[B, Lq, Lk] weight of event k in position q's memory (0 for later events and padding)."""
         b, length = batch.ts.shape
-        bucket = gap_bucket((now.unsqueeze(2) - batch.ts.unsqueeze(1)).clamp(min=0))  # [B, Lq, Lk]
+        if bucket is None:  # the age bucket of every (position, event) pair: [B, Lq, Lk]
+            bucket = pair_age_buckets(batch, now)
         logits = GATE_SCALE * (self.behavior(batch.behavior) + self.value(batch.value))  # [B, Lk, G]
         # one flat gather from [B, Lk * G]: gathering from a [B, Lq, Lk, G] expansion would make
         # its backward fill and scatter into a tensor Lq times larger (most of a step's time)
@@ -60,9 +67,16 @@ class BehaviorMemory(nn.Module):
         logits = self.behavior.weight[behaviors] + self.value.weight[values]  # [K, G]
         return F.softplus(GATE_SCALE * logits[:, gap_bucket(ages)])
 
-    def forward(self, tokens: torch.Tensor, batch: Batch, now: torch.Tensor, mask_token: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        batch: Batch,
+        now: torch.Tensor,
+        mask_token: torch.Tensor,
+        bucket: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Tokens [B, L, D] (removed events already the mask token) -> memory [B, L, D]."""
-        return self.weights(batch, now) @ self.proj(tokens - mask_token)
+        return self.weights(batch, now, bucket) @ self.proj(tokens - mask_token)
 
 
 class RequestTime(nn.Module):

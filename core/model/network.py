@@ -25,7 +25,7 @@ from core.data.batches import Batch
 from core.model.config import ModelConfig
 from core.model.heads import EngagementHead, MMoE, RatingHead, user_value_mean
 from core.model.layers import EventEmbedding, HistoryEncoder, ItemEncoder
-from core.model.memory import BehaviorMemory, RequestTime
+from core.model.memory import BehaviorMemory, RequestTime, pair_age_buckets
 from core.model.repeat import RepeatPath, pack, presence
 
 
@@ -66,12 +66,13 @@ class BehaviorModel(nn.Module):
         now = self.request.times(batch)
         x = self.events.drop(tokens + self.events.positions(tokens.shape[1]))
         parts = [self.history(x, batch.ts, batch.mask, now)]
+        ages = pair_age_buckets(batch, now) if self.memory is not None or self.repeat is not None else None
         if self.memory is not None:
-            parts.append(self.memory(tokens, batch, now, mask_token))
+            parts.append(self.memory(tokens, batch, now, mask_token, ages))
         if self.repeat is not None:
             if present is None:
                 present = presence(tokens, self.tokens(batch).detach(), mask_token.detach())
-            parts.append(pack(self.repeat.evidence(batch, now, present), batch))
+            parts.append(pack(self.repeat.evidence(batch, now, present, ages), batch))
         return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
 
     def mixed(self, states: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -58,10 +58,13 @@ class RepeatPath(nn.Module):
                 (2.0 - 0.5 * torch.arange(RANK_BUCKETS, dtype=torch.float32)).unsqueeze(1) / PARAM_SCALE
             )
 
-    def evidence(self, batch: Batch, now: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+    def evidence(
+        self, batch: Batch, now: torch.Tensor, presence: torch.Tensor, bucket: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """[B, Lq, Lk] weight of event k as evidence for its own item at position q (0 for later events)."""
         b, length = batch.ts.shape
-        bucket = gap_bucket((now.unsqueeze(2) - batch.ts.unsqueeze(1)).clamp(min=0))  # [B, Lq, Lk]
+        if bucket is None:  # each event's age bucket at each position's request time: [B, Lq, Lk]
+            bucket = gap_bucket((now.unsqueeze(2) - batch.ts.unsqueeze(1)).clamp(min=0))
         table = self.behavior(batch.behavior)  # [B, Lk, G]
         index = bucket + GAP_BUCKETS * torch.arange(length, device=now.device)
         per_pair = table.reshape(b, -1).gather(1, index.reshape(b, -1)).view(b, length, length)
