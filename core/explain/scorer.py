@@ -102,7 +102,7 @@ class HistoryScorer:
 
     def score_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         batch = expand(self.batch, tokens.shape[0])
-        return self._heads(self.model.encode(tokens, batch), batch)
+        return self._heads(self.model.encode(tokens, batch, last=True), batch)
 
     @torch.no_grad()
     def score_removed(self, removed: torch.Tensor) -> torch.Tensor:
@@ -112,7 +112,7 @@ class HistoryScorer:
             part = removed[lo : lo + self.chunk]
             batch = expand(self.batch, part.shape[0])
             tokens = self._tokens.expand(part.shape[0], -1, -1)
-            out.append(self._heads(self.model.encode(tokens, batch, part), batch))
+            out.append(self._heads(self.model.encode(tokens, batch, part, last=True), batch))
         return torch.cat(out) if out else torch.zeros(0)
 
 

@@ -136,8 +136,8 @@ def full_history_reference(model: BehaviorModel, batch: Batch, spec: FusedSpec) 
     """The user's engagement scale (log p_max, low) with every event: held fixed while attributing."""
     model.eval()
     with torch.no_grad():
-        task_e, _ = model(batch)
-    return engagement_reference(model, task_e[:, -1], spec.eligible)
+        task_e, _ = model(batch, last=True)
+    return engagement_reference(model, task_e, spec.eligible)
 
 
 def _event_rows(data: SequenceData, row: int, n: int, titles: Titles) -> list[dict[str, Any]]:

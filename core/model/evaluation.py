@@ -33,11 +33,11 @@ def user_scores(
     for start in range(0, len(users), batch_size):
         sl = slice(start, start + batch_size)
         batch = history_batch(data, users[sl], ends[sl], model.cfg.max_len, actual_time).to(device)
-        task_e, task_r = model(batch)
-        logits = model.engagement_logits(task_e[:, -1]).float()
+        task_e, task_r = model(batch, last=True)
+        logits = model.engagement_logits(task_e).float()
         logits[:, 0] = float("-inf")
         scores.append(torch.log_softmax(logits, -1).cpu().numpy())
-        states.append(task_r[:, -1].float())
+        states.append(task_r.float())
     return np.concatenate(scores), torch.cat(states)
 
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from core.data.batches import Batch
 from core.model.config import ModelConfig
+from core.model.layers import Dropout
 from core.model.repeat import RepeatPath, unpack
 
 
@@ -72,7 +73,7 @@ class RatingHead(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.proj = nn.Linear(cfg.expert_dim, d)
-        self.tower = nn.Sequential(nn.Linear(3 * d + 2, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, 1))
+        self.tower = nn.Sequential(nn.Linear(3 * d + 2, d), nn.GELU(), Dropout(cfg.dropout), nn.Linear(d, 1))
         self.user_weight = nn.Parameter(torch.zeros(()))
         self.item_bias = nn.Embedding(cfg.n_items + 1, 1)
         nn.init.zeros_(self.item_bias.weight)

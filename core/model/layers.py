@@ -18,6 +18,17 @@ from core.data.sequences import GAP_BUCKETS, VALUE_BUCKETS, gap_bucket
 from core.model.config import ModelConfig
 
 
+class Dropout(nn.Dropout):
+    """Inverted dropout whose mask comes from ``rand_like`` (about 2x cheaper on CPU than the
+    ``bernoulli_`` that ``nn.Dropout`` draws: a sixth of a training step went there)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand_like(x) >= self.p
+        return x * keep / (1.0 - self.p)
+
+
 class ItemEncoder(nn.Module):
     """Item index -> representation: projected frozen text embedding + item-ID embedding."""
 
@@ -54,7 +65,7 @@ class EventEmbedding(nn.Module):
         self.gap = nn.Embedding(GAP_BUCKETS, d)
         self.position = nn.Embedding(cfg.max_len, d)
         self.mask_token = nn.Parameter(torch.zeros(d))  # stands in for a removed event
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.scale = math.sqrt(d)
         for emb in (self.behavior, self.value, self.gap, self.position):
             nn.init.normal_(emb.weight, std=0.02)
@@ -88,12 +99,15 @@ class TimeBias(nn.Module):
         """ts [B, L], key_mask [B, L], now [B, L] (default ts) -> float mask [B, H, L, L] (-inf where not allowed)."""
         length = ts.shape[1]
         now = ts if now is None else now
-        age = (now.unsqueeze(2) - ts.unsqueeze(1)).clamp(min=0).float().unsqueeze(1)  # [B, 1, Lq, Lk]
-        bias = self.log_slope.view(1, -1, 1, 1) * torch.log2(1 + age) + self.day_slope.view(1, -1, 1, 1) * (age / 86400)
+        # few passes over [B, H, L, L] (elementwise work over it was half an evaluation's time):
+        # log2(1 + age) = log1p(age) / ln 2 folds into the slope, the linear part is one fused addcmul
+        age = (now.unsqueeze(2) - ts.unsqueeze(1)).float().clamp_(min=0).unsqueeze(1)  # [B, 1, Lq, Lk]
+        bias = age.log1p() * (self.log_slope / math.log(2)).view(1, -1, 1, 1)
+        bias = bias.addcmul(age, (self.day_slope / 86400).view(1, -1, 1, 1))
         causal = torch.ones(length, length, dtype=torch.bool, device=ts.device).tril()
-        allowed = causal & key_mask.unsqueeze(1)  # [B, L, L]
-        allowed = allowed | torch.eye(length, dtype=torch.bool, device=ts.device)  # never an empty row
-        return bias.masked_fill(~allowed.unsqueeze(1), float("-inf"))
+        blocked = ~(causal & key_mask.unsqueeze(1))  # [B, L, L]
+        blocked &= ~torch.eye(length, dtype=torch.bool, device=ts.device)  # never an empty row
+        return bias.masked_fill_(blocked.unsqueeze(1), float("-inf"))
 
 
 class Block(nn.Module):
@@ -106,14 +120,17 @@ class Block(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
         self.ffn = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
-        """x [B, L, D], attn_bias [B, H, L, L] -> [B, L, D]."""
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """x [B, L, D], attn_bias [B, H, L, L] -> [B, L, D]; with ``last``, the newest position's [B, 1, D]
+        (its query alone attends: the other rows' outputs are never read)."""
         b, length, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)  # [B, H, L, Dh]
-        x = x + self.drop(self.out(att.transpose(1, 2).reshape(b, length, d)))
+        if last:
+            q, attn_bias, x = q[:, :, -1:], attn_bias[:, :, -1:], x[:, -1:]
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)  # [B, H, Lq, Dh]
+        x = x + self.drop(self.out(att.transpose(1, 2).reshape(b, x.shape[1], d)))
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
@@ -127,11 +144,16 @@ class HistoryEncoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.d_model)
 
     def forward(
-        self, tokens: torch.Tensor, ts: torch.Tensor, key_mask: torch.Tensor, now: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        ts: torch.Tensor,
+        key_mask: torch.Tensor,
+        now: torch.Tensor | None = None,
+        last: bool = False,
     ) -> torch.Tensor:
-        """tokens [B, L, D], times [B, L] -> states [B, L, D]."""
+        """tokens [B, L, D], times [B, L] -> states [B, L, D] (``last``: the newest position's, [B, 1, D])."""
         bias = self.time_bias(ts, key_mask, now)
         x = tokens
-        for block in self.blocks:
-            x = block(x, bias)
-        return self.norm(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, bias, last and i == len(self.blocks) - 1)
+        return self.norm(x[:, -1:] if last else x)

@@ -49,16 +49,18 @@ class BehaviorMemory(nn.Module):
             nn.init.zeros_(weight)
 
     def weights(self, batch: Batch, now: torch.Tensor, bucket: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, Lq, Lk] weight of event k in position q's memory (0 for later events and padding)."""
+        """[B, Lq, Lk] weight of event k in position q's memory (0 for later events and padding). ``now``
+        [B, Lq]: the request times of the newest Lq positions (all L, or the last one)."""
         b, length = batch.ts.shape
         if bucket is None:  # the age bucket of every (position, event) pair: [B, Lq, Lk]
             bucket = pair_age_buckets(batch, now)
+        lq = bucket.shape[1]
         logits = GATE_SCALE * (self.behavior(batch.behavior) + self.value(batch.value))  # [B, Lk, G]
         # one flat gather from [B, Lk * G]: gathering from a [B, Lq, Lk, G] expansion would make
         # its backward fill and scatter into a tensor Lq times larger (most of a step's time)
         index = bucket + GAP_BUCKETS * torch.arange(length, device=now.device)  # [B, Lq, Lk]
-        per_pair = logits.reshape(b, -1).gather(1, index.reshape(b, -1)).view(b, length, length)
-        causal = torch.ones(length, length, dtype=torch.bool, device=now.device).tril()
+        per_pair = logits.reshape(b, -1).gather(1, index.reshape(b, -1)).view(b, lq, length)
+        causal = torch.ones(length, length, dtype=torch.bool, device=now.device).tril()[length - lq :]
         return F.softplus(per_pair) * (causal & batch.mask.unsqueeze(1))
 
     @torch.no_grad()
@@ -75,7 +77,8 @@ class BehaviorMemory(nn.Module):
         mask_token: torch.Tensor,
         bucket: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Tokens [B, L, D] (removed events already the mask token) -> memory [B, L, D]."""
+        """Tokens [B, L, D] (removed events already the mask token) -> memory [B, Lq, D] of the newest Lq
+        positions (``now`` [B, Lq])."""
         return self.weights(batch, now, bucket) @ self.proj(tokens - mask_token)
 
 

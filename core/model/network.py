@@ -55,29 +55,38 @@ class BehaviorModel(nn.Module):
         batch: Batch,
         removed: torch.Tensor | None = None,
         present: torch.Tensor | None = None,
+        last: bool = False,
     ) -> torch.Tensor:
         """Tokens [B, L, D] -> user states [B, L, D + memory D + repeat 2L]: the transformer's states, then
         the behavior memory and the packed repeat evidence when the model has them. ``removed`` [B, L] bool
         swaps events for the mask token. ``present`` [B, L]: how much of each event is there (default:
-        measured on the tokens against the batch's own tokens, so interpolated tokens count partly)."""
+        measured on the tokens against the batch's own tokens, so interpolated tokens count partly).
+
+        ``last``: the newest position's state only, [B, 1, ...] (what a ranking reads); its pairwise terms
+        (memory, repeat evidence, the last layer's attention) are computed for that one row, not L."""
         mask_token = self.events.mask_token
         if removed is not None:
             tokens = torch.where(removed.unsqueeze(-1), mask_token.expand_as(tokens), tokens)
         now = self.request.times(batch)
         x = self.events.drop(tokens + self.events.positions(tokens.shape[1]))
-        parts = [self.history(x, batch.ts, batch.mask, now)]
-        ages = pair_age_buckets(batch, now) if self.memory is not None or self.repeat is not None else None
+        parts = [self.history(x, batch.ts, batch.mask, now, last)]
+        asked = now[:, -1:] if last else now  # [B, Lq]: the positions whose states are returned
+        ages = pair_age_buckets(batch, asked) if self.memory is not None or self.repeat is not None else None
         if self.memory is not None:
-            parts.append(self.memory(tokens, batch, now, mask_token, ages))
+            parts.append(self.memory(tokens, batch, asked, mask_token, ages))
         if self.repeat is not None:
             if present is None:
                 present = presence(tokens, self.tokens(batch).detach(), mask_token.detach())
-            parts.append(pack(self.repeat.evidence(batch, now, present, ages), batch))
+            parts.append(pack(self.repeat.evidence(batch, asked, present, ages), batch))
         return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
 
-    def mixed(self, states: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """The MMoE input [B, L, D]: the transformer's states + the request-gap embedding."""
-        return states[..., : self.cfg.d_model] + self.request(batch, self.request.times(batch))
+    def mixed(self, states: torch.Tensor, batch: Batch, last: bool = False) -> torch.Tensor:
+        """The MMoE input [B, L, D]: the transformer's states + the request-gap embedding (``last``: the
+        newest position's, [B, D]; ``states`` may then be that position's alone)."""
+        gap = self.request(batch, self.request.times(batch))
+        if last:
+            states, gap = states[:, -1], gap[:, -1]
+        return states[..., : self.cfg.d_model] + gap
 
     def tasks(
         self, states: torch.Tensor, batch: Batch, removed: torch.Tensor | None = None, last: bool = False
@@ -85,20 +94,25 @@ class BehaviorModel(nn.Module):
         """User states (from :meth:`encode`) -> (engagement task state [B, L, De] (+ D memory features),
         rating task state [B, L, De + 2]).
 
-        ``last``: only the newest position ([B, De (+ D)] and [B, De + 2]).
+        ``last``: only the newest position ([B, De (+ D)] and [B, De + 2]); ``states`` may then be
+        the newest position's alone ([B, 1, ...], from ``encode(..., last=True)``).
         """
-        mixed = self.mixed(states, batch)  # [B, L, D]
-        memory = states[..., self.cfg.d_model :]  # [B, L, D] memory and/or [B, L, 2L] repeat, or [B, L, 0]
         extra = user_value_mean(batch, self.cfg, removed)  # [B, L, 2]
+        mixed = self.mixed(states, batch, last)
         if last:
-            mixed, extra, memory = mixed[:, -1], extra[:, -1], memory[:, -1]
+            states, extra = states[:, -1], extra[:, -1]
+        memory = states[..., self.cfg.d_model :]  # [.., D] memory and/or [.., 2L] repeat, or [.., 0]
         task_e, task_r = self.mmoe(mixed)
         return torch.cat([task_e, memory], -1), torch.cat([task_r, extra], -1)
 
-    def forward(self, batch: Batch, removed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch -> (engagement task state [B, L, De (+ D memory) (+ 2L repeat)], rating task state [B, L, De + 2])."""
+    def forward(
+        self, batch: Batch, removed: torch.Tensor | None = None, last: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch -> (engagement task state [B, L, De (+ D memory) (+ 2L repeat)], rating task state [B, L, De + 2]);
+        with ``last``, the newest position's alone ([B, ...])."""
         present = batch.mask.float() if removed is None else (batch.mask & ~removed).float()
-        return self.tasks(self.encode(self.tokens(batch), batch, removed, present), batch, removed)
+        states = self.encode(self.tokens(batch), batch, removed, present, last)
+        return self.tasks(states, batch, removed, last)
 
     def engagement_logits(self, task_e: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
         """[P, De] -> logits over every item [P, N+1] (index 0 = padding), or paired [P] for ``item_idx`` [P]."""

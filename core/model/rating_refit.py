@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.data.batches import training_batch
+from core.data.batches import history_batch, training_batch
+from core.model import metrics as M
 from core.model.evaluation import evaluate_split
 from core.model.fitted import Fitted
 from core.model.network import BehaviorModel, user_value_mean
@@ -38,6 +39,17 @@ class RatingPositions:
     extra: torch.Tensor  # [P, 2] running mean of the user's earlier values, has one
     item: torch.Tensor  # [P] target item index
     value: torch.Tensor  # [P] standardized target value
+
+
+@dataclass
+class ValidRatings:
+    """The validation targets with a value, and the frozen model's inputs to their rating task (the newest
+    position of each history): computed once, so each refit epoch's validation RMSE costs one head pass."""
+
+    mixed: torch.Tensor  # [U, D] MMoE input
+    extra: torch.Tensor  # [U, 2] running mean of the user's earlier values, has one
+    item: torch.Tensor  # [U] target item index
+    truth: np.ndarray  # [U] target value (original units)
 
 
 def rating_parameters(model: BehaviorModel) -> list[torch.nn.Parameter]:
@@ -67,6 +79,41 @@ def rating_positions(fitted: Fitted, users: np.ndarray) -> RatingPositions:
         empty = torch.zeros(0, device=device)
         return RatingPositions(empty.view(0, model.cfg.d_model), empty.view(0, 2), empty.long(), empty)
     return RatingPositions(*(torch.cat([p[i] for p in parts]) for i in range(4)))
+
+
+@torch.no_grad()
+def valid_ratings(fitted: Fitted) -> ValidRatings:
+    """The rating task's inputs for every validation target with a value, as :func:`evaluate_split` asks them
+    (the same histories and request time), from the frozen model."""
+    model, data, split, device = fitted.model, fitted.data, fitted.split, fitted.device
+    model.eval()
+    truth = data.value[split.valid_pos] if len(split.users) else np.zeros(0)
+    has = ~np.isnan(truth)
+    users, ends = split.users[has], split.valid_pos[has]
+    mixed, extra = [], []
+    for lo in range(0, len(users), _ENCODE_BATCH):
+        sl = slice(lo, lo + _ENCODE_BATCH)
+        batch = history_batch(data, users[sl], ends[sl], model.cfg.max_len, fitted.protocol.actual_time).to(device)
+        states = model.encode(model.tokens(batch), batch, last=True)
+        mixed.append(model.mixed(states, batch, last=True).float())
+        extra.append(user_value_mean(batch, model.cfg)[:, -1].float())
+    d = model.cfg.d_model
+    return ValidRatings(
+        torch.cat(mixed) if mixed else torch.zeros(0, d, device=device),
+        torch.cat(extra) if extra else torch.zeros(0, 2, device=device),
+        torch.as_tensor(data.item[ends], dtype=torch.long, device=device),
+        truth[has],
+    )
+
+
+@torch.no_grad()
+def valid_rmse(fitted: Fitted, valid: ValidRatings) -> float:
+    """Validation RMSE of the rating task on the cached inputs (equal to ``evaluate_split``'s)."""
+    if len(valid.truth) == 0:
+        return math.nan
+    _, task_r = fitted.model.mmoe(valid.mixed)
+    pred = fitted.model.rating_of(torch.cat([task_r, valid.extra], -1), valid.item).float().cpu().numpy()
+    return M.rmse(valid.truth, np.asarray(fitted.scale.restore(pred)))
 
 
 def _epoch(
@@ -116,9 +163,10 @@ def refit_rating(
     best = {id(p): p.detach().clone() for p in params}
     optimizer = torch.optim.AdamW(params, lr=lr)
     rng = np.random.default_rng(seed)
+    valid = valid_ratings(fitted)
     for epoch in range(1, epochs + 1):
         loss = _epoch(model, pos, optimizer, rng)
-        rmse = evaluate_split(fitted, "valid").get("RMSE", math.nan)
+        rmse = valid_rmse(fitted, valid)
         summary["epochs_run"] = epoch
         report(progress, "rating_refit", epoch, epochs, epoch=epoch, loss_rating=loss, valid_RMSE=rmse)
         if rmse < summary["valid_RMSE"]:

@@ -240,8 +240,8 @@ class Recommender:
         users, ends = np.array([pos]), np.array([self.data_.offsets[pos + 1]])
         batch = history_batch(self.data_, users, ends, self.model_.cfg.max_len).to(self.device_)
         self.model_.eval()
-        task_e, task_r = self.model_(batch)
-        logits = self.model_.engagement_logits(task_e[:, -1]).float()[0]
+        task_e, task_r = self.model_(batch, last=True)
+        logits = self.model_.engagement_logits(task_e).float()[0]
         logits[0] = float("-inf")
         exclude = self.protocol_.exclude_seen if exclude_seen is None else exclude_seen
         if exclude:
@@ -250,7 +250,7 @@ class Recommender:
         # the engagement probability: softmax over items for a softmax-trained head, sigmoid for BCE
         probs = torch.sigmoid(logits) if self.train.get("loss") == "bce" else torch.softmax(logits, -1)
         order = torch.argsort(-logits, stable=True)[: min(k, int(torch.isfinite(logits).sum()))]
-        ratings = self.model_.rating_of(task_r[:, -1].expand(len(order), -1), order).float()
+        ratings = self.model_.rating_of(task_r.expand(len(order), -1), order).float()
         return pd.DataFrame(
             {
                 S.ITEM_ID: self.data_.item_ids[order.cpu().numpy()],

@@ -61,17 +61,19 @@ class RepeatPath(nn.Module):
     def evidence(
         self, batch: Batch, now: torch.Tensor, presence: torch.Tensor, bucket: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """[B, Lq, Lk] weight of event k as evidence for its own item at position q (0 for later events)."""
+        """[B, Lq, Lk] weight of event k as evidence for its own item at position q (0 for later events), for
+        the newest Lq positions (``now`` [B, Lq]: their request times; all L, or the last one)."""
         b, length = batch.ts.shape
         if bucket is None:  # each event's age bucket at each position's request time: [B, Lq, Lk]
             bucket = gap_bucket((now.unsqueeze(2) - batch.ts.unsqueeze(1)).clamp(min=0))
+        lq = bucket.shape[1]
         table = self.behavior(batch.behavior)  # [B, Lk, G]
         index = bucket + GAP_BUCKETS * torch.arange(length, device=now.device)
-        per_pair = table.reshape(b, -1).gather(1, index.reshape(b, -1)).view(b, length, length)
+        per_pair = table.reshape(b, -1).gather(1, index.reshape(b, -1)).view(b, lq, length)
         pos = torch.arange(length, device=now.device)
-        ago = (pos.unsqueeze(1) - pos.unsqueeze(0)).clamp(min=0)  # [Lq, Lk]
+        ago = (pos[length - lq :].unsqueeze(1) - pos.unsqueeze(0)).clamp(min=0)  # [Lq, Lk]
         recency = _lookup(self.distance.weight, distance_bucket(ago))  # [Lq, Lk]
-        causal = torch.ones(length, length, dtype=torch.bool, device=now.device).tril()
+        causal = torch.ones(length, length, dtype=torch.bool, device=now.device).tril()[length - lq :]
         there = batch.mask & (presence > 0)  # a removed event is no occurrence at all
         allowed = causal & there.unsqueeze(1)  # [B, Lq, Lk]
         absent = -1 - torch.arange(length, device=now.device).expand_as(batch.item)  # matches no other event
@@ -101,13 +103,14 @@ def _lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def last_occurrences(items: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Which events are their item's last occurrence up to each position, and how recent.
 
-    items [B, L], allowed [B, Lq, Lk] (causal, real events) -> (last [B, Lq, Lk] float: event k is
-    the newest event of its item among events <= q; rank [B, Lq, Lk] long: how many distinct items
-    occurred after k up to q, the recency order of "the user's most recent distinct items").
+    items [B, L], allowed [B, Lq, Lk] (causal, real events; the newest Lq positions) -> (last [B, Lq, Lk]
+    float: event k is the newest event of its item among events <= q; rank [B, Lq, Lk] long: how many
+    distinct items occurred after k up to q, the recency order of "the user's most recent distinct items").
     """
     same = items.unsqueeze(2) == items.unsqueeze(1)  # [B, Lk, Lk'] same item
     later = torch.ones_like(same[0]).triu(1)  # k' > k
     seen_again = torch.cumsum((same & later).to(torch.int32), 2)  # [B, Lk, q]: repeats of k's item in (k, q]
+    seen_again = seen_again[:, :, items.shape[1] - allowed.shape[1] :]
     last = (seen_again.transpose(1, 2) == 0) & allowed  # [B, Lq, Lk]
     after = torch.flip(torch.cumsum(torch.flip(last.to(torch.int32), [2]), 2), [2]) - last.to(torch.int32)
     return last.float(), after.long()

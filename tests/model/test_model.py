@@ -202,6 +202,23 @@ def test_batch_neighbours_and_padding_length_do_not_change_the_last_state(data, 
     )
 
 
+def test_the_newest_position_alone_equals_the_last_row_of_every_position(data, repeating) -> None:
+    """``last=True`` computes the pairwise terms (attention, memory, repeat) for one row, not L: same numbers."""
+    model, batch = repeating, _batch(data)
+    removed = torch.zeros_like(batch.mask)
+    removed[0, -2] = removed[1, -1] = True  # removed events change the memory and the repeat evidence
+    for rm in (None, removed):
+        with torch.no_grad():
+            full_e, full_r = model(batch, rm)
+            last_e, last_r = model(batch, rm, last=True)
+            states = model.encode(model.tokens(batch), batch, rm, last=True)
+        assert states.shape[1] == 1 and last_e.shape[0] == batch.item.shape[0]
+        torch.testing.assert_close(last_e, full_e[:, -1], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(last_r, full_r[:, -1], rtol=1e-5, atol=1e-5)
+        logits = model.engagement_logits(last_e)
+        torch.testing.assert_close(logits, model.engagement_logits(full_e[:, -1]), rtol=1e-5, atol=1e-5)
+
+
 def test_left_padding_does_not_change_the_last_state(data, repeating) -> None:
     model = repeating
     unpadded = _states(model, _batch(data, max_len=4, users=(1,)))  # "mid": exactly 4 events

@@ -114,12 +114,12 @@ def model_score_fn(
             batch = history_batch(data, users[sl], ends[sl], model.cfg.max_len, actual_time).to(device)
             removed = None if code is None else (batch.behavior == code) & batch.mask  # [B, L]
             removed_total += 0 if removed is None else int(removed.sum())
-            task_e, task_r = model(batch, removed)
-            logits = model.engagement_logits(task_e[:, -1]).float()
+            task_e, task_r = model(batch, removed, last=True)
+            logits = model.engagement_logits(task_e).float()
             logits[:, 0] = float("-inf")
             scores.append(torch.log_softmax(logits, -1).cpu().numpy())
             idx = torch.as_tensor(targets[sl], dtype=torch.long, device=device)
-            values.append(np.asarray(scale.restore(model.rating_of(task_r[:, -1], idx).float().cpu().numpy())))
+            values.append(np.asarray(scale.restore(model.rating_of(task_r, idx).float().cpu().numpy())))
         return np.concatenate(scores), np.concatenate(values), removed_total
 
     return score

@@ -114,7 +114,7 @@ def swap_rows(batch: Batch, positions: np.ndarray, buckets: np.ndarray) -> tuple
 def score_rows(model: BehaviorModel, rows: Batch, removed: torch.Tensor, loss: str) -> torch.Tensor:
     """Log-probabilities over every item [R, N+1] of each row's last position."""
     model.eval()
-    states = model.encode(model.tokens(rows), rows, removed)
+    states = model.encode(model.tokens(rows), rows, removed, last=True)
     task_e, task_r = model.tasks(states, rows, removed, last=True)
     return items_target(model, np.arange(model.cfg.n_items + 1), loss)(task_e, task_r).double()
 
