@@ -85,6 +85,9 @@ class ModelConfig:
     # the repeat path: earlier events of a candidate straight into its logit (RepeatPath); None = on
     # where earlier items stay candidates (the protocol), off where they are excluded (it cannot rank then)
     use_repeat: bool | None = None
+    # how the repeat path meets the rest of the logit: a mixture (True: log(e^explore + e^repeat), RepeatNet's
+    # two modes; a noisy item vector cannot sink an item the user just met) or an added term (False)
+    repeat_mix: bool = True
     request_gap: float = setting(86400.0, low=0.0)  # seconds after the last event a whole-history request is asked
     value_mean: float = setting(0.0, derived=True)  # rating standardization, (value - mean) / std
     value_std: float = setting(1.0, derived=True)

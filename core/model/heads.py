@@ -1,7 +1,8 @@
 """The multi-task top: MMoE over the user state, the engagement head (a logit per item), the rating head.
 
 MMoE         = shared experts over the user state (+ the request gap), one softmax gate per task
-engagement   = <engagement task state + memory, item representation> + item bias  (a logit per item)
+engagement   = <engagement task state + memory, item representation> + item bias  (a logit per item),
+               then the repeat path's mixture (core.model.repeat) where the model has one
 rating       = tower([task state, item, task state * item, user mean]) + item bias, standardized units
 """
 
@@ -59,7 +60,7 @@ class EngagementHead(nn.Module):
         if repeat is None or rest.shape[-1] == 0:
             return logits
         evidence, seen = unpack(rest)
-        return logits + repeat.logits(evidence, seen, item_idx, self.item_bias.num_embeddings)
+        return repeat.combine(logits, evidence, seen, item_idx, task_state[..., :de])
 
 
 class RatingHead(nn.Module):

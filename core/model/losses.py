@@ -19,6 +19,8 @@ from core.model.config import TrainConfig
 from core.model.network import BehaviorModel
 from core.model.protocol import RatingScale
 
+_LOGIT_CELLS = 6 << 20  # floats per chunk of softmax logits (24 MB)
+
 
 @dataclass
 class LossParts:
@@ -55,9 +57,16 @@ class MultiTaskLoss(nn.Module):
 
     def _engagement(self, model: BehaviorModel, h_e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.cfg.loss == "softmax":
-            logits = model.engagement_logits(h_e).float()
-            logits[:, 0] = float("-inf")
-            return F.cross_entropy(logits, target)
+            # in chunks of positions whose logits stay under glibc's largest heap block (32 MB): a larger
+            # tensor is a fresh mapping whose pages fault in on every step (as much system CPU as compute)
+            items = model.items(None)
+            step = max(1, _LOGIT_CELLS // items.shape[0])
+            total = h_e.new_zeros((), dtype=torch.float32)
+            for lo in range(0, len(target), step):
+                logits = model.engagement_logits(h_e[lo : lo + step], items=items).float()
+                logits[:, 0] = float("-inf")
+                total = total + F.cross_entropy(logits, target[lo : lo + step], reduction="sum")
+            return total / max(1, len(target))
         negs = torch.randint(1, self.n_items, (len(target), self.cfg.n_negatives), device=target.device)
         negs = negs + (negs >= target.unsqueeze(1)).long()  # uniform over the other items, never the target
         cand = torch.cat([target.unsqueeze(1), negs], 1)  # [P, 1+n]

@@ -4,10 +4,12 @@
     history      = causal pre-norm transformer over tokens, attention biased by each event's age
                    at the request time (when the prediction is asked)
     memory       = sum over events of w(behavior, value, age) * V (token - mask token): evidence that adds up
-    repeat       = a * log(1 + sum over earlier events of the candidate of w(behavior, age, recency)):
-                   "this very item is in the history" straight into its engagement logit
+    repeat       = E_j = sum over earlier events of candidate j of w(behavior, age, recency):
+                   "this very item is in the history" straight into its engagement logit, mixed
+                   with the rest as log(e^explore_j + e^(gate(state) + log E_j)) (RepeatNet's modes)
     MMoE         = shared experts over the user state (+ the request gap), one softmax gate per task
-    engagement   = <engagement task state + memory, item representation> + item bias + repeat (a logit per item)
+    engagement   = explore_j = <engagement task state + memory, item representation> + item bias, then the
+                   repeat mixture (a logit per item)
     rating       = tower([task state, item, task state * item, user's mean value]) + w * user's mean value
                    + item bias, in standardized units (the mean of the user's earlier values, causal)
 
@@ -114,10 +116,12 @@ class BehaviorModel(nn.Module):
         states = self.encode(self.tokens(batch), batch, removed, present, last)
         return self.tasks(states, batch, removed, last)
 
-    def engagement_logits(self, task_e: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
-        """[P, De] -> logits over every item [P, N+1] (index 0 = padding), or paired [P] for ``item_idx`` [P]."""
-        items = self.items(item_idx)
-        return self.engagement(task_e, items, item_idx)
+    def engagement_logits(
+        self, task_e: torch.Tensor, item_idx: torch.Tensor | None = None, items: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[P, De] -> logits over every item [P, N+1] (index 0 = padding), or paired [P] for ``item_idx`` [P].
+        ``items``: the item representations, when the caller already has them (``self.items(item_idx)``)."""
+        return self.engagement(task_e, self.items(item_idx) if items is None else items, item_idx)
 
     def rating_of(self, task_r: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """[P, De + 2] and items [P] -> standardized ratings [P]."""

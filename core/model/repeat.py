@@ -1,23 +1,34 @@
 """The repeat path: a direct line from "this candidate is in the history" to its engagement logit.
 
-    repeat_qj = a * log(1 + sum over events k <= q with item_k = j of
-                            softplus(W[b_k, age_qk] + R[distance_qk]) * presence_k)
+Each earlier event k <= q of the user gives evidence for its own item at position q:
 
-(a, W and R stored divided by :data:`PARAM_SCALE`)
+    w_qk = f(W[b_k, age_qk] + R[distance_qk]) + last_qk * f(Rank[distinct items since k])   (* presence_k)
 
-over the user's earlier events k: W is a learned weight per behavior and age bucket (the event's
-age at q's request time), R per recency bucket (how many events ago, log2), ``presence_k`` is 1
-for an event that is there and 0 for a removed one (the mask token). In repeat-heavy logs the
-next event often continues what the user just did (the next funnel step of a viewed item, a
-re-purchase), and a dot product of a user state with item vectors can only approximate "this
-very item, a minute ago, carted": this path says it directly, in the spirit of RepeatNet's
-copy mode. Under a protocol that excludes earlier items it has no effect on the ranking.
+W is a learned weight per behavior and age bucket (the event's age at q's request time), R per
+recency bucket (how many events ago, log2), Rank for the item's latest event by how many distinct
+items came since (the order of "the user's most recent distinct items"), ``presence_k`` 1 for an
+event that is there and 0 for a removed one (the mask token). Parameters are stored divided by
+:data:`PARAM_SCALE`. The evidence of a candidate j is E_qj = sum of w_qk over its events.
+
+Two ways to meet the rest of the logit (``ModelConfig.repeat_mix``):
+
+- mixture (f = exp, the default): logit_j = log(exp(explore_j) + exp(g(state) + log E_qj)), the
+  repeat and explore modes of RepeatNet (Ren et al. 2019) as one softmax: the user state's gate g
+  says how likely a repeat is now, the evidence which earlier item. An item the user just met
+  keeps its repeat mass whatever its item vector says, so a noisy vector of a rare item cannot
+  sink it, and an item never met is scored by the explore logit alone.
+- added term (f = softplus, models saved before the mixture): logit_j = explore_j + a log(1 + E_qj).
+
+In repeat-heavy logs the next event often continues what the user just did (the next funnel step
+of a viewed item, a re-purchase). Under a protocol that excludes earlier items the path has no
+effect on the ranking (and is off by default).
 
 The evidence per (position, event) pair travels beside the user state as trailing features
 (:func:`pack`), so every caller that turns task states into logits gets it without a new
 argument; :class:`~core.model.heads.EngagementHead` unpacks it. Presence is computed from the
 tokens (:func:`presence`), so Integrated Gradients, which interpolates tokens from the mask
-token to the event, attributes the repeat evidence to the events that give it.
+token to the event, attributes the repeat evidence to the events that give it (the mixture is
+smooth in presence: E is linear in it, inside a log-sum-exp).
 """
 
 from __future__ import annotations
@@ -45,10 +56,18 @@ class RepeatPath(nn.Module):
         self.behavior = nn.Embedding(cfg.n_behaviors, GAP_BUCKETS)
         self.distance = nn.Embedding(DISTANCE_BUCKETS, 1)
         self.rank = nn.Embedding(RANK_BUCKETS, 1)  # the last occurrence, by how many distinct items came since
-        # It starts as the recency heuristic ("the user's most recent items first"): a logit gain of
-        # 2 log(1 + softplus(2 - recency bucket)) per item, 2.3 for the newest event, 1.1 four events back.
-        # Training moves it from there: up where users repeat, down to nothing where they never do.
+        # It starts as the recency heuristic ("the user's most recent items first"): as a mixture, the newest
+        # event weighs e^2 + e^2 (its recency and its rank), an item four events back e^0 + e^0, so every
+        # earlier item outranks the near-uniform explore logits of a new model, newest first; as an added
+        # term, a gain of 2 log(1 + softplus(2 - recency bucket)). Training moves it from there: up where
+        # users repeat, down where they never do (the gate, or the scale a).
         self.scale = nn.Parameter(torch.full((), 4.0 / PARAM_SCALE))
+        self.mix = cfg.repeat_mix
+        # the mixture's gate: how likely a repeat is at this position, from the engagement task state
+        self.gate = nn.Linear(cfg.expert_dim, 1) if self.mix else None  # none: added-term models load
+        if self.gate is not None:
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
         nn.init.zeros_(self.behavior.weight)
         with torch.no_grad():
             self.distance.weight.copy_(
@@ -78,20 +97,42 @@ class RepeatPath(nn.Module):
         allowed = causal & there.unsqueeze(1)  # [B, Lq, Lk]
         absent = -1 - torch.arange(length, device=now.device).expand_as(batch.item)  # matches no other event
         last, rank = last_occurrences(torch.where(there, batch.item, absent), allowed)
-        every = F.softplus(PARAM_SCALE * (per_pair + recency))
-        latest = _lookup(F.softplus(PARAM_SCALE * self.rank.weight), rank_bucket(rank)) * last
+        weight = self._positive
+        every = weight(PARAM_SCALE * (per_pair + recency))
+        latest = _lookup(weight(PARAM_SCALE * self.rank.weight), rank_bucket(rank)) * last
         return (every + latest) * allowed * presence.unsqueeze(1)
 
-    def logits(
+    def _positive(self, x: torch.Tensor) -> torch.Tensor:
+        """A weight from its logit: exp for the mixture (capped: e^15 is far past any softmax margin), softplus
+        for the added term."""
+        return torch.exp(x.clamp(max=15.0)) if self.mix else F.softplus(x)
+
+    def totals(
         self, evidence: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor | None, n1: int
     ) -> torch.Tensor:
-        """evidence [P, Lk], items [P, Lk] -> repeat logits [P, n1], or paired [P] for ``item_idx`` [P]."""
+        """evidence [P, Lk], items [P, Lk] -> each candidate's evidence E [P, n1], or paired [P] for ``item_idx``."""
         if item_idx is None:
             total = torch.zeros(evidence.shape[0], n1, dtype=evidence.dtype, device=evidence.device)
-            total = total.scatter_add(1, items, evidence)
-        else:
-            total = (evidence * (items == item_idx.unsqueeze(-1))).sum(-1)
-        return PARAM_SCALE * self.scale * torch.log1p(total)
+            return total.scatter_add(1, items, evidence)
+        return (evidence * (items == item_idx.unsqueeze(-1))).sum(-1)
+
+    def combine(
+        self,
+        explore: torch.Tensor,
+        evidence: torch.Tensor,
+        items: torch.Tensor,
+        item_idx: torch.Tensor | None,
+        state: torch.Tensor,
+    ) -> torch.Tensor:
+        """The engagement logits with the repeat path: explore logits [P, n1] (or paired [P]), evidence and
+        items [P, Lk], the engagement task state [P, De] (the mixture's gate) -> logits of the same shape."""
+        total = self.totals(evidence.float(), items, item_idx, explore.shape[-1] if item_idx is None else 0)
+        if not self.mix or self.gate is None:
+            return explore + PARAM_SCALE * self.scale * torch.log1p(total)
+        gate = self.gate(state).float()  # [P, 1]
+        repeat = gate.squeeze(-1) if item_idx is not None else gate
+        repeat = repeat + torch.log(total.clamp(min=1e-30))
+        return torch.where(total > 0, torch.logaddexp(explore.float(), repeat), explore.float()).to(explore.dtype)
 
 
 def _lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -78,8 +78,10 @@ def model(data) -> BehaviorModel:
         m.memory.behavior.weight.normal_()
         m.memory.value.weight.normal_()
         m.repeat.scale.fill_(0.7)
-        m.repeat.behavior.weight.normal_()
-        m.repeat.distance.weight.normal_()
+        m.repeat.behavior.weight.normal_(0, 0.2)
+        m.repeat.distance.weight.normal_(0, 0.2)
+        m.repeat.gate.weight.normal_(0, 0.5)
+        m.repeat.gate.bias.fill_(1.0)
     return m
 
 
@@ -233,8 +235,18 @@ def test_left_padding_does_not_change_the_last_state(data, repeating) -> None:
     )
 
 
-def test_the_repeat_path_raises_exactly_the_items_in_the_history(data, repeating) -> None:
+def _added_term_twin(data, model: BehaviorModel) -> BehaviorModel:
+    """The same weights with the repeat path as an added term (models saved before the mixture)."""
+    with torch.random.fork_rng():  # the module's later tests draw from the global generator
+        twin = BehaviorModel(_cfg(data, repeat_mix=False), model.items.text)
+    twin.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("repeat.gate")})
+    return twin.eval()
+
+
+@pytest.mark.parametrize("form", ["mixture", "added term"])
+def test_the_repeat_path_raises_exactly_the_items_in_the_history(data, repeating, form: str) -> None:
     """Only items of the user's earlier events get a repeat logit; a removed event gives none."""
+    repeating = repeating if form == "mixture" else _added_term_twin(data, repeating)
     batch = _batch(data, users=(1,))  # "mid": 4 events
     with torch.random.fork_rng():  # the module's later tests draw from the global generator
         plain = BehaviorModel(_cfg(data, use_repeat=False), repeating.items.text)
@@ -242,7 +254,10 @@ def test_the_repeat_path_raises_exactly_the_items_in_the_history(data, repeating
     plain.eval()
     gain = _last_logits(repeating, batch) - _last_logits(plain, batch)  # [1, N+1]
     seen = set(batch.item[0][batch.mask[0]].tolist())
-    assert all(gain[0, j] > 0 for j in seen)
+    if form == "added term":
+        assert all(gain[0, j] > 0 for j in seen)
+    else:  # log(e^explore + e^repeat): never lower, and higher unless the explore logit dwarfs the repeat one
+        assert all(gain[0, j] >= 0 for j in seen) and any(gain[0, j] > 1e-3 for j in seen)
     assert all(abs(gain[0, j]) < 1e-6 for j in range(1, N_ITEMS + 1) if j not in seen)
     removed = torch.zeros_like(batch.mask)
     removed[0, -1] = True  # the newest event: its item gets no evidence from it
@@ -251,7 +266,8 @@ def test_the_repeat_path_raises_exactly_the_items_in_the_history(data, repeating
         without = repeating.engagement_logits(task_e[:, -1])
     newest = int(batch.item[0, -1])
     if newest not in set(batch.item[0, :-1][batch.mask[0, :-1]].tolist()):
-        assert without[0, newest] < _last_logits(repeating, batch)[0, newest]
+        assert without[0, newest] <= _last_logits(repeating, batch)[0, newest]
+        assert without[0, newest] < _last_logits(repeating, batch)[0, newest] or form == "mixture"
 
 
 def test_padding_keys_are_masked_in_the_time_bias(data) -> None:

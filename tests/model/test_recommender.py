@@ -240,6 +240,27 @@ def test_a_run_saved_before_the_behavior_memory_loads_without_it(tiny_bert_dir, 
     assert _rec(tiny_bert_dir).fit(events.head(300), items).model_.memory is not None  # on by default
 
 
+def test_a_run_saved_with_the_added_repeat_term_loads_with_it(tiny_bert_dir, dataset, tmp_path: Path) -> None:
+    """Runs from before ``repeat_mix`` existed have no such key and no gate: their repeat path is an added term."""
+    events, items = dataset
+    added = _rec(tiny_bert_dir, model={"use_repeat": True, "repeat_mix": False}).fit(events, items)
+    assert added.model_.repeat is not None and added.model_.repeat.gate is None
+    folder = added.save(tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    del config["model_config"]["repeat_mix"]
+    (folder / "config.json").write_text(
+        json.dumps(seal_config({k: v for k, v in config.items() if k != "config_sha256"}))
+    )
+    loaded = Recommender.load(folder, events, device="cpu")
+    assert loaded.model_.cfg.repeat_mix is False and loaded.model_.repeat.gate is None
+    user = str(added.data_.users[0])
+    np.testing.assert_allclose(
+        loaded.recommend(user, 5)["engagement"].to_numpy(), added.recommend(user, 5)["engagement"].to_numpy(), rtol=1e-6
+    )
+    mixed = _rec(tiny_bert_dir, model={"use_repeat": True}).fit(events.head(300), items).model_
+    assert mixed.cfg.repeat_mix is True and mixed.repeat.gate is not None  # the mixture by default
+
+
 def test_round_trip_gives_identical_outputs(fitted, saved: Path, dataset) -> None:
     events, _ = dataset
     loaded = Recommender.load(saved, events, device="cpu")

@@ -125,6 +125,26 @@ def test_loss_combination_golden(cyclic) -> None:
     assert fixed.engagement.item() == pytest.approx(ce.item(), rel=1e-5)
 
 
+def test_the_softmax_loss_in_chunks_equals_the_whole_and_so_do_its_gradients(cyclic, monkeypatch) -> None:
+    import core.model.losses as losses
+
+    split = leave_last_out(cyclic)
+    batch = training_batch(cyclic, np.arange(cyclic.n_users), split.train_end, max_len=8)
+    model = _model(cyclic).eval()
+    runs = []
+    for cells in (losses._LOGIT_CELLS, 3 * (cyclic.n_items + 1)):  # one chunk; chunks of 3 positions
+        monkeypatch.setattr(losses, "_LOGIT_CELLS", cells)
+        model.zero_grad()
+        parts = MultiTaskLoss(TrainConfig(loss_weights=[1.0, 0.0]), cyclic.n_items)(model, batch, None)
+        parts.total.backward()
+        runs.append(
+            (parts.engagement.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        )
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-6)
+    for name, grad in runs[0][1].items():
+        torch.testing.assert_close(grad, runs[1][1][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_rating_loss_is_zero_without_values(cyclic) -> None:
     split = leave_last_out(cyclic)
     batch = training_batch(cyclic, np.arange(cyclic.n_users), split.train_end, max_len=8)
