@@ -221,16 +221,21 @@ def test_save_writes_safetensors_and_json(saved: Path) -> None:
     assert config["model_config"]["d_model"] == 16
 
 
+def _without_model_setting(folder: Path, key: str) -> Path:
+    """The run folder as a release before ``key`` existed wrote it: its config lacks the setting (resealed)."""
+    config = json.loads((folder / "config.json").read_text())
+    del config["model_config"][key]
+    (folder / "config.json").write_text(
+        json.dumps(seal_config({k: v for k, v in config.items() if k != "config_sha256"}))
+    )
+    return folder
+
+
 def test_a_run_saved_before_the_behavior_memory_loads_without_it(tiny_bert_dir, dataset, tmp_path: Path) -> None:
     """Runs from before ``use_memory`` existed have no such key and no memory weights."""
     events, items = dataset
     plain = _rec(tiny_bert_dir, model={"use_memory": False}).fit(events, items)
-    folder = plain.save(tmp_path / "old")
-    config = json.loads((folder / "config.json").read_text())
-    del config["model_config"]["use_memory"]
-    (folder / "config.json").write_text(
-        json.dumps(seal_config({k: v for k, v in config.items() if k != "config_sha256"}))
-    )
+    folder = _without_model_setting(plain.save(tmp_path / "old"), "use_memory")
     loaded = Recommender.load(folder, events, device="cpu")
     assert loaded.model_.memory is None
     user = str(plain.data_.users[0])
@@ -245,12 +250,7 @@ def test_a_run_saved_with_the_added_repeat_term_loads_with_it(tiny_bert_dir, dat
     events, items = dataset
     added = _rec(tiny_bert_dir, model={"use_repeat": True, "repeat_mix": False}).fit(events, items)
     assert added.model_.repeat is not None and added.model_.repeat.gate is None
-    folder = added.save(tmp_path / "old")
-    config = json.loads((folder / "config.json").read_text())
-    del config["model_config"]["repeat_mix"]
-    (folder / "config.json").write_text(
-        json.dumps(seal_config({k: v for k, v in config.items() if k != "config_sha256"}))
-    )
+    folder = _without_model_setting(added.save(tmp_path / "old"), "repeat_mix")
     loaded = Recommender.load(folder, events, device="cpu")
     assert loaded.model_.cfg.repeat_mix is False and loaded.model_.repeat.gate is None
     user = str(added.data_.users[0])
