@@ -3,8 +3,8 @@
 Protocol: each user's ratings sorted by timestamp, ties kept in file order (a stable sort of
 ratings.dat); last = test, second-to-last = valid, the rest = train; all items that occur in the
 ratings (3,706) are scored, the user's earlier items of any behavior excluded; HR@10 and NDCG@10 of the test
-event. The model runs ``--seeds`` seeds (0..N-1); popularity and BPR-MF (bench/baselines.py) run
-once on the same split. Every run is its own subprocess, so its peak RSS is its own.
+event. The model runs ``--seeds`` seeds (0..N-1, or K..K+N-1 with ``--first-seed K``); popularity
+and BPR-MF (bench/baselines.py) run once on the same split. Every run is its own subprocess, so its peak RSS is its own.
 
 Ties: about half of ML-1M's ratings share their second with the user's previous rating, and
 :func:`core.data.sequences.build_sequences` orders ties by item ID (timestamps in whole seconds,
@@ -328,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with ratings.dat and movies.dat")
     p.add_argument("--seeds", type=int, default=3, help="seeds of the model (0..N-1)")
+    p.add_argument(
+        "--first-seed", type=int, default=0, help="start the seeds here (K..K+N-1), e.g. to spread seeds over processes"
+    )
     p.add_argument("--epochs", type=int, help=f"training epochs (default {DEFAULT_EPOCHS}; early stopping applies)")
     p.add_argument("--time-budget-min", type=float, default=DEFAULT_BUDGET_MIN, help="stop training after this")
     p.add_argument("--config", default="{}", help="extra Recommender settings as a JSON object")
@@ -379,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingested in {time.perf_counter() - started:.0f} s: {json.dumps(stats)}", file=sys.stderr, flush=True)
         rows = []
         for variant in variants:
-            seeds = range(args.seeds) if variant == "model" else [0]
+            seeds = range(args.first_seed, args.first_seed + args.seeds) if variant == "model" else [0]
             results = [_child(variant, s, workspace, settings, budget_s) for s in seeds]
             rows.append((variant, results))
             print(f"done {variant}: " + json.dumps(results[-1], default=float), file=sys.stderr, flush=True)
