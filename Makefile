@@ -3,7 +3,6 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.behaviorlens-installed
-HOST ?= 127.0.0.1
 PORT ?= 8501
 
 .PHONY: setup demo test browser-deps bench clean-workspace
@@ -16,10 +15,11 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 ## Set up, put the sample dataset in the workspace, start training the demo model in the background
-## (once: nothing starts when a run of it is done or training), and serve the dashboard meanwhile.
+## (once: nothing starts when a run of it is done or training), and serve the dashboard meanwhile,
+## on 127.0.0.1 only (.streamlit/config.toml) and with no outside call (serve.py).
 demo: setup
 	$(VENV)/bin/behaviorlens sample --train
-	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+	$(PY) serve.py --server.port $(PORT)
 
 ## Chromium for the browser test (Debian package; needs root when missing).
 browser-deps:

@@ -23,6 +23,22 @@ class UnusableFileError(DataError):
     """
 
 
+class UnmappedFieldError(UnusableFileError):
+    """A required field (user_id, item_id) has no column: neither guessed nor picked.
+
+    It carries what a front end needs to say how to fix it in its own terms (a form field on the
+    Data page, ``--map`` on the command line): ``field``, the ``file`` name, its ``columns`` (the
+    candidates) and whether the file has a ``header`` row.
+    """
+
+    def __init__(self, field: str, file: str, columns: list[str], header: bool = True) -> None:
+        self.field, self.file, self.columns, self.header = field, file, list(columns), header
+        super().__init__(f"no {field} column found in {file} among {self.columns}")
+
+    def __reduce__(self) -> tuple[type[UnmappedFieldError], tuple[str, str, list[str], bool]]:
+        return type(self), (self.field, self.file, self.columns, self.header)
+
+
 class NotFittedError(BehaviorLensError, RuntimeError):
     """A model or estimator was used before ``fit``."""
 
@@ -33,6 +49,27 @@ class ArtifactError(BehaviorLensError):
 
 class WorkspaceError(BehaviorLensError):
     """The workspace folder or database cannot be used."""
+
+
+class DatasetInUseError(DataError):
+    """An ingest would change the events of a dataset that runs were trained on (nothing is written).
+
+    The CLI exits with status 2 on this error.
+    """
+
+
+class DatasetChangedError(ArtifactError):
+    """A run's dataset no longer holds the events the run was trained on (re-ingested or edited).
+
+    The CLI exits with status 2 on this error.
+    """
+
+
+class RunBusyError(BehaviorLensError):
+    """A run is being trained by a live process: it cannot be resumed or deleted now.
+
+    The CLI exits with status 2 on this error.
+    """
 
 
 class NotFoundError(BehaviorLensError, KeyError):

@@ -3,16 +3,20 @@
 The config records the settings, the architecture, the vocabularies (item IDs, behaviors),
 the protocol, the rating scale, the encoder's fingerprint and the weights' checksum. Loading
 rebuilds the sequences from the dataset's events with the saved vocabularies and refuses a
-file that was edited, replaced or does not fit the architecture. Runs saved before the
-behavior memory and the request time existed load without them.
+file that was edited, replaced, holds values of the wrong type (:mod:`core.model.saved_config`),
+weights that are not finite (NaN, infinity), or does not fit the architecture. Saved in a
+workspace, the config is sealed with the workspace key (:mod:`core.store.seals`). Runs saved
+before the behavior memory and the request time existed load without them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from core import schema as S
 from core._checks import finite_or_none
@@ -23,6 +27,7 @@ from core.model.config import ModelConfig
 from core.model.fitted import Fitted, pick_device
 from core.model.network import BehaviorModel
 from core.model.protocol import STANDIN, Protocol, RatingScale, check_request_time
+from core.model.saved_config import check_saved_config
 from core.store.files import load_json, load_state_into, load_tensors, save_json, save_tensors
 from core.store.run_folder import CONFIG_FILE, FORMAT, MODEL_FILE, check_config, seal_config
 
@@ -30,8 +35,11 @@ from core.store.run_folder import CONFIG_FILE, FORMAT, MODEL_FILE, check_config,
 _ADDED_LATER = {"use_memory": False, "use_request_time": False, "use_repeat": False, "repeat_mix": False}
 
 
-def save_checkpoint(folder: Path, fitted: Fitted, settings: dict[str, Any], extras: dict[str, Any]) -> Path:
-    """Write the weights, then the config that names their checksum (both atomically).
+def save_checkpoint(
+    folder: Path, fitted: Fitted, settings: dict[str, Any], extras: dict[str, Any], key: bytes | None = None
+) -> Path:
+    """Write the weights, then the config that names their checksum (both atomically), sealed with ``key``
+    (the workspace key) when given.
 
     ``extras``: ``encoder_fingerprint``, ``best_epoch``, ``history``, ``rating_refit`` (stored as given).
     """
@@ -55,17 +63,25 @@ def save_checkpoint(folder: Path, fitted: Fitted, settings: dict[str, Any], extr
                 "best_epoch": extras.get("best_epoch"),
                 "history": finite_or_none(extras.get("history") or []),
                 "rating_refit": finite_or_none(extras.get("rating_refit")),
-            }
+            },
+            key,
         ),
     )
     return folder
 
 
-def load_checkpoint(folder: Path, events: pd.DataFrame, device: str) -> tuple[dict[str, Any], Fitted]:
+ConfigCheck = Callable[[dict[str, Any], Path], object]
+
+
+def load_checkpoint(
+    folder: Path, events: pd.DataFrame, device: str, check: ConfigCheck | None = None
+) -> tuple[dict[str, Any], Fitted]:
     """The checked config and the fitted bundle of ``folder`` over the dataset's ``events`` (events outside the
-    saved vocabularies are dropped)."""
+    saved vocabularies are dropped). ``check(config, path)`` checks the seal (default: the plain checksum;
+    a workspace passes :func:`core.store.seals.check_run_seal`)."""
     config = load_json(folder / CONFIG_FILE)
-    check_config(config, folder / CONFIG_FILE)
+    (check or check_config)(config, folder / CONFIG_FILE)
+    check_saved_config(config, folder / CONFIG_FILE)
     vocab = config["vocab"]
     events = events[
         events[S.ITEM_ID].astype(str).isin(set(vocab["items"])) & events[S.BEHAVIOR].isin(vocab["behaviors"])
@@ -78,6 +94,7 @@ def load_checkpoint(folder: Path, events: pd.DataFrame, device: str) -> tuple[di
         request_time=check_request_time(proto.get("request_time", STANDIN)),  # older runs: the stand-in time
     )
     state = load_tensors(folder / MODEL_FILE, config.get("weights_sha256"))
+    _check_finite(state, folder / MODEL_FILE)
     model = _network(config, state, folder)
     load_state_into(model, state, folder / MODEL_FILE)
     torch_device = pick_device(device)
@@ -99,3 +116,13 @@ def _network(config: dict[str, Any], state: dict[str, Any], folder: Path) -> Beh
     except (TypeError, KeyError) as exc:
         raise ArtifactError(f"{folder / CONFIG_FILE} does not describe this model ({exc})") from exc
     return BehaviorModel(mcfg, text)
+
+
+def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """ArtifactError naming the tensors that hold NaN or infinite values (a diverged training, or an altered file)."""
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ArtifactError(
+            f"{path} holds NaN or infinite weights in {sorted(bad)[:5]}{' and more' if len(bad) > 5 else ''}: "
+            "the training diverged or the file was altered; retrain the run (e.g. with a lower learning rate)"
+        )

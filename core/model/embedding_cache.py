@@ -15,6 +15,7 @@ import numpy as np
 
 from core.errors import ArtifactError
 from core.store.files import atomic_write, atomic_write_bytes
+from core.store.permissions import private_dir
 
 CACHE_FORMAT = 1
 
@@ -74,7 +75,7 @@ class EmbeddingCache:
 
     def add(self, keys: list[str], vectors: np.ndarray) -> None:
         """Store ``vectors`` [M, D] under ``keys``: one new shard, then the index."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)
         shard = hashlib.sha256("".join(keys).encode()).hexdigest()[:20] + ".npy"
         data = vectors.astype(np.float32)  # [M, D]
         atomic_write(self.folder / shard, lambda f: np.save(f, data, allow_pickle=False))

@@ -24,7 +24,7 @@ from core.data.batches import default_exclude_seen, history_batch, leave_last_ou
 from core.data.sequences import SequenceData, build_sequences
 from core.errors import DataError, NotFittedError, NotFoundError
 from core.model.baselines import baseline_metrics
-from core.model.checkpoint import load_checkpoint, save_checkpoint
+from core.model.checkpoint import ConfigCheck, load_checkpoint, save_checkpoint
 from core.model.config import ModelConfig, Settings, TrainConfig, check_settings, settable
 from core.model.encoder import TextEncoder
 from core.model.evaluation import evaluate_split, exclusion_mask
@@ -261,20 +261,28 @@ class Recommender:
         )
 
     # -- persistence ---------------------------------------------------------------
-    def save(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``model.safetensors`` and ``config.json`` (with the weights' checksum) atomically."""
+    def save(self, folder: str | os.PathLike[str], key: bytes | None = None) -> Path:
+        """Write ``model.safetensors`` and ``config.json`` (with the weights' checksum) atomically; the config
+        is sealed with ``key`` (the workspace key, :mod:`core.store.seals`) when given."""
         extras = {
             "encoder_fingerprint": getattr(self, "encoder_fingerprint_", None),
             "best_epoch": getattr(self, "best_epoch_", None),
             "history": getattr(self, "history_", []),
             "rating_refit": getattr(self, "rating_refit_", None),
         }
-        return save_checkpoint(Path(folder), self.fitted(), self.get_settings(), extras)
+        return save_checkpoint(Path(folder), self.fitted(), self.get_settings(), extras, key)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str], events: pd.DataFrame, device: str = "auto") -> Recommender:
-        """Rebuild a fitted recommender from its folder and the events of its dataset."""
-        config, fitted = load_checkpoint(Path(folder), events, device)
+    def load(
+        cls,
+        folder: str | os.PathLike[str],
+        events: pd.DataFrame,
+        device: str = "auto",
+        check: ConfigCheck | None = None,
+    ) -> Recommender:
+        """Rebuild a fitted recommender from its folder and the events of its dataset; ``check(config, path)``
+        checks the config's seal (default: its plain checksum; a workspace checks its keyed seal)."""
+        config, fitted = load_checkpoint(Path(folder), events, device, check)
         rec = cls(**{**config["settings"], "device": device})
         rec.model_, rec.data_, rec.split_ = fitted.model, fitted.data, fitted.split
         rec.protocol_, rec.scale_, rec.device_ = fitted.protocol, fitted.scale, fitted.device

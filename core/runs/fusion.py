@@ -108,7 +108,7 @@ def run_candidates(
     expect = {**params, "weights_sha256": run.weights_digest}
 
     def compute() -> tuple[Candidates, dict[str, Any]]:
-        cached = read_cache(run.folder / FUSION_FOLDER, key, expect)
+        cached = read_cache(run.folder / FUSION_FOLDER, key, expect, per_row=("user_ids",))
         if cached is not None:
             return cached[0], {**cached[1], "cached": True}
         rec = run.recommender()

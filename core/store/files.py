@@ -1,7 +1,8 @@
 """Safe files, the one place that writes them: atomic writes, safetensors for tensors, JSON for the rest.
 
 Every file is written atomically (a temp file in the same folder, flushed, then renamed
-into place): a reader sees the old file or the new one, never half of one. Tensors are
+into place): a reader sees the old file or the new one, never half of one. Files are 0600
+and the folders made for them 0700, whatever the umask (:mod:`core.store.permissions`). Tensors are
 safetensors with a checksum; never pickle, never ``torch.load``. A file that is pickled,
 modified after it was written, or does not fit the module it is loaded into is refused
 with :class:`~core.errors.ArtifactError`. Importing this module does not import torch.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from core.errors import ArtifactError
+from core.store.permissions import FILE_MODE, private_dir
 
 if TYPE_CHECKING:  # torch and safetensors load when tensors are written or read, not for JSON
     import torch
@@ -28,10 +30,11 @@ _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+ / torch.save zip 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write`` on a temp file next to ``path``, flush it to disk, then rename it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), FILE_MODE)  # mkstemp's 0600 is masked by the umask
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

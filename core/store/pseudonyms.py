@@ -1,7 +1,8 @@
 """User pseudonyms: a keyed hash (HMAC-SHA256) under a key kept in the workspace.
 
 The key is 32 random bytes in ``<workspace>/.key`` (mode 0600). It is read by
-:class:`core.store.workspace.Workspace` and never printed, logged or stored elsewhere.
+:class:`core.store.workspace.Workspace` and never printed, logged or stored elsewhere. It also
+seals run configs (:mod:`core.store.seals`): without it, an edited config cannot be re-sealed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from core.errors import WorkspaceError
+from core.store.permissions import FILE_MODE
 
 KEY_FILE = ".key"
 KEY_BYTES = 32
@@ -30,9 +32,10 @@ def load_or_create_key(root: Path) -> bytes:
     """
     path = root / KEY_FILE
     if not path.exists():
-        fd, tmp = tempfile.mkstemp(prefix=KEY_FILE + ".", dir=root)  # mode 0600
+        fd, tmp = tempfile.mkstemp(prefix=KEY_FILE + ".", dir=root)
         try:
             with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), FILE_MODE)  # mkstemp's 0600 is masked by the umask
                 fh.write(secrets.token_bytes(KEY_BYTES))
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -3,23 +3,26 @@
 Layout::
 
     <root>/behaviorlens.duckdb   datasets, events, items, runs
-    <root>/.lock                 inter-process lock file (flock)
-    <root>/.key                  HMAC key for user pseudonyms (0600, never shown)
+    <root>/.lock                 inter-process lock file (flock) and who holds it
+    <root>/.key                  HMAC key for user pseudonyms and run seals (never shown)
     <root>/runs/<run_id>/        model.safetensors, config.json, metrics.json, ...
+
+The folder and every folder in it are 0700, every file 0600 (:mod:`core.store.permissions`);
+an older, wider workspace is tightened when it is opened.
 
 Every database access goes through :meth:`Workspace.connect`, which holds an
 exclusive ``flock`` for the life of a short-lived connection. DuckDB allows a
 single writing process per file; the lock serializes processes (the dashboard, the
 CLI, a second ingest) instead of letting the second one fail or corrupt anything.
+A process that waits for it longer than a timeout fails with the holder named
+(:mod:`core.store.lock`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,11 +34,15 @@ import pandas as pd
 
 from core import schema as S
 from core.errors import DataError, NotFoundError, WorkspaceError
-from core.store.pseudonyms import load_or_create_key, pseudonymize
+from core.store.lock import LOCK_FILE, WorkspaceLock
+from core.store.permissions import private_dir, tighten_tree
+from core.store.pseudonyms import KEY_FILE, load_or_create_key, pseudonymize
 
 WORKSPACE_ENV = "BEHAVIORLENS_WORKSPACE"
 DEFAULT_WORKSPACE = "workspace"
 DB_FILE = "behaviorlens.duckdb"
+# what the workspace (and its modules) create in its folder: made private when it is opened
+OWN_ENTRIES = (DB_FILE, DB_FILE + ".wal", LOCK_FILE, KEY_FILE, "runs", "cache", "uploads")  # core.store.uploads
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 _DDL = f"""
@@ -76,6 +83,10 @@ CREATE TABLE IF NOT EXISTS runs (
     config VARCHAR NOT NULL,
     metrics VARCHAR
 );
+CREATE TABLE IF NOT EXISTS run_seals (    -- runs this workspace vouches for (core.store.seals)
+    run_id VARCHAR PRIMARY KEY,
+    legacy_sha256 VARCHAR                 -- NULL: sealed with the key; else the unkeyed checksum first seen
+);
 """
 
 
@@ -107,9 +118,6 @@ def validate_name(name: str, what: str = "dataset") -> str:
 class Workspace:
     """A workspace folder: the DuckDB file, the pseudonym key and the run folders."""
 
-    _thread_lock = threading.RLock()  # threads of one process take turns
-    _held = threading.local()  # this thread's lock depth, for re-entry without a second flock
-
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         chosen = root if root is not None else os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
         self.root = Path(chosen).expanduser().resolve()
@@ -117,6 +125,7 @@ class Workspace:
         self.runs_dir = self.root / "runs"
         self.cache_dir = self.root / "cache"
         self._key: bytes | None = None
+        self._lock = WorkspaceLock(self.root)
         self._prepare()
 
     def __repr__(self) -> str:
@@ -124,34 +133,21 @@ class Workspace:
 
     # -- setup -----------------------------------------------------------------
     def _prepare(self) -> None:
+        """Create the folders private (0700), tighten an older workspace, create the tables (the file 0600)."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.runs_dir.mkdir(exist_ok=True)
+            private_dir(self.runs_dir)
         except OSError as exc:
             raise WorkspaceError(f"cannot create workspace folder {self.root}: {exc.strerror}") from exc
         with self.connect() as con:
             con.execute(_DDL)
+        tighten_tree(self.root, OWN_ENTRIES)  # the database file DuckDB made with the umask's mode, older folders
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the workspace's exclusive inter-process lock (re-entrant per thread)."""
-        with self._thread_lock:
-            depths: dict[Path, int] = self._held.__dict__.setdefault("depths", {})
-            if depths.get(self.root, 0):
-                depths[self.root] += 1
-                try:
-                    yield
-                finally:
-                    depths[self.root] -= 1
-                return
-            with open(self.root / ".lock", "a+b") as fh:
-                try:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-                    depths[self.root] = 1
-                    yield
-                finally:
-                    depths[self.root] = 0
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        """Hold the workspace's exclusive inter-process lock (re-entrant per thread); WorkspaceError naming the
+        holder when it stays taken past the timeout (:func:`core.store.lock.lock_timeout`)."""
+        with self._lock.hold():
+            yield
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
