@@ -194,6 +194,12 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# ID columns are also recognized by their stem: an alias above (or the field name) with one of these
+# suffixes taken off, with or without a suffix in the file ("user_idx", "item_index", "video", "sku_no").
+ID_SUFFIXES: tuple[str, ...] = ("idx", "index", "id", "key", "no", "nr", "num", "number", "code")
+# Read as the user (by stem too: "session_id") when no user column is found: session logs (YooChoose) have none.
+USER_FALLBACK_ALIASES: tuple[str, ...] = ("session", "sessionid")
+
 ITEM_ID_ALIASES = COLUMN_ALIASES[ITEM_ID]
 ITEM_TITLE_ALIASES: tuple[str, ...] = ("title", "name", "productname", "itemname", "movietitle", "headline")
 ITEM_CATEGORY_ALIASES: tuple[str, ...] = ("category", "categories", "cat", "genre", "genres", "section", "department")
@@ -220,6 +226,8 @@ ITEM_TEXT_ORDER: tuple[str, ...] = (
 
 # --- rejection reasons (stable keys of IngestReport.rejected_by_reason) --------
 R_MALFORMED = "malformed_row"
+R_LINE_TOO_LONG = "line_too_long"  # a line over the reader's line limit (source.MAX_LINE_BYTES)
+R_NUL_BYTES = "nul_bytes"  # a line holding NUL bytes (binary data, a zero-padded tail)
 R_MISSING_USER = "missing_user_id"
 R_MISSING_ITEM = "missing_item_id"
 R_ID_TOO_LONG = "id_too_long"

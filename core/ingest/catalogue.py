@@ -127,13 +127,14 @@ def _catalogue_report(
     info: SourceInfo, record: pd.Series, reasons: dict[str, pd.Series], malformed: list[Malformed], items: pd.DataFrame
 ) -> dict[str, object]:
     rejected = {k: int(v.sum()) for k, v in reasons.items() if int(v.sum())}
-    if malformed:
-        rejected[S.R_MALFORMED] = len(malformed)
     examples: dict[str, list[dict[str, object]]] = {
         k: [{"row": int(r)} for r in record[v].head(EXAMPLES_PER_REASON)] for k, v in reasons.items() if int(v.sum())
     }
-    if malformed:
-        examples[S.R_MALFORMED] = [{"line": m.line, "error": m.error} for m in malformed[:EXAMPLES_PER_REASON]]
+    for m in malformed:  # malformed_row, line_too_long, nul_bytes
+        rejected[m.reason] = rejected.get(m.reason, 0) + 1
+        shown = examples.setdefault(m.reason, [])
+        if len(shown) < EXAMPLES_PER_REASON:
+            shown.append({"line": m.line, "error": m.error})
     return {
         "file": info.path.name,
         "format": info.format,

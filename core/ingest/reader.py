@@ -5,14 +5,20 @@ caller's query is evaluated over the raw VARCHAR columns, so parsing
 happens in the same pass as the read. Insertion order is preserved, so the
 table's ``rowid + 1`` is the record number. Records the parser cannot use (wrong
 column count, broken quoting, a broken JSON line) come back as
-:class:`~core.ingest.source.Malformed` instead of being skipped silently.
+:class:`~core.ingest.source.Malformed` instead of being skipped silently; so do the lines
+:func:`~core.ingest.screen.screen_source` keeps from DuckDB (over the line limit, holding NUL
+bytes), and it refuses a file whose decompressed bytes pass the size cap before DuckDB reads it.
 """
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 
+from core import schema as S
 from core.errors import UnusableFileError
+from core.ingest.screen import line_too_long, screen_source
 from core.ingest.source import MAX_LINE_BYTES, fallback_to_latin1, first_line
 from core.ingest.source_info import Malformed, SourceInfo
 
@@ -55,6 +61,7 @@ def load_source(
     parsing happens in the same pass as the read.
     """
     con.execute("SET preserve_insertion_order = true")  # rowid + 1 = record number
+    screened = screen_source(info)  # the size cap, then the lines DuckDB would drop or misread
     try:
         if info.format == "parquet":
             return _load_parquet(con, info, table, query)
@@ -64,7 +71,7 @@ def load_source(
             fallback_to_latin1(info)  # bytes beyond the sniffed head are not UTF-8: read again
             con.execute(f"DROP TABLE IF EXISTS {table}")
             malformed = load(con, info, table, query)
-        return malformed
+        return sorted(screened + malformed, key=lambda m: m.line)
     except _DATA_ERRORS as exc:
         raise UnusableFileError(_read_error(info, exc)) from exc
 
@@ -103,7 +110,7 @@ def _csv_source(
         quote,
         header,
         info.encoding,
-        info.compression or "none",
+        "none" if info.read_path else info.compression or "none",  # a copy is decompressed
     ]
     return sql, params
 
@@ -195,7 +202,8 @@ def _collect_rejects(con: duckdb.DuckDBPyConnection, info: SourceInfo) -> list[M
         "FROM __rejects GROUP BY line ORDER BY line"
     ).fetchall()
     out = [
-        Malformed(line=int(line), error=_describe(kind, msg), raw=str(raw or "")[:300]) for line, kind, msg, raw in rows
+        Malformed(line=int(line), error=_describe(kind, msg), raw=str(raw or "")[:300], reason=_reason(kind))
+        for line, kind, msg, raw in rows
     ]
     unterminated = [m.line for m in out if m.error == "unterminated quote"]
     if unterminated:
@@ -206,8 +214,15 @@ def _collect_rejects(con: duckdb.DuckDBPyConnection, info: SourceInfo) -> list[M
     return out
 
 
+def _reason(kind: str) -> str:
+    return S.R_LINE_TOO_LONG if str(kind or "").upper() == "LINE SIZE OVER MAXIMUM" else S.R_MALFORMED
+
+
 def _describe(kind: str, message: str) -> str:
     kind = str(kind or "").upper()
+    if kind == "LINE SIZE OVER MAXIMUM":  # a record under the screen's line limit on each of its lines
+        size = re.search(r"Actual Size:\s*(\d+)", str(message))
+        return line_too_long(int(size.group(1)) if size else None)
     if kind == "UNQUOTED VALUE":
         return "unterminated quote"
     if kind in ("MISSING COLUMNS", "TOO MANY COLUMNS"):

@@ -55,6 +55,7 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)
     replaced: bool = False
     elapsed_s: float = 0.0
+    version: int | None = None  # the dataset version this ingest made (1, 2, ...: core.store.versions)
 
     @property
     def pseudonymized(self) -> bool:
@@ -106,8 +107,8 @@ def build_report(
     mapping, (n_users, n_items) = rules.mapping, counts
     tally = _tally(con)
     reasons = dict(tally.reasons)
-    if malformed:
-        reasons[S.R_MALFORMED] = len(malformed)
+    for m in malformed:  # malformed_row, line_too_long, nul_bytes: records the reader could not use
+        reasons[m.reason] = reasons.get(m.reason, 0) + 1
     rejected = int(sum(reasons.values()))
     dupes, dupe_examples = _duplicates(con, duplicate_key(rules), show_user)
     sources = list(source_names) if source_names else [info.path.name]
@@ -212,11 +213,10 @@ def _examples(
         ]
         for reason, found in tally.examples.items()
     }
-    if malformed:
-        out[S.R_MALFORMED] = [
-            {"line": m.line, "error": m.error, **({"raw": m.raw} if keep_ids else {})}
-            for m in malformed[:EXAMPLES_PER_REASON]
-        ]
+    for m in malformed:
+        shown = out.setdefault(m.reason, [])
+        if len(shown) < EXAMPLES_PER_REASON:
+            shown.append({"line": m.line, "error": m.error, **({"raw": m.raw} if keep_ids else {})})
     return out
 
 

@@ -5,6 +5,13 @@
 file into DuckDB as VARCHAR columns (IDs stay strings: ``007`` is not ``7``).
 Formats: CSV/TSV (any of , TAB ; |), Parquet and JSON lines, each optionally
 gzip-compressed.
+
+The size cap (``BEHAVIORLENS_MAX_FILE_MB``) applies to the file and to its decompressed bytes:
+a ``.parquet.gz`` is capped here while it is decompressed, a Parquet file by the uncompressed
+size its footer states (what its codec, e.g. zstd or snappy, inflates to; dictionary and
+run-length encodings are not expanded), and a gzipped CSV/TSV/JSONL by
+:func:`core.ingest.screen.screen_source`, which counts the bytes while decompressing just before
+the read.
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ import gzip
 import json
 import os
 import shutil
-import tempfile
 import weakref
 import zlib
 from pathlib import Path
@@ -24,6 +30,7 @@ import duckdb
 from core.errors import DataError, UnusableFileError
 from core.ingest.sniff import sniff_csv
 from core.ingest.source_info import SourceInfo
+from core.store.scratch import scratch_dir
 
 MAX_FILE_BYTES_ENV = "BEHAVIORLENS_MAX_FILE_MB"
 DEFAULT_MAX_FILE_MB = 4096
@@ -52,7 +59,7 @@ def inspect_source(
     cap = max_file_bytes() if max_bytes is None else max_bytes
     size = _checked_size(path, cap)
     raw_head = _read_prefix(path, 4)
-    info = SourceInfo(path=path, format="csv", size_bytes=size)
+    info = SourceInfo(path=path, format="csv", size_bytes=size, max_bytes=cap)
     if raw_head.startswith(b"\x1f\x8b"):
         info.compression = "gzip"
     head, complete = _text_head(path, info.compression)
@@ -61,6 +68,7 @@ def inspect_source(
         if info.compression:
             info.read_path = _gunzip_copy(info, cap)
         info.columns = _parquet_columns(info)
+        _check_parquet_size(info, cap)
         return info
     _decide_encoding(info, head)
     text = head.decode(info.encoding, errors="replace").lstrip("\ufeff")
@@ -85,14 +93,24 @@ def _checked_size(path: Path, cap: int) -> int:
     if size == 0:
         raise UnusableFileError(f"{path.name} is empty (0 bytes): export the log again with its rows")
     if size > cap:
-        raise UnusableFileError(_too_big(path, size, cap))
+        raise UnusableFileError(too_big(path, size, cap))
     return size
 
 
-def _too_big(path: Path, size: int, cap: int) -> str:
+def too_big(path: Path, size: int, cap: int) -> str:
+    """The message for a file over the size cap."""
     return (
         f"{path.name} is {size / 2**20:.1f} MB, over the {cap / 2**20:.1f} MB cap: split the file "
         f"or raise the cap with {MAX_FILE_BYTES_ENV}"
+    )
+
+
+def too_big_decompressed(path: Path, cap: int, what: str = "decompresses to") -> str:
+    """The message for a compressed file whose decompressed bytes pass the size cap."""
+    mb = f"{round(cap / 2**20, 3):g}"
+    return (
+        f"{path.name} {what} more than {mb} MB, over the {mb} MB cap on the decompressed size: "
+        f"split the file or raise the cap with {MAX_FILE_BYTES_ENV}"
     )
 
 
@@ -123,7 +141,7 @@ def _text_head(path: Path, compression: str | None) -> tuple[bytes, bool]:
 
 def _gunzip_copy(info: SourceInfo, cap: int) -> Path:
     """Decompress a .parquet.gz into a private temp folder removed with ``info``."""
-    folder = tempfile.mkdtemp(prefix="behaviorlens-gunzip-")
+    folder = str(scratch_dir("gunzip"))
     weakref.finalize(info, shutil.rmtree, folder, True)
     target = Path(folder) / (info.path.name.removesuffix(".gz") or "data.parquet")
     written = 0
@@ -132,7 +150,7 @@ def _gunzip_copy(info: SourceInfo, cap: int) -> Path:
             while chunk := src.read(1 << 20):
                 written += len(chunk)
                 if written > cap:
-                    raise UnusableFileError(_too_big(info.path, written, cap) + " (size once decompressed)")
+                    raise UnusableFileError(too_big_decompressed(info.path, cap))
                 dst.write(chunk)
     except _GZIP_ERRORS as exc:
         raise UnusableFileError(
@@ -184,6 +202,23 @@ def _parquet_columns(info: SourceInfo) -> list[str]:
     return [r[0] for r in rows]
 
 
+def _check_parquet_size(info: SourceInfo, cap: int) -> None:
+    """Refuse a Parquet file whose footer states more uncompressed bytes than the cap."""
+    con = duckdb.connect()
+    try:
+        row = con.execute(
+            "SELECT coalesce(sum(total_uncompressed_size), 0) FROM parquet_metadata(?)", [str(info.data_path)]
+        ).fetchone()
+    except duckdb.Error as exc:
+        raise UnusableFileError(
+            f"{info.path.name} is not a readable Parquet file ({first_line(exc)}): export it again"
+        ) from exc
+    finally:
+        con.close()
+    if row is not None and int(row[0]) > cap:
+        raise UnusableFileError(too_big_decompressed(info.path, cap, "holds, uncompressed,"))
+
+
 def _jsonl_keys(info: SourceInfo) -> list[str]:
     """The keys of the JSON objects on the first lines, in order of appearance."""
     keys: dict[str, None] = {}
@@ -203,15 +238,15 @@ def _jsonl_keys(info: SourceInfo) -> list[str]:
 
 
 def _first_lines(info: SourceInfo, n: int) -> list[str]:
-    """Up to ``n`` whole lines of the (decompressed) file, decoded."""
+    """Up to ``n`` whole lines of the (decompressed) file, decoded; they end at the first over-long line."""
     opener = gzip.open if info.compression == "gzip" else open
     out: list[str] = []
     try:
         with opener(info.path, "rb") as fh:
-            for raw in fh:
-                out.append(raw[:MAX_LINE_BYTES].decode(info.encoding, errors="replace").lstrip("\ufeff"))
-                if len(out) >= n:
-                    break
+            while len(out) < n and (raw := fh.readline(MAX_LINE_BYTES)):
+                if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    break  # never hold a longer line (a gzip bomb may be one line): the reader rejects it
+                out.append(raw.decode(info.encoding, errors="replace").lstrip("\ufeff"))
     except _GZIP_ERRORS:
         pass  # the loader reports a corrupt stream; the whole lines read so far are enough here
     return out

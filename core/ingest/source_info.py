@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import schema as S
+
 _DELIM_NAMES = {",": "comma", "\t": "TAB", ";": "semicolon", "|": "pipe"}
 
 
@@ -25,7 +27,8 @@ class SourceInfo:
     columns: list[str] = field(default_factory=list)
     size_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
-    read_path: Path | None = None  # what DuckDB reads (a decompressed copy for .parquet.gz)
+    read_path: Path | None = None  # what DuckDB reads: a decompressed copy (.parquet.gz) or a screened one
+    max_bytes: int = 0  # the size cap, applied to the decompressed bytes (0: not set)
 
     @property
     def delimiter_name(self) -> str | None:
@@ -38,8 +41,9 @@ class SourceInfo:
 
 @dataclass
 class Malformed:
-    """A record the parser could not split into the expected columns."""
+    """A record the reader could not use, with its reason (a key of ``rejected_by_reason``)."""
 
     line: int
     error: str
     raw: str
+    reason: str = S.R_MALFORMED

@@ -69,6 +69,23 @@ def _truncated_gzip() -> bytes:
     return packed[: len(packed) // 2]
 
 
+def _gzip_bomb() -> bytes:
+    """About 4 KB of gzip that decompresses to 2.4 MB of valid rows (past a 1 MB cap)."""
+    return gzip.compress((H + f"u1,i1,{T},view,,\n" * 100_000).encode(), 9)
+
+
+def _nul_tail() -> bytes:
+    """12,000 valid rows (past the 256 KB sniff window), then 9 MB of zeros with no newline."""
+    return rows(*[f"u{k},i{k},{T},view,," for k in range(12_000)]) + b"\x00" * (9 << 20)
+
+
+def _check_limit_stated(reason: str, fragment: str) -> Callable[[dict[str, Any], Workspace], None]:
+    def check(report: dict[str, Any], ws: Workspace) -> None:
+        assert all(fragment in e["error"] for e in report["examples"][reason]), report["examples"]
+
+    return check
+
+
 def _check_same_instant(report: dict[str, Any], ws: Workspace) -> None:
     assert report["time_range"] == ["2023-11-14T22:13:20Z", "2023-11-14T22:13:20Z"]
 
@@ -150,6 +167,12 @@ CASES: list[Case] = [
         env={"BEHAVIORLENS_MAX_FILE_MB": "0.001"},
         error="over the 0.0 MB cap: split the file or raise the cap with BEHAVIORLENS_MAX_FILE_MB",
     ),
+    Case(
+        "bomb.csv.gz",
+        _gzip_bomb(),
+        env={"BEHAVIORLENS_MAX_FILE_MB": "1"},
+        error="bomb.csv.gz decompresses to more than 1 MB, over the 1 MB cap on the decompressed size",
+    ),
     # --- usable: exit 0 with exact accounting ----------------------------------------
     Case(
         "unparseable_timestamps.csv",
@@ -224,7 +247,22 @@ CASES: list[Case] = [
         "line_over_8mb.csv",
         rows(f"u1,i1,{T},review,4," + "y" * (9 << 20), f"u2,i2,{T},view,,"),
         counts=(2, 1),
-        reasons={"malformed_row": 1},
+        reasons={"line_too_long": 1},
+        check=_check_limit_stated("line_too_long", "line of 9.0 MB is longer than the 8 MB line limit"),
+    ),
+    Case(
+        "line_16mb_mid.csv",
+        rows(f"u1,i1,{T},view,,", f"u2,i2,{T},review,4," + "y" * (16 << 20), f"u3,i3,{T},view,,"),
+        counts=(3, 2),
+        reasons={"line_too_long": 1},
+        check=_check_limit_stated("line_too_long", "line of 16.0 MB is longer than the 8 MB line limit"),
+    ),
+    Case(
+        "nul_tail.csv",
+        _nul_tail(),
+        counts=(12_001, 12_000),
+        reasons={"nul_bytes": 1},
+        check=_check_warning("hold NUL bytes (first at line 12002)"),
     ),
     Case(
         "quoted_newlines.csv",
