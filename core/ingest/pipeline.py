@@ -17,7 +17,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from core import schema as S
-from core.errors import DataError, UnusableFileError
+from core.errors import DataError, UnmappedFieldError, UnusableFileError
 from core.ingest.catalogue import read_catalogue
 from core.ingest.mapping import canonical_behavior, parse_behavior_codes, resolve_mapping
 from core.ingest.options import MEMORY_ENV, IngestOptions
@@ -48,6 +47,8 @@ from core.ingest.validation import (
 )
 from core.progress import ProgressFn
 from core.progress import report as notify
+from core.store.scratch import scratch_dir, sweep_scratch
+from core.store.versions import before_replace
 from core.store.workspace import Workspace, validate_name
 
 
@@ -85,6 +86,7 @@ def ingest(
     mapping = resolve_mapping(info.columns, opts.mapping)
     _require_ids(info, mapping)
     rules = _rules(info, mapping, opts)
+    sweep_scratch()  # what an ingest killed earlier left in the temp folder (raw rows)
     with _scratch(opts.memory_limit) as con:
         labels = _sample_labels(con, info, rules, codes)
         malformed = load_source(con, info, PARSED, parse_query(rules, labels))
@@ -111,7 +113,7 @@ def ingest(
 @contextmanager
 def _scratch(memory_limit: str) -> Iterator[duckdb.DuckDBPyConnection]:
     """A private in-memory DuckDB that spills to a private temp folder, removed afterwards."""
-    tmp = tempfile.mkdtemp(prefix="behaviorlens-ingest-")
+    tmp = str(scratch_dir("ingest"))
     try:
         con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": tmp})
     except duckdb.Error as exc:
@@ -127,12 +129,8 @@ def _scratch(memory_limit: str) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def _require_ids(info: SourceInfo, mapping: dict[str, str]) -> None:
     for fld in S.REQUIRED_FIELDS:
-        if fld not in mapping:
-            hint = " The file seems to have no header: name its columns with --columns." if not info.header else ""
-            raise UnusableFileError(
-                f"no {fld} column found in {info.path.name} among {info.columns}: map one with "
-                f"--map {fld}=COLUMN.{hint}"
-            )
+        if fld not in mapping:  # each front end says how to pick one (a form field, --map)
+            raise UnmappedFieldError(fld, info.path.name, info.columns, info.header)
 
 
 def _rules(info: SourceInfo, mapping: dict[str, str], opts: IngestOptions) -> Rules:
@@ -212,7 +210,10 @@ def _write(con: duckdb.DuckDBPyConnection, workspace: Workspace, name: str, repo
             replaced = count(con, "SELECT count(*) FROM ws.datasets WHERE name = ?", [name]) > 0
             con.execute("BEGIN TRANSACTION")
             try:
+                guard = before_replace(con, name, "ws")  # the runs trained on the rows about to be replaced
+                report.version = guard.version
                 _replace_rows(con, name, report)
+                guard.check(con)  # DatasetInUseError (rolled back) if one of those runs would see other events
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

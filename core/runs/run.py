@@ -28,9 +28,12 @@ from core.errors import ArtifactError
 from core.explain.subject import Titles, titles_of
 from core.model.protocol import STANDIN, Protocol, TargetChoice, check_request_time, resolve_target
 from core.model.recommender import Recommender
+from core.model.saved_config import check_saved_config
 from core.runs.records import run_record
 from core.store.files import load_json
 from core.store.run_folder import CONFIG_FILE
+from core.store.seals import check_run_seal
+from core.store.versions import DATA_KEY, check_stamp
 from core.store.workspace import Workspace
 
 T = TypeVar("T")
@@ -54,6 +57,8 @@ class Run:
         status: running, done, cancelled or failed (when the handle was opened).
         settings: the Recommender settings it was trained with.
         metrics: the stored valid/test metrics (None while running or after a failure).
+        data_stamp: the dataset version, event count and digest it was trained on (None: a run saved before
+            stamps, which is loaded unchecked); loading refuses once the dataset's events differ from it.
         folder: the run folder.
         device: where the recommender is loaded (auto, cpu or cuda).
     """
@@ -66,6 +71,7 @@ class Run:
         self.dataset: str = record["dataset"]
         self.status: str = record["status"]
         self.settings: dict[str, Any] = dict(record["config"].get("settings") or {})
+        self.data_stamp: dict[str, Any] | None = record["config"].get(DATA_KEY)  # None: saved before stamps
         self.metrics: dict[str, Any] | None = record["metrics"]
         self.folder: Path = workspace.run_dir(run_id)
         self._lock = threading.RLock()
@@ -80,7 +86,8 @@ class Run:
     # -- the saved model ------------------------------------------------------------------
     @property
     def config(self) -> dict[str, Any]:
-        """The run folder's ``config.json`` (read once); ArtifactError when the run has no saved model."""
+        """The run folder's ``config.json`` (read once), its seal and types checked; ArtifactError when the run has
+        no saved model or its config was altered."""
         with self._lock:
             if self._config is None:
                 path = self.folder / CONFIG_FILE
@@ -88,8 +95,15 @@ class Run:
                     raise ArtifactError(
                         f"run {self.id} has no saved model yet (status {self.status}): {path} is missing"
                     )
-                self._config = load_json(path)
+                config = load_json(path)
+                self._check_seal(config, path)
+                check_saved_config(config, path)
+                self._config = config
             return self._config
+
+    def _check_seal(self, config: dict[str, Any], path: Path) -> None:
+        """The config's seal, under the workspace key (:func:`core.store.seals.check_run_seal`)."""
+        check_run_seal(self.workspace, self.id, config, path)
 
     @property
     def weights_digest(self) -> str | None:
@@ -101,8 +115,10 @@ class Run:
         with self._load_lock:
             if self._recommender is None:
                 self.config  # noqa: B018 - a clear error when the run has no saved model
-                events = self.workspace.events(self.dataset)
-                self._recommender = Recommender.load(self.folder, events, device=self.device)
+                with self.workspace.lock():  # the check and the read see the same rows
+                    check_stamp(self.workspace, self.dataset, self.data_stamp, self.id)
+                    events = self.workspace.events(self.dataset)
+                self._recommender = Recommender.load(self.folder, events, device=self.device, check=self._check_seal)
             return self._recommender
 
     @property

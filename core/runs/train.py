@@ -11,15 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from core._checks import finite_or_none
-from core.errors import NotFoundError
 from core.model.recommender import Recommender
-from core.model.train_state import has_train_state, save_train_state
+from core.model.train_state import save_train_state
 from core.model.training import FitState
 from core.progress import CancelFn, ProgressFn
-from core.runs.records import CANCELLED, DONE, FAILED, RUNNING, new_run_id, pick_metrics, set_run
+from core.runs.lifecycle import resuming
+from core.runs.owner import owning
+from core.runs.records import CANCELLED, DONE, FAILED, RUNNING, new_run_id, pick_metrics, run_record, set_run
 from core.runs.run import Run
 from core.store.files import save_json
 from core.store.run_folder import METRICS_FILE, PROGRESS_FILE, RUN_FILE, STATE_JSON, STATE_TENSORS
+from core.store.seals import mark_keyed
+from core.store.versions import DATA_KEY, check_stamp, data_stamp
 from core.store.workspace import Workspace
 
 
@@ -42,38 +45,58 @@ def train_run(
     folder = ws.run_dir(run_id)
     rec = Recommender.from_settings(settings)
     config = {"dataset": dataset, "settings": rec.get_settings()}
-    set_run(ws, run_id, dataset, RUNNING, config, None)
-    try:
-        save_json(folder / RUN_FILE, {"run": run_id, **config})
-        rec.fit(
-            ws.events(dataset),
-            ws.items(dataset),
-            progress=progress,
-            cancel=cancel,
-            cache_dir=ws.cache_dir / "embeddings",
-            on_epoch=lambda r, st, ep: _checkpoint(r, folder, st, ep),
-            resume_from=folder if resume else None,
-        )
-        metrics = _finish(rec, folder)
-    except BaseException:
-        set_run(ws, run_id, dataset, FAILED, config, None)
-        raise
-    set_run(ws, run_id, dataset, CANCELLED if rec.cancelled_ else DONE, config, metrics)
+    with owning(folder, run_id):  # owner.json before the row reads running, and a heartbeat until it has ended
+        with ws.lock():  # the stamp, the running row and the rows trained on are one snapshot: an ingest waits
+            config[DATA_KEY] = _stamp(ws, run_id, dataset, resume)
+            events, items = ws.events(dataset), ws.items(dataset)
+            set_run(ws, run_id, dataset, RUNNING, config, None)
+            mark_keyed(ws, run_id)  # its configs are sealed with the workspace key: an unkeyed one is refused
+        try:
+            save_json(folder / RUN_FILE, {"run": run_id, **config})
+            rec.fit(
+                events,
+                items,
+                progress=progress,
+                cancel=cancel,
+                cache_dir=ws.cache_dir / "embeddings",
+                on_epoch=lambda r, st, ep: _checkpoint(r, folder, ws.secret_key(), st, ep),
+                resume_from=folder if resume else None,
+            )
+            metrics = _finish(rec, folder, ws.secret_key())
+        except BaseException:
+            set_run(ws, run_id, dataset, FAILED, config, None)
+            raise
+        set_run(ws, run_id, dataset, CANCELLED if rec.cancelled_ else DONE, config, metrics)
     return run_id
 
 
 def resume_run(run: Run, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> str:
-    """Continue an interrupted or cancelled run from its last saved epoch."""
-    if not has_train_state(run.folder):
-        raise NotFoundError(f"run {run.id!r} has no saved training state to resume from (status {run.status})")
-    return train_run(
-        run.workspace, run.dataset, run.settings, run_id=run.id, progress=progress, cancel=cancel, resume=True
-    )
+    """Continue an interrupted, cancelled or failed run from its last saved epoch, or from scratch with its recorded
+    settings (same run ID) when it was stopped before its first checkpoint.
+
+    Raises:
+        RunBusyError: the run's owner is alive (it is training now).
+        NotFoundError: the run is done: there is nothing to resume.
+    """
+    with resuming(run.workspace, run.id):  # checked and claimed for this process under the workspace lock
+        return train_run(
+            run.workspace, run.dataset, run.settings, run_id=run.id, progress=progress, cancel=cancel, resume=True
+        )
 
 
-def _finish(rec: Recommender, folder: Path) -> dict[str, Any]:
+def _stamp(ws: Workspace, run_id: str, dataset: str, resume: bool) -> dict[str, Any]:
+    """The dataset stamp the run records; a resumed run keeps its own, after checking the data still matches it."""
+    if resume:
+        recorded = run_record(ws, run_id)["config"].get(DATA_KEY)
+        check_stamp(ws, dataset, recorded, run_id)  # runs saved before stamps have none: not checked
+        if recorded:
+            return dict(recorded)
+    return data_stamp(ws, dataset)
+
+
+def _finish(rec: Recommender, folder: Path, key: bytes) -> dict[str, Any]:
     """Save the best model and its metrics; a finished run drops its training state."""
-    rec.save(folder)
+    rec.save(folder, key)  # sealed with the workspace key
     if not rec.cancelled_:
         for name in (STATE_TENSORS, STATE_JSON):
             (folder / name).unlink(missing_ok=True)
@@ -90,14 +113,14 @@ def _finish(rec: Recommender, folder: Path) -> dict[str, Any]:
     return metrics
 
 
-def _checkpoint(rec: Recommender, folder: Path, state: FitState, epoch: int) -> None:
+def _checkpoint(rec: Recommender, folder: Path, key: bytes, state: FitState, epoch: int) -> None:
     """After every epoch: the training state and the best model so far (a crash loses one epoch)."""
     save_train_state(folder, rec.model_, rec.optimizer_, rec.loss_fn_, state, epoch)
     current = {k: v.detach().clone() for k, v in rec.model_.state_dict().items()}
     if state.best_state is not None:
         rec.model_.load_state_dict(state.best_state)
     rec.history_, rec.best_epoch_ = state.history, state.best_epoch
-    rec.save(folder)
+    rec.save(folder, key)  # sealed with the workspace key
     rec.model_.load_state_dict(current)
     save_json(
         folder / PROGRESS_FILE,
