@@ -1,10 +1,11 @@
 """What an analysis page shows while its dataset has no usable run: the training under way, else how to get one.
 
-A run of the dataset that is training (the demo run ``behaviorlens sample --train`` starts, or one
-started on the Train page) is shown with its progress in a fragment that redraws itself every
-:data:`POLL_SECONDS`; when the run ends it reruns the whole page, which then finds the run and
-fills in. The state comes from :func:`core.runs.background.training_state` (plain data, read from
-the run's records and files); a job of this server process gives its own finer snapshot.
+A run of the dataset that is training (the demo run ``behaviorlens sample --train`` starts, one
+started on the Train page or by ``behaviorlens train``) is shown with its progress in a fragment that
+redraws itself every :data:`POLL_SECONDS`; when the run ends it reruns the whole page, which then finds
+the run and fills in. The state comes from :func:`core.runs.watch.training_state` (plain data, read from
+the run's records and files: a worker's live snapshot, else its epoch progress). A run whose process
+is gone reads ``interrupted`` and is said to be resumable on the Train page.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import BehaviorLensError
-from core.runs import jobs as J
-from core.runs.background import STOPPED, Training, progress_text, training_state
-from core.runs.records import RUNNING
+from core.runs.records import INTERRUPTED, RUNNING
+from core.runs.watch import Training, progress_text, training_state
 from core.store.workspace import Workspace
 from pages._shared import get_workspace, plain, show_error
 
@@ -42,9 +42,8 @@ def training_panel(dataset: str, run_id: str) -> None:
         return
     if state is None or state.run_id != run_id or state.status != RUNNING:
         st.rerun()  # the whole page: it finds the finished run, or says what happened
-    job = J.get_job(run_id)  # started by this server's Train page: its live snapshot
-    fraction, text = progress_text(job.snapshot() if job is not None else state.progress)
-    what = "the demo model" if state.background else "a model"
+    fraction, text = progress_text(state.progress)
+    what = "the demo model" if state.demo else "a model"
     st.info(
         plain(f"Training {what} on dataset {dataset} (run {run_id})…")
         + " This page fills in by itself when the training is done."
@@ -53,12 +52,12 @@ def training_panel(dataset: str, run_id: str) -> None:
 
 
 def ended_badly(state: Training) -> None:
-    """A background training that failed, or whose process is gone, with its log."""
+    """A training whose process is gone (interrupted: resumable), or that failed in its worker, with its log."""
     log = f" Its log: {state.log}." if state.log is not None else ""
-    if state.status == STOPPED:
+    if state.status == INTERRUPTED:
         message = f"The training of run {state.run_id} stopped without finishing (its process is gone).{log}"
+        advice = " Resume it under Saved runs on the Train page, or train another there"
     else:
         message = f"The background training of run {state.run_id} failed.{log}"
-    st.warning(
-        plain(message) + " Train one on the Train page, or run `behaviorlens sample --train` again for the sample."
-    )
+        advice = " Train one on the Train page"
+    st.warning(plain(message) + advice + ", or run `behaviorlens sample --train` again for the sample.")

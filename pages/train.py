@@ -1,11 +1,11 @@
 """The Train page: settings form, live training panel (progress, curves, cancel), saved runs.
 
-Widgets and layout only: training runs in a background thread owned by
-``core.runs.jobs`` (the session keeps just the run ID); runs are listed by
-``core.runs.records``; the curves are ``core.views.charts``. The live panel is a fragment that
-reruns itself every second while the job trains, so the rest of the page stays
-put and responsive; when the job ends it asks for one full rerun, which
-refreshes the runs table and stops the polling.
+Widgets and layout only: every training runs in a worker process of its own
+(``core.runs.background``: its seed, random state and thread count are its alone), which
+publishes its progress in the run folder; the session keeps just the run ID and the live panel
+(``pages/_training_panel.py``) reads what the worker published. Runs are listed by
+``core.runs.records`` (a run whose process is gone reads ``interrupted``) and resumed or deleted
+under Saved runs (``pages/_run_actions.py``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import BehaviorLensError, NotFoundError
+from core.runs import background as B
 from core.runs import jobs as J
-from core.runs.records import CANCELLED, DONE, METRIC_KEYS, PICKABLE, RUNNING, list_runs, run_record
+from core.runs.records import METRIC_KEYS, PICKABLE, RUNNING, list_runs, run_record
 from core.store.workspace import Workspace
-from core.views import charts
+from pages._run_actions import run_actions
 from pages._shared import DATASET_KEY, RUN_KEY, TRAIN_JOB_KEY, get_workspace, plain, route_through_frame, show_error
+from pages._training_panel import live_section, session_snapshot
 
-POLL_SECONDS = 1.0
 DEVICES = ["auto", "cpu", "cuda"]
 RUN_CHOICE = "train_run_choice"
 
@@ -147,96 +148,17 @@ def device_field() -> str:
 
 
 def start_training(ws: Workspace, dataset: str, settings: dict[str, Any]) -> None:
-    """Start a background job, remember its run ID in the session, redraw the page."""
+    """Start a worker process, remember its run ID in the session, redraw the page."""
     try:
-        job = J.start(str(ws.root), dataset, settings)
+        launch = B.start_training(ws, dataset, settings)
     except BehaviorLensError as exc:
         show_error(exc)
         return
-    st.session_state[TRAIN_JOB_KEY] = job.run_id
+    st.session_state[TRAIN_JOB_KEY] = launch.run_id
     st.rerun()
 
 
-# -- 2. the live panel ----------------------------------------------------------------------
-def live_section() -> None:
-    """This session's latest job: polled every second while it trains, drawn once when over."""
-    job = J.get_job(st.session_state.get(TRAIN_JOB_KEY))
-    if job is None:
-        return
-    polling = job.is_running()
-    st.fragment(run_every=POLL_SECONDS if polling else None)(live_panel)(job.run_id, polling)
-
-
-def live_panel(run_id: str, polling: bool) -> None:
-    """Progress bar, cancel button, outcome and curves of one job (a fragment)."""
-    job = J.get_job(run_id)
-    if job is None:
-        return
-    snap = job.snapshot()
-    if polling and snap["status"] != RUNNING:
-        st.rerun()  # the whole page: refresh the runs table and stop polling
-    st.header("Training")
-    st.caption(plain(f"Run {run_id} on dataset {snap['dataset']}"))
-    progress_bar(snap)
-    if snap["status"] == RUNNING:
-        if st.button("Cancel training", key="cancel_training", disabled=snap["cancel_requested"]):
-            job.cancel()
-            snap = job.snapshot()
-        if snap["cancel_requested"]:
-            st.info("Cancelling: training stops before its next step and the run is saved as cancelled.")
-    else:
-        outcome(snap)
-    curves(snap)
-
-
-def progress_bar(snap: dict[str, Any]) -> None:
-    """One bar: encoding progress first, then the share of the planned epochs."""
-    if snap["status"] == RUNNING and snap["phase"] in (J.STARTING, J.ENCODING):
-        done, total = snap["encode_done"], snap["encode_total"]
-        text = f"Encoding item texts: {done:,}/{total:,}" if total else "Loading the data and the encoder…"
-        st.progress(done / total if total else 0.0, text=text)
-        return
-    text = f"Epoch {snap['epoch']}/{snap['epochs']}"
-    if snap["status"] == RUNNING and snap["phase"] == J.TRAINING:
-        text += f", step {snap['step']}/{snap['steps']}"
-    elif snap["status"] == RUNNING:
-        text += ": evaluating and saving…"
-    if snap["loss"] is not None:
-        text += f", loss {snap['loss']:.4f}"
-    st.progress(snap["fraction"], text=f"{text} ({snap['elapsed']:.0f} s)")
-
-
-def outcome(snap: dict[str, Any]) -> None:
-    """How the job ended."""
-    run, best = snap["run_id"], snap["best_epoch"]
-    if snap["status"] == DONE:
-        last = snap["history"][-1] if snap["history"] else {}
-        ndcg = last.get("valid_NDCG@10")
-        summary = f", last valid NDCG@10 {ndcg:.4f}" if isinstance(ndcg, float) else ""
-        st.success(plain(f"Run {run} finished: best epoch {best}{summary}."))
-    elif snap["status"] == CANCELLED:
-        st.warning(
-            plain(f"Run {run} was cancelled after {len(snap['history'])} epoch(s); the best model so far is saved.")
-        )
-    elif snap["error"] is not None:
-        st.error(plain(f"Training failed: {snap['error']}"))
-    else:
-        st.error(plain(f"Training stopped by an unexpected error ({snap['crash']}); the server log has the traceback."))
-
-
-def curves(snap: dict[str, Any]) -> None:
-    """Live loss and validation metric curves."""
-    if not snap["step_losses"] and not snap["history"]:
-        return
-    left, right = st.columns(2)
-    left.plotly_chart(charts.training_loss(snap["step_losses"], snap["history"]), key="chart_train_loss")
-    if snap["history"]:
-        right.plotly_chart(charts.validation_metrics(snap["history"]), key="chart_valid_metrics")
-    else:
-        right.caption("Validation metrics appear after the first epoch.")
-
-
-# -- 3. saved runs --------------------------------------------------------------------------
+# -- 3. saved runs (2. the live panel: pages/_training_panel.py) -------------------------------------
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Run, dataset, status, time, then test and valid metrics."""
     first = ["test_HR@10", "test_NDCG@10"]  # the model's headline, then the bars beside it
@@ -252,8 +174,8 @@ def use_picked_run() -> None:
     st.session_state[RUN_KEY] = st.session_state.get(RUN_CHOICE)
 
 
-def runs_section(ws: Workspace) -> None:
-    """Saved runs with their metrics, and the picker of the run the other pages use."""
+def runs_section(ws: Workspace, busy: bool) -> None:
+    """Saved runs with their metrics, the picker of the run the other pages use, and the run actions."""
     st.header("Saved runs")
     runs = list_runs(ws)
     if runs.empty:
@@ -268,11 +190,13 @@ def runs_section(ws: Workspace) -> None:
     ids = runs.loc[runs["status"].isin(PICKABLE), "run_id"].tolist()
     if not ids:
         st.caption("No finished run yet: a run can be picked once it is done or cancelled.")
-        return
-    current = st.session_state.get(RUN_KEY)
-    left, right = st.columns([3, 1], vertical_alignment="bottom")
-    left.selectbox("Run for the other pages", ids, index=ids.index(current) if current in ids else 0, key=RUN_CHOICE)
-    right.button("Use this run", key="use_run", on_click=use_picked_run)
+    else:
+        current = st.session_state.get(RUN_KEY)
+        left, right = st.columns([3, 1], vertical_alignment="bottom")
+        index = ids.index(current) if current in ids else 0
+        left.selectbox("Run for the other pages", ids, index=index, key=RUN_CHOICE)
+        right.button("Use this run", key="use_run", on_click=use_picked_run)
+    run_actions(runs, busy)
 
 
 def main() -> None:
@@ -282,12 +206,13 @@ def main() -> None:
     try:
         ws = get_workspace()
         current_run_note(ws)
-        job = J.get_job(st.session_state.get(TRAIN_JOB_KEY))
-        request = settings_form(ws, busy=job is not None and job.is_running())
+        snap = session_snapshot(ws)
+        busy = snap is not None and snap["status"] == RUNNING
+        request = settings_form(ws, busy=busy)
         if request is not None:
             start_training(ws, *request)
-        live_section()
-        runs_section(ws)
+        live_section(snap)
+        runs_section(ws, busy)
     except BehaviorLensError as exc:
         show_error(exc)
 

@@ -22,7 +22,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register the model subcommands on the top-level subparsers."""
     p = sub.add_parser("train", parents=[common], help="train the multi-task model on a dataset")
     p.add_argument("--dataset", help="dataset name (see `behaviorlens datasets`)")
-    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last epoch")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a run that is not training (interrupted, cancelled, failed) from its last epoch, or from "
+        "scratch with its recorded settings when it stopped before its first checkpoint; refused while RUN's own "
+        "process is still training it",
+    )
     p.add_argument("--epochs", type=int, help="maximum epochs (early stopping on validation NDCG@10)")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     p.add_argument("--seed", type=int, help="random seed")
@@ -55,7 +61,15 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--user", required=True, help="the user's original ID (pseudonymized internally)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--weights", metavar="engagement=0.7,rating=0.3", help=WEIGHTS_HELP)
-    sub.add_parser("runs", parents=[common], help="list saved runs with their metrics")
+    p = sub.add_parser("runs", parents=[common], help="list saved runs with their metrics (or delete one)")
+    actions = p.add_subparsers(dest="runs_action", metavar="ACTION", help="without one: list the runs")
+    p = actions.add_parser("delete", parents=[common], help="delete a run: its row and its folder")
+    p.add_argument("run", metavar="RUN", help="run id (see `behaviorlens runs`)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="delete it even while it is training: its process is killed first when it runs on this host",
+    )
     p = sub.add_parser("weights", parents=[common], help="list or save a run's fusion weight presets")
     p.add_argument("--run", required=True)
     p.add_argument("--save", metavar="NAME", help="store --weights under NAME as the run's default preset")
@@ -95,6 +109,7 @@ def _progress(quiet: bool) -> Any:
 def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     """Dispatch one model subcommand (torch is imported only here, not for ingest)."""
     from core.runs.fusion import evaluate_fused, recommend_fused, resolve_weights
+    from core.runs.lifecycle import delete_run
     from core.runs.records import list_runs
     from core.runs.run import open_run
     from core.runs.scores import evaluate_run, recommend_run
@@ -133,6 +148,10 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
         if weights is not None:
             payload.update(weights=weights, preset=preset)
         _emit(payload, as_json, top.to_string(index=False))
+    elif args.command == "runs" and getattr(args, "runs_action", None) == "delete":
+        gone = delete_run(ws, args.run, force=args.force)
+        stopped = f" (its process {gone['stopped']} was killed first)" if gone["stopped"] is not None else ""
+        _emit(gone, as_json, f"deleted run {args.run} and its folder {gone['folder']}{stopped}")
     elif args.command == "runs":
         frame = list_runs(ws)
         _emit(

@@ -8,6 +8,7 @@ hyper-parameters and the tensor file's checksum.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ import torch
 from core._checks import finite_or_none
 from core.errors import ArtifactError
 from core.model.training import FitState
-from core.store.files import load_json, load_state_into, load_tensors, save_json, save_tensors
+from core.store.files import load_json, load_state_into, load_tensors, save_json, save_tensors, sha256_bytes
 from core.store.run_folder import STATE_JSON, STATE_TENSORS
+
+PENDING_SUFFIX = ".pending"  # tensors written, not yet named by the JSON or not yet in place
 
 
 def save_train_state(
@@ -28,7 +31,7 @@ def save_train_state(
     state: FitState,
     epoch: int,
 ) -> None:
-    """Write everything needed to continue after ``epoch`` (atomically, tensors first)."""
+    """Write everything needed to continue after ``epoch``: a kill at any point leaves the previous pair or this one."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"loss.{k}": v for k, v in loss_fn.state_dict().items()})
     if state.best_state is not None:
@@ -41,7 +44,10 @@ def save_train_state(
                 tensors[f"opt.{pid}.{name}"] = value
             else:
                 scalars.setdefault(str(pid), {})[name] = float(value)
-    digest = save_tensors(folder / STATE_TENSORS, tensors)
+    # a pair written in three steps, so that a kill at any point leaves a matching pair: the tensors beside
+    # the current ones, then the JSON that names their checksum, then the tensors into place
+    pending = folder / (STATE_TENSORS + PENDING_SUFFIX)
+    digest = save_tensors(pending, tensors)
     save_json(
         folder / STATE_JSON,
         finite_or_none(
@@ -56,10 +62,13 @@ def save_train_state(
             }
         ),
     )
+    os.replace(pending, folder / STATE_TENSORS)
 
 
 def has_train_state(folder: Path) -> bool:
-    return (folder / STATE_JSON).is_file() and (folder / STATE_TENSORS).is_file()
+    tensors = folder / STATE_TENSORS
+    pending = folder / (STATE_TENSORS + PENDING_SUFFIX)
+    return (folder / STATE_JSON).is_file() and (tensors.is_file() or pending.is_file())
 
 
 def load_train_state(
@@ -67,6 +76,7 @@ def load_train_state(
 ) -> FitState:
     """Restore model, loss and optimizer in place; the fit state, with the last finished epoch in ``epochs_done``."""
     meta = load_json(folder / STATE_JSON)
+    _finish_pending(folder, meta.get("sha256"))
     tensors = load_tensors(folder / STATE_TENSORS, meta.get("sha256"))
     part = _prefixed(tensors)
     load_state_into(model, part.get("model", {}), folder / STATE_TENSORS)
@@ -84,6 +94,16 @@ def load_train_state(
         epochs_done=int(meta["epoch"]),
     )
     return state
+
+
+def _finish_pending(folder: Path, expected_sha256: str | None) -> None:
+    """Complete a save killed between its JSON and its last rename: the pending tensors are the ones the JSON
+    names; a pending file the JSON does not name (killed before the JSON) is left to the next save."""
+    pending = folder / (STATE_TENSORS + PENDING_SUFFIX)
+    if expected_sha256 is None or not pending.is_file():
+        return
+    if sha256_bytes(pending.read_bytes()) == expected_sha256:
+        os.replace(pending, folder / STATE_TENSORS)
 
 
 def _prefixed(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:

@@ -1,10 +1,10 @@
-"""TrainingJob: :func:`core.runs.records.train_run` in a background thread, observed through snapshots.
+"""TrainingJob: :func:`core.runs.train.train_run` in a background thread, observed through snapshots.
 
-A dashboard must keep answering while a model trains, and must find the
-training again on its next script run. :func:`start` assigns the run ID up
-front, starts a daemon thread and registers the job under that ID in a
-process-wide registry; the page keeps only the run ID and asks
-:func:`get_job` for the job on every rerun.
+The worker process of :mod:`core.runs.background` trains its run through one job and publishes
+its snapshots (the Train page runs every training in such a worker: seeds, random state and
+torch's thread count are process-wide, so two jobs of one process would not reproduce). In a
+script, :func:`start` assigns the run ID up front, starts a daemon thread and registers the
+job under that ID in a process-wide registry; :func:`get_job` finds it again.
 
 The thread writes progress events into the job under a lock; :meth:`TrainingJob.snapshot`
 copies them out under the same lock, so a reader never sees a half-updated
@@ -30,14 +30,13 @@ from typing import Any
 
 import torch
 
-from core._checks import is_whole
 from core.errors import BehaviorLensError
-from core.model.config import TrainConfig
 from core.runs.records import CANCELLED, DONE, FAILED, RUNNING, new_run_id, run_record
+from core.runs.snapshot import initial_snapshot, planned_epochs
 from core.runs.train import train_run
 from core.store.workspace import Workspace
 
-STARTING, ENCODING, TRAINING, FINISHING = "starting", "encoding", "training", "finishing"
+ENCODING, TRAINING, FINISHING = "encoding", "training", "finishing"
 MAX_STEP_POINTS = 5_000  # per-step losses kept for the live curve (oldest dropped first)
 
 
@@ -53,38 +52,21 @@ class TrainingJob:
         run_id: the run's ID in the workspace, known before the thread starts.
         dataset: the dataset it trains on.
         settings: the ``Recommender`` keyword arguments it trains with.
+        resume: continue the run from its last checkpoint (from scratch when it has none).
     """
 
-    def __init__(self, ws_root: str, dataset: str, settings: dict[str, Any], run_id: str | None = None) -> None:
+    def __init__(
+        self, ws_root: str, dataset: str, settings: dict[str, Any], run_id: str | None = None, resume: bool = False
+    ) -> None:
         self.ws_root = str(ws_root)
+        self.resume = bool(resume)
         self.dataset = dataset
         self.settings = copy.deepcopy(settings)
         self.run_id = run_id or new_run_id(dataset)
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
-        self._state: dict[str, Any] = {
-            "status": RUNNING,
-            "phase": STARTING,
-            "run_id": self.run_id,
-            "dataset": dataset,
-            "encode_done": 0,
-            "encode_total": 0,
-            "epoch": 0,
-            "epochs": planned_epochs(settings),
-            "step": 0,
-            "steps": 0,
-            "fraction": 0.0,
-            "loss": None,
-            "history": [],
-            "step_losses": [],
-            "best_epoch": None,
-            "error": None,
-            "crash": None,
-            "cancel_requested": False,
-            "started_at": time.time(),
-            "finished_at": None,
-        }
+        self._state: dict[str, Any] = initial_snapshot(self.run_id, dataset, planned_epochs(settings))
 
     # -- control -------------------------------------------------------------------
     def run_in_thread(self) -> TrainingJob:
@@ -140,6 +122,7 @@ class TrainingJob:
                 run_id=self.run_id,
                 progress=self._on_progress,
                 cancel=self._cancel.is_set,
+                resume=self.resume,
             )
         except BehaviorLensError as exc:
             self._finish(FAILED, error=str(exc))
@@ -190,12 +173,6 @@ class TrainingJob:
             self._state.update(status=status, phase=status, error=error, crash=crash, finished_at=time.time())
             if status == DONE:
                 self._state["fraction"] = 1.0
-
-
-def planned_epochs(settings: dict[str, Any]) -> int:
-    """Epochs the settings ask for (the training default when they do not say)."""
-    epochs = (settings.get("train") or {}).get("epochs", TrainConfig.epochs)
-    return int(epochs) if is_whole(epochs) and epochs > 0 else 1
 
 
 def _fraction(epochs_done: float, epochs: int) -> float:

@@ -1,7 +1,9 @@
 """The runs table of the workspace: run IDs, statuses, settings and metrics, one row per run.
 
 Every status change goes through :func:`set_run`; a run's files live in its folder
-(:mod:`core.store.run_folder`).
+(:mod:`core.store.run_folder`). A run stored ``running`` whose owner process is gone
+(:mod:`core.runs.owner`) reads ``interrupted`` in :func:`list_runs` and :func:`run_record`: the
+status is derived on read, so a read never writes and never shows a dead run as running.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import pandas as pd
 
 from core._checks import finite_or_none
 from core.errors import NotFoundError
+from core.runs.owner import owner_alive
 from core.store.workspace import Workspace, validate_name
 
 RUNNING, DONE, CANCELLED, FAILED = "running", "done", "cancelled", "failed"
+INTERRUPTED = "interrupted"  # stored running, but the process that trained it is gone: resumable
 PICKABLE = (DONE, CANCELLED)  # statuses of runs with a saved model
 METRIC_KEYS = ("HR@10", "NDCG@10", "MRR@10", "RMSE", "MAE", "AUC")
 
@@ -48,6 +52,12 @@ def set_run(
         )
 
 
+def delete_record(ws: Workspace, run_id: str) -> None:
+    """Remove the run's row (its folder is the caller's: :func:`core.runs.lifecycle.delete_run`)."""
+    with ws.connect() as con:
+        con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+
+
 BASELINE_KEYS = ("HR@10", "NDCG@10")
 
 
@@ -62,6 +72,7 @@ def list_runs(ws: Workspace) -> pd.DataFrame:
     rows = []
     for rec in frame.to_dict("records"):
         metrics = _json_or_none(rec.pop("metrics")) or {}
+        rec["status"] = effective_status(ws, rec["run_id"], rec["status"])
         rec["protocol"] = metrics.get("protocol")
         for split in ("valid", "test"):
             for k, v in (metrics.get(split) or {}).items():
@@ -85,14 +96,24 @@ def usable_runs(ws: Workspace, dataset: str | None = None) -> list[str]:
 
 
 def run_record(ws: Workspace, run_id: str) -> dict[str, Any]:
-    """One run's row: run_id, dataset, status, config (dict) and metrics (dict or None)."""
+    """One run's row: run_id, dataset, status (as it reads: see :func:`effective_status`), config (dict) and
+    metrics (dict or None)."""
     frame = ws.query("SELECT run_id, dataset, status, config, metrics FROM runs WHERE run_id = ?", [run_id])
     if frame.empty:
         raise NotFoundError(f"no run {run_id!r} in workspace {ws.root}")
     row = frame.iloc[0].to_dict()
+    row["status"] = effective_status(ws, run_id, row["status"])
     row["config"] = json.loads(row["config"])
     row["metrics"] = _json_or_none(row["metrics"])
     return row
+
+
+def effective_status(ws: Workspace, run_id: str, stored: str) -> str:
+    """How a stored status reads: ``running`` whose owner is gone (or whose owner record is unreadable, so
+    that nothing vouches for a live process) is ``interrupted``; any other status is itself."""
+    if stored == RUNNING and not owner_alive(ws.run_dir(run_id)):
+        return INTERRUPTED
+    return stored
 
 
 def _json_or_none(value: Any) -> Any:

@@ -7,6 +7,7 @@ handles), ``st.session_state`` is not.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import pytest
 from page_support import DATASET, TINY_FORM, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
-from core.runs import jobs as J
-from core.runs.records import usable_runs
+from core.runs import background as B
+from core.runs.records import RUNNING, run_record, usable_runs
 from core.runs.train import train_run
 from core.store.workspace import Workspace
 
@@ -32,12 +33,13 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory, tiny_run) -> tuple[Path, 
     return first.root, first.run_id, second, str(first.encoder)
 
 
-def finish(at: AppTest) -> None:
-    """Wait for this session's training job (never leave a thread training into a deleted workspace)."""
-    job = J.get_job(at.session_state.get("train_job"))
-    if job is not None:
-        job.cancel()
-        job.join(JOB_TIMEOUT_S)
+def finish(at: AppTest, root: Path) -> None:
+    """Stop this session's training worker (never leave a process training into a deleted workspace)."""
+    run_id, ws = at.session_state.get("train_job"), Workspace(root)
+    if run_id is not None and B.stop(ws, run_id, signal.SIGKILL):
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while run_record(ws, run_id)["status"] == RUNNING and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def test_one_analysts_run_upload_and_job_stay_out_of_the_other_session(
@@ -64,7 +66,7 @@ def test_one_analysts_run_upload_and_job_stay_out_of_the_other_session(
         alice.text_input(key="train_encoder").set_value(bert)
         next(b for b in alice.button if b.label == "Train").click()
         alice.run()
-        assert J.get_job(alice.session_state["train_job"]) is not None
+        assert run_record(Workspace(root), alice.session_state["train_job"])["status"] in (RUNNING, "done")
         assert not alice.exception, alice.exception
 
         # Bob sees none of it: no picked run, the newest run on his analysis pages, no upload, no job.
@@ -84,4 +86,4 @@ def test_one_analysts_run_upload_and_job_stay_out_of_the_other_session(
         assert not any(s.value == "Column mapping" for s in bob.subheader)
         assert bob.file_uploader(key="events_upload").value is None
     finally:
-        finish(alice)
+        finish(alice, root)

@@ -3,25 +3,32 @@
 A tiny generated dataset (40 users, 30 items) is ingested into the test's
 workspace and picked in the sidebar; the form sets a tiny model (width 16, one
 layer, history 20, one epoch) and the default encoder (the bundled MiniLM).
-Training runs in a ``core.runs.jobs`` thread; the test reruns the app, as the
-live panel's fragment does in a browser, until the panel shows no Cancel button.
+Training runs in a worker process (``core.runs.background``); the test reruns the app, as the
+live panel's fragment does in a browser, until the panel shows no Cancel button. Runs are resumed
+and deleted under Saved runs (a deletion is confirmed first).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from page_support import APP, TINY_FORM, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
+from tiny_support import TINY_MODEL  # tests/tiny_support.py
 
+from core.errors import NotFoundError
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
+from core.runs import background as B
 from core.runs import jobs as J
-from core.runs.records import run_record
+from core.runs.owner import claim
+from core.runs.records import DONE, RUNNING, list_runs, run_record, set_run
 from core.store.workspace import Workspace
 
 TRAIN_PAGE = "pages/train.py"
@@ -43,10 +50,12 @@ def page(server_mode: None, fresh_caches: None, _isolated_workspace_env: Path, t
     at.switch_page(TRAIN_PAGE).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     yield at
-    job = J.get_job(at.session_state.get("train_job"))
-    if job is not None:  # never leave a thread training into a deleted workspace
-        job.cancel()
-        job.join(JOB_TIMEOUT_S)
+    ws = Workspace(_isolated_workspace_env)
+    for run_id in list_runs(ws)["run_id"] if len(list_runs(ws)) else []:
+        if B.stop(ws, run_id, signal.SIGKILL):  # never leave a worker training into a deleted workspace
+            deadline = time.monotonic() + 30
+            while run_record(ws, run_id)["status"] == RUNNING and time.monotonic() < deadline:
+                time.sleep(0.1)
 
 
 def fill_and_train(at: AppTest, encoder: str = "", **fields: int) -> AppTest:
@@ -167,3 +176,76 @@ def test_protocol_choices_reach_the_run(page: AppTest, _isolated_workspace_env: 
         "time-aware: target time known"
     )
     assert runs_frame(at)["protocol"].tolist() == [record["metrics"]["protocol"]]
+
+
+def buttons(at: AppTest) -> dict[str, object]:
+    return {b.key: b for b in at.button if b.key}
+
+
+def test_delete_asks_first_then_removes_the_run_and_its_folder(page: AppTest, _isolated_workspace_env: Path) -> None:
+    ws = Workspace(_isolated_workspace_env)
+    for run_id in ("tiny-keep", "tiny-drop"):
+        set_run(ws, run_id, DATASET, DONE, {"dataset": DATASET, "settings": {}}, {"test": {"HR@10": 0.5}})
+        ws.run_dir(run_id).mkdir(parents=True)
+        (ws.run_dir(run_id) / "metrics.json").write_text("{}", encoding="utf-8")
+    at = page.run()
+    at.session_state["run"] = "tiny-drop"
+    at.selectbox(key="train_manage_run").set_value("tiny-drop")
+    at.button(key="delete_run").click().run()
+    assert not at.exception and not at.error
+    assert any("Delete run tiny-drop" in unescape(w.value) for w in at.warning)
+    at.button(key="keep_run").click().run()  # changed their mind: nothing is deleted
+    assert "confirm_delete" not in buttons(at) and run_record(ws, "tiny-drop")["status"] == DONE
+    at.button(key="delete_run").click().run()
+    at.button(key="confirm_delete").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(unescape(s.value) == "Deleted run tiny-drop and its folder." for s in at.success)
+    with pytest.raises(NotFoundError):
+        run_record(ws, "tiny-drop")
+    assert not ws.run_dir("tiny-drop").exists() and ws.run_dir("tiny-keep").is_dir()
+    assert runs_frame(at)["run_id"].tolist() == ["tiny-keep"]
+    assert "run" not in at.session_state  # the deleted run is no longer the one the other pages use
+
+
+def test_a_live_run_is_not_deleted(page: AppTest, _isolated_workspace_env: Path) -> None:
+    ws = Workspace(_isolated_workspace_env)
+    owner = subprocess.Popen(["sleep", "120"])  # a live process trains it
+    try:
+        claim(ws.run_dir("tiny-live"), "tiny-live", owner.pid)
+        set_run(ws, "tiny-live", DATASET, RUNNING, {"dataset": DATASET, "settings": {}}, None)
+        at = page.run()
+        assert "resume_run" not in buttons(at)
+        at.button(key="delete_run").click().run()
+        at.button(key="confirm_delete").click().run()
+        assert not at.exception
+        errors = [unescape(e.value) for e in at.error]
+        assert len(errors) == 1 and errors[0].startswith(f"run tiny-live is still training (process {owner.pid} "), (
+            errors
+        )
+        assert run_record(ws, "tiny-live")["status"] == RUNNING and ws.run_dir("tiny-live").is_dir()
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+def test_an_interrupted_run_restarts_from_the_page(
+    page: AppTest, _isolated_workspace_env: Path, tiny_bert_dir: Path
+) -> None:
+    ws = Workspace(_isolated_workspace_env)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    claim(ws.run_dir("tiny-killed"), "tiny-killed", ended.pid)  # its process is gone, before any checkpoint
+    settings = {"encoder": str(tiny_bert_dir), "device": "cpu", "model": dict(TINY_MODEL), "train": {"epochs": 1}}
+    set_run(ws, "tiny-killed", DATASET, RUNNING, {"dataset": DATASET, "settings": settings}, None)
+    at = page.run()
+    assert runs_frame(at)["status"].tolist() == ["interrupted"]
+    assert any("Its process is gone" in unescape(c.value) for c in at.caption)
+    assert buttons(at)["resume_run"].label == "Restart it from scratch"
+    at.button(key="resume_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["train_job"] == "tiny-killed"
+    at = wait_until_finished(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(unescape(s.value).startswith("Run tiny-killed finished: best epoch 1") for s in at.success)
+    assert run_record(ws, "tiny-killed")["status"] == DONE
+    assert runs_frame(at)["run_id"].tolist() == ["tiny-killed"]

@@ -1,16 +1,18 @@
 """The analysis pages while their dataset's only run is training: the training and its progress, not "No trained run".
 
 A tiny generated dataset (``syn``, 30 users) in the test's workspace. A run recorded running the way
-``train_run`` records it (run row, then ``progress.json`` after each epoch) stands for a training
-started elsewhere; the demo run is a real background process (``core.runs.background``, the tiny model
-and BERT), frozen with SIGSTOP while the page is read, so that it is still training then, and
-resumed to finish, after which the page fills in.
+``train_run`` records it (owner record, run row, then ``progress.json`` after each epoch) stands for a
+training started elsewhere (its owner: the test's own process, alive); the demo run is a real
+background process (``core.runs.background``, the tiny model and BERT), frozen with SIGSTOP while
+the page is read, so that it is still training then, and resumed to finish, after which the page
+fills in.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,8 @@ from streamlit.testing.v1 import AppTest
 from tiny_support import TINY_MODEL  # tests/tiny_support.py
 
 from core.runs import background as B
-from core.runs.records import RUNNING, list_runs, run_record, set_run
+from core.runs.owner import claim
+from core.runs.records import FAILED, INTERRUPTED, RUNNING, list_runs, run_record, set_run
 from core.store.files import save_json
 from core.store.run_folder import PROGRESS_FILE
 from core.store.workspace import Workspace
@@ -59,7 +62,8 @@ def progress_texts(at: AppTest) -> list[str]:
 @pytest.mark.parametrize("page", PAGES)
 def test_a_training_run_is_shown_instead_of_no_run(open_app, ws: Workspace, page: str) -> None:
     config = {"dataset": DATASET, "settings": {"train": {"epochs": 3}}}
-    set_run(ws, "syn-elsewhere", DATASET, RUNNING, config, None)  # as train_run records a run it starts
+    claim(ws.run_dir("syn-elsewhere"), "syn-elsewhere")  # as train_run records a run it starts
+    set_run(ws, "syn-elsewhere", DATASET, RUNNING, config, None)
     save_json(ws.run_dir("syn-elsewhere") / PROGRESS_FILE, {"epoch": 1, "best_epoch": 1, "history": []})
     at = no_errors(open_app(ws.root, None, page))
     assert not any("No trained run" in i for i in infos(at))
@@ -67,6 +71,31 @@ def test_a_training_run_is_shown_instead_of_no_run(open_app, ws: Workspace, page
     assert any("This page fills in by itself when the training is done." in i for i in infos(at))
     assert progress_texts(at) == ["Epoch 1 of 3 done"]
     assert at.get("progress")[0].value == 33
+
+
+@pytest.mark.parametrize("page", ("pages/train.py", *PAGES))
+def test_runs_in_every_state_never_break_a_page(open_app, ws: Workspace, page: str) -> None:
+    """Running, interrupted (killed, or never owned), failed: rows without metrics, never an exception."""
+    config = {"dataset": DATASET, "settings": {"train": {"epochs": 3}}}
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    claim(ws.run_dir("syn-killed"), "syn-killed", ended.pid)
+    for run_id, status in (("syn-killed", RUNNING), ("syn-unowned", RUNNING), ("syn-failed", FAILED)):
+        set_run(ws, run_id, DATASET, status, config, None)
+        time.sleep(0.01)  # created_at orders the runs
+    claim(ws.run_dir("syn-live"), "syn-live")
+    set_run(ws, "syn-live", DATASET, RUNNING, config, None)
+    at = no_errors(open_app(ws.root, None, page))
+    if page == "pages/train.py":
+        table = next(d.value for d in at.dataframe if "run_id" in d.value.columns)
+        assert dict(zip(table["run_id"], table["status"])) == {
+            "syn-live": RUNNING,
+            "syn-failed": FAILED,
+            "syn-unowned": INTERRUPTED,
+            "syn-killed": INTERRUPTED,
+        }
+    else:
+        assert any(i.startswith("Training a model on dataset syn (run syn-live)…") for i in infos(at)), infos(at)
 
 
 def test_without_any_run_the_page_still_says_so(open_app, ws: Workspace) -> None:
@@ -112,3 +141,4 @@ def test_a_demo_run_whose_process_is_gone_is_reported(open_app, ws: Workspace, t
         w.startswith(f"The training of run {launch.run_id} stopped without finishing") and str(launch.log) in w
         for w in warnings
     ), warnings
+    assert any("Resume it under Saved runs on the Train page" in w for w in warnings), warnings

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from tiny_support import TINY_MODEL  # tests/tiny_support.py
 
 from core.errors import NotFoundError
@@ -55,3 +56,56 @@ def test_a_finished_run_has_nothing_to_resume(ws, dataset: str) -> None:
     run_id = train_run(ws, dataset, {**TINY, "train": {**TINY["train"], "epochs": 1}})
     with pytest.raises(NotFoundError, match="no saved training state"):
         resume_run(open_run(ws, run_id))
+
+
+def _tiny_parts() -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.nn.Module]:
+    model, loss_fn = torch.nn.Linear(3, 2), torch.nn.Linear(1, 1)
+    optimizer = torch.optim.AdamW(list(model.parameters()) + list(loss_fn.parameters()))
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()  # AdamW now holds moments to save
+    return model, optimizer, loss_fn
+
+
+@pytest.mark.parametrize("killed_at", ["before_json", "before_rename"])
+def test_a_checkpoint_killed_mid_save_leaves_a_matching_pair(tmp_path: Path, monkeypatch, killed_at: str) -> None:
+    """A kill between the tensors and the JSON (or between the JSON and the last rename) of a checkpoint
+    leaves a pair that loads: the previous epoch's, or the new one's."""
+    from core.model import train_state as T
+    from core.model.training import FitState
+
+    model, optimizer, loss_fn = _tiny_parts()
+    T.save_train_state(tmp_path, model, optimizer, loss_fn, FitState(), epoch=1)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    saved = model.weight.detach().clone()
+
+    class Killed(Exception):
+        pass
+
+    def kill(*_args: object, **_kwargs: object) -> None:
+        raise Killed
+
+    if killed_at == "before_json":
+        monkeypatch.setattr(T, "save_json", kill)
+    else:  # train_state's own rename only (the file writes rename too)
+        monkeypatch.setattr(T, "os", _Killer(kill))
+    with pytest.raises(Killed):
+        T.save_train_state(tmp_path, model, optimizer, loss_fn, FitState(), epoch=2)
+    monkeypatch.undo()
+
+    fresh, fresh_opt, fresh_loss = _tiny_parts()
+    assert T.has_train_state(tmp_path)
+    state = T.load_train_state(tmp_path, fresh, fresh_opt, fresh_loss)
+    if killed_at == "before_json":
+        assert state.epochs_done == 1 and not torch.equal(fresh.weight, saved)
+    else:
+        assert state.epochs_done == 2 and torch.equal(fresh.weight, saved)
+    if killed_at == "before_rename":  # the load finished the interrupted save
+        assert not (tmp_path / (STATE_TENSORS + T.PENDING_SUFFIX)).exists()
+
+
+class _Killer:
+    """Stands in for the ``os`` module inside train_state: ``replace`` is killed."""
+
+    def __init__(self, kill) -> None:
+        self.replace = kill

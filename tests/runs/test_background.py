@@ -1,7 +1,8 @@
 """core.runs.background: a run trained in a detached process, found again, and replaced once its process is gone.
 
 Real processes on a tiny generated dataset with the tiny model and BERT; the full training of a
-background run (``behaviorlens sample --train`` until done) is tests/cli/test_sample_train_cli.py.
+background run (``behaviorlens sample --train`` until done) is tests/cli/test_sample_train_cli.py, killing,
+resuming and deleting runs is tests/reliability/test_run_lifecycle.py.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 import pytest
 from tiny_support import TINY_MODEL  # tests/tiny_support.py
 
-from core.errors import DataError, NotFoundError
+from core.errors import DataError, NotFoundError, RunBusyError
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
 from core.runs import background as B
-from core.runs.records import FAILED, RUNNING, list_runs, run_record, set_run
+from core.runs import watch as W
+from core.runs.owner import claim
+from core.runs.records import FAILED, INTERRUPTED, RUNNING, list_runs, run_record, set_run
 from core.store.workspace import Workspace
 
 DATASET = "tiny"
@@ -33,8 +36,7 @@ def tiny_ws(ws: Workspace, training_data_dir: Path) -> Iterator[Workspace]:
     ingest(ws, training_data_dir / "events.csv", training_data_dir / "items.csv", IngestOptions(name=DATASET))
     yield ws
     for run_id in list_runs(ws)["run_id"] if len(list_runs(ws)) else []:
-        if (ws.run_dir(run_id) / B.BACKGROUND_FILE).is_file():
-            B.stop(ws, run_id, signal.SIGKILL)
+        if (ws.run_dir(run_id) / B.BACKGROUND_FILE).is_file() and B.stop(ws, run_id, signal.SIGKILL):
             wait_gone(ws, run_id)
 
 
@@ -57,8 +59,9 @@ def test_one_run_starts_a_second_call_finds_it_and_a_gone_process_is_replaced(
     assert run_record(tiny_ws, first.run_id)["status"] == RUNNING  # recorded before the process has started
     assert first.log == tiny_ws.run_dir(first.run_id) / B.LOG_FILE and first.log.is_file()
     assert B.process_alive(B.pid_of(tiny_ws, first.run_id), first.run_id)
-    state = B.training_state(tiny_ws, DATASET)
+    state = W.training_state(tiny_ws, DATASET)
     assert state is not None and (state.run_id, state.status, state.background) == (first.run_id, RUNNING, True)
+    assert state.demo
 
     second = B.ensure_training(tiny_ws, DATASET, settings(tiny_bert_dir))
     assert (second.run_id, second.started, second.status) == (first.run_id, False, RUNNING)
@@ -66,31 +69,51 @@ def test_one_run_starts_a_second_call_finds_it_and_a_gone_process_is_replaced(
 
     assert B.stop(tiny_ws, first.run_id, signal.SIGKILL)  # killed: the run stays recorded running
     wait_gone(tiny_ws, first.run_id)
-    state = B.training_state(tiny_ws, DATASET)
-    assert state is not None and (state.run_id, state.status) == (first.run_id, B.STOPPED)
+    state = W.training_state(tiny_ws, DATASET)
+    assert state is not None and (state.run_id, state.status) == (first.run_id, INTERRUPTED)
     assert not B.stop(tiny_ws, first.run_id)
 
     third = B.ensure_training(tiny_ws, DATASET, settings(tiny_bert_dir))
     assert third.started and third.run_id != first.run_id
-    assert run_record(tiny_ws, first.run_id)["status"] == FAILED
-    state = B.training_state(tiny_ws, DATASET)
+    assert run_record(tiny_ws, first.run_id)["status"] == INTERRUPTED  # kept, resumable
+    state = W.training_state(tiny_ws, DATASET)
     assert state is not None and (state.run_id, state.status) == (third.run_id, RUNNING)
 
 
-def test_a_run_started_elsewhere_counts_as_training(tiny_ws: Workspace) -> None:
-    """A running run without background.json (the Train page, `behaviorlens train`): trusted, never replaced."""
+def test_a_run_started_elsewhere_counts_as_training_while_its_owner_lives(tiny_ws: Workspace) -> None:
+    """A running run of another process (`behaviorlens train`, a script): training while its owner lives."""
+    claim(tiny_ws.run_dir("tiny-elsewhere"), "tiny-elsewhere")  # this test's process: alive
     set_run(
         tiny_ws, "tiny-elsewhere", DATASET, RUNNING, {"dataset": DATASET, "settings": {"train": {"epochs": 3}}}, None
     )
     launch = B.ensure_training(tiny_ws, DATASET, {})
     assert (launch.run_id, launch.started, launch.log) == ("tiny-elsewhere", False, None)
-    state = B.training_state(tiny_ws, DATASET)
-    assert state is not None and (state.status, state.background) == (RUNNING, False)
+    state = W.training_state(tiny_ws, DATASET)
+    assert state is not None and (state.status, state.background, state.demo) == (RUNNING, False, False)
     assert state.progress == {"status": RUNNING, "phase": "starting", "epoch": 0, "epochs": 3, "fraction": 0.0}
-    with pytest.raises(DataError, match="not a background run"):
-        B.train_recorded(tiny_ws, "tiny-elsewhere")
-    with pytest.raises(DataError, match="not started in the background"):
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(DataError, match="not a run recorded for a worker"):
+            B.train_recorded(tiny_ws, "tiny-elsewhere")
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    claim(tiny_ws.run_dir("tiny-elsewhere"), "tiny-elsewhere")  # train_recorded released this process's claim
+    with pytest.raises(RunBusyError, match="trained by this process"):
         B.stop(tiny_ws, "tiny-elsewhere")
+
+
+def test_a_running_run_without_a_live_owner_reads_interrupted_and_is_replaced(tiny_ws: Workspace) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    claim(tiny_ws.run_dir("tiny-dead"), "tiny-dead", gone.pid)  # a process that has ended
+    set_run(tiny_ws, "tiny-dead", DATASET, RUNNING, {"dataset": DATASET, "settings": {}}, None)
+    set_run(tiny_ws, "tiny-unowned", DATASET, RUNNING, {"dataset": DATASET, "settings": {}}, None)  # no owner.json
+    assert run_record(tiny_ws, "tiny-dead")["status"] == INTERRUPTED
+    assert set(list_runs(tiny_ws)["status"]) == {INTERRUPTED}
+    state = W.training_state(tiny_ws, DATASET)
+    assert state is not None and state.status == INTERRUPTED
+    launch = B.ensure_training(tiny_ws, DATASET, {"encoder": "/no/such/encoder", "device": "cpu"})
+    assert launch.started and launch.run_id not in ("tiny-dead", "tiny-unowned")
 
 
 def test_a_dead_process_is_not_alive() -> None:
@@ -149,8 +172,8 @@ def test_demo_settings_come_from_the_environment(tmp_path: Path, monkeypatch: py
     ],
 )
 def test_progress_in_words(progress: dict[str, Any], expected: tuple[float, str]) -> None:
-    assert B.progress_text(progress)[1] == expected[1]
-    assert B.progress_text(progress)[0] == pytest.approx(expected[0])
+    assert W.progress_text(progress)[1] == expected[1]
+    assert W.progress_text(progress)[0] == pytest.approx(expected[0])
 
 
 def test_a_failed_background_run_is_recorded_failed_with_its_message_in_the_log(tiny_ws: Workspace) -> None:
@@ -163,7 +186,7 @@ def test_a_failed_background_run_is_recorded_failed_with_its_message_in_the_log(
     assert run_record(tiny_ws, launch.run_id)["status"] == FAILED
     log = launch.log.read_text()
     assert f"behaviorlens: training run {launch.run_id} failed: " in log and "/no/such/encoder" in log, log
-    state = B.training_state(tiny_ws, DATASET)
+    state = W.training_state(tiny_ws, DATASET)
     assert state is not None and (state.run_id, state.status, state.log) == (launch.run_id, FAILED, launch.log)
     again = B.ensure_training(tiny_ws, DATASET, {"encoder": "/no/such/encoder", "device": "cpu"})
     assert again.started and again.run_id != launch.run_id  # a failed run does not stop the next try

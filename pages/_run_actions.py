@@ -1,0 +1,87 @@
+"""The Train page's run actions: resume a run that stopped without finishing, delete a run (after a confirmation).
+
+Widgets only: resuming starts a worker (:func:`core.runs.background.resume_training`), deleting is
+:func:`core.runs.lifecycle.delete_run`; both refuse a run whose process is still training it, and the
+refusal is shown as the project's error. The buttons act in callbacks (before the page is drawn, so the
+runs table already shows the outcome); what happened is kept in the session and shown once.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import BehaviorLensError
+from core.runs.background import resume_training
+from core.runs.lifecycle import delete_run
+from core.runs.records import CANCELLED, FAILED, INTERRUPTED, RUNNING
+from core.runs.watch import has_checkpoint
+from pages._shared import RUN_KEY, TRAIN_JOB_KEY, get_workspace, plain
+
+MANAGE_KEY = "train_manage_run"  # the run the actions apply to
+PENDING_KEY = "train_delete_pending"  # the run whose deletion waits for a confirmation
+MESSAGE_KEY = "train_run_message"  # (kind, text) of the last action, shown once
+RESUMABLE = (INTERRUPTED, CANCELLED, FAILED)
+
+
+def run_actions(runs: pd.DataFrame, busy: bool) -> None:
+    """Pick a run; resume it (when it stopped without finishing) or delete it (confirmed first)."""
+    message = st.session_state.pop(MESSAGE_KEY, None)
+    if message is not None:
+        (st.success if message[0] == "success" else st.error)(plain(message[1]))
+    ids = runs["run_id"].tolist()
+    if not ids:
+        return
+    st.subheader("Resume or delete a run")
+    run_id = st.selectbox("Run to resume or delete", ids, key=MANAGE_KEY)
+    status = runs.loc[runs["run_id"] == run_id, "status"].iloc[0]
+    ws = get_workspace()
+    left, right = st.columns(2)
+    if status in RESUMABLE:
+        label = "Resume from its last checkpoint" if has_checkpoint(ws, run_id) else "Restart it from scratch"
+        left.button(label, key="resume_run", on_click=_resume, args=(run_id,), disabled=busy)
+        if status == INTERRUPTED:
+            left.caption("Its process is gone: it stopped without finishing.")
+    elif status == RUNNING:
+        left.caption("It is training: cancel it, or wait for it to end, before deleting it.")
+    right.button("Delete this run", key="delete_run", on_click=_ask_delete, args=(run_id,))
+    pending = st.session_state.get(PENDING_KEY)
+    if pending is not None:
+        confirm(pending)
+
+
+def confirm(run_id: str) -> None:
+    """The confirmation step of a deletion."""
+    st.warning(
+        plain(f"Delete run {run_id}: its row and its folder (model, metrics, checkpoints)? This cannot be undone.")
+    )
+    left, right = st.columns(2)
+    left.button("Yes, delete it", key="confirm_delete", type="primary", on_click=_delete, args=(run_id,))
+    right.button("Keep it", key="keep_run", on_click=lambda: st.session_state.pop(PENDING_KEY, None))
+
+
+def _ask_delete(run_id: str) -> None:
+    st.session_state[PENDING_KEY] = run_id
+
+
+def _delete(run_id: str) -> None:
+    st.session_state.pop(PENDING_KEY, None)
+    try:
+        delete_run(get_workspace(), run_id)
+    except BehaviorLensError as exc:
+        st.session_state[MESSAGE_KEY] = ("error", str(exc))
+        return
+    for key in (RUN_KEY, TRAIN_JOB_KEY):
+        if st.session_state.get(key) == run_id:
+            del st.session_state[key]
+    st.session_state.pop(MANAGE_KEY, None)
+    st.session_state[MESSAGE_KEY] = ("success", f"Deleted run {run_id} and its folder.")
+
+
+def _resume(run_id: str) -> None:
+    try:
+        resume_training(get_workspace(), run_id)
+    except BehaviorLensError as exc:
+        st.session_state[MESSAGE_KEY] = ("error", str(exc))
+        return
+    st.session_state[TRAIN_JOB_KEY] = run_id  # the live panel follows it
