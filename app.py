@@ -22,6 +22,7 @@ from pages._shared import (
     get_workspace,
     plain,
     show_error,
+    sweep_uploads,
     workspace_root,
 )
 
@@ -83,8 +84,9 @@ def workspace_status(chosen: str | None) -> None:
 
 
 def sidebar() -> None:
-    """Dataset picker and workspace status (errors shown, never raised)."""
+    """Dataset picker and workspace status (errors shown, never raised); stale upload copies swept."""
     try:
+        sweep_uploads()  # every run from the first: Streamlit has no session-end hook (core.store.uploads)
         ensure_sample(workspace_root())
     except BehaviorLensError as exc:
         with st.sidebar:

@@ -1,4 +1,4 @@
-"""What the pages share: the ``st.cache_*`` wrappers, routing, the run picker, safe text (:func:`plain`), uploads.
+"""What the pages share: the ``st.cache_*`` wrappers, routing, the run picker, safe text (:func:`plain`), upload sweeps.
 
 Shared between sessions, so immutable or locked: the workspace (by folder), overview tables (by dataset and
 ``created_at``), one ``Run`` handle per run and weights digest (its memo is locked). What an analyst picks,
@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import streamlit as st
 
@@ -25,14 +22,15 @@ from core.ingest.overview import Overview, compute_overview
 from core.ingest.sample import ensure_sample_dataset
 from core.runs.records import usable_runs
 from core.runs.run import Run, open_run, run_digest
+from core.store.scratch import sweep_scratch
+from core.store.uploads import sweep_stale_uploads
 from core.store.workspace import DEFAULT_WORKSPACE, WORKSPACE_ENV, DatasetInfo, Workspace
 
 DATASET_KEY = "dataset"  # session key of the sidebar dataset picker
 PENDING_DATASET_KEY = "dataset_pending"  # a dataset to select on the next run (after an ingest)
 REPORT_KEY = "ingest_report"  # the last ingest's report, as a dict
 RUN_KEY = "run"  # the run the analysis pages use (picked on the Train page)
-TRAIN_JOB_KEY = "train_job"  # run ID of this session's latest training job (core.runs.jobs registry)
-UPLOADS_KEY = "_uploads"  # file_id -> saved temp path of this session's uploads
+TRAIN_JOB_KEY = "train_job"  # run ID of this session's latest training (its worker: core.runs.background)
 EXPLAINED_KEY = "explained"  # the Explain page's current request (run, user, item, method, target, k...)
 INFLUENCE_KEY = "influence"  # the Influence page's last computed (run, settings)
 DEFAULT_DATASET = "sample"
@@ -52,6 +50,13 @@ def route_through_frame() -> None:
 def workspace_root() -> str:
     """The workspace folder this process uses (``BEHAVIORLENS_WORKSPACE`` or ``./workspace``)."""
     return str(Path(os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE).expanduser().resolve())
+
+
+def sweep_uploads() -> None:
+    """Delete upload copies untouched for an hour (a crash mid-ingest): Streamlit has no session-end hook, so
+    the frame calls this on every run, from the app's first run on (``core.store.uploads``)."""
+    sweep_stale_uploads(workspace_root())
+    sweep_scratch()  # and what a killed ingest, or an earlier release's uploads, left in the temp folder
 
 
 @st.cache_resource(show_spinner=False)
@@ -121,30 +126,3 @@ def show_warnings(warnings: list[str]) -> None:
     """One ``st.warning`` per warning, as plain text."""
     for warning in warnings:
         st.warning(plain(warning))
-
-
-def safe_file_name(name: str) -> str:
-    """An upload's name reduced to safe characters, its suffixes (``.csv.gz``) kept."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name).lstrip(".-_") or "upload"
-    return cleaned[-128:]
-
-
-def saved_upload(uploaded: Any) -> Path:
-    """Save an ``UploadedFile`` once, alone in a fresh temp folder under its own name; the session remembers it."""
-    saved: dict[str, str] = st.session_state.setdefault(UPLOADS_KEY, {})
-    path = saved.get(uploaded.file_id)
-    if path is not None and Path(path).is_file():
-        return Path(path)
-    target = Path(tempfile.mkdtemp(prefix="behaviorlens-upload-")) / safe_file_name(uploaded.name)
-    uploaded.seek(0)
-    with open(target, "wb") as out:
-        shutil.copyfileobj(uploaded, out, 1024 * 1024)
-    saved[uploaded.file_id] = str(target)
-    return target
-
-
-def forget_uploads(keep: set[str]) -> None:
-    """Delete the temp copies of this session's uploads whose file IDs are not in ``keep``."""
-    saved: dict[str, str] = st.session_state.setdefault(UPLOADS_KEY, {})
-    for file_id in [f for f in saved if f not in keep]:
-        shutil.rmtree(Path(saved.pop(file_id)).parent, ignore_errors=True)

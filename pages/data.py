@@ -1,14 +1,15 @@
 """The Data page: upload a log, map its columns, ingest, read the report, see the overview.
 
 Widgets and layout only: reading, validation and storage are ``core.ingest.pipeline``;
-the overview tables are ``core.ingest.overview``; the figures are ``core.views.charts``.
+the overview tables are ``core.ingest.overview``; the figures are ``core.views.charts`` and ``.funnel``;
+uploads are copied to disk only while one read of them lasts (``core.store.uploads``).
 User-supplied text is shown with ``st.text``/``st.dataframe``/``st.json`` or
 escaped by ``plain``, never as raw Markdown or HTML.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from contextlib import ExitStack
 from typing import Any
 
 import pandas as pd
@@ -16,23 +17,24 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from core import schema as S
-from core.errors import BehaviorLensError
+from core.errors import BehaviorLensError, UnmappedFieldError
 from core.ingest import overview as O
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import default_name, ingest, inspect
 from core.ingest.source_info import SourceInfo
 from core.progress import fraction
+from core.store.uploads import upload_copy
 from core.store.workspace import DatasetInfo, Workspace
 from core.views import charts
+from core.views.funnel import funnel
 from pages._shared import (
     DATASET_KEY,
     PENDING_DATASET_KEY,
     REPORT_KEY,
-    forget_uploads,
     get_workspace,
     load_overview,
+    plain,
     route_through_frame,
-    saved_upload,
     show_error,
     show_warnings,
 )
@@ -41,6 +43,11 @@ UPLOAD_TYPES = ["csv", "tsv", "txt", "gz", "parquet", "jsonl", "json"]
 NONE = "(none)"
 EVENTS_UPLOAD = "events_upload"
 ITEMS_UPLOAD = "items_upload"
+# file_id -> (SourceInfo, guessed mapping) of this session's current upload. No copy of an upload stays on
+# disk between runs: it is copied to a private folder for one inspection, and again for the ingest, and
+# deleted right after either (core.store.uploads); the frame sweeps what a crash leaves (app.py).
+UPLOADS_KEY = "_uploads"
+FIELD_MEANING = {S.USER_ID: "the user (or visitor, customer, session) IDs", S.ITEM_ID: "the item (product) IDs"}
 
 
 # -- 1. upload and 2. mapping --------------------------------------------------------
@@ -50,19 +57,36 @@ def upload_section(ws: Workspace) -> None:
     left, right = st.columns(2)
     events = left.file_uploader("Events file", type=UPLOAD_TYPES, key=EVENTS_UPLOAD)
     items = right.file_uploader("Items file (optional)", type=UPLOAD_TYPES, key=ITEMS_UPLOAD)
-    forget_uploads({f.file_id for f in (events, items) if f is not None})
+    seen: dict[str, tuple[SourceInfo, dict[str, str]]] = st.session_state.setdefault(UPLOADS_KEY, {})
+    for file_id in [f for f in seen if events is None or f != events.file_id]:
+        del seen[file_id]
     if events is None:
         st.caption("CSV/TSV (optionally gzipped), Parquet, JSON Lines or JSON; one row per behavior.")
         return
     try:
-        events_path = saved_upload(events)
-        items_path = saved_upload(items) if items is not None else None
-        info, guessed = inspect(events_path)
+        if events.file_id not in seen:
+            with upload_copy(ws.root, events.name, events) as path:
+                seen[events.file_id] = inspect(path)
     except BehaviorLensError as exc:
         show_error(exc)
         return
+    info, guessed = seen[events.file_id]
     source_summary(info)
-    mapping_form(ws, events, events_path, items_path, info.columns, guessed)
+    for fld in S.REQUIRED_FIELDS:
+        if fld not in guessed:
+            st.warning(plain(f"No column was recognized as {fld}: pick the one that holds {FIELD_MEANING[fld]} below."))
+    mapping_form(ws, events, items, info.columns, guessed)
+
+
+def unmapped_message(exc: UnmappedFieldError, taken: set[str]) -> str:
+    """A missing ID column, in this page's words: the mapping form's box to pick it in, and the free columns."""
+    free = [c for c in exc.columns if c not in taken] or exc.columns
+    header = "" if exc.header else " The file has no header row, so its columns are numbered."
+    return (
+        f"No column is picked for {exc.field}. In the Column mapping form, choose the column that holds "
+        f"{FIELD_MEANING.get(exc.field, exc.field)} in the {exc.field} box (one of: {', '.join(free)}), "
+        f"then press Ingest.{header}"
+    )
 
 
 def source_summary(info: SourceInfo) -> None:
@@ -79,12 +103,7 @@ def source_summary(info: SourceInfo) -> None:
 
 
 def mapping_form(
-    ws: Workspace,
-    events: UploadedFile,
-    events_path: Path,
-    items_path: Path | None,
-    columns: list[str],
-    guessed: dict[str, str],
+    ws: Workspace, events: UploadedFile, items: UploadedFile | None, columns: list[str], guessed: dict[str, str]
 ) -> None:
     """Column mapping (pre-filled with the guess), options and the Ingest button."""
     tag = events.file_id  # a new upload gets fresh defaults
@@ -106,23 +125,29 @@ def mapping_form(
         opts = IngestOptions(
             name=name.strip() or None, mapping=mapping, behavior_codes=codes.strip() or None, keep_ids=keep
         )
-        run_ingest(ws, events_path, items_path, opts, events.name)
+        run_ingest(ws, events, items, opts)
 
 
-def run_ingest(
-    ws: Workspace, events_path: Path, items_path: Path | None, options: IngestOptions, source_name: str
-) -> None:
-    """Ingest with a progress bar; on success keep the report and select the new dataset."""
+def run_ingest(ws: Workspace, events: UploadedFile, items: UploadedFile | None, options: IngestOptions) -> None:
+    """Ingest private copies of the uploads (deleted right after, however it ends) with a progress bar; on
+    success keep the report and select the new dataset."""
     bar = st.progress(0.0, text="starting")
     try:
-        report = ingest(
-            ws,
-            events_path,
-            items_path,
-            options,
-            source_names=[source_name],
-            progress=lambda event: bar.progress(fraction(event), text=event["stage"]),
-        )
+        with ExitStack() as copies:
+            events_path = copies.enter_context(upload_copy(ws.root, events.name, events))
+            items_path = None if items is None else copies.enter_context(upload_copy(ws.root, items.name, items))
+            report = ingest(
+                ws,
+                events_path,
+                items_path,
+                options,
+                source_names=[events.name],
+                progress=lambda event: bar.progress(fraction(event), text=event["stage"]),
+            )
+    except UnmappedFieldError as exc:
+        bar.empty()
+        st.error(plain(unmapped_message(exc, {c for c in (options.mapping or {}).values() if c})))
+        return
     except BehaviorLensError as exc:
         bar.empty()
         show_error(exc)
@@ -218,7 +243,7 @@ def overview_charts(info: DatasetInfo, view: O.Overview) -> None:
     if len(shown) < len(order):
         st.caption(f"{len(order)} behaviors: the charts show the first {len(shown)} in funnel order.")
     left, right = st.columns(2)
-    left.plotly_chart(charts.funnel(view.funnel[view.funnel[S.BEHAVIOR].isin(shown)]), key="chart_funnel")
+    left.plotly_chart(funnel(view.funnel[view.funnel[S.BEHAVIOR].isin(shown)], total=info.n_users), key="chart_funnel")
     right.plotly_chart(charts.transition_heatmap(O.transition_matrix(view.transitions, order)), key="chart_transitions")
     if S.TIMESTAMP in info.mapping:
         st.plotly_chart(charts.events_over_time(view.daily, shown), key="chart_daily")

@@ -20,6 +20,7 @@ from core.runs.fusion import user_top
 from core.runs.influence import kept_ablation, kept_influence
 from core.runs.records import usable_runs
 from core.runs.run import Run
+from core.store.uploads import safe_file_name
 from core.store.workspace import Workspace
 from core.views.report import attributions_csv, html_report, influence_csv
 from pages._shared import (
@@ -30,7 +31,6 @@ from pages._shared import (
     get_workspace,
     plain,
     route_through_frame,
-    safe_file_name,
     show_error,
 )
 from pages._waiting import no_usable_run

@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from core.errors import BehaviorLensError, DataError
+from core.errors import BehaviorLensError, DataError, UnmappedFieldError, UnusableFileError
 from core.ingest.mapping import parse_pairs
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
@@ -95,6 +95,12 @@ def _options(args: argparse.Namespace) -> IngestOptions:
     )
 
 
+def unmapped_message(exc: UnmappedFieldError) -> str:
+    """A missing ID column, in the CLI's words: the flag that maps one."""
+    hint = " The file seems to have no header: name its columns with --columns." if not exc.header else ""
+    return f"{exc}: map one with --map {exc.field}=COLUMN.{hint}"
+
+
 def _print_ingest(report: dict[str, Any]) -> None:
     print(
         f"dataset {report['dataset']!r}: {report['rows_accepted']:,} of {report['rows_read']:,} rows "
@@ -111,7 +117,10 @@ def _print_ingest(report: dict[str, Any]) -> None:
 def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     """Dispatch one data subcommand."""
     if args.command == "ingest":
-        report = ingest(ws, args.events, args.items, _options(args)).to_dict()
+        try:
+            report = ingest(ws, args.events, args.items, _options(args)).to_dict()
+        except UnmappedFieldError as exc:
+            raise UnusableFileError(unmapped_message(exc)) from exc
         print(json.dumps(report, default=str)) if as_json else _print_ingest(report)
     elif args.command == "datasets":
         frame = ws.list_datasets()
@@ -148,7 +157,8 @@ def _train_sample(ws: Workspace, as_json: bool) -> dict[str, Any]:
 
 
 def _train_background(ws: Workspace, run_id: str) -> None:
-    """The background process of `sample --train`: train the recorded run; its outcome on stdout (the log)."""
+    """The worker process of a run (the Train page, `sample --train`): train the recorded run; its outcome on
+    stdout (the run's train.log)."""
     snap = train_recorded(ws, run_id)
     if snap["error"] is not None:
         raise BehaviorLensError(f"training run {run_id} failed: {snap['error']}")

@@ -46,8 +46,36 @@ def looks_like_header(first: list[str], data: list[list[str]], strict: bool = Fa
     return False
 
 
+def id_stem(norm: str) -> str:
+    """A normalized name without one ID suffix (``S.ID_SUFFIXES``): ``"useridx"`` -> ``"user"``; at least 2 chars."""
+    for suffix in S.ID_SUFFIXES:
+        if norm.endswith(suffix) and len(norm) - len(suffix) >= 2:
+            return norm[: -len(suffix)]
+    return norm
+
+
+def _stems(aliases: tuple[str, ...]) -> list[str]:
+    """The stems of ``aliases`` in their order, once each (one-letter stems such as uid's "u" left out)."""
+    out: list[str] = []
+    for stem in (id_stem(a) for a in aliases):
+        if len(stem) >= 2 and stem not in out:
+            out.append(stem)
+    return out
+
+
+_ID_STEMS: dict[str, list[str]] = {
+    fld: _stems((normalize_name(fld),) + S.COLUMN_ALIASES[fld]) for fld in S.REQUIRED_FIELDS
+}
+_FALLBACK_STEMS: dict[str, list[str]] = {S.USER_ID: _stems(S.USER_FALLBACK_ALIASES)}
+
+
 def guess_mapping(columns: list[str]) -> dict[str, str]:
-    """Guess field -> column from common spellings; each column is used once."""
+    """Guess field -> column from common spellings; each column is used once.
+
+    First exact spellings (``S.COLUMN_ALIASES``) for every field; then, for a user or item field still
+    without a column, the stem of a spelling with or without an ID suffix (``user_idx``, ``item_index``,
+    ``video``, ``sku_no``); last, a session column as the user when there is no user column.
+    """
     by_norm: dict[str, str] = {}
     for col in columns:
         by_norm.setdefault(normalize_name(col), col)
@@ -60,7 +88,19 @@ def guess_mapping(columns: list[str]) -> dict[str, str]:
                 mapping[fld] = found
                 used.add(found)
                 break
-    return mapping
+    for stems in (_ID_STEMS, _FALLBACK_STEMS):
+        for fld, candidates in stems.items():
+            found = None if fld in mapping else _by_stem(columns, candidates, used)
+            if found is not None:
+                mapping[fld] = found
+                used.add(found)
+    return {fld: mapping[fld] for fld in S.EVENT_FIELDS if fld in mapping}
+
+
+def _by_stem(columns: list[str], stems: list[str], used: set[str]) -> str | None:
+    """The first unused column whose stem is one of ``stems`` (earlier stems win)."""
+    free = [(id_stem(normalize_name(c)), c) for c in columns if c not in used]
+    return next((col for stem in stems for s, col in free if s == stem), None)
 
 
 def resolve_mapping(columns: list[str], overrides: dict[str, str | None] | None = None) -> dict[str, str]:
@@ -114,11 +154,11 @@ def canonical_behavior(label: str) -> str:
 
 def parse_behavior_codes(text: str | dict[str, str] | None) -> dict[str, str]:
     """``"0=click,1=cart"`` -> {"0": "click", "1": "cart"} (targets canonicalized)."""
-    pairs = parse_pairs(text, "--behavior-codes") if isinstance(text, str) else dict(text or {})
+    pairs = parse_pairs(text, "behavior codes") if isinstance(text, str) else dict(text or {})
     out: dict[str, str] = {}
     for code, label in pairs.items():
         if not str(label).strip():
-            raise DataError(f"--behavior-codes: code {code!r} maps to an empty behavior name")
+            raise DataError(f"behavior codes: code {code!r} maps to an empty behavior name")
         out[str(code).strip()] = canonical_behavior(label)
     return out
 

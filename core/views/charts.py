@@ -11,6 +11,7 @@ characters on screen, so the text reads as typed and nothing is interpreted.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Iterable
 
 import pandas as pd
@@ -22,6 +23,8 @@ from core.ingest import overview as O
 
 MAX_LABEL = 60
 CHART_HEIGHT = 380
+LOG_HALF = math.log10(0.5)  # bottom of a log count axis, in axis units: a bin of 1 is a bar, not a sliver
+BAR_PX = 24  # height of one labelled bar in a chart of names (top items)
 
 
 def safe_label(value: object, max_len: int | None = None) -> str:
@@ -37,22 +40,18 @@ def safe_labels(values: Iterable[object], max_len: int | None = None) -> list[st
     return [safe_label(v, max_len) for v in values]
 
 
-def _layout(fig: go.Figure, title: str, **kwargs: object) -> go.Figure:
-    fig.update_layout(title=safe_label(title), height=CHART_HEIGHT, margin=dict(l=10, r=10, t=50, b=10), **kwargs)
+# Names (IDs, behaviors, groups) sit on a category axis: "658470" or a behavior code "1" is a name, not a number.
+CATEGORY = "category"
+
+
+def layout(fig: go.Figure, title: str, subtitle: list[str] | None = None, **kwargs: object) -> go.Figure:
+    """The house layout: escaped title (and subtitle lines), fixed height, tight margins, then ``kwargs``."""
+    heading: dict[str, object] = {"text": safe_label(title)}
+    if subtitle:  # short lines: a half-width chart cuts a long one
+        heading["subtitle"] = {"text": "<br>".join(safe_labels(subtitle))}
+    top = 50 + 18 * len(subtitle or [])
+    fig.update_layout(title=heading, height=CHART_HEIGHT, margin=dict(l=10, r=10, t=top, b=10), **kwargs)
     return fig
-
-
-def funnel(counts: pd.DataFrame, measure: str = O.USERS, title: str = "Behavior funnel") -> go.Figure:
-    """Funnel of ``counts`` (``[behavior, events, users]``, in funnel order) by ``measure``."""
-    fig = go.Figure(
-        go.Funnel(
-            y=safe_labels(counts[S.BEHAVIOR]),
-            x=counts[measure].tolist(),
-            textinfo="value+percent initial",
-            hovertemplate=f"%{{y}}: %{{x}} {measure}<extra></extra>",
-        )
-    )
-    return _layout(fig, title)
 
 
 def events_over_time(daily: pd.DataFrame, order: list[str] | None = None, title: str = "Events per day") -> go.Figure:
@@ -73,7 +72,7 @@ def events_over_time(daily: pd.DataFrame, order: list[str] | None = None, title:
                 hovertemplate="%{fullData.name}<br>%{x|%Y-%m-%d}: %{y} events<extra></extra>",
             )
         )
-    return _layout(fig, title, xaxis_title="day (UTC)", yaxis_title="events", hovermode="closest")
+    return layout(fig, title, xaxis_title="day (UTC)", yaxis_title="events", hovermode="closest")
 
 
 def count_histogram(distribution: pd.DataFrame, count_col: str, title: str) -> go.Figure:
@@ -91,12 +90,12 @@ def count_histogram(distribution: pd.DataFrame, count_col: str, title: str) -> g
             hovertemplate=f"%{{x}} events: %{{y}} {safe_label(count_col)}<extra></extra>",
         )
     )
-    return _layout(
+    return layout(
         fig,
         title,
         xaxis_title=f"events per {count_col.rstrip('s')}",
-        yaxis_title=f"{count_col} (log scale)",
-        yaxis_type="log",
+        # ticks at powers of ten, and room below 1 so that a bin of one shows as a bar, not a sliver
+        yaxis=dict(title=f"{count_col} (log scale)", type="log", dtick=1, autorangeoptions=dict(minallowed=LOG_HALF)),
         bargap=0.05,
     )
 
@@ -122,10 +121,10 @@ def top_items(items: pd.DataFrame, title: str = "Top items by events") -> go.Fig
             hovertemplate="%{y}<br>%{x} events, %{customdata} users<extra></extra>",
         )
     )
-    # category axis: numeric item IDs ("658470") are names, not positions on a number line
-    return _layout(
-        fig, title, xaxis=dict(title="events"), yaxis=dict(type="category", autorange="reversed", automargin=True)
+    fig = layout(
+        fig, title, xaxis=dict(title="events"), yaxis=dict(type=CATEGORY, autorange="reversed", automargin=True)
     )
+    return fig.update_layout(height=max(CHART_HEIGHT, 80 + BAR_PX * len(labels)))  # room for every item's label
 
 
 def transition_heatmap(matrix: pd.DataFrame, title: str = "Next behavior (within a user)") -> go.Figure:
@@ -144,7 +143,12 @@ def transition_heatmap(matrix: pd.DataFrame, title: str = "Next behavior (within
             hovertemplate="%{y} → %{x}: %{z} (%{customdata:.1%} of %{y})<extra></extra>",
         )
     )
-    return _layout(fig, title, xaxis=dict(title="next behavior"), yaxis=dict(title="behavior", autorange="reversed"))
+    return layout(
+        fig,
+        title,
+        xaxis=dict(title="next behavior", type=CATEGORY),
+        yaxis=dict(title="behavior", type=CATEGORY, autorange="reversed"),
+    )
 
 
 # -- training curves (the Train page) -------------------------------------------------
@@ -179,7 +183,7 @@ def training_loss(
                     hovertemplate="%{fullData.name}, epoch %{x}: %{y:.4f}<extra></extra>",
                 )
             )
-    return _layout(fig, title, xaxis_title="epoch", yaxis_title="loss", hovermode="closest")
+    return layout(fig, title, xaxis_title="epoch", yaxis_title="loss", hovermode="closest")
 
 
 def validation_metrics(history: list[dict[str, object]], title: str = "Validation metrics") -> go.Figure:
@@ -209,7 +213,7 @@ def validation_metrics(history: list[dict[str, object]], title: str = "Validatio
                 hovertemplate="RMSE, epoch %{x}: %{y:.4f}<extra></extra>",
             )
         )
-    return _layout(
+    return layout(
         fig,
         title,
         xaxis=dict(title="epoch", dtick=1),
@@ -270,7 +274,7 @@ def tradeoff(
                 hovertemplate="current: %{text}<br>%{x:.4f}, %{y:.4f}<extra></extra>",
             )
         )
-    return _layout(
+    return layout(
         fig,
         title,
         xaxis_title=safe_label(TRADEOFF_LABELS.get(x, x)),

@@ -109,7 +109,7 @@ def timeline(exp: Explanation, title: str | None = None) -> go.Figure:
         title,
         xaxis_title="time (UTC)",
         hovermode="closest",
-        yaxis=dict(title="behavior", categoryorder="array", categoryarray=order),
+        yaxis=dict(title="behavior", type="category", categoryorder="array", categoryarray=order),
     )
 
 
@@ -126,7 +126,7 @@ def behavior_sums(exp: Explanation, title: str = "Attribution by behavior (this 
         )
     )
     label = "Σ attention weight" if exp.heuristic else "Σ attribution"
-    return _layout(fig, title, xaxis_title="behavior", yaxis_title=label)
+    return _layout(fig, title, xaxis=dict(title="behavior", type="category"), yaxis_title=label)
 
 
 def deletion_chart(exp: Explanation, title: str = "Deletion curve: attribution order vs random") -> go.Figure:
@@ -182,7 +182,7 @@ def influence_bars(report: Reported, stat: str = "share", title: str = "Influenc
             hovertemplate="%{x}: %{y:.4g}<br>95% interval [%{customdata[0]}, %{customdata[1]}]<extra></extra>",
         )
     )
-    return _layout(fig, title, xaxis_title="behavior", yaxis_title=safe_label(axis))
+    return _layout(fig, title, xaxis=dict(title="behavior", type="category"), yaxis_title=safe_label(axis))
 
 
 def influence_by_group(
@@ -201,7 +201,12 @@ def influence_by_group(
             hovertemplate="%{x}: %{y:.4g} (%{customdata} rows)<extra></extra>",
         )
     )
-    return _layout(fig, title, xaxis_title=safe_label(axis_title), yaxis_title=safe_label(STATISTICS[stat][1]))
+    return _layout(
+        fig,
+        title,
+        xaxis=dict(title=safe_label(axis_title), type="category"),  # a category can be a number ("1234")
+        yaxis_title=safe_label(STATISTICS[stat][1]),
+    )
 
 
 # -- text tokens ---------------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ receives a genuine ``UploadedFile``, saves it to a temp file and ingests it.
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
-from page_support import charts, unescape  # tests/app/page_support.py
+from page_support import charts, no_errors, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
 from core.ingest.options import IngestOptions
@@ -90,16 +91,16 @@ def test_data_page_renders_the_sample_charts(page: AppTest) -> None:
     assert page.sidebar.selectbox[0].value == "sample"
     specs = charts(page)
     assert set(specs) == {
-        "Behavior funnel",
+        "Users per behavior",  # more sample users cart than favorite: not a funnel
         "Next behavior (within a user)",
         "Events per day",
         "Events per user",
         "Events per item",
         "Top items by events",
     }
-    funnel = specs["Behavior funnel"]["data"][0]
-    assert funnel["type"] == "funnel"
-    assert funnel["y"] == ["view", "click", "favorite", "cart", "purchase", "rate", "review", "share"]
+    shares = specs["Users per behavior"]["data"][0]
+    assert shares["type"] == "bar"
+    assert shares["y"] == ["view", "click", "favorite", "cart", "purchase", "rate", "review", "share"]
     assert specs["Events per user"]["layout"]["yaxis"]["type"] == "log"
     assert specs["Next behavior (within a user)"]["data"][0]["type"] == "heatmap"
     assert "Rows read" in metrics(page)  # the stored report of the selected dataset
@@ -153,6 +154,48 @@ def test_many_behaviors_and_no_timestamps_stay_drawable(page: AppTest) -> None:
     assert len(heat["x"]) == 15 and heat["x"][-1] == "(other behaviors)"
     notes = [unescape(c.value) for c in at.caption]
     assert "40 behaviors: the charts show the first 14 in funnel order." in notes
+
+
+def test_a_numeric_id_log_is_guessed_and_charted_by_category(page: AppTest) -> None:
+    rows = [
+        f"{u},{1000 * (1 + (u + k) % 6)},{b},{1700000000 + 60 * k}"
+        for u in range(30)
+        for k in range(3)
+        for b in (("view", "purchase") if u % 5 else ("purchase",))
+    ]  # every user purchases, 4 in 5 view
+    log = "\n".join(["user_idx,item_idx,behavior,timestamp", *rows]).encode()
+    page.file_uploader(key="events_upload").set_value(("rr.csv", log, "text/csv")).run()
+    picked = {b.label: b.value for b in page.selectbox if b.label in ("user_id", "item_id")}
+    assert picked == {"user_id": "user_idx", "item_id": "item_idx"} and not page.warning
+    next(b for b in page.button if b.label == "Ingest").click()
+    specs = charts(no_errors(page.run()))
+    assert specs["Top items by events"]["layout"]["yaxis"]["type"] == "category"
+    assert specs["Top items by events"]["data"][0]["y"][0] in {str(1000 * k) for k in range(1, 7)}
+    assert specs["Users per behavior"]["data"][0]["x"] == [24 / 30, 1.0]  # shares of all users, not a funnel
+
+
+def test_a_missing_id_column_names_the_form_field_not_a_flag(page: AppTest) -> None:
+    at = page.file_uploader(key="events_upload").set_value(("x.csv", b"who,item_id\na,i1\n", "text/csv")).run()
+    assert "No column was recognized as user_id" in unescape(at.warning[0].value)
+    next(b for b in at.button if b.label == "Ingest").click()
+    shown = unescape(at.run().error[0].value)
+    assert shown.startswith("No column is picked for user_id. In the Column mapping form, choose the column")
+    assert "(one of: who)" in shown and "--" not in shown  # the columns not picked for another field
+
+
+def test_no_copy_of_an_upload_stays_on_disk(page: AppTest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # a copy in the temp folder would show up too
+    raw = b"alice@example.com"
+    log = b"user_id,item_id,behavior\nalice@example.com,i1,view\nbob@mail.example,i2,view\n"
+
+    def holding_raw_ids() -> list[Path]:
+        return [p for p in tmp_path.rglob("*") if p.is_file() and raw in p.read_bytes()]
+
+    page.file_uploader(key="events_upload").set_value(("mails.csv", log, "text/csv")).run()
+    assert any(s.value == "Column mapping" for s in page.subheader) and not holding_raw_ids()
+    next(b for b in page.button if b.label == "Ingest").click()
+    no_errors(page.run())
+    assert page.sidebar.selectbox[0].value == "mails" and not holding_raw_ids()
 
 
 def test_unusable_uploads_are_error_messages(page: AppTest) -> None:

@@ -111,6 +111,11 @@ def test_unusable_file_exits_2(write_file, tmp_path, cli) -> None:
     assert (code, out) == (2, "") and "e.csv is empty (0 bytes)" in err
 
 
+def test_a_missing_id_column_is_worded_with_the_map_flag(write_file, tmp_path, cli) -> None:
+    code, _, err = cli("ingest", str(write_file("n.csv", "who,item_id\na,i1\n")), "--workspace", str(tmp_path / "w"))
+    assert code == 2 and "no user_id column found in n.csv among ['who', 'item_id']: map one with --map user_id=" in err
+
+
 def test_missing_and_unreadable_files_exit_2(write_file, tmp_path, cli) -> None:
     code, _, err = cli("ingest", str(tmp_path / "nope.csv"), "--workspace", str(tmp_path / "w"))
     assert code == 2 and "no such file" in err

@@ -81,6 +81,48 @@ def test_retailrocket_columns() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("column", "field"),
+    [
+        ("user_idx", S.USER_ID),
+        ("user_index", S.USER_ID),
+        ("visitor_idx", S.USER_ID),
+        ("customer_key", S.USER_ID),
+        ("member_no", S.USER_ID),
+        ("item_idx", S.ITEM_ID),
+        ("item_index", S.ITEM_ID),
+        ("product_idx", S.ITEM_ID),
+        ("sku_no", S.ITEM_ID),
+        ("article_nr", S.ITEM_ID),
+        ("video", S.ITEM_ID),
+        ("movie_index", S.ITEM_ID),
+    ],
+)
+def test_id_spellings_with_suffixes_are_guessed(column: str, field: str) -> None:
+    assert guess_mapping(["something_else", column]) == {field: column}
+
+
+def test_numeric_id_log_with_idx_columns() -> None:
+    cols = ["user_idx", "item_idx", "behavior", "timestamp"]
+    assert guess_mapping(cols) == {
+        S.USER_ID: "user_idx",
+        S.ITEM_ID: "item_idx",
+        S.BEHAVIOR: "behavior",
+        S.TIMESTAMP: "timestamp",
+    }
+
+
+def test_a_session_is_the_user_only_without_a_user_column() -> None:
+    assert guess_mapping(["session_id", "item_id", "ts"])[S.USER_ID] == "session_id"
+    assert guess_mapping(["session", "user_idx", "item_idx"])[S.USER_ID] == "user_idx"
+    assert guess_mapping(["sessionId", "userId", "itemId"]) == {S.USER_ID: "userId", S.ITEM_ID: "itemId"}
+
+
+def test_exact_spellings_win_over_stems() -> None:
+    assert guess_mapping(["product_idx", "item_id", "uid"]) == {S.USER_ID: "uid", S.ITEM_ID: "item_id"}
+    assert guess_mapping(["event_id", "user_idx", "item_idx"]) == {S.USER_ID: "user_idx", S.ITEM_ID: "item_idx"}
+
+
 def test_each_column_is_used_once() -> None:
     mapping = guess_mapping(["user", "item", "rating"])
     assert list(mapping.values()).count("rating") == 1
@@ -143,7 +185,7 @@ def test_numeric_codes_map_through_behavior_codes() -> None:
 
 @pytest.mark.parametrize("text", ["0click", "=click", "0=", "0=click,junk"])
 def test_malformed_behavior_codes_are_refused(text: str) -> None:
-    with pytest.raises(DataError, match="--behavior-codes"):
+    with pytest.raises(DataError, match="^behavior codes: "):  # the page's field; the CLI names its flag itself
         parse_behavior_codes(text)
 
 

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from core import schema as S
 from core.ingest import overview as O
 from core.views import charts
+from core.views.funnel import funnel
 
 EVIL = "<script>alert(1)</script>"
 EVIL_LINK = '<a href="javascript:alert(1)">x</a> & co'
@@ -49,7 +50,7 @@ def test_safe_label_escapes_and_truncates() -> None:
 
 def test_funnel_escapes_behavior_labels() -> None:
     counts = pd.DataFrame({S.BEHAVIOR: ["view", EVIL], O.EVENTS: [5, 2], O.USERS: [3, 1]})
-    fig = charts.funnel(counts)
+    fig = funnel(counts)
     assert isinstance(fig.data[0], go.Funnel)
     assert list(fig.data[0].x) == [3, 1]
     assert_inert(fig)
@@ -73,6 +74,7 @@ def test_count_histogram_has_log_y() -> None:
     dist = pd.DataFrame({O.EVENTS: [1, 2, 10], O.USERS: [5, 3, 1]})
     fig = charts.count_histogram(dist, O.USERS, "Events per user")
     assert fig.layout.yaxis.type == "log"
+    assert fig.layout.yaxis.autorangeoptions.minallowed < 0  # the axis starts below 1: a bin of one is a bar
     assert fig.data[0].histfunc == "sum" and list(fig.data[0].y) == [5, 3, 1]
 
 
@@ -104,7 +106,7 @@ def test_transition_heatmap_escapes_axes() -> None:
 
 def test_link_markup_is_escaped_everywhere() -> None:
     counts = pd.DataFrame({S.BEHAVIOR: [EVIL_LINK], O.EVENTS: [1], O.USERS: [1]})
-    texts = strings(charts.funnel(counts, title=EVIL_LINK))
+    texts = strings(funnel(counts, title=EVIL_LINK))
     assert not [t for t in texts if "<a " in t or " & co" in t]
     assert '&lt;a href="javascript:alert(1)"&gt;x&lt;/a&gt; &amp; co' in texts
 
@@ -122,3 +124,34 @@ def test_top_items_with_numeric_ids_are_categories_not_numbers() -> None:
     fig = charts.top_items(items)
     assert fig.layout.yaxis.type == "category"
     assert list(fig.data[0].y) == ["658470", "316365", "7"]
+    many = pd.concat([items] * 7, ignore_index=True).assign(**{S.ITEM_ID: [str(i) for i in range(21)]})
+    assert charts.top_items(many).layout.height >= 21 * charts.BAR_PX  # room for every label, none skipped
+
+
+def test_transition_heatmap_of_behavior_codes_has_category_axes() -> None:
+    matrix = pd.DataFrame([[1, 2], [0, 3]], index=["1", "2"], columns=["1", "2"])
+    layout = charts.transition_heatmap(matrix).layout
+    assert (layout.xaxis.type, layout.yaxis.type) == ("category", "category")
+
+
+def test_a_funnel_says_its_percentages_are_of_the_first_stage() -> None:
+    counts = pd.DataFrame({S.BEHAVIOR: ["view", "cart", "purchase"], O.EVENTS: [9, 4, 2], O.USERS: [5, 3, 3]})
+    fig = funnel(counts, total=6)
+    assert isinstance(fig.data[0], go.Funnel) and list(fig.data[0].x) == [5, 3, 3]
+    assert fig.layout.title.text == "Behavior funnel" and fig.layout.yaxis.type == "category"
+    assert fig.layout.title.subtitle.text == "users who did each behavior<br>% = share of the users who did view"
+
+
+def test_a_growing_funnel_is_drawn_as_shares_of_all_users() -> None:
+    """Every user purchased but not every one viewed: a funnel would show purchase at 104% of view."""
+    counts = pd.DataFrame({S.BEHAVIOR: ["view", "purchase"], O.EVENTS: [30, 26], O.USERS: [25, 26]})
+    fig = funnel(counts, total=26)
+    bars = fig.data[0]
+    assert isinstance(bars, go.Bar) and list(bars.y) == ["view", "purchase"]
+    assert list(bars.x) == [25 / 26, 1.0] and list(bars.text) == ["25 (96%)", "26 (100%)"]
+    assert fig.layout.title.text == "Users per behavior"
+    assert fig.layout.title.subtitle.text.split("<br>") == [
+        "share of all 26 users who did each behavior at least once",
+        "not a funnel: more users did purchase than view",
+    ]
+    assert (fig.layout.xaxis.tickformat, fig.layout.yaxis.type) == (".0%", "category")

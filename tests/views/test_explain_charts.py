@@ -139,3 +139,13 @@ def test_token_html_shades_escapes_and_joins_word_pieces() -> None:
     assert "&lt;b&gt;" in out and "<b>" not in out
     assert "shoe</span><span" in out  # "##s" continues "shoe" without a space
     assert ">s</span>" in out
+
+
+def test_every_axis_of_names_is_categorical() -> None:
+    """Behavior codes ("1", "2") and numeric categories ("1234") are names: never a linear axis."""
+    numeric = {"1": {"share": 0.7, "rows": 7}, "1234": {"share": 0.3, "rows": 3}}
+    assert influence_by_group(numeric, "share").layout.xaxis.type == "category"
+    assert influence_bars({"per_behavior_share": {"1": 0.6, "2": 0.4}}).layout.xaxis.type == "category"
+    exp = explanation([0.5, -0.25, 0.125, -0.5])
+    assert behavior_sums(exp).layout.xaxis.type == "category"
+    assert timeline(exp).layout.yaxis.type == "category"
