@@ -1,7 +1,7 @@
 """Planted-truth recovery and runtime of global per-behavior influence on the bundled sample data.
 
     python bench/influence.py [--seeds 0 1] [--users 500] [--methods swap,loo,ig] [--threads 2]
-                              [--workspace DIR] [--epochs N]
+                              [--workspace DIR] [--epochs N] [--model JSON]
 
 For each training seed: train the default configuration on ``sample_data`` (or reuse the
 run a previous call left in ``--workspace``), then run global influence with the behavior
@@ -13,6 +13,7 @@ the runtime of each method, and the runtime of the behavior ablation.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -25,7 +26,7 @@ sys.path.insert(0, str(REPO))
 METHODS = ("swap", "loo", "ig")
 
 
-def _run_for_seed(ws, seed: int, threads: int, epochs: int | None) -> tuple[str, float]:
+def _run_for_seed(ws, seed: int, threads: int, epochs: int | None, model: dict[str, Any]) -> tuple[str, float]:
     """The run id of the default configuration trained with ``seed`` (reused when present), training seconds."""
     from core.runs.records import list_runs
     from core.runs.train import train_run
@@ -33,12 +34,13 @@ def _run_for_seed(ws, seed: int, threads: int, epochs: int | None) -> tuple[str,
     runs = list_runs(ws)
     from bench.explain import defaults_digest  # a run is reused only while the defaults hold
 
-    tag = f"bench-influence-s{seed}-e{epochs or 'default'}-{defaults_digest()}"
+    extra = hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()[:6] if model else ""
+    tag = f"bench-influence-s{seed}-e{epochs or 'default'}-{defaults_digest()}" + (f"-m{extra}" if extra else "")
     if len(runs) and (runs["run_id"] == tag).any():
         return tag, 0.0
     train = {"seed": seed, "threads": threads} | ({"epochs": epochs} if epochs else {})
     start = time.perf_counter()
-    train_run(ws, "sample", {"device": "cpu", "train": train}, run_id=tag)
+    train_run(ws, "sample", {"device": "cpu", "train": train} | ({"model": model} if model else {}), run_id=tag)
     return tag, time.perf_counter() - start
 
 
@@ -49,6 +51,7 @@ def main() -> int:
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of swap,loo,ig")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, help="cap the epochs (default: the default configuration's)")
+    p.add_argument("--model", default="{}", help="model settings to change, as JSON (e.g. '{\"use_repeat\": false}')")
     p.add_argument("--workspace", type=Path, default=REPO / "bench" / "out" / "influence-ws")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "influence.json")
     args = p.parse_args()
@@ -70,7 +73,7 @@ def main() -> int:
     ensure_sample_dataset(ws)
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
-        run_id, train_s = _run_for_seed(ws, seed, args.threads, args.epochs)
+        run_id, train_s = _run_for_seed(ws, seed, args.threads, args.epochs, json.loads(args.model))
         rec = open_run(ws, run_id, "cpu").recommender()
         categories = item_categories(open_run(ws, run_id))
         metrics = rec.evaluate("test")
