@@ -1,4 +1,5 @@
-"""What the browser tests share: the Chromium they drive, and `streamlit run app.py` on a workspace of their own.
+"""What the browser tests share: the Chromium they drive, and the dashboard as `make demo` serves it
+(`serve.py`) on a workspace of their own.
 
 Chromium is required: a missing browser FAILS a browser test with instructions,
 unless BEHAVIORLENS_SKIP_BROWSER=1 says to skip it on purpose. Imported by the test
@@ -76,15 +77,13 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 @contextmanager
 def serve(workspace: Path, log: Path) -> Iterator[str]:
-    """`streamlit run app.py` on 127.0.0.1 and a free port over ``workspace`` (its output in ``log``); the URL."""
+    """The dashboard as ``make demo`` serves it (``serve.py``: `streamlit run app.py`, closed) on 127.0.0.1 and
+    a free port over ``workspace`` (its output in ``log``); the URL."""
     port = free_port()
     env = {**os.environ, "BEHAVIORLENS_WORKSPACE": str(workspace)}
     cmd = [
         sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(REPO / "app.py"),
+        str(REPO / "serve.py"),
         "--server.headless",
         "true",
         "--server.address",

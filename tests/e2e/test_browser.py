@@ -23,7 +23,7 @@ TINY_FORM = (("Model width (d_model)", "16"), ("Layers", "1"), ("Max history len
 
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[str]:
-    """`streamlit run app.py` on 127.0.0.1 and a free port, with its own workspace."""
+    """The dashboard as `make demo` serves it (`serve.py`) on 127.0.0.1 and a free port, with its own workspace."""
     require_browser()
     with serve(tmp_path / "workspace", tmp_path / "streamlit.log") as url:
         yield url

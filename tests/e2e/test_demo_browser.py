@@ -1,4 +1,4 @@
-"""`make demo` in a real browser: `behaviorlens sample --train`, then `streamlit run app.py`; Explain, never Train.
+"""`make demo` in a real browser: `behaviorlens sample --train`, then `serve.py` (as `make demo`); Explain, never Train.
 
 The demo run is the real background process `sample --train` starts, with the tiny model and BERT
 (``BEHAVIORLENS_DEMO_CONFIG``) so that it trains in seconds. It is frozen (SIGSTOP) until the Explain
