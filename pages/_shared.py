@@ -25,6 +25,7 @@ from core.runs.run import Run, open_run, run_digest
 from core.store.scratch import sweep_scratch
 from core.store.uploads import sweep_stale_uploads
 from core.store.workspace import DEFAULT_WORKSPACE, WORKSPACE_ENV, DatasetInfo, Workspace
+from pages._advice import page_text
 
 DATASET_KEY = "dataset"  # session key of the sidebar dataset picker
 PENDING_DATASET_KEY = "dataset_pending"  # a dataset to select on the next run (after an ingest)
@@ -118,11 +119,12 @@ def plain(text: object) -> str:
 
 
 def show_error(exc: BehaviorLensError) -> None:
-    """Show one of the project's errors (its message names the column and value) as text."""
-    st.error(plain(str(exc)))
+    """Show one of the project's errors (its message names the column and value; an ingest option as the Data
+    page's box) as text."""
+    st.error(plain(page_text(exc)))
 
 
 def show_warnings(warnings: list[str]) -> None:
-    """One ``st.warning`` per warning, as plain text."""
+    """One ``st.warning`` per warning, as plain text; an ingest option named as the Data page's box."""
     for warning in warnings:
-        st.warning(plain(warning))
+        st.warning(plain(page_text(warning)))

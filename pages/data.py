@@ -1,6 +1,7 @@
 """The Data page: upload a log, map its columns, ingest, read the report, see the overview.
 
-Widgets and layout only: reading, validation and storage are ``core.ingest.pipeline``;
+Widgets and layout only: reading, validation and storage are ``core.ingest.pipeline``; the mapping form is
+``pages/_ingest_form.py``, the advice in the page's terms ``pages/_advice.py``;
 the overview tables are ``core.ingest.overview``; the figures are ``core.views.charts`` and ``.funnel``;
 uploads are copied to disk only while one read of them lasts (``core.store.uploads``).
 User-supplied text is shown with ``st.text``/``st.dataframe``/``st.json`` or
@@ -9,7 +10,6 @@ escaped by ``plain``, never as raw Markdown or HTML.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from typing import Any
 
 import pandas as pd
@@ -17,19 +17,18 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from core import schema as S
-from core.errors import BehaviorLensError, UnmappedFieldError
+from core.errors import BehaviorLensError
 from core.ingest import overview as O
-from core.ingest.options import IngestOptions
-from core.ingest.pipeline import default_name, ingest, inspect
+from core.ingest.pipeline import inspect
 from core.ingest.source_info import SourceInfo
-from core.progress import fraction
 from core.store.uploads import upload_copy
 from core.store.workspace import DatasetInfo, Workspace
 from core.views import charts
 from core.views.funnel import funnel
+from pages._advice import report_warnings
+from pages._ingest_form import FIELD_MEANING, EventsUpload, column_names_box, mapping_form
 from pages._shared import (
     DATASET_KEY,
-    PENDING_DATASET_KEY,
     REPORT_KEY,
     get_workspace,
     load_overview,
@@ -40,53 +39,65 @@ from pages._shared import (
 )
 
 UPLOAD_TYPES = ["csv", "tsv", "txt", "gz", "parquet", "jsonl", "json"]
-NONE = "(none)"
 EVENTS_UPLOAD = "events_upload"
 ITEMS_UPLOAD = "items_upload"
-# file_id -> (SourceInfo, guessed mapping) of this session's current upload. No copy of an upload stays on
-# disk between runs: it is copied to a private folder for one inspection, and again for the ingest, and
-# deleted right after either (core.store.uploads); the frame sweeps what a crash leaves (app.py).
+# (file_id, column names given) -> (SourceInfo, guessed mapping) of this session's current uploads. No copy of an
+# upload stays on disk between runs: it is copied to a private folder for one inspection, and again for the
+# ingest, and deleted right after either (core.store.uploads); the frame sweeps what a crash leaves (app.py).
 UPLOADS_KEY = "_uploads"
-FIELD_MEANING = {S.USER_ID: "the user (or visitor, customer, session) IDs", S.ITEM_ID: "the item (product) IDs"}
+Seen = dict[tuple[str, tuple[str, ...]], tuple[SourceInfo, dict[str, str]]]
 
 
-# -- 1. upload and 2. mapping --------------------------------------------------------
+# -- 1. upload and 2. mapping (the form: pages/_ingest_form.py) ----------------------------
 def upload_section(ws: Workspace) -> None:
-    """The two uploaders, then the mapping form for the events file."""
+    """The two uploaders, names for a headerless file's columns, then the mapping form for the events file."""
     st.header("Upload a log")
     left, right = st.columns(2)
     events = left.file_uploader("Events file", type=UPLOAD_TYPES, key=EVENTS_UPLOAD)
     items = right.file_uploader("Items file (optional)", type=UPLOAD_TYPES, key=ITEMS_UPLOAD)
-    seen: dict[str, tuple[SourceInfo, dict[str, str]]] = st.session_state.setdefault(UPLOADS_KEY, {})
-    for file_id in [f for f in seen if events is None or f != events.file_id]:
-        del seen[file_id]
+    seen: Seen = st.session_state.setdefault(UPLOADS_KEY, {})
+    current = {f.file_id for f in (events, items) if f is not None}
+    for key in [k for k in seen if k[0] not in current]:
+        del seen[key]
     if events is None:
         st.caption("CSV/TSV (optionally gzipped), Parquet, JSON Lines or JSON; one row per behavior.")
         return
     try:
-        if events.file_id not in seen:
-            with upload_copy(ws.root, events.name, events) as path:
-                seen[events.file_id] = inspect(path)
+        info, guessed = inspected(ws, events, seen)
+        source_summary(info)  # as detected: a file without a header row has numbered columns, named below
+        names = None if info.header else column_names_box(events.file_id)
+        if names:
+            info, guessed = inspected(ws, events, seen, names)
     except BehaviorLensError as exc:
         show_error(exc)
         return
-    info, guessed = seen[events.file_id]
-    source_summary(info)
     for fld in S.REQUIRED_FIELDS:
         if fld not in guessed:
             st.warning(plain(f"No column was recognized as {fld}: pick the one that holds {FIELD_MEANING[fld]} below."))
-    mapping_form(ws, events, items, info.columns, guessed)
+    mapping_form(ws, EventsUpload(events, names, info.columns, guessed), items, items_columns(ws, items, seen))
 
 
-def unmapped_message(exc: UnmappedFieldError, taken: set[str]) -> str:
-    """A missing ID column, in this page's words: the mapping form's box to pick it in, and the free columns."""
-    free = [c for c in exc.columns if c not in taken] or exc.columns
-    header = "" if exc.header else " The file has no header row, so its columns are numbered."
-    return (
-        f"No column is picked for {exc.field}. In the Column mapping form, choose the column that holds "
-        f"{FIELD_MEANING.get(exc.field, exc.field)} in the {exc.field} box (one of: {', '.join(free)}), "
-        f"then press Ingest.{header}"
-    )
+def inspected(
+    ws: Workspace, upload: UploadedFile, seen: Seen, names: list[str] | None = None
+) -> tuple[SourceInfo, dict[str, str]]:
+    """The layout and guessed mapping of an upload (read with the column ``names`` given), once per session."""
+    key = (upload.file_id, tuple(names or ()))
+    if key not in seen:
+        with upload_copy(ws.root, upload.name, upload) as path:
+            seen[key] = inspect(path, names)
+    return seen[key]
+
+
+def items_columns(ws: Workspace, items: UploadedFile | None, seen: Seen) -> tuple[list[str], str | None] | None:
+    """The items file's columns and guessed ID column, for the form; None without one (or unusable: error shown)."""
+    if items is None:
+        return None
+    try:
+        info, guessed = inspected(ws, items, seen)
+    except BehaviorLensError as exc:
+        show_error(exc)
+        return None
+    return info.columns, guessed.get(S.ITEM_ID)
 
 
 def source_summary(info: SourceInfo) -> None:
@@ -100,61 +111,6 @@ def source_summary(info: SourceInfo) -> None:
     if info.delimiter_name:
         parts.insert(1, f"delimiter: {info.delimiter_name}")
     st.text(", ".join(parts) + f"\ncolumns: {', '.join(info.columns)}")
-
-
-def mapping_form(
-    ws: Workspace, events: UploadedFile, items: UploadedFile | None, columns: list[str], guessed: dict[str, str]
-) -> None:
-    """Column mapping (pre-filled with the guess), options and the Ingest button."""
-    tag = events.file_id  # a new upload gets fresh defaults
-    with st.form(f"ingest_form_{tag}"):
-        st.subheader("Column mapping")
-        options = [NONE, *columns]
-        mapping: dict[str, str | None] = {}
-        grid = st.columns(3)
-        for i, fld in enumerate(S.EVENT_FIELDS):
-            guess = guessed.get(fld)
-            index = options.index(guess) if guess in options else 0
-            choice = grid[i % 3].selectbox(fld, options, index=index, key=f"map_{fld}_{tag}")
-            mapping[fld] = None if choice == NONE else choice
-        codes = st.text_input("Behavior codes (optional)", placeholder="0=click,1=cart", key=f"codes_{tag}")
-        name = st.text_input("Dataset name", value=default_name(events.name), key=f"name_{tag}")
-        keep = st.checkbox("Keep raw user IDs (off: pseudonymized with a keyed hash)", value=False, key=f"keep_{tag}")
-        submitted = st.form_submit_button("Ingest", type="primary")
-    if submitted:
-        opts = IngestOptions(
-            name=name.strip() or None, mapping=mapping, behavior_codes=codes.strip() or None, keep_ids=keep
-        )
-        run_ingest(ws, events, items, opts)
-
-
-def run_ingest(ws: Workspace, events: UploadedFile, items: UploadedFile | None, options: IngestOptions) -> None:
-    """Ingest private copies of the uploads (deleted right after, however it ends) with a progress bar; on
-    success keep the report and select the new dataset."""
-    bar = st.progress(0.0, text="starting")
-    try:
-        with ExitStack() as copies:
-            events_path = copies.enter_context(upload_copy(ws.root, events.name, events))
-            items_path = None if items is None else copies.enter_context(upload_copy(ws.root, items.name, items))
-            report = ingest(
-                ws,
-                events_path,
-                items_path,
-                options,
-                source_names=[events.name],
-                progress=lambda event: bar.progress(fraction(event), text=event["stage"]),
-            )
-    except UnmappedFieldError as exc:
-        bar.empty()
-        st.error(plain(unmapped_message(exc, {c for c in (options.mapping or {}).values() if c})))
-        return
-    except BehaviorLensError as exc:
-        bar.empty()
-        show_error(exc)
-        return
-    st.session_state[REPORT_KEY] = report.to_dict()
-    st.session_state[PENDING_DATASET_KEY] = report.dataset
-    st.rerun()
 
 
 # -- 3. the validation report ----------------------------------------------------------
@@ -183,7 +139,7 @@ def show_report(report: dict[str, Any]) -> None:
         st.dataframe(table(report["duplicate_examples"]), hide_index=True)
     if report.get("items_file"):
         show_items_file(report["items_file"])
-    show_warnings(report["warnings"])
+    show_warnings(report_warnings(report))
 
 
 def show_rejections(by_reason: dict[str, int], examples: dict[str, list[dict[str, Any]]]) -> None:
@@ -209,7 +165,7 @@ def show_items_file(items_file: dict[str, Any]) -> None:
     if items_file.get("rejected_by_reason"):
         reasons = items_file["rejected_by_reason"]
         st.dataframe(pd.DataFrame({"reason": list(reasons), "rows": list(reasons.values())}), hide_index=True)
-    show_warnings(items_file.get("warnings", []))
+    show_warnings(report_warnings(items_file))
 
 
 def last_report_section() -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from core import schema as S
 from core.errors import UnusableFileError
+from core.ingest.advice import Hint, Notice, notices_of
 from core.ingest.mapping import guess_mapping, is_numeric_text, normalize_name
 from core.ingest.reader import load_source
 from core.ingest.sniff import TRAILING
@@ -38,8 +39,11 @@ def read_catalogue(
     id_col = id_column or guess_mapping(info.columns).get(S.ITEM_ID)
     if id_col is None or id_col not in frame.columns:
         raise UnusableFileError(
-            f"items file {info.path.name} has no item ID column among {info.columns}: name one "
-            "item_id (or product_id, asin, movie_id, ...) or pass --items-id COLUMN"
+            Notice(
+                f"items file {info.path.name} has no item ID column among {info.columns}: name one "
+                "item_id (or product_id, asin, movie_id, ...) or ",
+                Hint("items_id_column", act=True),
+            )
         )
     ids = frame[id_col].astype("string").str.strip()
     missing = ids.isna() | ids.str.lower().isin(S.NULL_TOKENS)
@@ -144,4 +148,5 @@ def _catalogue_report(
         "rejected_by_reason": rejected,
         "examples": examples,
         "warnings": list(info.warnings),
+        "notices": notices_of(info.warnings),  # the warnings as parts (core.ingest.advice)
     }

@@ -12,7 +12,8 @@ MEMORY_ENV = "BEHAVIORLENS_INGEST_MEMORY"
 
 @dataclass
 class IngestOptions:
-    """Settings of one ingest; every field has a CLI flag of the same meaning."""
+    """Settings of one ingest; every field has a CLI flag of the same meaning (those that advice names:
+    ``core.ingest.advice.CLI_FLAGS``; the Data page's boxes for them: ``pages/_advice.py``)."""
 
     name: str | None = None
     columns: list[str] | None = None

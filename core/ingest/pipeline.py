@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from core import schema as S
 from core.errors import DataError, UnmappedFieldError, UnusableFileError
+from core.ingest.advice import Hint, Notice
 from core.ingest.catalogue import read_catalogue
 from core.ingest.mapping import canonical_behavior, parse_behavior_codes, resolve_mapping
 from core.ingest.options import MEMORY_ENV, IngestOptions
@@ -139,7 +140,7 @@ def _rules(info: SourceInfo, mapping: dict[str, str], opts: IngestOptions) -> Ru
         raise DataError(f"rating range {opts.rating_range}: expected two finite numbers LO < HI, such as 1,5")
     default = opts.default_behavior
     if default is not None and not str(default).strip():
-        raise DataError("--default-behavior is empty: give a behavior such as view or purchase")
+        raise DataError(Notice(Hint("default_behavior"), " is empty: give a behavior such as view or purchase"))
     if S.BEHAVIOR not in mapping and default is None:
         default = S.RATE if S.VALUE in mapping else S.VIEW
     if default is not None:
@@ -171,8 +172,11 @@ def _check_time_format(fmt: str) -> None:
         duckdb.connect().execute("SELECT try_strptime('2020-01-01', ?)", [fmt]).fetchall()
     except duckdb.Error as exc:
         raise DataError(
-            f"--time-format {fmt!r} is not a valid strptime format ({str(exc).splitlines()[0]}): "
-            "use codes such as %Y-%m-%d %H:%M:%S or %d/%m/%Y"
+            Notice(
+                Hint("time_format", value=repr(fmt), given=True),
+                f" is not a valid strptime format ({str(exc).splitlines()[0]}): "
+                "use codes such as %Y-%m-%d %H:%M:%S or %d/%m/%Y",
+            )
         ) from exc
 
 
@@ -183,7 +187,9 @@ def _user_table(con: duckdb.DuckDBPyConnection, workspace: Workspace, keep_ids: 
     raw = con.sql(f"SELECT DISTINCT u FROM {CHECKED} WHERE reason IS NULL").to_arrow_table().column(0)
     stored = workspace.pseudonymize(raw.to_pylist())
     if len(set(stored)) != len(stored):
-        raise DataError("two user IDs got the same pseudonym; ingest again with --keep-ids or report this")
+        raise DataError(
+            Notice("two user IDs got the same pseudonym; ingest again with ", Hint("keep_ids"), " or report this")
+        )
     users = pa.table({"raw": raw, "uid": pa.array(stored, pa.string())})
     con.register("__users_arrow", users)
     con.execute("CREATE TABLE __users AS SELECT * FROM __users_arrow")

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from core import schema as S
+from core.ingest.advice import Hint, Notice, Part, notices_of
 from core.ingest.options import IngestOptions
 from core.ingest.reader import count
 from core.ingest.source_info import Malformed, SourceInfo
@@ -27,7 +28,8 @@ EARLY_YEAR = 1990
 
 @dataclass
 class IngestReport:
-    """What happened to every row of one ingest. ``to_dict`` is the ``--json`` output."""
+    """What happened to every row of one ingest. ``to_dict`` is the ``--json`` output, with ``notices``: the
+    ``warnings`` (CLI wording) as parts, for front ends that word the options their own way (core.ingest.advice)."""
 
     dataset: str
     sources: list[str]
@@ -64,6 +66,7 @@ class IngestReport:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["pseudonymized"] = self.pseudonymized
+        out["notices"] = notices_of(self.warnings)
         return out
 
     def dataset_row(self) -> list[Any]:
@@ -258,31 +261,32 @@ def _warnings(
 ) -> list[str]:
     out: list[str] = []
     if S.BEHAVIOR not in rules.mapping:
+        pick = (Hint("mapping", field=S.BEHAVIOR), " or choose another with ", Hint("default_behavior"))
         out.append(
-            f"no behavior column: every row was counted as {rules.default_behavior!r}; "
-            "map one with --map behavior=COLUMN or choose another with --default-behavior"
+            Notice(f"no behavior column: every row was counted as {rules.default_behavior!r}; map one with ", *pick)
         )
     if S.TIMESTAMP not in rules.mapping:
         out.append("no timestamp column: event order was taken from the file order (one second per row)")
     if report.custom_behaviors:
         numeric = [b for b in report.custom_behaviors if b.lstrip("-").isdigit()]
         if numeric and not codes:
-            out.append(
-                f"behavior labels look like numeric codes {numeric[:8]}: map them with "
-                "--behavior-codes 0=click,1=cart,..."
-            )
+            codes_hint = Hint("behavior_codes", value="0=click,1=cart,...")
+            out.append(Notice(f"behavior labels look like numeric codes {numeric[:8]}: map them with ", codes_hint))
         shown = ", ".join(f"{b!r} ({report.behaviors[b]} rows)" for b in report.custom_behaviors[:10])
         out.append(f"kept {len(report.custom_behaviors)} custom behavior(s) outside the canonical set: {shown}")
     if tally.early and S.TIMESTAMP in rules.mapping:
-        fix = (
-            f"check that --time-format {rules.time_format!r} includes the year (%Y)"
+        fix: tuple[Part, ...] = (
+            ("check that ", Hint("time_format", value=repr(rules.time_format), given=True), " includes the year (%Y)")
             if rules.time_format
-            else "if they are not epoch seconds, pass --time-format (e.g. %m%d or %d/%m/%Y %H:%M)"
+            else ("if they are not epoch seconds, ", Hint("time_format", act=True), " (e.g. %m%d or %d/%m/%Y %H:%M)")
         )
-        out.append(f"{tally.early} timestamp(s) fall before {EARLY_YEAR} (earliest read as {tally.earliest}): {fix}")
+        out.append(
+            Notice(f"{tally.early} timestamp(s) fall before {EARLY_YEAR} (earliest read as {tally.earliest}): ", *fix)
+        )
     if report.duplicates:
-        kept = "dropped (reason 'duplicate')" if opts.drop_duplicates else "kept; pass --drop-duplicates to drop them"
-        out.append(f"{report.duplicates} exact duplicate row(s) found and {kept}")
+        found = f"{report.duplicates} exact duplicate row(s) found and "
+        kept = ("kept; ", Hint("drop_duplicates", act=True), " to drop them")
+        out.append(found + "dropped (reason 'duplicate')" if opts.drop_duplicates else Notice(found, *kept))
     if report.rows_read and report.rows_rejected > report.rows_read / 2:
         out.append("more than half of the rows were rejected: check the column mapping and formats")
     if report.items_file is not None:

@@ -14,6 +14,7 @@ import io
 import sys
 
 from core.errors import DataError, UnusableFileError
+from core.ingest.advice import Hint, Notice
 from core.ingest.mapping import looks_like_header
 from core.ingest.source_info import SourceInfo
 
@@ -48,8 +49,11 @@ def sniff_csv(info: SourceInfo, text: str, complete: bool, columns: list[str] | 
         names = list(first) if info.header else [f"column{i}" for i in range(len(first))]
         if not info.header:
             info.warnings.append(
-                f"{info.path.name} has no header row that could be recognized; its columns were "
-                "named column0, column1, ...: name them with --columns"
+                Notice(
+                    f"{info.path.name} has no header row that could be recognized; its columns were "
+                    "named column0, column1, ...: name them with ",
+                    Hint("columns"),
+                )
             )
         info.columns = _pad_trailing(names, data, info)
     info.columns = _dedupe(info.columns, info)
@@ -89,14 +93,20 @@ def _use_given_columns(info: SourceInfo, first: list[str], data: list[list[str]]
     width = len(first)
     if len(columns) != width and not (len(columns) == width - 1 and first[-1] == ""):
         raise DataError(
-            f"--columns names {len(columns)} columns but {info.path.name} has {width} "
-            f"({info.delimiter_name}-delimited): give exactly {width} names"
+            Notice(
+                Hint("columns"),
+                f" names {len(columns)} columns but {info.path.name} has {width} "
+                f"({info.delimiter_name}-delimited): give exactly {width} names",
+            )
         )
     info.header = looks_like_header(first, data, strict=True)
     if info.header:
         info.warnings.append(
-            f"the first row of {info.path.name} looked like a header and was skipped; "
-            "the names given with --columns were used instead"
+            Notice(
+                f"the first row of {info.path.name} looked like a header and was skipped; the names given with ",
+                Hint("columns"),
+                " were used instead",
+            )
         )
     info.columns = list(columns) + ([TRAILING] if len(columns) < width else [])
 

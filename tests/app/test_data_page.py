@@ -8,6 +8,7 @@ receives a genuine ``UploadedFile``, saves it to a temp file and ingests it.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -16,9 +17,11 @@ import pytest
 from page_support import charts, no_errors, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
+from core.ingest.advice import CLI_FLAGS
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
 from core.store.workspace import Workspace
+from pages._advice import DROP_DUPLICATES, ITEMS_ID, PAGE_WORDS, TIME_FORMAT
 
 DATA_PAGE = "pages/data.py"
 EVIL = "<script>alert(1)</script>"
@@ -84,6 +87,120 @@ def upload_and_ingest(
     assert not fields, f"no such form field: {fields}"
     next(b for b in at.button if b.label == "Ingest").click()
     return at.run()
+
+
+def fill_form(at: AppTest, **by_label: object) -> AppTest:
+    """Set the form's widgets by label (text boxes, check boxes, select boxes), press Ingest and run."""
+    widgets = [*at.text_input, *at.checkbox, *at.selectbox]
+    for label, value in by_label.items():
+        next(w for w in widgets if w.label == label).set_value(value)
+    next(b for b in at.button if b.label == "Ingest").click()
+    return at.run()
+
+
+def shown(at: AppTest, kind: str) -> list[str]:
+    """The text of every warning or error (``kind``) on the page, as the reader sees it."""
+    return [unescape(e.value) for e in at.get(kind)]
+
+
+def no_flag(messages: list[str]) -> list[str]:
+    """``messages``, after asserting that none names a CLI flag (``--time-format``, ``--map``, ...)."""
+    assert not [m for m in messages if re.search(r"--[a-z]", m)], messages
+    return messages
+
+
+def test_the_page_words_every_option_the_advice_can_name() -> None:
+    assert set(PAGE_WORDS) == set(CLI_FLAGS)  # a new option the advice names needs its box on the page
+
+
+def test_a_time_format_is_advised_in_page_terms_and_set_in_the_form(
+    page: AppTest, _isolated_workspace_env: Path
+) -> None:
+    tmall = b"user_id,item_id,time_stamp,behavior\nu1,i1,1111,view\nu1,i2,1111,cart\nu2,i1,1112,purchase\n"
+    at = page.file_uploader(key="events_upload").set_value(("tmall.csv", tmall, "text/csv")).run()
+    at = fill_form(no_errors(at))
+    advice = [w for w in no_flag(shown(no_errors(at), "warning")) if "fall before 1990" in w]
+    assert advice and all(
+        w.endswith(
+            "if they are not epoch seconds, fill in the Time format box under More options "
+            "(e.g. %m%d or %d/%m/%Y %H:%M)"
+        )
+        for w in advice  # the last ingest's report, and the stored one in the overview
+    ), advice
+    at = fill_form(at, **{TIME_FORMAT: "%Q"})  # not a strptime format: an error naming the box, no flag
+    assert no_flag(shown(at, "error"))[0].startswith("the Time format box under More options (now '%Q') is not a")
+    at = fill_form(at, **{TIME_FORMAT: "%m%d"})
+    no_errors(at)
+    stored = Workspace(_isolated_workspace_env).dataset("tmall")
+    assert stored.report["time_range"] == ["1900-11-11T00:00:00Z", "1900-11-12T00:00:00Z"]
+    assert stored.report["rows_accepted"] == 3
+    assert "check that the Time format box under More options (now '%m%d') includes the year (%Y)" in " ".join(
+        no_flag(shown(at, "warning"))
+    )
+
+
+def test_duplicates_are_advised_in_page_terms_and_dropped_by_the_box(
+    page: AppTest, _isolated_workspace_env: Path
+) -> None:
+    log = b"user_id,item_id,timestamp,behavior\n" + b"u1,i1,2024-01-01,view\n" * 3 + b"u2,i1,2024-01-02,view\n"
+    at = page.file_uploader(key="events_upload").set_value(("dupes.csv", log, "text/csv")).run()
+    warnings = no_flag(shown(fill_form(at), "warning"))
+    kept = "2 exact duplicate row(s) found and kept; tick the Drop exact duplicates box under More options to drop them"
+    assert kept in warnings
+    at = fill_form(at, **{DROP_DUPLICATES: True})
+    report = Workspace(_isolated_workspace_env).dataset("dupes").report
+    assert report["rejected_by_reason"] == {"duplicate": 2} and report["rows_accepted"] == 2
+    assert "2 exact duplicate row(s) found and dropped (reason 'duplicate')" in no_flag(shown(no_errors(at), "warning"))
+
+
+def test_a_headerless_file_gets_its_column_names_on_the_page(page: AppTest, _isolated_workspace_env: Path) -> None:
+    at = page.file_uploader(key="events_upload").set_value(("u.tsv", b"7\t10\t3\n8\t20\t5\n", "text/csv")).run()
+    at = next(t for t in at.text_input if t.label == "Column names").set_value("user_id,item_id,rating").run()
+    picked = {b.label: b.value for b in at.selectbox if b.label in ("user_id", "item_id", "value")}
+    assert picked == {"user_id": "user_id", "item_id": "item_id", "value": "rating"} and not at.warning
+    at = fill_form(at)
+    stored = Workspace(_isolated_workspace_env).dataset("u")
+    assert stored.mapping == {"user_id": "user_id", "item_id": "item_id", "value": "rating"}
+    assert stored.report["behaviors"] == {"rate": 2}
+    assert any("choose another with the Default behavior box under More options" in w for w in shown(at, "warning"))
+
+
+def test_the_items_id_column_is_picked_in_the_form(page: AppTest, _isolated_workspace_env: Path) -> None:
+    events = b"user_id,item_id,behavior\nu1,i1,view\nu2,i2,view\n"
+    items = b"code,title\ni1,Red shoe\ni2,Blue hat\n"
+    page.file_uploader(key="events_upload").set_value(("shop.csv", events, "text/csv"))
+    at = page.file_uploader(key="items_upload").set_value(("catalogue.csv", items, "text/csv")).run()
+    errors = no_flag(shown(fill_form(at), "error"))  # no item ID column guessed in the items file
+    assert errors == [
+        "items file catalogue.csv has no item ID column among ['code', 'title']: name one item_id "
+        "(or product_id, asin, movie_id, ...) or pick the column in the Items ID column box under More options"
+    ]
+    at = fill_form(at, **{ITEMS_ID: "code"})
+    stored = Workspace(_isolated_workspace_env).dataset("shop")
+    assert stored.report["items_file"]["rows_accepted"] == 2
+    assert set(Workspace(_isolated_workspace_env).items("shop")["title"]) == {"Red shoe", "Blue hat"}
+
+
+def test_stored_reports_show_advice_in_page_terms_and_old_ones_as_stored(
+    page: AppTest, _isolated_workspace_env: Path, tmp_path: Path
+) -> None:
+    ws = Workspace(_isolated_workspace_env)
+    log = tmp_path / "plain.csv"
+    log.write_text("user,item\nu1,i1\nu2,i1\n")
+    ingest(ws, log, options=IngestOptions(name="plain"))
+    page.run()
+    at = page.sidebar.selectbox[0].set_value("plain").run()
+    assert (
+        "no behavior column: every row was counted as 'view'; map one with the behavior box of the Column mapping "
+        "form or choose another with the Default behavior box under More options" in no_flag(shown(at, "warning"))
+    )
+    with ws.connect() as con:  # a report stored before the notices: its warnings as they were worded
+        report = json.loads(con.execute("SELECT report FROM datasets WHERE name = 'plain'").fetchone()[0])
+        del report["notices"]
+        con.execute("UPDATE datasets SET report = ? WHERE name = 'plain'", [json.dumps(report)])
+    old = shown(at.run(), "warning")
+    cli = "map one with --map behavior=COLUMN or choose another with --default-behavior"
+    assert f"no behavior column: every row was counted as 'view'; {cli}" in old
 
 
 def test_data_page_renders_the_sample_charts(page: AppTest) -> None:

@@ -10,6 +10,7 @@ import pytest
 import core.cli.commands as commands
 import core.cli.data as data_commands
 from core.cli import main
+from core.ingest.advice import CLI_FLAGS
 
 GOOD = (
     "user_id,item_id,timestamp,event_type,rating\nu1,i1,1700000000,pv,\nu2,i2,1700000001,rating,4\nu2,,1700000002,pv,\n"
@@ -114,6 +115,31 @@ def test_unusable_file_exits_2(write_file, tmp_path, cli) -> None:
 def test_a_missing_id_column_is_worded_with_the_map_flag(write_file, tmp_path, cli) -> None:
     code, _, err = cli("ingest", str(write_file("n.csv", "who,item_id\na,i1\n")), "--workspace", str(tmp_path / "w"))
     assert code == 2 and "no user_id column found in n.csv among ['who', 'item_id']: map one with --map user_id=" in err
+
+
+def test_ingest_advice_names_the_flags(write_file, tmp_path, cli) -> None:
+    path = write_file("tmall.csv", "user_id,item_id,time_stamp\n1,2,1111\n1,2,1111\n3,2,1112\n")
+    code, out, _ = cli("ingest", str(path), "--workspace", str(tmp_path / "w"))
+    assert code == 0
+    early = "3 timestamp(s) fall before 1990 (earliest read as 1970-01-01 00:18:31)"
+    assert (
+        f"  warning: {early}: if they are not epoch seconds, pass --time-format (e.g. %m%d or %d/%m/%Y %H:%M)\n" in out
+    )
+    assert "  warning: 1 exact duplicate row(s) found and kept; pass --drop-duplicates to drop them\n" in out
+    assert "map one with --map behavior=COLUMN or choose another with --default-behavior\n" in out
+    report = cli("ingest", str(path), "--time-format", "%m%d", "--json", "--workspace", str(tmp_path / "w")).json()
+    assert any(w.endswith("check that --time-format '%m%d' includes the year (%Y)") for w in report["warnings"])
+    assert len(report["notices"]) == len(report["warnings"])  # the same warnings as parts, for other front ends
+    assert any({"option": "time_format", "value": "'%m%d'", "given": True} in n for n in report["notices"])
+    items = write_file("items.csv", "code,title\n2,Shoe\n")
+    code, _, err = cli("ingest", str(path), "--items", str(items), "--workspace", str(tmp_path / "w"))
+    assert code == 2 and err.endswith("movie_id, ...) or pass --items-id COLUMN\n")
+
+
+def test_every_flag_the_advice_names_is_an_ingest_flag() -> None:
+    sub = next(a for a in commands._parser()._actions if a.dest == "command")
+    flags = set(sub.choices["ingest"]._option_string_actions)
+    assert {flag for flag, _ in CLI_FLAGS.values()} <= flags
 
 
 def test_missing_and_unreadable_files_exit_2(write_file, tmp_path, cli) -> None:
