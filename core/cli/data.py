@@ -24,6 +24,7 @@ from core.runs.background import (
     train_recorded,
 )
 from core.runs.records import RUNNING
+from core.store.versions import dataset_versions
 from core.store.workspace import Workspace
 
 COMMANDS = ("ingest", "datasets", "sample", WORKER_COMMAND)
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
         print(json.dumps(report, default=str)) if as_json else _print_ingest(report)
     elif args.command == "datasets":
         frame = ws.list_datasets()
+        frame.insert(1, "version", frame["name"].map(dataset_versions(ws)).astype("Int64"))  # what runs record
         if as_json:
             print(frame.to_json(orient="records", date_format="iso"))
         else:

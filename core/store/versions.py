@@ -186,6 +186,16 @@ def _change(before: int, after: int) -> str:
     return f"{after:,} events now, {after - before:,} more"
 
 
+def dataset_versions(ws: Workspace) -> dict[str, int]:
+    """The version of every stored dataset (one ingested before versions were counted is version 1)."""
+    with ws.connect() as con:
+        con.execute(_VERSIONS_DDL.format(db=""))
+        rows = con.execute(
+            "SELECT d.name, coalesce(v.version, 1) FROM datasets d LEFT JOIN dataset_versions v ON v.name = d.name"
+        ).fetchall()
+    return {str(name): int(version) for name, version in rows}
+
+
 def _version(con: duckdb.DuckDBPyConnection, name: str, db: str) -> int | None:
     con.execute(_VERSIONS_DDL.format(db=_prefix(db)))
     row = con.execute(f"SELECT version FROM {_prefix(db)}dataset_versions WHERE name = ?", [name]).fetchone()

@@ -178,6 +178,11 @@ def test_datasets_lists_json(write_file, tmp_path, cli) -> None:
     code, out, _ = cli("datasets", "--json", "--workspace", ws)
     rows = json.loads(out)
     assert code == 0 and [r["name"] for r in rows] == ["log"] and rows[0]["n_events"] == 2
+    assert rows[0]["version"] == 1
+    cli("ingest", str(write_file("log.csv", GOOD)), "--workspace", ws)  # no run depends on it: replaced
+    rows = json.loads(cli("datasets", "--json", "--workspace", ws)[1])
+    assert rows[0]["version"] == 2  # the version a run trained now would record
+    assert "version" in cli("datasets", "--workspace", ws)[1].splitlines()[0]
 
 
 def test_workspace_env_is_honoured(write_file, tmp_path, cli, monkeypatch) -> None:
