@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_FLAGS, require_browser, serve  # tests/e2e/browser_support.py
+from browser_support import (  # tests/e2e/browser_support.py
+    browser_page,
+    require_browser,
+    serve,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -30,31 +34,24 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 
 def test_data_page_shows_the_sample_behaviors(server: str) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     wait = RENDER_TIMEOUT_MS
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(wait)
-            page.goto(server, wait_until="domcontentloaded")
-            expect(page.get_by_role("heading", name="BehaviorLens")).to_be_visible(timeout=wait)
-            expect(page.get_by_test_id("stSidebar").get_by_text("sample: ")).to_be_visible(timeout=wait)
-            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Data").click()
-            expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=wait)
-            shares = page.get_by_test_id("stPlotlyChart").filter(has_text="Users per behavior")
-            expect(shares).to_have_count(1, timeout=wait)  # more sample users cart than favorite: no funnel
-            expect(shares).to_contain_text("not a funnel: more users did cart than favorite", timeout=wait)
-            for behavior in ("view", "cart", "purchase"):  # behaviors, as axis labels
-                label = shares.locator("g.ytick", has_text=re.compile(rf"^{behavior}$"))
-                expect(label).to_have_count(1, timeout=wait)
-            expect(page.get_by_test_id("stPlotlyChart")).to_have_count(6, timeout=wait)
-            assert page.get_by_test_id("stException").count() == 0
-            train_a_tiny_run(page, wait)
-            explain_the_first_user(page, wait)
-        finally:
-            browser.close()
+    with browser_page(server, wait) as page:
+        expect(page.get_by_role("heading", name="BehaviorLens")).to_be_visible(timeout=wait)
+        expect(page.get_by_test_id("stSidebar").get_by_text("sample: ")).to_be_visible(timeout=wait)
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Data").click()
+        expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=wait)
+        shares = page.get_by_test_id("stPlotlyChart").filter(has_text="Users per behavior")
+        expect(shares).to_have_count(1, timeout=wait)  # more sample users cart than favorite: no funnel
+        expect(shares).to_contain_text("not a funnel: more users did cart than favorite", timeout=wait)
+        for behavior in ("view", "cart", "purchase"):  # behaviors, as axis labels
+            label = shares.locator("g.ytick", has_text=re.compile(rf"^{behavior}$"))
+            expect(label).to_have_count(1, timeout=wait)
+        expect(page.get_by_test_id("stPlotlyChart")).to_have_count(6, timeout=wait)
+        assert page.get_by_test_id("stException").count() == 0
+        train_a_tiny_run(page, wait)
+        explain_the_first_user(page, wait)
 
 
 def numeric_id_log(users: int = 100) -> str:
@@ -68,46 +65,39 @@ def numeric_id_log(users: int = 100) -> str:
 
 
 def test_a_numeric_id_log_is_mapped_ingested_and_drawn(server: str, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     log = tmp_path / "rr_idx.csv"
     log.write_text(numeric_id_log())
     wait = RENDER_TIMEOUT_MS
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(wait)
-            page.goto(server, wait_until="domcontentloaded")
-            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Data").click()
-            page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(log))
-            form = page.get_by_test_id("stForm")
-            for field, column in (("user_id", "user_idx"), ("item_id", "item_idx"), ("behavior", "behavior")):
-                expect(form.get_by_role("combobox", name=field, exact=True)).to_have_value(column, timeout=wait)
-            form.get_by_role("button", name="Ingest", exact=True).click()
-            expect(page.get_by_test_id("stSidebar").get_by_text("rr_idx: 340 events")).to_be_visible(timeout=wait)
-            charts = page.get_by_test_id("stPlotlyChart")
-            expect(charts).to_have_count(6, timeout=wait)
-            bars = "g.trace.bars path"
-            drawn = (
-                ("Users per behavior", bars),
-                ("Next behavior", "g.hm image"),
-                ("Events per day", "path.js-line"),
-                ("Events per user", bars),
-                ("Events per item", bars),
-                ("Top items by events", bars),
-            )
-            for title, marks in drawn:
-                expect(charts.filter(has_text=title).locator(marks)).not_to_have_count(0, timeout=wait)
-            top = charts.filter(has_text="Top items by events")
-            ids = {str(1000 * k + 7) for k in range(1, 7)}
-            expect(top.locator("g.ytick")).to_have_count(6, timeout=wait)  # one label per bar: names, not a scale
-            assert set(top.locator("g.ytick").all_text_contents()) == ids
-            assert top.locator(".js-plotly-plot").evaluate("d => d._fullLayout.yaxis.type") == "category"
-            expect(charts.filter(has_text="Users per behavior")).to_contain_text("not a funnel", timeout=wait)
-            assert page.get_by_test_id("stException").count() == 0
-        finally:
-            browser.close()
+    with browser_page(server, wait) as page:
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Data").click()
+        page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(log))
+        form = page.get_by_test_id("stForm")
+        for field, column in (("user_id", "user_idx"), ("item_id", "item_idx"), ("behavior", "behavior")):
+            expect(form.get_by_role("combobox", name=field, exact=True)).to_have_value(column, timeout=wait)
+        form.get_by_role("button", name="Ingest", exact=True).click()
+        expect(page.get_by_test_id("stSidebar").get_by_text("rr_idx: 340 events")).to_be_visible(timeout=wait)
+        charts = page.get_by_test_id("stPlotlyChart")
+        expect(charts).to_have_count(6, timeout=wait)
+        bars = "g.trace.bars path"
+        drawn = (
+            ("Users per behavior", bars),
+            ("Next behavior", "g.hm image"),
+            ("Events per day", "path.js-line"),
+            ("Events per user", bars),
+            ("Events per item", bars),
+            ("Top items by events", bars),
+        )
+        for title, marks in drawn:
+            expect(charts.filter(has_text=title).locator(marks)).not_to_have_count(0, timeout=wait)
+        top = charts.filter(has_text="Top items by events")
+        ids = {str(1000 * k + 7) for k in range(1, 7)}
+        expect(top.locator("g.ytick")).to_have_count(6, timeout=wait)  # one label per bar: names, not a scale
+        assert set(top.locator("g.ytick").all_text_contents()) == ids
+        assert top.locator(".js-plotly-plot").evaluate("d => d._fullLayout.yaxis.type") == "category"
+        expect(charts.filter(has_text="Users per behavior")).to_contain_text("not a funnel", timeout=wait)
+        assert page.get_by_test_id("stException").count() == 0
 
 
 def train_a_tiny_run(page: Any, wait: int) -> None:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_FLAGS, REPO, require_browser, serve  # tests/e2e/browser_support.py
+from browser_support import REPO, browser_page, require_browser, serve  # tests/e2e/browser_support.py
 
 from core.runs.background import BACKGROUND_FILE, DEMO_CONFIG_ENV, process_alive
 
@@ -44,7 +44,7 @@ def start_demo(workspace: Path, demo_config: Path) -> tuple[str, int]:
 
 
 def test_the_demo_explain_page_fills_in_by_itself(tmp_path: Path, demo_config: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     require_browser()
     workspace = tmp_path / "workspace"
@@ -52,35 +52,28 @@ def test_the_demo_explain_page_fills_in_by_itself(tmp_path: Path, demo_config: P
     os.killpg(pid, signal.SIGSTOP)  # still training when the page first draws, however fast the machine
     wait = RENDER_TIMEOUT_MS
     try:
-        with serve(workspace, tmp_path / "streamlit.log") as url, sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.set_default_timeout(wait)
-                page.goto(url, wait_until="domcontentloaded")
-                expect(page.get_by_role("heading", name="BehaviorLens")).to_be_visible(timeout=wait)
-                page.get_by_test_id("stSidebarNav").get_by_role("link", name="Explain").click()
-                expect(page.get_by_role("heading", name="Explain", exact=True)).to_be_visible(timeout=wait)
-                waiting = page.get_by_test_id("stAlert").filter(has_text="Training the demo model on dataset sample")
-                expect(waiting).to_contain_text(run_id, timeout=wait)
-                expect(waiting).to_contain_text("This page fills in by itself", timeout=wait)
-                expect(page.get_by_test_id("stProgress")).to_have_count(1, timeout=wait)
-                assert page.get_by_text("No trained run").count() == 0
-                os.killpg(pid, signal.SIGCONT)
-                timeline = (
-                    page.get_by_test_id("stPlotlyChart")
-                    .filter(has=page.locator("g.scatterlayer"))
-                    .filter(has_text="Event timeline: attribution per event")
-                )
-                expect(timeline).to_have_count(1, timeout=TRAIN_TIMEOUT_MS)  # no click: the page polls
-                expect(timeline.locator("g.scatterlayer path.point").first).to_be_visible(timeout=wait)
-                expect(page.get_by_role("combobox", name="Run")).to_have_value(run_id, timeout=wait)
-                expect(waiting).to_have_count(0, timeout=wait)
-                summary = page.get_by_test_id("stAlert").filter(has_text="Times count back from this history")
-                expect(summary).to_contain_text("is recommended", timeout=wait)
-                assert page.get_by_test_id("stException").count() == 0
-            finally:
-                browser.close()
+        with serve(workspace, tmp_path / "streamlit.log") as url, browser_page(url, wait) as page:
+            expect(page.get_by_role("heading", name="BehaviorLens")).to_be_visible(timeout=wait)
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Explain").click()
+            expect(page.get_by_role("heading", name="Explain", exact=True)).to_be_visible(timeout=wait)
+            waiting = page.get_by_test_id("stAlert").filter(has_text="Training the demo model on dataset sample")
+            expect(waiting).to_contain_text(run_id, timeout=wait)
+            expect(waiting).to_contain_text("This page fills in by itself", timeout=wait)
+            expect(page.get_by_test_id("stProgress")).to_have_count(1, timeout=wait)
+            assert page.get_by_text("No trained run").count() == 0
+            os.killpg(pid, signal.SIGCONT)
+            timeline = (
+                page.get_by_test_id("stPlotlyChart")
+                .filter(has=page.locator("g.scatterlayer"))
+                .filter(has_text="Event timeline: attribution per event")
+            )
+            expect(timeline).to_have_count(1, timeout=TRAIN_TIMEOUT_MS)  # no click: the page polls
+            expect(timeline.locator("g.scatterlayer path.point").first).to_be_visible(timeout=wait)
+            expect(page.get_by_role("combobox", name="Run")).to_have_value(run_id, timeout=wait)
+            expect(waiting).to_have_count(0, timeout=wait)
+            summary = page.get_by_test_id("stAlert").filter(has_text="Times count back from this history")
+            expect(summary).to_contain_text("is recommended", timeout=wait)
+            assert page.get_by_test_id("stException").count() == 0
     finally:
         if process_alive(pid, run_id):  # a failure above: never leave it frozen or training
             os.killpg(pid, signal.SIGCONT)
