@@ -32,7 +32,13 @@ from core.store.files import load_json, load_state_into, load_tensors, save_json
 from core.store.run_folder import CONFIG_FILE, FORMAT, MODEL_FILE, check_config, seal_config
 
 # settings added after the first release: a config without them describes a model without them
-_ADDED_LATER = {"use_memory": False, "use_request_time": False, "use_repeat": False, "repeat_mix": False}
+_ADDED_LATER = {
+    "use_memory": False,
+    "use_request_time": False,
+    "use_repeat": False,
+    "repeat_mix": False,
+    "repeat_evidence": "sum",
+}
 
 
 def save_checkpoint(

@@ -30,6 +30,9 @@ LOSSES = ("softmax", "bce")
 REQUEST_TIMES = ("standin", "actual")  # as core.model.protocol.REQUEST_TIMES
 
 
+REPEAT_EVIDENCE = ("compound", "sum")
+
+
 def setting(
     default: Any = dataclasses.MISSING,
     *,
@@ -88,6 +91,9 @@ class ModelConfig:
     # how the repeat path meets the rest of the logit: a mixture (True: log(e^explore + e^repeat), RepeatNet's
     # two modes; a noisy item vector cannot sink an item the user just met) or an added term (False)
     repeat_mix: bool = True
+    # how a mixture's repeat mass grows with an item's earlier events: "compound" (each event adds its weight
+    # to the item's repeat log-odds: mass e^g (e^(sum w) - 1)) or "sum" (mass e^g sum e^w, runs saved before it)
+    repeat_evidence: str = setting("compound", choices=REPEAT_EVIDENCE)
     request_gap: float = setting(86400.0, low=0.0)  # seconds after the last event a whole-history request is asked
     value_mean: float = setting(0.0, derived=True)  # rating standardization, (value - mean) / std
     value_std: float = setting(1.0, derived=True)

@@ -6,7 +6,8 @@
     memory       = sum over events of w(behavior, value, age) * V (token - mask token): evidence that adds up
     repeat       = E_j = sum over earlier events of candidate j of w(behavior, age, recency):
                    "this very item is in the history" straight into its engagement logit, mixed
-                   with the rest as log(e^explore_j + e^(gate(state) + log E_j)) (RepeatNet's modes)
+                   with the rest as log(e^explore_j + e^gate(state) (e^E_j - 1)) (RepeatNet's modes;
+                   each event adds its weight to the item's repeat log-odds)
     MMoE         = shared experts over the user state (+ the request gap), one softmax gate per task
     engagement   = explore_j = <engagement task state + memory, item representation> + item bias, then the
                    repeat mixture (a logit per item)

@@ -10,14 +10,23 @@ items came since (the order of "the user's most recent distinct items"), ``prese
 event that is there and 0 for a removed one (the mask token). Parameters are stored divided by
 :data:`PARAM_SCALE`. The evidence of a candidate j is E_qj = sum of w_qk over its events.
 
-Two ways to meet the rest of the logit (``ModelConfig.repeat_mix``):
+Three ways to meet the rest of the logit (``ModelConfig.repeat_mix`` and ``repeat_evidence``):
 
-- mixture (f = exp, the default): logit_j = log(exp(explore_j) + exp(g(state) + log E_qj)), the
-  repeat and explore modes of RepeatNet (Ren et al. 2019) as one softmax: the user state's gate g
+- compound mixture (f = softplus, the default): logit_j = log(exp(explore_j) + exp(g(state)) (exp(E_qj) - 1)),
+  the repeat and explore modes of RepeatNet (Ren et al. 2019) as one softmax: the user state's gate g
   says how likely a repeat is now, the evidence which earlier item. An item the user just met
   keeps its repeat mass whatever its item vector says, so a noisy vector of a rare item cannot
-  sink it, and an item never met is scored by the explore logit alone.
-- added term (f = softplus, models saved before the mixture): logit_j = explore_j + a log(1 + E_qj).
+  sink it, and an item never met (E = 0) is scored by the explore logit alone. Each event adds its
+  weight to the item's repeat log-odds, as evidence adds up in a choice model: with g = explore_j the
+  logit is explore_j + E_qj exactly, and removing one of an item's events lowers its repeat
+  log-mass by about that event's own weight, whatever else the item has.
+- summed mixture (f = exp, ``repeat_evidence: "sum"``, runs saved before the compound one):
+  logit_j = log(exp(explore_j) + exp(g + log E_qj)). The log of a sum of exponentials is close to its
+  largest term, so an item's repeat mass followed its strongest event, and an item's only event
+  carried all of it: attributions then credited lone events (most often views) over the behaviors
+  that add evidence.
+- added term (f = softplus, ``repeat_mix: false``, models saved before the mixture):
+  logit_j = explore_j + a log(1 + E_qj).
 
 In repeat-heavy logs the next event often continues what the user just did (the next funnel step
 of a viewed item, a re-purchase). Under a protocol that excludes earlier items the path has no
@@ -56,13 +65,16 @@ class RepeatPath(nn.Module):
         self.behavior = nn.Embedding(cfg.n_behaviors, GAP_BUCKETS)
         self.distance = nn.Embedding(DISTANCE_BUCKETS, 1)
         self.rank = nn.Embedding(RANK_BUCKETS, 1)  # the last occurrence, by how many distinct items came since
-        # It starts as the recency heuristic ("the user's most recent items first"): as a mixture, the newest
-        # event weighs e^2 + e^2 (its recency and its rank), an item four events back e^0 + e^0, so every
-        # earlier item outranks the near-uniform explore logits of a new model, newest first; as an added
-        # term, a gain of 2 log(1 + softplus(2 - recency bucket)). Training moves it from there: up where
-        # users repeat, down where they never do (the gate, or the scale a).
+        # It starts as the recency heuristic ("the user's most recent items first"): as a summed mixture, the
+        # newest event weighs e^2 + e^2 (its recency and its rank), an item four events back e^0 + e^0, so
+        # every earlier item outranks the near-uniform explore logits of a new model, newest first; as a
+        # compound mixture softplus(2) + softplus(2) = 4.3 nats of repeat log-odds against 1.4 for an item last
+        # met four events back; as an added term, a gain of 2 log(1 + softplus(2 - recency bucket)). Training
+        # moves it from there: up where users repeat, down where they never do (the gate, or the scale a).
         self.scale = nn.Parameter(torch.full((), 4.0 / PARAM_SCALE))
         self.mix = cfg.repeat_mix
+        # compound evidence: each event adds its (non-negative) weight to the item's repeat log-odds
+        self.compound = cfg.repeat_mix and getattr(cfg, "repeat_evidence", "sum") == "compound"
         # the mixture's gate: how likely a repeat is at this position, from the engagement task state
         self.gate = nn.Linear(cfg.expert_dim, 1) if self.mix else None  # none: added-term models load
         if self.gate is not None:
@@ -70,6 +82,11 @@ class RepeatPath(nn.Module):
             nn.init.zeros_(self.gate.bias)
         nn.init.zeros_(self.behavior.weight)
         with torch.no_grad():
+            # A steeper fall with distance would make a new compound model rank earlier items exactly as the
+            # heuristic does however often an older item was met (slope 3: Tmall NDCG@10 equal to the heuristic),
+            # but older events then start with almost no gradient (softplus far below 0) and the model leans on
+            # the behavior-blind recency rank: on the sample, planted-truth recovery fell (slope 2: swap 0.19,
+            # leave-one-out -0.24; slope 1: 0.905 and 0.643), so older events start alive.
             self.distance.weight.copy_(
                 (2.0 - torch.arange(DISTANCE_BUCKETS, dtype=torch.float32)).unsqueeze(1) / PARAM_SCALE
             )
@@ -105,7 +122,7 @@ class RepeatPath(nn.Module):
     def _positive(self, x: torch.Tensor) -> torch.Tensor:
         """A weight from its logit: exp for the mixture (capped: e^15 is far past any softmax margin), softplus
         for the added term."""
-        return torch.exp(x.clamp(max=15.0)) if self.mix else F.softplus(x)
+        return torch.exp(x.clamp(max=15.0)) if self.mix and not self.compound else F.softplus(x)
 
     def totals(
         self, evidence: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor | None, n1: int
@@ -131,7 +148,11 @@ class RepeatPath(nn.Module):
             return explore + PARAM_SCALE * self.scale * torch.log1p(total)
         gate = self.gate(state).float()  # [P, 1]
         repeat = gate.squeeze(-1) if item_idx is not None else gate
-        repeat = repeat + torch.log(total.clamp(min=1e-30))
+        if self.compound:  # log(e^A - 1) = A + log(1 - e^-A), stable for every A > 0
+            a = total.clamp(min=1e-30)
+            repeat = repeat + a + torch.log(-torch.expm1(-a))
+        else:
+            repeat = repeat + torch.log(total.clamp(min=1e-30))
         return torch.where(total > 0, torch.logaddexp(explore.float(), repeat), explore.float()).to(explore.dtype)
 
 

@@ -235,18 +235,22 @@ def test_left_padding_does_not_change_the_last_state(data, repeating) -> None:
     )
 
 
-def _added_term_twin(data, model: BehaviorModel) -> BehaviorModel:
-    """The same weights with the repeat path as an added term (models saved before the mixture)."""
+def _repeat_twin(data, model: BehaviorModel, form: str) -> BehaviorModel:
+    """The same weights with the repeat path in another form: "added term" (models saved before the mixture) or
+    "summed mixture" (models saved before the compound evidence)."""
+    settings = {"repeat_mix": False} if form == "added term" else {"repeat_evidence": "sum"}
     with torch.random.fork_rng():  # the module's later tests draw from the global generator
-        twin = BehaviorModel(_cfg(data, repeat_mix=False), model.items.text)
-    twin.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("repeat.gate")})
+        twin = BehaviorModel(_cfg(data, **settings), model.items.text)
+    gated = twin.repeat is not None and twin.repeat.gate is not None
+    twin.load_state_dict({k: v for k, v in model.state_dict().items() if gated or not k.startswith("repeat.gate")})
     return twin.eval()
 
 
-@pytest.mark.parametrize("form", ["mixture", "added term"])
+@pytest.mark.parametrize("form", ["mixture", "summed mixture", "added term"])
 def test_the_repeat_path_raises_exactly_the_items_in_the_history(data, repeating, form: str) -> None:
     """Only items of the user's earlier events get a repeat logit; a removed event gives none."""
-    repeating = repeating if form == "mixture" else _added_term_twin(data, repeating)
+    assert repeating.repeat is not None and repeating.repeat.compound  # the compound mixture by default
+    repeating = repeating if form == "mixture" else _repeat_twin(data, repeating, form)
     batch = _batch(data, users=(1,))  # "mid": 4 events
     with torch.random.fork_rng():  # the module's later tests draw from the global generator
         plain = BehaviorModel(_cfg(data, use_repeat=False), repeating.items.text)
@@ -267,7 +271,33 @@ def test_the_repeat_path_raises_exactly_the_items_in_the_history(data, repeating
     newest = int(batch.item[0, -1])
     if newest not in set(batch.item[0, :-1][batch.mask[0, :-1]].tolist()):
         assert without[0, newest] <= _last_logits(repeating, batch)[0, newest]
-        assert without[0, newest] < _last_logits(repeating, batch)[0, newest] or form == "mixture"
+        assert without[0, newest] < _last_logits(repeating, batch)[0, newest] or form != "added term"
+
+
+def test_compound_evidence_adds_each_event_to_the_items_repeat_log_odds(data, repeating) -> None:
+    """With the gate at the explore logit, the compound mixture is explore + E exactly: evidence adds up, so
+    removing one of an item's events lowers its logit by that event's weight, whatever else the item has.
+    The summed mixture (log of summed e^w) gives the same item's lone event all of its repeat mass."""
+    path = repeating.repeat
+    items = torch.tensor([[1, 1, 1, 2]])  # three events of item 1, one of item 2; items 0 and 3 none
+    weights = torch.tensor([[0.4, 1.5, 0.2, 0.7]])
+    state = torch.randn(1, DE)
+    with torch.no_grad():
+        gate = float(path.gate(state))
+        explore = torch.full((1, 4), gate)  # [P=1, 4 items]
+        logits = path.combine(explore, weights, items, None, state)
+        expected = torch.tensor([[0.0, 0.4 + 1.5 + 0.2, 0.7, 0.0]]) + gate
+        torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+        for k in range(3):  # each of item 1's events: its own weight, exactly
+            fewer = weights.clone()
+            fewer[0, k] = 0
+            lower = path.combine(explore, fewer, items, None, state)
+            assert float(logits[0, 1] - lower[0, 1]) == pytest.approx(float(weights[0, k]), abs=1e-5)
+        paired = path.combine(explore[:, 1], weights, items, torch.tensor([1]), state)
+        assert float(paired[0]) == pytest.approx(float(logits[0, 1]), abs=1e-5)  # one candidate: the same logit
+        summed = _repeat_twin(data, repeating, "summed mixture").repeat
+        old = summed.combine(explore, weights, items, None, state) - gate  # log(1 + E): the mass follows the sum
+        torch.testing.assert_close(old, torch.log1p(torch.tensor([[0.0, 2.1, 0.7, 0.0]])), rtol=1e-5, atol=1e-5)
 
 
 def test_padding_keys_are_masked_in_the_time_bias(data) -> None:

@@ -259,6 +259,23 @@ def test_a_run_saved_with_the_added_repeat_term_loads_with_it(tiny_bert_dir, dat
     )
     mixed = _rec(tiny_bert_dir, model={"use_repeat": True}).fit(events.head(300), items).model_
     assert mixed.cfg.repeat_mix is True and mixed.repeat.gate is not None  # the mixture by default
+    assert mixed.cfg.repeat_evidence == "compound" and mixed.repeat.compound
+
+
+def test_a_run_saved_with_summed_repeat_evidence_loads_with_it(tiny_bert_dir, dataset, tmp_path: Path) -> None:
+    """Runs from before ``repeat_evidence`` existed summed their evidence: they load and score as they did."""
+    events, items = dataset
+    summed = _rec(tiny_bert_dir, model={"use_repeat": True, "repeat_evidence": "sum"}).fit(events, items)
+    assert not summed.model_.repeat.compound
+    folder = _without_model_setting(summed.save(tmp_path / "old"), "repeat_evidence")
+    loaded = Recommender.load(folder, events, device="cpu")
+    assert loaded.model_.cfg.repeat_evidence == "sum" and not loaded.model_.repeat.compound
+    user = str(summed.data_.users[0])
+    np.testing.assert_allclose(
+        loaded.recommend(user, 5)["engagement"].to_numpy(),
+        summed.recommend(user, 5)["engagement"].to_numpy(),
+        rtol=1e-6,
+    )
 
 
 def test_round_trip_gives_identical_outputs(fitted, saved: Path, dataset) -> None:
