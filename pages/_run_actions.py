@@ -1,6 +1,8 @@
-"""The Train page's run actions: resume a run that stopped without finishing, delete a run (after a confirmation).
+"""The Train page's run actions: resume a run that stopped without finishing, retrain a run trained on data since
+deleted (a forgotten user), delete a run (after a confirmation).
 
-Widgets only: resuming starts a worker (:func:`core.runs.background.resume_training`), deleting is
+Widgets only: resuming starts a worker (:func:`core.runs.background.resume_training`), retraining a new run with
+the same settings on the current data (:func:`core.runs.background.start_training`), deleting is
 :func:`core.runs.lifecycle.delete_run`; both refuse a run whose process is still training it, and the
 refusal is shown as the project's error. The buttons act in callbacks (before the page is drawn, so the
 runs table already shows the outcome); what happened is kept in the session and shown once.
@@ -12,9 +14,9 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import BehaviorLensError
-from core.runs.background import resume_training
+from core.runs.background import resume_training, start_training
 from core.runs.lifecycle import delete_run
-from core.runs.records import CANCELLED, FAILED, INTERRUPTED, RUNNING
+from core.runs.records import CANCELLED, FAILED, INTERRUPTED, RUNNING, run_record
 from core.runs.watch import has_checkpoint
 from pages._shared import RUN_KEY, TRAIN_JOB_KEY, get_workspace, plain
 
@@ -22,6 +24,10 @@ MANAGE_KEY = "train_manage_run"  # the run the actions apply to
 PENDING_KEY = "train_delete_pending"  # the run whose deletion waits for a confirmation
 MESSAGE_KEY = "train_run_message"  # (kind, text) of the last action, shown once
 RESUMABLE = (INTERRUPTED, CANCELLED, FAILED)
+DELETED_NOTE = (
+    "a user's events were deleted after it was trained (behaviorlens forget), and its weights learned from them. "
+    "Retrain it with the same settings on the current data, then delete this run."
+)
 
 
 def run_actions(runs: pd.DataFrame, busy: bool) -> None:
@@ -32,11 +38,16 @@ def run_actions(runs: pd.DataFrame, busy: bool) -> None:
     ids = runs["run_id"].tolist()
     if not ids:
         return
-    st.subheader("Resume or delete a run")
-    run_id = st.selectbox("Run to resume or delete", ids, key=MANAGE_KEY)
-    status = runs.loc[runs["run_id"] == run_id, "status"].iloc[0]
+    st.subheader("Resume, retrain or delete a run")
+    run_id = st.selectbox("Run to resume, retrain or delete", ids, key=MANAGE_KEY)
+    row = runs.loc[runs["run_id"] == run_id].iloc[0]
+    status, mark = row["status"], row.get("mark")
     ws = get_workspace()
+    if isinstance(mark, str):
+        st.warning(plain(f"Run {run_id} was {mark}: {DELETED_NOTE}"))
     left, right = st.columns(2)
+    if isinstance(mark, str) and status != RUNNING:
+        left.button("Retrain on the current data", key="retrain_run", on_click=_retrain, args=(run_id,), disabled=busy)
     if status in RESUMABLE:
         label = "Resume from its last checkpoint" if has_checkpoint(ws, run_id) else "Restart it from scratch"
         left.button(label, key="resume_run", on_click=_resume, args=(run_id,), disabled=busy)
@@ -85,3 +96,16 @@ def _resume(run_id: str) -> None:
         st.session_state[MESSAGE_KEY] = ("error", str(exc))
         return
     st.session_state[TRAIN_JOB_KEY] = run_id  # the live panel follows it
+
+
+def _retrain(run_id: str) -> None:
+    """A new run with ``run_id``'s settings on its dataset as it is now (without the forgotten users)."""
+    ws = get_workspace()
+    try:
+        record = run_record(ws, run_id)
+        launch = start_training(ws, record["dataset"], dict(record["config"].get("settings") or {}))
+    except BehaviorLensError as exc:
+        st.session_state[MESSAGE_KEY] = ("error", str(exc))
+        return
+    st.session_state[TRAIN_JOB_KEY] = launch.run_id  # the live panel follows it
+    st.session_state[MESSAGE_KEY] = ("success", f"Retraining {run_id}'s settings as run {launch.run_id}.")

@@ -24,6 +24,7 @@ from core.runs.records import usable_runs
 from core.runs.run import Run, open_run, run_digest
 from core.store.scratch import sweep_scratch
 from core.store.uploads import sweep_stale_uploads
+from core.store.versions import forget_count
 from core.store.workspace import DEFAULT_WORKSPACE, WORKSPACE_ENV, DatasetInfo, Workspace
 from pages._advice import page_text
 
@@ -84,19 +85,20 @@ def _overview(root: str, dataset: str, created_at: str) -> Overview:
 
 
 def load_overview(workspace: Workspace, info: DatasetInfo) -> Overview:
-    """Overview tables of a dataset, recomputed only when the dataset is re-ingested."""
-    return _overview(str(workspace.root), info.name, info.created_at.isoformat())
+    """Overview tables of a dataset, recomputed only when the dataset is re-ingested or a user forgotten."""
+    return _overview(str(workspace.root), info.name, f"{info.created_at.isoformat()}/{forget_count(workspace)}")
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _run_handle(root: str, run_id: str, digest: str | None) -> Run:
-    del digest  # part of the cache key only: a retrained run gets a new handle
+def _run_handle(root: str, run_id: str, digest: str | None, forgets: int) -> Run:
+    del digest, forgets  # part of the cache key only: a retrained run, or a forgotten user, gets a new handle
     return open_run(_workspace_at(root), run_id)
 
 
 def get_run(workspace: Workspace, run_id: str) -> Run:
-    """The shared handle of a run (its model and derived results load once per weights digest)."""
-    return _run_handle(str(workspace.root), run_id, run_digest(workspace, run_id))
+    """The shared handle of a run (its model and derived results load once per weights digest, and again after a
+    user is forgotten: a handle holds the rows it loaded)."""
+    return _run_handle(str(workspace.root), run_id, run_digest(workspace, run_id), forget_count(workspace))
 
 
 def pick_run(workspace: Workspace, key: str) -> Run | None:
@@ -109,7 +111,10 @@ def pick_run(workspace: Workspace, key: str) -> Run | None:
     current = st.session_state.get(RUN_KEY)
     run_id = st.selectbox("Run", options, index=options.index(current) if current in options else 0, key=key)
     st.session_state[RUN_KEY] = run_id
-    return get_run(workspace, run_id)
+    run = get_run(workspace, run_id)
+    if run.mark:
+        st.warning(plain(f"Run {run_id} was {run.mark}: retrain it on the Train page."))
+    return run
 
 
 def plain(text: object) -> str:

@@ -133,6 +133,12 @@ def show_report(report: dict[str, Any]) -> None:
         f"Dataset {report['dataset']}: {report['users']:,} users, {report['items']:,} items, "
         f"user IDs {report['id_mode']}"
     )
+    forgotten = report.get("forgotten")
+    if isinstance(forgotten, dict):  # behaviorlens forget: deleted since the ingest, on request
+        st.info(
+            f"Since this ingest, {forgotten.get('events', 0):,} accepted events of {forgotten.get('users', 0):,} "
+            "user(s) were deleted on request (behaviorlens forget): the dataset holds the accepted rows less these."
+        )
     show_rejections(report["rejected_by_reason"], report["examples"])
     if report["duplicate_examples"]:
         st.text("Duplicate rows (first row, copies):")

@@ -160,11 +160,11 @@ def start_training(ws: Workspace, dataset: str, settings: dict[str, Any]) -> Non
 
 # -- 3. saved runs (2. the live panel: pages/_training_panel.py) -------------------------------------
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Run, dataset, status, time, then test and valid metrics."""
+    """Run, dataset, status, mark (such as trained on data since deleted), time, then test and valid metrics."""
     first = ["test_HR@10", "test_NDCG@10"]  # the model's headline, then the bars beside it
     bars = [f"test_{name}_{k}" for name in ("recent_items", "popularity") for k in ("HR@10", "NDCG@10")]
     rest = [f"{split}_{k}" for split in ("test", "valid") for k in METRIC_KEYS if f"{split}_{k}" not in first]
-    wanted = ["run_id", "dataset", "status", "created_at", *first, *bars, *rest, "protocol"]
+    wanted = ["run_id", "dataset", "status", "mark", "created_at", *first, *bars, *rest, "protocol"]
     cols = [c for c in wanted if c in runs]
     return runs[cols]
 

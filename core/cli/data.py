@@ -1,4 +1,4 @@
-"""`behaviorlens ingest | datasets | sample`: the data commands of the CLI (no torch is imported for them).
+"""`behaviorlens ingest | datasets | sample | forget`: the data commands of the CLI (no torch is imported for them).
 
 ``sample --train`` also starts the demo model's training in a detached process
 (:mod:`core.runs.background`), which runs the hidden command ``train-background --run ID``.
@@ -23,11 +23,12 @@ from core.runs.background import (
     ensure_training,
     train_recorded,
 )
+from core.runs.forget import ForgetReport, forget_user
 from core.runs.records import RUNNING
 from core.store.versions import dataset_versions
 from core.store.workspace import Workspace
 
-COMMANDS = ("ingest", "datasets", "sample", WORKER_COMMAND)
+COMMANDS = ("ingest", "datasets", "sample", "forget", WORKER_COMMAND)
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -43,6 +44,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         f"(settings: ${DEMO_CONFIG_ENV}, a JSON file as `train --config` takes; default: the default "
         f"model, {DEMO_EPOCHS} epochs)",
     )
+    forget = sub.add_parser(
+        "forget",
+        parents=[common],
+        help="delete one user's events and everything derived from them that names them; mark the runs trained on them",
+    )
+    forget.add_argument("--user", required=True, metavar="ID", help="the original user ID or its pseudonym")
+    forget.add_argument("--dataset", metavar="D", help="only this dataset (default: every dataset)")
     worker = sub.add_parser(WORKER_COMMAND, parents=[common])  # no help: internal, hidden from --help
     worker.add_argument("--run", required=True)
 
@@ -139,9 +147,32 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
             report["train"] = _train_sample(ws, as_json)
         if as_json:
             print(json.dumps(report, default=str))
+    elif args.command == "forget":
+        forgotten = forget_user(ws, args.user, args.dataset)
+        print(json.dumps(forgotten.as_dict())) if as_json else _print_forget(forgotten, args.dataset)
     elif args.command == WORKER_COMMAND:
         _train_background(ws, args.run)
     return 0
+
+
+def _print_forget(out: ForgetReport, dataset: str | None) -> None:
+    where = f"dataset {dataset!r}" if dataset else "any dataset"
+    if not out.events:
+        print(f"nothing to remove: the user has no events in {where} (forgotten already, or never there)")
+        return
+    for name, n in out.events.items():
+        print(f"removed {n:,} event(s) of the user from dataset {name!r} (a new version of it)")
+    print(f"  ingest-report examples naming the user removed: {out.report_examples:,}")
+    print(f"  cached embeddings of the user's event texts removed: {out.embeddings:,}")
+    print(f"  fusion caches removed: {len(out.fusion_caches):,}" + _listed(out.fusion_caches))
+    print(f"  runs marked 'trained on data since deleted': {len(out.runs_marked):,}" + _listed(out.runs_marked))
+    if out.runs_marked:
+        print("  their weights learned from the user's events: retrain them (`behaviorlens train DATASET`)")
+    print("  the workspace database was rewritten, so no deleted row stays in its file")
+
+
+def _listed(ids: list[str]) -> str:
+    return f" ({', '.join(ids)})" if ids else ""
 
 
 def _train_sample(ws: Workspace, as_json: bool) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -83,3 +84,40 @@ class EmbeddingCache:
         entries.update({k: [shard, i] for i, k in enumerate(keys)})
         index = {"format": CACHE_FORMAT, "dim": self.dim, "model": self.model, "entries": entries}
         atomic_write_bytes(self.index_path, json.dumps(index).encode("utf-8"))
+
+
+def forget_texts(root: Path, texts: list[str]) -> int:
+    """Remove the cached embeddings of ``texts`` from every cache under ``root``: their index entries go and
+    their rows are zeroed in the shards (rewritten atomically). -> entries removed."""
+    keys = {text_key(t) for t in texts}
+    removed = 0
+    if not keys or not root.is_dir():
+        return 0
+    for index_path in sorted(root.rglob("index.json")):
+        try:
+            index = json.loads(index_path.read_text(encoding="utf-8"))
+            entries: dict[str, list[Any]] = index["entries"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"embedding cache index {index_path} is unreadable: {exc}; delete its folder") from exc
+        rows: dict[str, list[int]] = {}
+        for key in keys & set(entries):
+            shard, row = entries.pop(key)
+            rows.setdefault(str(shard), []).append(int(row))
+        for shard, found in rows.items():
+            path = index_path.parent / shard
+            data = np.load(path, allow_pickle=False)
+            data[found] = 0.0
+            atomic_write(path, _saver(data))
+            removed += len(found)
+        if rows:
+            atomic_write_bytes(index_path, json.dumps(index).encode("utf-8"))
+    return removed
+
+
+def _saver(data: np.ndarray) -> Callable[[IO[bytes]], None]:
+    """A writer of ``data`` as one ``.npy`` file (for :func:`~core.store.files.atomic_write`)."""
+
+    def write(f: IO[bytes]) -> None:
+        np.save(f, data, allow_pickle=False)
+
+    return write

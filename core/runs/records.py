@@ -56,6 +56,7 @@ def delete_record(ws: Workspace, run_id: str) -> None:
     """Remove the run's row (its folder is the caller's: :func:`core.runs.lifecycle.delete_run`)."""
     with ws.connect() as con:
         con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+        con.execute("DELETE FROM run_marks WHERE run_id = ?", [run_id])
 
 
 BASELINE_KEYS = ("HR@10", "NDCG@10")
@@ -68,11 +69,15 @@ def pick_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def list_runs(ws: Workspace) -> pd.DataFrame:
     """Saved runs, newest first, with their metrics flattened (test_*, valid_*)."""
-    frame = ws.query("SELECT run_id, dataset, created_at, status, metrics FROM runs ORDER BY created_at DESC")
+    frame = ws.query(
+        "SELECT r.run_id, r.dataset, r.created_at, r.status, m.mark, r.metrics FROM runs r "
+        "LEFT JOIN run_marks m ON m.run_id = r.run_id ORDER BY r.created_at DESC"
+    )
     rows = []
     for rec in frame.to_dict("records"):
         metrics = _json_or_none(rec.pop("metrics")) or {}
         rec["status"] = effective_status(ws, rec["run_id"], rec["status"])
+        rec["mark"] = rec["mark"] if isinstance(rec["mark"], str) else None  # e.g. trained on data since deleted
         rec["protocol"] = metrics.get("protocol")
         for split in ("valid", "test"):
             for k, v in (metrics.get(split) or {}).items():
@@ -96,13 +101,18 @@ def usable_runs(ws: Workspace, dataset: str | None = None) -> list[str]:
 
 
 def run_record(ws: Workspace, run_id: str) -> dict[str, Any]:
-    """One run's row: run_id, dataset, status (as it reads: see :func:`effective_status`), config (dict) and
-    metrics (dict or None)."""
-    frame = ws.query("SELECT run_id, dataset, status, config, metrics FROM runs WHERE run_id = ?", [run_id])
+    """One run's row: run_id, dataset, status (as it reads: see :func:`effective_status`), mark (None, or such as
+    "trained on data since deleted": :mod:`core.runs.forget`), config (dict) and metrics (dict or None)."""
+    frame = ws.query(
+        "SELECT r.run_id, r.dataset, r.status, m.mark, r.config, r.metrics FROM runs r "
+        "LEFT JOIN run_marks m ON m.run_id = r.run_id WHERE r.run_id = ?",
+        [run_id],
+    )
     if frame.empty:
         raise NotFoundError(f"no run {run_id!r} in workspace {ws.root}")
     row = frame.iloc[0].to_dict()
     row["status"] = effective_status(ws, run_id, row["status"])
+    row["mark"] = row["mark"] if isinstance(row["mark"], str) else None
     row["config"] = json.loads(row["config"])
     row["metrics"] = _json_or_none(row["metrics"])
     return row

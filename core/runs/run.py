@@ -55,6 +55,7 @@ class Run:
         id: the run ID.
         dataset: the dataset it was trained on.
         status: running, done, cancelled or failed (when the handle was opened).
+        mark: None, or such as "trained on data since deleted" (a user was forgotten since: retrain it).
         settings: the Recommender settings it was trained with.
         metrics: the stored valid/test metrics (None while running or after a failure).
         data_stamp: the dataset version, event count and digest it was trained on (None: a run saved before
@@ -70,6 +71,7 @@ class Run:
         self.id: str = run_id
         self.dataset: str = record["dataset"]
         self.status: str = record["status"]
+        self.mark: str | None = record.get("mark")  # e.g. trained on data since deleted (core.runs.forget)
         self.settings: dict[str, Any] = dict(record["config"].get("settings") or {})
         self.data_stamp: dict[str, Any] | None = record["config"].get(DATA_KEY)  # None: saved before stamps
         self.metrics: dict[str, Any] | None = record["metrics"]

@@ -109,8 +109,9 @@ def check_stamp(ws: Workspace, name: str, stamp: dict[str, Any] | None, run_id: 
     with ws.connect() as con:
         now = events_digest(con, name, stable=stamp.get("engine") != ENGINE)
         version = _version(con, name, "")
-    if now.matches(stamp):
-        return
+        seen = _after_forgets(con, name, stamp)
+    if now.matches(stamp) or (seen is not stamp and now.matches(seen)):
+        return  # the same rows, or the same rows less forgotten users (the run is marked: core.runs.forget)
     change = _change(int(stamp["events"]), now.events)
     how = f"version {version} now" if version != stamp.get("version") else "same version: changed in place"
     raise DatasetChangedError(
@@ -119,6 +120,58 @@ def check_stamp(ws: Workspace, name: str, stamp: dict[str, Any] | None, run_id: 
         f"explaining the run would use data it was not trained and tested on, so it is refused. Train a new run "
         f"on the current data, or ingest the original log under a new name and train on that"
     )
+
+
+_FORGETS_DDL = (
+    "CREATE TABLE IF NOT EXISTS dataset_forgets (name VARCHAR NOT NULL, forgotten_at TIMESTAMP NOT NULL, "
+    "rows_before VARCHAR NOT NULL, rows_after VARCHAR NOT NULL)"  # stamps (counts and digests), never a user
+)
+
+
+def stamp_of_digest(digest: Digest) -> dict[str, Any]:
+    """What a stamp records of ``digest`` (events, both checksums, the DuckDB release of ``fast``)."""
+    return {"events": digest.events, "fast": digest.fast, "digest": digest.stable, "engine": ENGINE}
+
+
+def record_forget(con: duckdb.DuckDBPyConnection, name: str, before: dict[str, Any], after: dict[str, Any]) -> int:
+    """Record that users were forgotten from dataset ``name`` (its rows went from ``before`` to ``after``) and
+    make its next version; -> that version. Call inside the forget's transaction."""
+    con.execute(_FORGETS_DDL)
+    version = (_version(con, name, "") or 1) + 1
+    con.execute("INSERT OR REPLACE INTO dataset_versions VALUES (?, ?)", [name, version])
+    con.execute(
+        "INSERT INTO dataset_forgets VALUES (?, now()::TIMESTAMP, ?, ?)", [name, json.dumps(before), json.dumps(after)]
+    )
+    return version
+
+
+def forget_count(ws: Workspace) -> int:
+    """How many forgets the workspace has recorded: a cache of rows read before one must not be served after."""
+    with ws.connect() as con:
+        con.execute(_FORGETS_DDL)
+        row = con.execute("SELECT count(*) FROM dataset_forgets").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _after_forgets(con: duckdb.DuckDBPyConnection, name: str, stamp: dict[str, Any], db: str = "") -> dict[str, Any]:
+    """The rows ``stamp`` recorded as they are after every later forget (``stamp`` itself when none applies)."""
+    con.execute(_FORGETS_DDL.replace("EXISTS dataset_forgets", f"EXISTS {_prefix(db)}dataset_forgets"))
+    seen = stamp
+    for before, after in con.execute(
+        f"SELECT rows_before, rows_after FROM {_prefix(db)}dataset_forgets WHERE name = ? ORDER BY forgotten_at", [name]
+    ).fetchall():
+        if _same_rows(json.loads(before), seen):
+            seen = json.loads(after)
+    return seen
+
+
+def _same_rows(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two stamps record the same rows (``fast`` under one DuckDB release, else the stable digest)."""
+    if int(a["events"]) != int(b["events"]):
+        return False
+    if a.get("engine") == b.get("engine") and a.get("fast") and b.get("fast"):
+        return bool(a["fast"] == b["fast"])
+    return a.get("digest") is not None and a.get("digest") == b.get("digest")
 
 
 @dataclass
@@ -159,6 +212,8 @@ def before_replace(con: duckdb.DuckDBPyConnection, name: str, db: str = "") -> R
         [name, FAILED],
     ).fetchall()
     stamps = [(str(rid), str(status), _stamp_of(config)) for rid, status, config in rows]
+    # a run trained before users were forgotten depends on the rows as they are now, without those users
+    stamps = [(rid, status, stamp and _after_forgets(con, name, stamp, db)) for rid, status, stamp in stamps]
     now: dict[str, Any] = {}
     if any(stamp is None for _, _, stamp in stamps):  # a run saved before stamps saw the rows there now
         digest = events_digest(con, name, db, stable=False)

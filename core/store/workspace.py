@@ -83,6 +83,11 @@ CREATE TABLE IF NOT EXISTS runs (
     config VARCHAR NOT NULL,
     metrics VARCHAR
 );
+CREATE TABLE IF NOT EXISTS run_marks (    -- e.g. trained on data since deleted (core.runs.forget)
+    run_id VARCHAR PRIMARY KEY,
+    mark VARCHAR NOT NULL,
+    marked_at TIMESTAMP NOT NULL
+);
 CREATE TABLE IF NOT EXISTS run_seals (    -- runs this workspace vouches for (core.store.seals)
     run_id VARCHAR PRIMARY KEY,
     legacy_sha256 VARCHAR                 -- NULL: sealed with the key; else the unkeyed checksum first seen

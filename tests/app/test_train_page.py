@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from page_support import APP, TINY_FORM, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
@@ -27,8 +28,10 @@ from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
 from core.runs import background as B
 from core.runs import jobs as J
+from core.runs.forget import DATA_DELETED, forget_user
 from core.runs.owner import claim
 from core.runs.records import DONE, RUNNING, list_runs, run_record, set_run
+from core.runs.run import open_run
 from core.store.workspace import Workspace
 
 TRAIN_PAGE = "pages/train.py"
@@ -249,3 +252,26 @@ def test_an_interrupted_run_restarts_from_the_page(
     assert any(unescape(s.value).startswith("Run tiny-killed finished: best epoch 1") for s in at.success)
     assert run_record(ws, "tiny-killed")["status"] == DONE
     assert runs_frame(at)["run_id"].tolist() == ["tiny-killed"]
+
+
+def test_a_run_trained_on_data_since_deleted_is_marked_and_retrains(
+    page: AppTest, _isolated_workspace_env: Path, tiny_bert_dir: Path, training_data_dir: Path
+) -> None:
+    """After `forget`, the runs table shows the mark, the actions explain it, and Retrain trains a new run with the
+    same settings on the rows without the user (that run is not marked)."""
+    ws = Workspace(_isolated_workspace_env)
+    settings = {"encoder": str(tiny_bert_dir), "device": "cpu", "model": dict(TINY_MODEL), "train": {"epochs": 1}}
+    set_run(ws, "tiny-old", DATASET, DONE, {"dataset": DATASET, "settings": settings}, {"test": {"HR@10": 0.5}})
+    user = str(pd.read_csv(training_data_dir / "events.csv")["user_id"].iloc[0])
+    assert forget_user(ws, user).runs_marked == ["tiny-old"]
+    at = page.run()
+    assert runs_frame(at).set_index("run_id").loc["tiny-old", "mark"] == DATA_DELETED
+    assert any("tiny-old was trained on data since deleted" in unescape(w.value) for w in at.warning)
+    at.button(key="retrain_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    new = at.session_state["train_job"]
+    assert new != "tiny-old" and run_record(ws, new)["config"]["settings"] == settings
+    at = wait_until_finished(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert run_record(ws, new)["status"] == DONE and run_record(ws, new)["mark"] is None
+    assert ws.pseudonymize([user])[0] not in set(open_run(ws, new).recommender().data_.users)
