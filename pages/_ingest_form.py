@@ -19,6 +19,8 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 from core import schema as S
 from core.errors import BehaviorLensError, UnmappedFieldError
 from core.ingest.advice import Hint
+from core.ingest.item_text import AUTO, looks_descriptive
+from core.ingest.item_text import NONE as NO_TEXT
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import default_name, ingest
 from core.progress import fraction
@@ -39,6 +41,8 @@ from pages._advice import (
 from pages._shared import PENDING_DATASET_KEY, REPORT_KEY, plain, show_error
 
 NONE = "(none)"
+ITEM_TEXT = "Item text columns (empty: chosen automatically)"
+NO_ITEM_TEXT = "No item text from the events file"
 FIELD_MEANING = {S.USER_ID: "the user (or visitor, customer, session) IDs", S.ITEM_ID: "the item (product) IDs"}
 NAME_THEM = page_words(Hint("columns", act=True))  # "fill in the Column names box above the ... form"
 
@@ -96,6 +100,7 @@ def mapping_form(
         codes = st.text_input(BEHAVIOR_CODES, placeholder="0=click,1=cart", key=f"codes_{tag}")
         name = st.text_input("Dataset name", value=default_name(events.file.name), key=f"name_{tag}")
         keep = st.checkbox(KEEP_IDS, value=False, key=f"keep_{tag}")
+        item_text = item_text_fields(events, f"{tag}_{columns_tag}")
         with st.expander(MORE_OPTIONS):
             more = more_options(tag, item_columns)
         submitted = st.form_submit_button("Ingest", type="primary")
@@ -106,9 +111,27 @@ def mapping_form(
             mapping=mapping,
             behavior_codes=codes.strip() or None,
             keep_ids=keep,
+            item_text_columns=item_text,
             **more,
         )
         run_ingest(ws, events.file, items, opts)
+
+
+def item_text_fields(events: EventsUpload, tag: str) -> list[str] | str:
+    """The events file's columns that describe items (brand, category, price, ...), read into the item text;
+    pre-selected by name among the unmapped columns. Empty: the ingest picks those with one value per item."""
+    free = [c for c in events.columns if c not in events.guessed.values()]
+    picked = st.multiselect(
+        ITEM_TEXT,
+        free,
+        default=[c for c in free if looks_descriptive(c)],
+        key=f"item_text_{tag}",
+        help="Columns repeated on every event that describe the item, such as brand, category or price, become "
+        "the item's text (brand: ... · category: ... · price: 30–40), which the language model reads. Where an "
+        "item's rows disagree, the latest value wins and the report counts the conflicts.",
+    )
+    off = st.checkbox(NO_ITEM_TEXT, value=False, key=f"item_text_off_{tag}")
+    return NO_TEXT if off else (list(picked) or AUTO)
 
 
 def more_options(tag: str, item_columns: tuple[list[str], str | None] | None) -> dict[str, Any]:

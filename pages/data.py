@@ -145,6 +145,7 @@ def show_report(report: dict[str, Any]) -> None:
         st.dataframe(table(report["duplicate_examples"]), hide_index=True)
     if report.get("items_file"):
         show_items_file(report["items_file"])
+    show_item_text(report.get("item_text") or {})
     show_warnings(report_warnings(report))
 
 
@@ -160,6 +161,22 @@ def show_rejections(by_reason: dict[str, int], examples: dict[str, list[dict[str
         if examples.get(reason):
             st.text(f"Examples: {reason}")
             st.dataframe(table(examples[reason]), hide_index=True)
+
+
+def show_item_text(described: dict[str, Any]) -> None:
+    """The events file's columns read into the item text: template, conflicts, the columns left out."""
+    if described.get("columns"):
+        st.text(
+            f"Item text from {', '.join(described['columns'])} for {described['items']:,} items, as: "
+            f"{described['template']}"
+        )
+        conflicts = {c: n for c, n in described.get("conflicts", {}).items() if n}
+        if conflicts:
+            listed = ", ".join(f"{c}: {n:,} items" for c, n in conflicts.items())
+            st.text(f"Items whose rows disagree (the latest value kept): {listed}")
+    left_out = described.get("left_out") or {}
+    if left_out:
+        st.caption("Columns not read into the item text: " + "; ".join(f"{c} ({why})" for c, why in left_out.items()))
 
 
 def show_items_file(items_file: dict[str, Any]) -> None:

@@ -76,6 +76,13 @@ def _ingest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--drop-duplicates", action="store_true", help="reject exact duplicate rows")
     p.add_argument("--name", help="dataset name (default: the file name)")
     p.add_argument("--keep-ids", action="store_true", help="store raw user IDs (default: keyed pseudonyms)")
+    p.add_argument(
+        "--item-text-columns",
+        metavar="a,b,c",
+        default="auto",
+        help="the events file's columns that describe items (brand, category, price, ...), read into the item "
+        "text; auto (default): those with one value per item; none: no item text from the events file",
+    )
 
 
 def _options(args: argparse.Namespace) -> IngestOptions:
@@ -101,7 +108,18 @@ def _options(args: argparse.Namespace) -> IngestOptions:
         time_format=args.time_format,
         drop_duplicates=args.drop_duplicates,
         items_id_column=args.items_id,
+        item_text_columns=_item_text_columns(args.item_text_columns),
     )
+
+
+def _item_text_columns(value: str) -> list[str] | str:
+    """``--item-text-columns``: auto, none, or comma-separated column names."""
+    if value.strip().lower() in ("auto", "none"):
+        return value.strip().lower()
+    columns = [c.strip() for c in value.split(",") if c.strip()]
+    if not columns:
+        raise DataError(f"--item-text-columns {value!r}: expected auto, none or column names such as brand,price")
+    return columns
 
 
 def unmapped_message(exc: UnmappedFieldError) -> str:
@@ -119,6 +137,16 @@ def _print_ingest(report: dict[str, Any]) -> None:
         print(f"  rejected {n:,} x {reason}")
     print(f"  users {report['users']:,}, items {report['items']:,}, duplicates {report['duplicates']:,}")
     print("  behaviors: " + ", ".join(f"{b} {n:,}" for b, n in report["behaviors"].items()))
+    described = report.get("item_text") or {}
+    if described.get("columns"):
+        columns, n = ", ".join(described["columns"]), described["items"]
+        print(f"  item text from {columns} for {n:,} items: {described['template']}")
+        conflicts = {c: n for c, n in described["conflicts"].items() if n}
+        if conflicts:
+            print(
+                "  items whose rows disagree (the latest value kept): "
+                + ", ".join(f"{c} {n:,}" for c, n in conflicts.items())
+            )
     for warning in report["warnings"]:
         print(f"  warning: {warning}")
 

@@ -25,4 +25,7 @@ class IngestOptions:
     time_format: str | None = None
     drop_duplicates: bool = False
     items_id_column: str | None = None
+    # the events file's columns that describe items, read into the item text (core.ingest.item_text):
+    # names, "auto" (None: the columns that describe items) or "none"
+    item_text_columns: list[str] | str | None = None
     memory_limit: str = field(default_factory=lambda: os.environ.get(MEMORY_ENV, "1GB"))

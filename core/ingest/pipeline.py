@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from core import schema as S
 from core.errors import DataError, UnmappedFieldError, UnusableFileError
+from core.ingest import item_text
 from core.ingest.advice import Hint, Notice
 from core.ingest.catalogue import read_catalogue
 from core.ingest.mapping import canonical_behavior, parse_behavior_codes, resolve_mapping
@@ -86,7 +87,8 @@ def ingest(
     info = inspect_source(events, opts.columns)
     mapping = resolve_mapping(info.columns, opts.mapping)
     _require_ids(info, mapping)
-    rules = _rules(info, mapping, opts)
+    described = item_text.plan(info.columns, mapping, opts.item_text_columns)
+    rules = _rules(info, mapping, opts, tuple(item_text.carried_fields(described)))
     sweep_scratch()  # what an ingest killed earlier left in the temp folder (raw rows)
     with _scratch(opts.memory_limit) as con:
         labels = _sample_labels(con, info, rules, codes)
@@ -99,9 +101,11 @@ def ingest(
         con.execute("SET preserve_insertion_order = false")  # rows carry their number from here on
         notify(progress, "ingest", 0.6, 1.0, stage="pseudonymizing")
         n_users = _user_table(con, workspace, opts.keep_ids)
+        text_report = item_text.build(con, described, CHECKED)
         n_items = _item_rows(con, catalogue)
         job = IngestJob(name, info, rules, codes, opts, malformed, catalogue, source_names)
         report = build_report(con, job, (n_users, n_items), _example_user(workspace, opts.keep_ids))
+        report.item_text = text_report
         if report.rows_read == 0:
             raise UnusableFileError(f"{info.path.name} has no data rows (only a header?): nothing to ingest")
         notify(progress, "ingest", 0.8, 1.0, stage="writing")
@@ -134,7 +138,7 @@ def _require_ids(info: SourceInfo, mapping: dict[str, str]) -> None:
             raise UnmappedFieldError(fld, info.path.name, info.columns, info.header)
 
 
-def _rules(info: SourceInfo, mapping: dict[str, str], opts: IngestOptions) -> Rules:
+def _rules(info: SourceInfo, mapping: dict[str, str], opts: IngestOptions, carried: tuple[str, ...] = ()) -> Rules:
     lo, hi = (float(x) for x in opts.rating_range)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise DataError(f"rating range {opts.rating_range}: expected two finite numbers LO < HI, such as 1,5")
@@ -153,6 +157,7 @@ def _rules(info: SourceInfo, mapping: dict[str, str], opts: IngestOptions) -> Ru
         rating_range=(lo, hi),
         decimal_comma=info.delimiter == ";",
         time_format=opts.time_format,
+        carried=carried,
     )
 
 
@@ -245,21 +250,25 @@ def _replace_rows(con: duckdb.DuckDBPyConnection, name: str, report: IngestRepor
 
 
 def _item_rows(con: duckdb.DuckDBPyConnection, catalogue: tuple[pd.DataFrame, dict[str, Any]] | None) -> int:
-    """Table ``__items``: catalogue rows plus every event item missing from it; returns the event items."""
+    """Table ``__items``: catalogue rows plus every event item missing from it, each item's text followed by what
+    the events file's descriptive columns say of it (table ``__item_text``); returns the event items."""
     event_items = f"SELECT DISTINCT i FROM {CHECKED} WHERE reason IS NULL"
     plain = (
-        f"i AS {S.ITEM_ID}, i AS {S.ITEM_TITLE}, CAST(NULL AS VARCHAR) AS {S.ITEM_CATEGORY}, "
-        f"'' AS {S.ITEM_TEXT}, CAST(NULL AS VARCHAR) AS {S.ITEM_ATTRS}"
+        f"e.i AS {S.ITEM_ID}, e.i AS {S.ITEM_TITLE}, CAST(NULL AS VARCHAR) AS {S.ITEM_CATEGORY}, "
+        f"coalesce(it.txt, '') AS {S.ITEM_TEXT}, CAST(NULL AS VARCHAR) AS {S.ITEM_ATTRS}"
     )
+    described = "LEFT JOIN __item_text it ON it.i = e.i"
     if catalogue is None:
-        con.execute(f"CREATE TABLE __items AS SELECT {plain} FROM ({event_items})")
+        con.execute(f"CREATE TABLE __items AS SELECT {plain} FROM ({event_items}) e {described}")
         return count(con, "SELECT count(*) FROM __items")
     con.execute(f"CREATE TABLE __event_items AS {event_items}")
     con.register("__cat_df", catalogue[0].astype("string"))
-    cols = f"{S.ITEM_ID}, {S.ITEM_TITLE}, {S.ITEM_CATEGORY}, {S.ITEM_TEXT}, {S.ITEM_ATTRS}"
+    text = f"concat_ws('{item_text.SEPARATOR}', nullif(c.{S.ITEM_TEXT}, ''), it.txt) AS {S.ITEM_TEXT}"
+    cols = f"c.{S.ITEM_ID}, c.{S.ITEM_TITLE}, c.{S.ITEM_CATEGORY}, {text}, c.{S.ITEM_ATTRS}"
     con.execute(
-        f"CREATE TABLE __items AS SELECT {cols} FROM __cat_df UNION ALL SELECT {plain} "
-        f"FROM __event_items WHERE i NOT IN (SELECT {S.ITEM_ID} FROM __cat_df)"
+        f"CREATE TABLE __items AS SELECT {cols} FROM __cat_df c LEFT JOIN __item_text it ON it.i = c.{S.ITEM_ID} "
+        f"UNION ALL SELECT {plain} FROM __event_items e {described} "
+        f"WHERE e.i NOT IN (SELECT {S.ITEM_ID} FROM __cat_df)"
     )
     con.unregister("__cat_df")
     return count(con, "SELECT count(*) FROM __event_items")

@@ -58,6 +58,7 @@ class IngestReport:
     replaced: bool = False
     elapsed_s: float = 0.0
     version: int | None = None  # the dataset version this ingest made (1, 2, ...: core.store.versions)
+    item_text: dict[str, Any] | None = None  # the events file's columns read into the item text (core.ingest.item_text)
 
     @property
     def pseudonymized(self) -> bool:

@@ -42,6 +42,7 @@ class Rules:
     rating_range: tuple[float, float]
     decimal_comma: bool
     time_format: str | None
+    carried: tuple[str, ...] = ()  # SQL of extra fields read along (``... AS d0``: core.ingest.item_text)
 
 
 def _col(rules: Rules, fld: str) -> str | None:
@@ -66,6 +67,7 @@ def _raw_fields(rules: Rules) -> str:
             f"{b_col if b_col else sql_str(rules.default_behavior or S.VIEW)} AS b_raw",
             f"{trimmed(S.VALUE)} AS v_raw",
             f"nullif({t_col}, '') AS t" if t_col else "CAST(NULL AS VARCHAR) AS t",
+            *rules.carried,
         ]
     )
 
@@ -137,16 +139,17 @@ def parse_query(rules: Rules, labels: dict[str, str]) -> str:
     rows with other labels get ``b`` NULL here and are completed by :func:`finish_labels`.
     """
     level1 = f"SELECT {_raw_fields(rules)} FROM {{source}}"
+    extra = "".join(f", d{k}" for k in range(len(rules.carried)))  # carried through every level
     level2 = f"SELECT *, {_numbers(rules)} FROM ({level1})"
     level2b = f"SELECT *, {_SECONDS} AS secs FROM ({level2})"
     level3 = (
         f"SELECT u, i, {_timestamp_expr(rules)} AS ts, ts_raw, b_raw, "
         "CASE WHEN isfinite(v_num) THEN v_num END AS v, "
-        "CASE WHEN v_raw IS NOT NULL AND NOT coalesce(isfinite(v_num), false) THEN v_raw END AS v_raw, t "
+        f"CASE WHEN v_raw IS NOT NULL AND NOT coalesce(isfinite(v_num), false) THEN v_raw END AS v_raw, t{extra} "
         f"FROM ({level2b})"
     )
     level4 = (
-        "SELECT u, i, ts, CASE WHEN ts IS NULL THEN ts_raw END AS ts_raw, b_raw, v, v_raw, t, "
+        f"SELECT u, i, ts, CASE WHEN ts IS NULL THEN ts_raw END AS ts_raw, b_raw, v, v_raw, t{extra}, "
         f"{_reason0(rules)} AS reason0, hash({duplicate_key(rules)}) AS h, {_label_case(labels)} AS b "
         f"FROM ({level3})"
     )
@@ -186,9 +189,10 @@ def finish_labels(con: duckdb.DuckDBPyConnection, rules: Rules, codes: dict[str,
         )
         con.execute("DROP TABLE __labels")
     ts = "ts" if S.TIMESTAMP in rules.mapping else f"{EPOCH_ZERO} + to_seconds(rowid + 1)"
+    extra = "".join(f", d{k}" for k in range(len(rules.carried)))
     con.execute(
         f"CREATE OR REPLACE VIEW {CHECKED} AS SELECT rowid + 1 AS row, u, i, {ts} AS ts, ts_raw, b_raw, b, "
-        f"v, v_raw, t, h, reason FROM {PARSED}"
+        f"v, v_raw, t, h, reason{extra} FROM {PARSED}"
     )
 
 

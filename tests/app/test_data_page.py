@@ -22,6 +22,7 @@ from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
 from core.store.workspace import Workspace
 from pages._advice import DROP_DUPLICATES, ITEMS_ID, PAGE_WORDS, TIME_FORMAT
+from pages._ingest_form import ITEM_TEXT
 
 DATA_PAGE = "pages/data.py"
 EVIL = "<script>alert(1)</script>"
@@ -373,3 +374,21 @@ def _strings(node: object) -> list[str]:
     if isinstance(node, list):
         return [s for v in node for s in _strings(v)]
     return []
+
+
+def test_item_text_columns_are_preselected_by_name_and_shown_in_the_report(
+    page: AppTest, _isolated_workspace_env: Path
+) -> None:
+    events = (
+        "user_id,item_id,event_type,brand,category_code,price,session\n"
+        + "".join(f"u{k},p{k % 4},view,acme,kitchen.kettle,{10 + k % 4},s{k}\n" for k in range(40))
+    ).encode()
+    at = page.file_uploader(key="events_upload").set_value(("shop.csv", events, "text/csv")).run()
+    box = next(m for m in at.multiselect if m.label == ITEM_TEXT)
+    assert box.value == ["brand", "category_code", "price"]  # by name; the session column is not pre-selected
+    box.set_value(["brand", "category_code"])
+    at = fill_form(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    texts = set(Workspace(_isolated_workspace_env).items("shop")["item_text"])
+    assert texts == {"brand: acme · category: kitchen > kettle"}
+    assert any("Item text from brand, category_code for 4 items" in t.value for t in at.text)

@@ -80,7 +80,8 @@ def test_explain_targets(env: Env, target: str) -> None:
     out = env.explain("--method", "loo", "--target", target)
     assert out["target"] == target and out["units"]
     if target == "fused":
-        assert 0.0 <= out["score"] <= 1.0 and out["details"]["weights"]["engagement"] == 1.0  # no preset yet
+        # in [0, 1] up to float32 rounding: the top item's p_i / p_max is 1 computed in two batches of other shapes
+        assert -1e-6 <= out["score"] <= 1.0 + 1e-6 and out["details"]["weights"]["engagement"] == 1.0  # no preset yet
         custom = env.explain("--method", "loo", "--weights", "engagement=0.5,rating=0.5")
         assert custom["details"]["weights"]["rating"] == 0.5
 
