@@ -107,7 +107,8 @@ def build(con: duckdb.DuckDBPyConnection, p: ItemTextPlan, checked: str) -> dict
     if not chosen:
         con.execute("CREATE OR REPLACE TEMP TABLE __item_text (i VARCHAR, txt VARCHAR)")
         return {"columns": [], "template": "", "items": 0, "conflicts": {}, "left_out": left_out}
-    latest = ", ".join(f"arg_max(d{k}, (ts, row)) FILTER (WHERE d{k} IS NOT NULL) AS d{k}" for k in chosen)
+    order = "epoch_us(ts)::HUGEINT * 10000000000 + row"  # by timestamp, then row: the latest value wins
+    latest = ", ".join(f"arg_max(d{k}, {order}) FILTER (WHERE d{k} IS NOT NULL) AS d{k}" for k in chosen)
     kinds = [_kind(p.carried[k], stats[k]["numeric"]) for k in chosen]
     parts = ", ".join(
         f"CASE WHEN d{k} IS NOT NULL THEN {_sql_text(label + ': ')} || {_render_sql(f'd{k}', kind)} END"
@@ -129,21 +130,31 @@ def build(con: duckdb.DuckDBPyConnection, p: ItemTextPlan, checked: str) -> dict
 
 
 def _stats(con: duckdb.DuckDBPyConnection, p: ItemTextPlan, checked: str) -> list[dict[str, Any]]:
-    """Per carried column: filled share of accepted rows, items with a value, items whose values conflict,
-    whether every value is a number."""
-    parts = []
-    for k in range(len(p.carried)):
-        parts.append(
-            f"SELECT {k} AS k, (SELECT count(d{k}) / greatest(count(*), 1) FROM {checked} WHERE reason IS NULL), "
-            f"count(*) FILTER (WHERE m >= 2), count(*) FILTER (WHERE n > 1), bool_and(num) FROM "
-            f"(SELECT count(DISTINCT d{k}) AS n, count(d{k}) AS m, "
-            f"bool_and(d{k} IS NULL OR regexp_full_match(d{k}, {_sql(_NUMBER)})) AS num "
-            f"FROM {checked} WHERE reason IS NULL GROUP BY i)"
-        )
-    rows = con.execute(" UNION ALL ".join(parts) + " ORDER BY k").fetchall()
+    """Per carried column, in one pass over the accepted rows grouped by item: the share of rows with a value, the
+    items met on two rows or more with one, those whose values conflict, and whether every value is a number."""
+    ks = range(len(p.carried))
+    per_item = ", ".join(
+        f"min(d{k}) <> max(d{k}) AS n{k}, count(d{k}) AS m{k}, "
+        f"bool_and(d{k} IS NULL OR regexp_full_match(d{k}, {_sql(_NUMBER)})) AS num{k}"
+        for k in ks
+    )
+    totals = ", ".join(
+        f"sum(m{k}) / greatest(sum(rows), 1), count(*) FILTER (WHERE m{k} >= 2), "
+        f"count(*) FILTER (WHERE n{k}), bool_and(num{k})"
+        for k in ks
+    )
+    row = con.execute(
+        f"SELECT {totals} FROM (SELECT count(*) AS rows, {per_item} FROM {checked} WHERE reason IS NULL GROUP BY i)"
+    ).fetchone()
+    values = list(row) if row else [0, 0, 0, True] * len(ks)
     return [
-        {"filled": float(r[1] or 0), "repeated": int(r[2] or 0), "conflicts": int(r[3] or 0), "numeric": bool(r[4])}
-        for r in rows
+        {
+            "filled": float(values[4 * k] or 0),
+            "repeated": int(values[4 * k + 1] or 0),
+            "conflicts": int(values[4 * k + 2] or 0),
+            "numeric": bool(values[4 * k + 3]),
+        }
+        for k in ks
     ]
 
 
