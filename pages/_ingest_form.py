@@ -38,7 +38,7 @@ from pages._advice import (
     TIME_FORMAT,
     page_words,
 )
-from pages._shared import PENDING_DATASET_KEY, REPORT_KEY, plain, show_error
+from pages._shared import PENDING_DATASET_KEY, REPORT_KEY, page_actor, plain, show_error
 
 NONE = "(none)"
 ITEM_TEXT = "Item text columns (empty: chosen automatically)"
@@ -186,6 +186,7 @@ def run_ingest(ws: Workspace, events: UploadedFile, items: UploadedFile | None, 
                 options,
                 source_names=[events.name],
                 progress=lambda event: bar.progress(fraction(event), text=event["stage"]),
+                actor=page_actor(),
             )
     except UnmappedFieldError as exc:
         bar.empty()

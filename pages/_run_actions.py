@@ -18,7 +18,7 @@ from core.runs.background import resume_training, start_training
 from core.runs.lifecycle import delete_run
 from core.runs.records import CANCELLED, FAILED, INTERRUPTED, RUNNING, run_record
 from core.runs.watch import has_checkpoint
-from pages._shared import RUN_KEY, TRAIN_JOB_KEY, get_workspace, plain
+from pages._shared import RUN_KEY, TRAIN_JOB_KEY, get_workspace, page_actor, plain
 
 MANAGE_KEY = "train_manage_run"  # the run the actions apply to
 PENDING_KEY = "train_delete_pending"  # the run whose deletion waits for a confirmation
@@ -78,7 +78,7 @@ def _ask_delete(run_id: str) -> None:
 def _delete(run_id: str) -> None:
     st.session_state.pop(PENDING_KEY, None)
     try:
-        delete_run(get_workspace(), run_id)
+        delete_run(get_workspace(), run_id, actor=page_actor())
     except BehaviorLensError as exc:
         st.session_state[MESSAGE_KEY] = ("error", str(exc))
         return
@@ -91,7 +91,7 @@ def _delete(run_id: str) -> None:
 
 def _resume(run_id: str) -> None:
     try:
-        resume_training(get_workspace(), run_id)
+        resume_training(get_workspace(), run_id, page_actor())
     except BehaviorLensError as exc:
         st.session_state[MESSAGE_KEY] = ("error", str(exc))
         return
@@ -103,7 +103,7 @@ def _retrain(run_id: str) -> None:
     ws = get_workspace()
     try:
         record = run_record(ws, run_id)
-        launch = start_training(ws, record["dataset"], dict(record["config"].get("settings") or {}))
+        launch = start_training(ws, record["dataset"], dict(record["config"].get("settings") or {}), page_actor())
     except BehaviorLensError as exc:
         st.session_state[MESSAGE_KEY] = ("error", str(exc))
         return

@@ -117,6 +117,13 @@ def pick_run(workspace: Workspace, key: str) -> Run | None:
     return run
 
 
+def page_actor() -> str:
+    """Who acts on the pages, for the audit log: the signed-in user's e-mail, else ``dashboard``."""
+    user = getattr(st, "user", None)
+    email = getattr(user, "email", None) if user is not None and getattr(user, "is_logged_in", False) else None
+    return str(email) if email else "dashboard"
+
+
 def plain(text: object) -> str:
     """``text`` escaped for Markdown (no link, image, HTML, emphasis or directive); a word joiner before
     ``://``, after ``www`` and before ``@`` stops GFM's autolinks after parsing."""

@@ -27,6 +27,7 @@ from core.views import charts
 from core.views.funnel import funnel
 from pages._advice import report_warnings
 from pages._ingest_form import FIELD_MEANING, EventsUpload, column_names_box, mapping_form
+from pages._privacy import audit_section, forget_section
 from pages._shared import (
     DATASET_KEY,
     REPORT_KEY,
@@ -243,6 +244,8 @@ def main() -> None:
         upload_section(ws)
         last_report_section()
         overview_section(ws)
+        forget_section(ws)
+        audit_section(ws)
     except BehaviorLensError as exc:
         show_error(exc)
 

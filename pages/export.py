@@ -20,6 +20,7 @@ from core.runs.fusion import user_top
 from core.runs.influence import kept_ablation, kept_influence
 from core.runs.records import usable_runs
 from core.runs.run import Run
+from core.store import audit
 from core.store.uploads import safe_file_name
 from core.store.workspace import Workspace
 from core.views.report import attributions_csv, html_report, influence_csv
@@ -29,11 +30,18 @@ from pages._shared import (
     INFLUENCE_KEY,
     get_run,
     get_workspace,
+    page_actor,
     plain,
     route_through_frame,
     show_error,
 )
 from pages._waiting import no_usable_run
+
+
+def exported(run_id: str, what: str) -> None:
+    """A download button's callback: the audit log records the export (never a user ID: forgetting a user leaves
+    the log as it is)."""
+    audit.record(get_workspace(), "export", run_id, what, page_actor())
 
 
 def report_parts(run: Run, request: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +90,8 @@ def explanation_downloads(ws: Workspace) -> None:
         file_name=f"{stem}.csv",
         mime="text/csv",
         key="export_attributions",
-        on_click="ignore",
+        on_click=exported,
+        args=(request["run"], f"attributions CSV of one user's explanation, item {exp.item} ({exp.method})"),
         icon=":material/table:",
     )
     report = html_report(exp, **report_parts(run, request))
@@ -92,7 +101,8 @@ def explanation_downloads(ws: Workspace) -> None:
         file_name=f"{stem}.html",
         mime="text/html",
         key="export_report",
-        on_click="ignore",
+        on_click=exported,
+        args=(request["run"], f"HTML report of one user's explanation, item {exp.item} ({exp.method})"),
         icon=":material/description:",
     )
     st.caption(
@@ -124,7 +134,8 @@ def influence_downloads(ws: Workspace) -> None:
         file_name=f"{stem}.csv",
         mime="text/csv",
         key="export_influence",
-        on_click="ignore",
+        on_click=exported,
+        args=(last["run"], f"global influence CSV ({report.method}, {report.users:,} users)"),
         icon=":material/table:",
     )
 

@@ -21,7 +21,16 @@ from core.runs import jobs as J
 from core.runs.records import METRIC_KEYS, PICKABLE, RUNNING, list_runs, run_record
 from core.store.workspace import Workspace
 from pages._run_actions import run_actions
-from pages._shared import DATASET_KEY, RUN_KEY, TRAIN_JOB_KEY, get_workspace, plain, route_through_frame, show_error
+from pages._shared import (
+    DATASET_KEY,
+    RUN_KEY,
+    TRAIN_JOB_KEY,
+    get_workspace,
+    page_actor,
+    plain,
+    route_through_frame,
+    show_error,
+)
 from pages._training_panel import live_section, session_snapshot
 
 DEVICES = ["auto", "cpu", "cuda"]
@@ -150,7 +159,7 @@ def device_field() -> str:
 def start_training(ws: Workspace, dataset: str, settings: dict[str, Any]) -> None:
     """Start a worker process, remember its run ID in the session, redraw the page."""
     try:
-        launch = B.start_training(ws, dataset, settings)
+        launch = B.start_training(ws, dataset, settings, page_actor())
     except BehaviorLensError as exc:
         show_error(exc)
         return

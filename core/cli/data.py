@@ -25,10 +25,11 @@ from core.runs.background import (
 )
 from core.runs.forget import ForgetReport, forget_user
 from core.runs.records import RUNNING
+from core.store import audit
 from core.store.versions import dataset_versions
 from core.store.workspace import Workspace
 
-COMMANDS = ("ingest", "datasets", "sample", "forget", WORKER_COMMAND)
+COMMANDS = ("ingest", "datasets", "sample", "forget", "audit", WORKER_COMMAND)
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -51,6 +52,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     forget.add_argument("--user", required=True, metavar="ID", help="the original user ID or its pseudonym")
     forget.add_argument("--dataset", metavar="D", help="only this dataset (default: every dataset)")
+    trail = sub.add_parser("audit", parents=[common], help="who ingested, trained, exported, forgot what, and when")
+    trail.add_argument("--limit", type=int, default=50, metavar="N", help="the newest N entries (default 50)")
     worker = sub.add_parser(WORKER_COMMAND, parents=[common])  # no help: internal, hidden from --help
     worker.add_argument("--run", required=True)
 
@@ -178,6 +181,14 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     elif args.command == "forget":
         forgotten = forget_user(ws, args.user, args.dataset)
         print(json.dumps(forgotten.as_dict())) if as_json else _print_forget(forgotten, args.dataset)
+    elif args.command == "audit":
+        if args.limit < 1:
+            raise DataError(f"--limit {args.limit}: expected a positive number of entries")
+        frame = audit.entries(ws, args.limit)
+        if as_json:
+            print(json.dumps(audit.as_records(frame)))
+        else:
+            print(frame.to_string(index=False) if len(frame) else "the audit log is empty")
     elif args.command == WORKER_COMMAND:
         _train_background(ws, args.run)
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DataError
+from core.store import audit
 from core.store.workspace import Workspace
 
 COMMANDS = ("train", "evaluate", "recommend", "runs", "weights")
@@ -120,9 +121,11 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
             raise DataError("train needs exactly one of --dataset NAME (a new run) or --resume RUN")
         report = _progress(args.quiet or as_json)
         if args.resume:
+            audit.record(ws, "resume", args.resume, "from the command line")
             run_id = resume_run(open_run(ws, args.resume), progress=report)
         else:
             run_id = train_run(ws, args.dataset, _settings(args), progress=report)
+            audit.record(ws, "train", run_id, f"dataset {args.dataset}, from the command line")
         result = {"run": run_id, **evaluate_run(open_run(ws, run_id))}
         _emit(result, as_json, f"run {run_id}: test {result['test']}, valid {result['valid']}")
     elif args.command == "evaluate":

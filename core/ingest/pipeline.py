@@ -49,6 +49,7 @@ from core.ingest.validation import (
 )
 from core.progress import ProgressFn
 from core.progress import report as notify
+from core.store import audit
 from core.store.scratch import scratch_dir, sweep_scratch
 from core.store.versions import before_replace
 from core.store.workspace import Workspace, validate_name
@@ -77,8 +78,10 @@ def ingest(
     *,
     source_names: list[str] | None = None,
     progress: ProgressFn | None = None,
+    actor: str | None = None,
 ) -> IngestReport:
-    """Read, validate, pseudonymize and store one event log (and optional item catalogue)."""
+    """Read, validate, pseudonymize and store one event log (and optional item catalogue); the audit log records
+    it for ``actor`` (default: this process's, :func:`core.store.audit.process_actor`)."""
     opts = options or IngestOptions()
     started = time.perf_counter()
     name = validate_name(opts.name or default_name(source_names[0] if source_names else events))
@@ -110,6 +113,9 @@ def ingest(
             raise UnusableFileError(f"{info.path.name} has no data rows (only a header?): nothing to ingest")
         notify(progress, "ingest", 0.8, 1.0, stage="writing")
         report.replaced = _write(con, workspace, name, report)
+    source = ", ".join(source_names or [Path(events).name])
+    detail = f"{source}: {report.rows_accepted:,} of {report.rows_read:,} rows accepted, version {report.version}"
+    audit.record(workspace, "ingest", name, detail, actor)
     report.elapsed_s = round(time.perf_counter() - started, 3)
     notify(progress, "ingest", 1.0, 1.0, stage="done")
     return report

@@ -40,6 +40,7 @@ from core.runs.lifecycle import CANCEL_FILE, LIVE_FILE, take_over
 from core.runs.owner import claim, local_pid, owner_of, owning, release, signal_owner
 from core.runs.owner import process_alive as process_alive  # re-exported: whether a worker's pid still runs it
 from core.runs.records import FAILED, PICKABLE, RUNNING, list_runs, new_run_id, run_record, set_run
+from core.store import audit
 from core.store.files import load_json, save_json
 from core.store.workspace import Workspace
 
@@ -96,10 +97,11 @@ def ensure_training(ws: Workspace, dataset: str, settings: dict[str, Any], label
                 return Launch(rec["run_id"], dataset, False, rec["status"], _log_of(ws, rec["run_id"]))
         run_id = new_run_id(f"{dataset[:30]}-{label}")
         _record(ws, run_id, dataset, settings)
+    audit.record(ws, "train", run_id, f"dataset {dataset}, the {label} model in a worker process")
     return Launch(run_id, dataset, True, RUNNING, _spawn(ws, run_id, dataset, label))
 
 
-def start_training(ws: Workspace, dataset: str, settings: dict[str, Any]) -> Launch:
+def start_training(ws: Workspace, dataset: str, settings: dict[str, Any], actor: str | None = None) -> Launch:
     """Record a new run of ``dataset`` with ``settings`` and train it in a worker of its own (the Train page).
 
     Raises:
@@ -111,16 +113,18 @@ def start_training(ws: Workspace, dataset: str, settings: dict[str, Any]) -> Lau
     run_id = new_run_id(dataset)
     with ws.lock():
         _record(ws, run_id, dataset, settings)
+    audit.record(ws, "train", run_id, f"dataset {dataset}, in a worker process", actor)
     return Launch(run_id, dataset, True, RUNNING, _spawn(ws, run_id, dataset, ""))
 
 
-def resume_training(ws: Workspace, run_id: str) -> Launch:
+def resume_training(ws: Workspace, run_id: str, actor: str | None = None) -> Launch:
     """Resume a run that is not training (interrupted, cancelled, failed) in a worker: from its last checkpoint,
     from scratch with its recorded settings when it has none. NotFoundError / RunBusyError as
     :func:`~core.runs.lifecycle.take_over`."""
     record = take_over(ws, run_id, os.getpid())  # owned by this process until its worker exists
     config = {**record["config"], "background": True, "resume": True}
     set_run(ws, run_id, record["dataset"], RUNNING, config, None)
+    audit.record(ws, "resume", run_id, f"dataset {record['dataset']}, in a worker process", actor)
     return Launch(run_id, record["dataset"], True, RUNNING, _spawn(ws, run_id, record["dataset"], ""))
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from core import schema as S
 from core.errors import DataError
 from core.model.embedding_cache import forget_texts
+from core.store import audit
 from core.store.compact import compact
 from core.store.run_folder import FUSION_FOLDER
 from core.store.versions import events_digest, record_forget, stamp_of_digest
@@ -62,7 +63,7 @@ class ForgetReport:
         }
 
 
-def forget_user(ws: Workspace, user_id: str, dataset: str | None = None) -> ForgetReport:
+def forget_user(ws: Workspace, user_id: str, dataset: str | None = None, actor: str | None = None) -> ForgetReport:
     """Remove user ``user_id`` (original or pseudonymous) from ``dataset``, or from every dataset (None).
 
     Raises:
@@ -91,6 +92,10 @@ def forget_user(ws: Workspace, user_id: str, dataset: str | None = None) -> Forg
                         shutil.rmtree(fusion)
                         out.fusion_caches.append(run_id)
         if out.events:
+            for name, n in out.events.items():  # the audit log says how much, never whose
+                audit.record(
+                    ws, "forget", name, f"{n:,} events of one user; runs marked: {len(out.runs_marked)}", actor
+                )
             out.embeddings = forget_texts(ws.cache_dir, texts)
             compact(ws)
             out.compacted = True

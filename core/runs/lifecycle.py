@@ -22,6 +22,7 @@ from typing import Any
 from core.errors import NotFoundError, RunBusyError
 from core.runs.owner import claim, owner_alive, owner_of, owning, signal_owner, wait_gone
 from core.runs.records import DONE, RUNNING, delete_record, run_record
+from core.store import audit
 from core.store.workspace import Workspace
 
 LIVE_FILE, CANCEL_FILE = "live.json", "cancel.json"  # the files of one training attempt
@@ -76,7 +77,7 @@ def resuming(ws: Workspace, run_id: str) -> Iterator[dict[str, Any]]:
         yield record
 
 
-def delete_run(ws: Workspace, run_id: str, force: bool = False) -> dict[str, Any]:
+def delete_run(ws: Workspace, run_id: str, force: bool = False, actor: str | None = None) -> dict[str, Any]:
     """Delete a run: its folder, then its row. ``{"run", "folder", "stopped"}`` (the pid killed, or None).
 
     A run whose owner is alive is refused, unless ``force``: its process is then killed (SIGKILL, the whole
@@ -105,4 +106,5 @@ def delete_run(ws: Workspace, run_id: str, force: bool = False) -> dict[str, Any
         if folder.exists():
             shutil.rmtree(folder)
         delete_record(ws, run_id)
+        audit.record(ws, "delete run", run_id, f"dataset {record['dataset']}" + (", forced" if force else ""), actor)
     return {"run": run_id, "folder": str(folder), "stopped": stopped}

@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from core.ingest.advice import CLI_FLAGS
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
+from core.store import audit
 from core.store.workspace import Workspace
 from pages._advice import DROP_DUPLICATES, ITEMS_ID, PAGE_WORDS, TIME_FORMAT
 from pages._ingest_form import ITEM_TEXT
@@ -392,3 +393,24 @@ def test_item_text_columns_are_preselected_by_name_and_shown_in_the_report(
     texts = set(Workspace(_isolated_workspace_env).items("shop")["item_text"])
     assert texts == {"brand: acme · category: kitchen > kettle"}
     assert any("Item text from brand, category_code for 4 items" in t.value for t in at.text)
+
+
+def test_a_user_is_forgotten_from_the_page_after_a_confirmation(page: AppTest, _isolated_workspace_env: Path) -> None:
+    ws = Workspace(_isolated_workspace_env)
+    events = "".join(f"u{k % 5},i{k % 7},{1_700_000_000 + k},view\n" for k in range(60))
+    path = _isolated_workspace_env.parent / "log.csv"
+    path.write_text("user_id,item_id,timestamp,behavior\n" + events, encoding="utf-8")
+    ingest(ws, path, None, IngestOptions(name="log"))
+    at = page.run()
+    at.text_input(key="forget_user").set_value("u3")
+    at.selectbox(key="forget_dataset").set_value("log").run()  # the button is enabled once a user is typed
+    at.button(key="forget_ask").click().run()
+    assert any("Delete every event of user u3 from dataset log" in unescape(w.value) for w in at.warning)
+    assert ws.dataset("log").n_events == 60  # nothing yet
+    at.button(key="forget_confirm").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(unescape(s.value).startswith("Removed 12 events from log") for s in at.success)
+    assert ws.dataset("log").n_events == 48 and ws.dataset("log").n_users == 4
+    log = audit.entries(ws).to_dict("records")
+    assert (log[0]["action"], log[0]["target"], log[0]["actor"]) == ("forget", "log", "dashboard")
+    assert not [r for r in log if "u3" in r["detail"] or ws.pseudonymize(["u3"])[0] in r["detail"]]
