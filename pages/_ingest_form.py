@@ -43,6 +43,7 @@ from pages._shared import PENDING_DATASET_KEY, REPORT_KEY, page_actor, plain, sh
 NONE = "(none)"
 ITEM_TEXT = "Item text columns (empty: chosen automatically)"
 NO_ITEM_TEXT = "No item text from the events file"
+ITEMS_TEXT = "Items file text columns (empty: every text column)"
 FIELD_MEANING = {S.USER_ID: "the user (or visitor, customer, session) IDs", S.ITEM_ID: "the item (product) IDs"}
 NAME_THEM = page_words(Hint("columns", act=True))  # "fill in the Column names box above the ... form"
 
@@ -156,18 +157,26 @@ def more_options(tag: str, item_columns: tuple[list[str], str | None] | None) ->
         key=f"drop_duplicates_{tag}",
         help="Reject rows that repeat an earlier row exactly (reason 'duplicate'). Off: they are kept and counted.",
     )
-    items_id = NONE
+    items_id, items_text = NONE, []
     if item_columns is not None:
         cols, guess = item_columns
         choices = [NONE, *cols]
         index = choices.index(guess) if guess in choices else 0
         items_tag = zlib.crc32("\x1f".join(cols).encode())
         items_id = st.selectbox(ITEMS_ID, choices, index=index, key=f"items_id_{tag}_{items_tag}")
+        items_text = st.multiselect(
+            ITEMS_TEXT,
+            [c for c in cols if c != guess],
+            key=f"items_text_{tag}_{items_tag}",
+            help="The items file's columns joined into the item text, in the order picked. Empty: every text "
+            "column, the title first.",
+        )
     return {
         "time_format": time_format.strip() or None,
         "default_behavior": default.strip() or None,
         "drop_duplicates": drop,
         "items_id_column": None if items_id == NONE else items_id,
+        "items_text_columns": list(items_text) or None,
     }
 
 

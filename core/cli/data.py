@@ -63,6 +63,11 @@ def _ingest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("events", help="event log: CSV/TSV, Parquet or JSON lines, optionally .gz")
     p.add_argument("--items", metavar="FILE", help="item catalogue whose text columns become item text")
     p.add_argument("--items-id", metavar="COLUMN", help="the item ID column of the items file")
+    p.add_argument(
+        "--items-text-columns",
+        metavar="a,b,c",
+        help="the items file's columns joined into the item text, in this order (default: every text column)",
+    )
     p.add_argument("--columns", metavar="a,b,c", help="names for the columns of a headerless file")
     p.add_argument(
         "--map",
@@ -112,6 +117,9 @@ def _options(args: argparse.Namespace) -> IngestOptions:
         drop_duplicates=args.drop_duplicates,
         items_id_column=args.items_id,
         item_text_columns=_item_text_columns(args.item_text_columns),
+        items_text_columns=[c.strip() for c in args.items_text_columns.split(",") if c.strip()]
+        if args.items_text_columns
+        else None,
     )
 
 

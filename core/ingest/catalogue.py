@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 
 from core import schema as S
-from core.errors import UnusableFileError
+from core.errors import DataError, UnusableFileError
 from core.ingest.advice import Hint, Notice, notices_of
 from core.ingest.mapping import guess_mapping, is_numeric_text, normalize_name
 from core.ingest.reader import load_source
@@ -28,9 +28,13 @@ R_DUPLICATE_ITEM = "duplicate_item_id"
 
 
 def read_catalogue(
-    con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str], id_column: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    path: str | os.PathLike[str],
+    id_column: str | None = None,
+    text_columns: list[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Items as ``[item_id, title, category, item_text, attrs]`` plus an accounting report."""
+    """Items as ``[item_id, title, category, item_text, attrs]`` plus an accounting report; ``text_columns``: the
+    columns joined into the item text, in that order (None: every text column, title first)."""
     info = inspect_source(path)
     malformed = load_source(con, info, "__items_src")
     frame = con.execute("SELECT * FROM __items_src").df()  # in file order (insertion order is kept)
@@ -51,16 +55,23 @@ def read_catalogue(
     reasons = {S.R_MISSING_ITEM: missing, R_DUPLICATE_ITEM: dup}
     kept = frame[~missing & ~dup].copy()
     kept[id_col] = ids[~missing & ~dup]
-    items = _item_table(kept, id_col, [c for c in info.columns if c != id_col])
+    if text_columns is not None:
+        unknown = [c for c in text_columns if c not in info.columns or c == id_col]
+        if unknown:
+            raise DataError(
+                f"items text column {unknown[0]!r}: expected columns of {info.path.name} other than its item ID "
+                f"column {id_col!r}: {', '.join(repr(c) for c in info.columns if c != id_col)}"
+            )
+    items = _item_table(kept, id_col, [c for c in info.columns if c != id_col], text_columns)
     report = _catalogue_report(info, record, reasons, malformed, items)
     return items, report
 
 
-def _item_table(frame: pd.DataFrame, id_col: str, others: list[str]) -> pd.DataFrame:
+def _item_table(frame: pd.DataFrame, id_col: str, others: list[str], chosen: list[str] | None = None) -> pd.DataFrame:
     text_cols, num_cols = _split_columns(frame, others)
     title_col = _first_named(text_cols, S.ITEM_TITLE_ALIASES)
     cat_col = _first_named(text_cols, S.ITEM_CATEGORY_ALIASES)
-    ordered = sorted(text_cols, key=_text_rank)
+    ordered = sorted(text_cols, key=_text_rank) if chosen is None else list(dict.fromkeys(chosen))
     texts = frame[ordered].astype("string").fillna("") if ordered else pd.DataFrame(index=frame.index)
     item_text = [_join_text(row) for row in texts.itertuples(index=False)] if ordered else [""] * len(frame)
     return pd.DataFrame(

@@ -28,4 +28,6 @@ class IngestOptions:
     # the events file's columns that describe items, read into the item text (core.ingest.item_text):
     # names, "auto" (None: the columns that describe items) or "none"
     item_text_columns: list[str] | str | None = None
+    # the items file's columns joined into the item text, in this order (None: every text column)
+    items_text_columns: list[str] | None = None
     memory_limit: str = field(default_factory=lambda: os.environ.get(MEMORY_ENV, "1GB"))

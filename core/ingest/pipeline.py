@@ -100,7 +100,9 @@ def ingest(
         finish_labels(con, rules, codes)
         if opts.drop_duplicates:
             mark_duplicates(con, rules)
-        catalogue = read_catalogue(con, items, opts.items_id_column) if items is not None else None
+        catalogue = (
+            read_catalogue(con, items, opts.items_id_column, opts.items_text_columns) if items is not None else None
+        )
         con.execute("SET preserve_insertion_order = false")  # rows carry their number from here on
         notify(progress, "ingest", 0.6, 1.0, stage="pseudonymizing")
         n_users = _user_table(con, workspace, opts.keep_ids)

@@ -23,7 +23,7 @@ from core.ingest.pipeline import ingest
 from core.store import audit
 from core.store.workspace import Workspace
 from pages._advice import DROP_DUPLICATES, ITEMS_ID, PAGE_WORDS, TIME_FORMAT
-from pages._ingest_form import ITEM_TEXT
+from pages._ingest_form import ITEM_TEXT, ITEMS_TEXT
 
 DATA_PAGE = "pages/data.py"
 EVIL = "<script>alert(1)</script>"
@@ -414,3 +414,16 @@ def test_a_user_is_forgotten_from_the_page_after_a_confirmation(page: AppTest, _
     log = audit.entries(ws).to_dict("records")
     assert (log[0]["action"], log[0]["target"], log[0]["actor"]) == ("forget", "log", "dashboard")
     assert not [r for r in log if "u3" in r["detail"] or ws.pseudonymize(["u3"])[0] in r["detail"]]
+
+
+def test_the_items_file_text_columns_are_picked_in_the_form(page: AppTest, _isolated_workspace_env: Path) -> None:
+    events = b"user_id,item_id,behavior\nu1,i1,view\nu2,i2,view\n"
+    items = b"item_id,title,brand\ni1,Red shoe,acme\ni2,Blue hat,zeta\n"
+    page.file_uploader(key="events_upload").set_value(("shop.csv", events, "text/csv"))
+    at = page.file_uploader(key="items_upload").set_value(("catalogue.csv", items, "text/csv")).run()
+    next(m for m in at.multiselect if m.label == ITEMS_TEXT).set_value(["brand"])
+    at = fill_form(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    stored = Workspace(_isolated_workspace_env).items("shop")
+    assert dict(zip(stored["item_id"], stored["item_text"])) == {"i1": "acme", "i2": "zeta"}
+    assert set(stored["title"]) == {"Red shoe", "Blue hat"}  # the title stays the title

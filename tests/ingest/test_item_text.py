@@ -12,6 +12,7 @@ from core.errors import DataError
 from core.ingest.item_text import _render_sql
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
+from core.store.workspace import Workspace
 
 HEADER = "event_id,user_id,item_id,event_time,event_type,brand,category_code,category_id,price,session\n"
 
@@ -103,3 +104,28 @@ RANGES = [("34.5", "30–40"), ("0.57", "0.5–0.6"), ("349", "300–400"), ("0"
 def test_numbers_read_as_ranges_of_their_magnitude(x: str, text: str) -> None:
     query = f"SELECT {_render_sql('x', 'number')} FROM (SELECT ? AS x)"
     assert duckdb.connect().execute(query, [x]).fetchall() == [(text,)]
+
+
+def test_the_items_file_text_columns_are_picked_in_order(ws: Any, write_file: Any, cli: Any, tmp_path: Path) -> None:
+    items = write_file("items.csv", "item_id,title,brand,description,price\np1,Kettle 3000,acme,boils fast,30\n")
+    events = write_file("events.csv", "user_id,item_id,event_type\nu1,p1,view\nu2,p1,view\n")
+    ingest(ws, events, items, IngestOptions(name="all"))
+    assert _texts(ws, "all")["p1"] == "Kettle 3000. acme. boils fast"  # every text column, the title first
+    ingest(ws, events, items, IngestOptions(name="picked", items_text_columns=["brand", "title", "price"]))
+    assert _texts(ws, "picked")["p1"] == "acme. Kettle 3000. 30"
+    with pytest.raises(DataError, match="items text column 'colour'.*'title', 'brand'"):
+        ingest(ws, events, items, IngestOptions(name="bad", items_text_columns=["colour"]))
+    out = cli(
+        "ingest",
+        str(events),
+        "--items",
+        str(items),
+        "--items-text-columns",
+        "description",
+        "--name",
+        "c",
+        "--json",
+        workspace=tmp_path / "w",
+    )
+    assert out.code == 0, out.err
+    assert _texts(Workspace(tmp_path / "w"), "c")["p1"] == "boils fast"
