@@ -85,8 +85,9 @@ def _overview(root: str, dataset: str, created_at: str) -> Overview:
 
 
 def load_overview(workspace: Workspace, info: DatasetInfo) -> Overview:
-    """Overview tables of a dataset, recomputed only when the dataset is re-ingested or a user forgotten."""
-    return _overview(str(workspace.root), info.name, f"{info.created_at.isoformat()}/{forget_count(workspace)}")
+    """Overview tables of a dataset, recomputed only when the dataset is re-ingested or a user forgotten (fewer
+    events)."""
+    return _overview(str(workspace.root), info.name, f"{info.created_at.isoformat()}/{info.n_events}")
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -28,7 +28,7 @@ from typing import Any
 import duckdb
 
 from core.errors import DataError
-from core.ingest.reader import quote_ident
+from core.ingest.reader import quote_ident, sql_str
 
 AUTO, NONE = "auto", "none"
 MAX_AUTO_COLUMNS = 6
@@ -36,7 +36,8 @@ MIN_FILLED = 0.5  # auto: share of accepted rows with a value
 MIN_STABLE = 0.9  # auto: share of the items met on two rows or more that have a single value
 MIN_REPEATED = 3  # auto: items met on two rows or more, to judge whether a column is an item attribute
 SEPARATOR = " · "
-_ID_SUFFIX = re.compile(r"(?:[_ ]?(?:id|code|cd))$", re.IGNORECASE)
+# an ID or code suffix after a separator (brand_id, category code) or in camel case (categoryId), not "paid"
+_ID_SUFFIX = re.compile(r"(?:[_ ](?:[iI][dD]|[cC][oO][dD][eE]|[cC][dD])|(?<=[a-z])(?:Id|ID|Code))$")
 _DOTTED = re.compile(r"^[^\s.]+(?:\.[^\s.]+)+$")
 _DESCRIPTIVE = re.compile(
     r"brand|categor|^cat(?:_?id)?$|price|title|^name$|product_?name|tags?$|genre|colou?r|size|descr|model|style|"
@@ -111,12 +112,12 @@ def build(con: duckdb.DuckDBPyConnection, p: ItemTextPlan, checked: str) -> dict
     latest = ", ".join(f"arg_max(d{k}, {order}) FILTER (WHERE d{k} IS NOT NULL) AS d{k}" for k in chosen)
     kinds = [_kind(p.carried[k], stats[k]["numeric"]) for k in chosen]
     parts = ", ".join(
-        f"CASE WHEN d{k} IS NOT NULL THEN {_sql_text(label + ': ')} || {_render_sql(f'd{k}', kind)} END"
+        f"CASE WHEN d{k} IS NOT NULL THEN {sql_str(label + ': ')} || {_render_sql(f'd{k}', kind)} END"
         for k, kind, label in zip(chosen, kinds, labels)
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE __item_text AS SELECT i, txt FROM (SELECT i, concat_ws("
-        f"{_sql_text(SEPARATOR)}, {parts}) AS txt FROM (SELECT i, {latest} FROM {checked} WHERE reason IS NULL "
+        f"{sql_str(SEPARATOR)}, {parts}) AS txt FROM (SELECT i, {latest} FROM {checked} WHERE reason IS NULL "
         "GROUP BY i)) WHERE txt <> ''"
     )
     described = con.execute("SELECT count(*) FROM __item_text").fetchone()
@@ -135,7 +136,7 @@ def _stats(con: duckdb.DuckDBPyConnection, p: ItemTextPlan, checked: str) -> lis
     ks = range(len(p.carried))
     per_item = ", ".join(
         f"min(d{k}) <> max(d{k}) AS n{k}, count(d{k}) AS m{k}, "
-        f"bool_and(d{k} IS NULL OR regexp_full_match(d{k}, {_sql(_NUMBER)})) AS num{k}"
+        f"bool_and(d{k} IS NULL OR regexp_full_match(d{k}, {sql_str(_NUMBER.pattern)})) AS num{k}"
         for k in ks
     )
     totals = ", ".join(
@@ -211,13 +212,6 @@ def _render_sql(column: str, kind: str) -> str:
             f"CASE WHEN {x} = 0 OR NOT isfinite({x}) THEN printf('%g', {x}) "
             f"ELSE printf('%g', {lo}) || '–' || printf('%g', {lo} + {width}) END"
         )
-    dotted = f"regexp_full_match({column}, {_sql(_DOTTED)}) AND NOT regexp_full_match({column}, {_sql(_NUMBER)})"
+    dotted, number = sql_str(_DOTTED.pattern), sql_str(_NUMBER.pattern)
+    dotted = f"regexp_full_match({column}, {dotted}) AND NOT regexp_full_match({column}, {number})"
     return f"CASE WHEN {dotted} THEN replace(replace({column}, '.', ' > '), '_', ' ') ELSE {column} END"
-
-
-def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _sql(pattern: re.Pattern[str]) -> str:
-    return "'" + pattern.pattern.replace("'", "''") + "'"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -107,17 +107,8 @@ def forget_texts(root: Path, texts: list[str]) -> int:
             path = index_path.parent / shard
             data = np.load(path, allow_pickle=False)
             data[found] = 0.0
-            atomic_write(path, _saver(data))
+            atomic_write(path, partial(np.save, arr=data, allow_pickle=False))
             removed += len(found)
         if rows:
             atomic_write_bytes(index_path, json.dumps(index).encode("utf-8"))
     return removed
-
-
-def _saver(data: np.ndarray) -> Callable[[IO[bytes]], None]:
-    """A writer of ``data`` as one ``.npy`` file (for :func:`~core.store.files.atomic_write`)."""
-
-    def write(f: IO[bytes]) -> None:
-        np.save(f, data, allow_pickle=False)
-
-    return write

@@ -27,6 +27,8 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
+
 from core import schema as S
 from core.errors import DataError
 from core.model.embedding_cache import forget_texts
@@ -131,7 +133,7 @@ def _forget_in(ws: Workspace, name: str, ids: list[str]) -> tuple[int, int, list
     return n, examples, texts
 
 
-def _update_dataset(con: Any, name: str, ids: list[str], removed: int) -> int:
+def _update_dataset(con: duckdb.DuckDBPyConnection, name: str, ids: list[str], removed: int) -> int:
     """The dataset's new counts, its report's ``forgotten`` tally, no report example naming the user; -> dropped."""
     counts = con.execute(
         f"SELECT count(*), count(DISTINCT {S.USER_ID}) FROM events WHERE {S.DATASET} = ?", [name]
@@ -142,7 +144,7 @@ def _update_dataset(con: Any, name: str, ids: list[str], removed: int) -> int:
     report["forgotten"] = {"users": int(tally.get("users", 0)) + 1, "events": int(tally.get("events", 0)) + removed}
     con.execute(
         "UPDATE datasets SET n_events = ?, n_users = ?, report = ? WHERE name = ?",
-        [int(counts[0]), int(counts[1]), json.dumps(report), name],
+        [*((int(counts[0]), int(counts[1])) if counts else (0, 0)), json.dumps(report), name],
     )
     return dropped
 

@@ -166,7 +166,8 @@ def _after_forgets(con: duckdb.DuckDBPyConnection, name: str, stamp: dict[str, A
 
 
 def _same_rows(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two stamps record the same rows (``fast`` under one DuckDB release, else the stable digest)."""
+    """Whether two stamps record the same rows: ``fast`` when both were made under one DuckDB release, else the
+    stable digest (:meth:`Digest.matches` compares a digest made now with a stamp)."""
     if int(a["events"]) != int(b["events"]):
         return False
     if a.get("engine") == b.get("engine") and a.get("fast") and b.get("fast"):

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from core.errors import DataError
-from core.ingest.item_text import _render_sql
+from core.ingest.item_text import _labels, _render_sql
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
 from core.store.workspace import Workspace
@@ -129,3 +129,14 @@ def test_the_items_file_text_columns_are_picked_in_order(ws: Any, write_file: An
     )
     assert out.code == 0, out.err
     assert _texts(Workspace(tmp_path / "w"), "c")["p1"] == "boils fast"
+
+
+def test_labels_drop_an_id_suffix_only_after_a_separator_or_in_camel_case() -> None:
+    assert _labels(["brand_id", "category code", "sellerId", "paid", "valid"]) == [
+        "brand",
+        "category",
+        "seller",
+        "paid",
+        "valid",
+    ]
+    assert _labels(["category_code", "category_id"]) == ["category", "category id"]
