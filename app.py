@@ -2,7 +2,8 @@
 
 It sets the page config and session defaults, makes sure the sample dataset is
 in the workspace (once per process), draws the sidebar dataset picker and the
-workspace status, and routes to the pages with ``st.navigation``.
+workspace status, and routes to the pages with ``st.navigation``: where sign-in is set up
+(``pages/_access.py``), only to the pages of the signed-in person's role, and to a sign-in page before that.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
 from core.errors import BehaviorLensError
+from pages._access import Access, current_access, identity_sidebar, may_open, sign_in_page
 from pages._shared import (
     DATASET_KEY,
     DEFAULT_DATASET,
@@ -56,7 +58,8 @@ def home() -> None:
         return
     st.subheader("Datasets in the workspace")
     st.dataframe(datasets, hide_index=True)
-    st.page_link("pages/data.py", label="Open the Data page", icon=":material/table_chart:")
+    if may_open(current_access().role, "data"):
+        st.page_link("pages/data.py", label="Open the Data page", icon=":material/table_chart:")
 
 
 def dataset_picker(names: list[str]) -> str | None:
@@ -99,21 +102,27 @@ def sidebar() -> None:
             show_error(exc)
 
 
-def navigation() -> StreamlitPage:
-    """The pages whose files exist, after the home page."""
+def navigation(access: Access) -> StreamlitPage:
+    """The pages whose files exist and the role may open, after the home page; only the sign-in page without a
+    role."""
+    if access.role is None:
+        return st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:", default=True)])
     pages = [st.Page(home, title="Home", icon=":material/home:", default=True)]
     for file, title, icon, url in SCREENS:
-        if (HERE / file).is_file():
+        if (HERE / file).is_file() and may_open(access.role, url):
             pages.append(st.Page(file, title=title, icon=icon, url_path=url))
     return st.navigation(pages)
 
 
 def main() -> None:
-    """Frame: config, session, router, sidebar, then the chosen page."""
+    """Frame: config, session, who is signed in, router, sidebar, then the chosen page."""
     st.set_page_config(page_title="BehaviorLens", layout="wide")
     init_session()
-    page = navigation()
-    sidebar()
+    access = current_access()
+    page = navigation(access)
+    if access.role is not None:
+        sidebar()
+        identity_sidebar(access)
     page.run()
 
 

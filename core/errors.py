@@ -72,6 +72,11 @@ class RunBusyError(BehaviorLensError):
     """
 
 
+class AccessConfigError(BehaviorLensError, ValueError):
+    """The sign-in configuration of a shared dashboard (``[auth]``, ``[behaviorlens.access]``) is malformed or
+    lets nobody in: the dashboard stays closed and shows this message."""
+
+
 class NotFoundError(BehaviorLensError, KeyError):
     """A named dataset, run, user or item does not exist."""
 

@@ -26,6 +26,7 @@ from core.ingest.pipeline import default_name, ingest
 from core.progress import fraction
 from core.store.uploads import upload_copy
 from core.store.workspace import Workspace
+from pages._access import analyst_only
 from pages._advice import (
     BEHAVIOR_CODES,
     COLUMN_MAPPING,
@@ -183,6 +184,8 @@ def more_options(tag: str, item_columns: tuple[list[str], str | None] | None) ->
 def run_ingest(ws: Workspace, events: UploadedFile, items: UploadedFile | None, options: IngestOptions) -> None:
     """Ingest private copies of the uploads (deleted right after, however it ends) with a progress bar; on
     success keep the report and select the new dataset."""
+    if not analyst_only("ingest a log"):
+        return
     bar = st.progress(0.0, text="starting")
     try:
         with ExitStack() as copies:

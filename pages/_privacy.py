@@ -13,6 +13,7 @@ from core.errors import BehaviorLensError
 from core.runs.forget import forget_user
 from core.store import audit
 from core.store.workspace import Workspace
+from pages._access import analyst_only
 from pages._shared import get_workspace, page_actor, plain
 
 EVERY_DATASET = "(every dataset)"
@@ -49,6 +50,8 @@ def forget_section(ws: Workspace) -> None:
 
 def _forget(user: str, dataset: str | None) -> None:
     st.session_state.pop(PENDING_KEY, None)
+    if not analyst_only("forget a user"):
+        return
     try:
         out = forget_user(get_workspace(), user, dataset, page_actor())
     except BehaviorLensError as exc:

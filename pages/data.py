@@ -25,6 +25,7 @@ from core.store.uploads import upload_copy
 from core.store.workspace import DatasetInfo, Workspace
 from core.views import charts
 from core.views.funnel import funnel
+from pages._access import analyst_only
 from pages._advice import report_warnings
 from pages._ingest_form import FIELD_MEANING, EventsUpload, column_names_box, mapping_form
 from pages._privacy import audit_section, forget_section
@@ -239,6 +240,8 @@ def main() -> None:
     """The page: upload, last report, overview; project errors shown, never raised."""
     route_through_frame()
     st.title("Data")
+    if not analyst_only("open the Data page"):
+        return
     try:
         ws = get_workspace()
         upload_section(ws)

@@ -20,6 +20,7 @@ from core.runs import background as B
 from core.runs import jobs as J
 from core.runs.records import METRIC_KEYS, PICKABLE, RUNNING, list_runs, run_record
 from core.store.workspace import Workspace
+from pages._access import analyst_only
 from pages._run_actions import run_actions
 from pages._shared import (
     DATASET_KEY,
@@ -212,6 +213,8 @@ def main() -> None:
     """The page: current run, settings form, live panel, saved runs; project errors shown."""
     route_through_frame()
     st.title("Train")
+    if not analyst_only("open the Train page"):
+        return
     try:
         ws = get_workspace()
         current_run_note(ws)

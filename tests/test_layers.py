@@ -1,7 +1,7 @@
 """The architecture, enforced: packages along the data path, no cycles, no upward import, small modules.
 
     pages, cli, bench -> runs, views -> explain -> fusion -> model -> data -> ingest -> store
-                      -> base (errors, schema, _checks, progress)
+                      -> base (errors, schema, _checks, progress, access)
 
 A module may import modules of its own package and of packages below it; ``runs`` and
 ``views`` share a level and do not import each other. ``core/__init__.py`` is the public
@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "core"
-BASE = ("errors", "schema", "_checks", "progress")  # one layer: the exception tree, names, shared checks
+BASE = ("errors", "schema", "_checks", "progress", "access")  # one layer: the exception tree, names, shared checks
 LEVELS: dict[str, int] = {
     "base": 0,
     "store": 1,

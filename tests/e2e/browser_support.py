@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -77,9 +77,9 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextmanager
-def serve(workspace: Path, log: Path) -> Iterator[str]:
+def serve(workspace: Path, log: Path, args: Sequence[str] = ()) -> Iterator[str]:
     """The dashboard as ``make demo`` serves it (``serve.py``: `streamlit run app.py`, closed) on 127.0.0.1 and
-    a free port over ``workspace`` (its output in ``log``); the URL."""
+    a free port over ``workspace`` (its output in ``log``), with more streamlit options in ``args``; the URL."""
     port = free_port()
     env = {**os.environ, "BEHAVIORLENS_WORKSPACE": str(workspace)}
     cmd = [
@@ -93,6 +93,7 @@ def serve(workspace: Path, log: Path) -> Iterator[str]:
         str(port),
         "--browser.gatherUsageStats",
         "false",
+        *args,
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
