@@ -1,5 +1,6 @@
-"""The Train page's run actions: resume a run that stopped without finishing, retrain a run trained on data since
-deleted (a forgotten user), delete a run (after a confirmation).
+"""The Train page's run actions: resume a run that stopped without finishing, update a finished run on newer data
+(a warm start, ``train --from``), retrain a run trained on data since deleted (a forgotten user), delete a run
+(after a confirmation).
 
 Widgets only: resuming starts a worker (:func:`core.runs.background.resume_training`), retraining a new run with
 the same settings on the current data (:func:`core.runs.background.start_training`), deleting is
@@ -16,8 +17,11 @@ import streamlit as st
 from core.errors import BehaviorLensError
 from core.runs.background import resume_training, start_training
 from core.runs.lifecycle import delete_run
-from core.runs.records import CANCELLED, FAILED, INTERRUPTED, RUNNING, run_record
+from core.runs.records import CANCELLED, FAILED, INTERRUPTED, PICKABLE, RUNNING, run_record
+from core.runs.run import open_run
+from core.runs.train import UPDATE_EPOCHS, update_settings
 from core.runs.watch import has_checkpoint
+from core.store.workspace import Workspace
 from pages._shared import RUN_KEY, TRAIN_JOB_KEY, get_workspace, page_actor, plain
 
 MANAGE_KEY = "train_manage_run"  # the run the actions apply to
@@ -38,8 +42,8 @@ def run_actions(runs: pd.DataFrame, busy: bool) -> None:
     ids = runs["run_id"].tolist()
     if not ids:
         return
-    st.subheader("Resume, retrain or delete a run")
-    run_id = st.selectbox("Run to resume, retrain or delete", ids, key=MANAGE_KEY)
+    st.subheader("Resume, update, retrain or delete a run")
+    run_id = st.selectbox("Run to resume, update, retrain or delete", ids, key=MANAGE_KEY)
     row = runs.loc[runs["run_id"] == run_id].iloc[0]
     status, mark = row["status"], row.get("mark")
     ws = get_workspace()
@@ -56,9 +60,40 @@ def run_actions(runs: pd.DataFrame, busy: bool) -> None:
     elif status == RUNNING:
         left.caption("It is training: cancel it, or wait for it to end, before deleting it.")
     right.button("Delete this run", key="delete_run", on_click=_ask_delete, args=(run_id,))
+    if status in PICKABLE:
+        update_form(ws, run_id, str(row["dataset"]), busy)
     pending = st.session_state.get(PENDING_KEY)
     if pending is not None:
         confirm(pending)
+
+
+def update_form(ws: Workspace, run_id: str, dataset: str, busy: bool) -> None:
+    """Update a finished run: a few epochs from its weights on a dataset with newer events (a new run)."""
+    names = ws.dataset_names()
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    left.selectbox(
+        "Update it on",
+        names,
+        index=names.index(dataset) if dataset in names else 0,
+        key=f"update_dataset_{run_id}",
+        help=f"A new run starts from this run's weights and settings and trains {UPDATE_EPOCHS} epochs on the "
+        "dataset: ingest the newer log (the old events and the new ones) under a new name, then update on it. "
+        "New items get their text embeddings and new ID rows; new users need nothing.",
+    )
+    right.button("Update this run", key="update_run", on_click=_update, args=(run_id,), disabled=busy)
+
+
+def _update(run_id: str) -> None:
+    """A new run from ``run_id``'s weights on the dataset picked beside the button (read now, not when drawn)."""
+    ws, dataset = get_workspace(), str(st.session_state.get(f"update_dataset_{run_id}"))
+    try:
+        settings = update_settings(open_run(ws, run_id))
+        launch = start_training(ws, dataset, settings, page_actor(), parent=run_id)
+    except BehaviorLensError as exc:
+        st.session_state[MESSAGE_KEY] = ("error", str(exc))
+        return
+    st.session_state[TRAIN_JOB_KEY] = launch.run_id  # the live panel follows it
+    st.session_state[MESSAGE_KEY] = ("success", f"Updating {run_id} on dataset {dataset} as run {launch.run_id}.")
 
 
 def confirm(run_id: str) -> None:

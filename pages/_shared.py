@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover
 from core.errors import BehaviorLensError
 from core.ingest.overview import Overview, compute_overview
 from core.ingest.sample import ensure_sample_dataset
+from core.model.privacy import privacy_label
 from core.runs.records import usable_runs
 from core.runs.run import Run, open_run, run_digest
 from core.store.scratch import sweep_scratch
@@ -115,6 +116,8 @@ def pick_run(workspace: Workspace, key: str) -> Run | None:
     run = get_run(workspace, run_id)
     if run.mark:
         st.warning(plain(f"Run {run_id} was {run.mark}: retrain it on the Train page."))
+    if privacy_label(run.privacy):
+        st.info(plain(f"Run {run_id} was {privacy_label(run.privacy)}."))
     return run
 
 

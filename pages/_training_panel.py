@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from core.errors import NotFoundError
+from core.model.privacy import privacy_label
 from core.runs import background as B
 from core.runs.jobs import ENCODING, TRAINING
 from core.runs.records import CANCELLED, DONE, INTERRUPTED, RUNNING
@@ -92,7 +93,8 @@ def outcome(snap: dict[str, Any]) -> None:
         last = snap["history"][-1] if snap["history"] else {}
         ndcg = last.get("valid_NDCG@10")
         summary = f", last valid NDCG@10 {ndcg:.4f}" if isinstance(ndcg, float) else ""
-        st.success(plain(f"Run {run} finished: best epoch {best}{summary}."))
+        private = privacy_label(snap["privacy"])
+        st.success(plain(f"Run {run} finished: best epoch {best}{summary}" + (f"; {private}." if private else ".")))
     elif snap["status"] == CANCELLED:
         st.warning(
             plain(f"Run {run} was cancelled after {len(snap['history'])} epoch(s); the best model so far is saved.")

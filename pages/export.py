@@ -15,6 +15,7 @@ import streamlit as st
 
 from core.errors import BehaviorLensError
 from core.explain.influence.report import InfluenceSettings
+from core.model.privacy import privacy_label
 from core.runs.explain import counterfactual_run, explain_run, token_attributions_run
 from core.runs.fusion import user_top
 from core.runs.influence import kept_ablation, kept_influence
@@ -80,6 +81,7 @@ def explanation_downloads(ws: Workspace) -> None:
         plain(
             f"User {exp.user}, item {exp.item_title or exp.item} ({exp.item}), method {exp.method}, "
             f"{exp.target} score, run {request['run']}: {len(exp.events)} events."
+            + (f" The run was {privacy_label(run.privacy)}." if privacy_label(run.privacy) else "")
         )
     )
     stem = safe_file_name(f"explanation-{exp.user}-{exp.item}-{exp.method}-{exp.target}")
@@ -94,7 +96,7 @@ def explanation_downloads(ws: Workspace) -> None:
         args=(request["run"], f"attributions CSV of one user's explanation, item {exp.item} ({exp.method})"),
         icon=":material/table:",
     )
-    report = html_report(exp, **report_parts(run, request))
+    report = html_report(exp, **report_parts(run, request), model_note=privacy_label(run.privacy))
     right.download_button(
         "HTML report",
         report,

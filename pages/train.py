@@ -75,12 +75,19 @@ def settings_form(ws: Workspace, busy: bool) -> tuple[str, dict[str, Any]] | Non
         )
         model = model_fields()
         train = training_fields()
+        train.update(privacy_fields())
         protocol = protocol_fields(ws, chosen if chosen in names else names[0])
         device = device_field()
         submitted = st.form_submit_button("Train", type="primary", disabled=busy)
     if busy:
         st.caption("A training of this session is running: cancel it or wait for it to end to start another.")
     if not submitted or busy:
+        return None
+    if train.get("privacy") and protocol["exclude_seen"] is None:
+        st.error(
+            "With differential privacy, choose whether the user's earlier items are excluded or kept as "
+            "candidates: auto decides from the users' repeat rate, which is not private."
+        )
         return None
     settings = {"encoder": encoder.strip() or None, "device": device, "model": model, "train": train, **protocol}
     return dataset, settings
@@ -148,6 +155,26 @@ def training_fields() -> dict[str, Any]:
     return {"epochs": int(epochs), "seed": int(seed), "loss_weights": weights}
 
 
+def privacy_fields() -> dict[str, Any]:
+    """User-level differential privacy (DP-SGD): off, or the budget epsilon, delta and each user's gradient bound."""
+    on = st.checkbox(
+        "Train with differential privacy (user level)",
+        key="train_private",
+        help="DP-SGD: each step samples users at random, clips each user's gradient and adds Gaussian noise, so the "
+        "model reveals little about any one user. Every epoch runs and the last is kept, the rating refit is "
+        "off, and the epsilon actually spent is stored with the run.",
+    )
+    cols = st.columns(3)
+    epsilon = cols[0].number_input("Privacy budget ε", 0.01, 100.0, 8.0, step=1.0, key="train_epsilon")
+    delta = cols[1].number_input(
+        "δ (0: 1 / number of users)", 0.0, 0.5, 0.0, step=1e-4, format="%.2e", key="train_delta"
+    )
+    clip = cols[2].number_input("Gradient bound per user", 0.001, 100.0, 1.0, step=0.1, key="train_clip")
+    if not on:
+        return {}
+    return {"privacy": {"epsilon": float(epsilon), "delta": float(delta) or None, "max_grad_norm": float(clip)}}
+
+
 def device_field() -> str:
     """auto / cpu / cuda; cuda is offered only when a GPU is there."""
     has_cuda = J.cuda_available()
@@ -174,7 +201,8 @@ def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
     first = ["test_HR@10", "test_NDCG@10"]  # the model's headline, then the bars beside it
     bars = [f"test_{name}_{k}" for name in ("recent_items", "popularity") for k in ("HR@10", "NDCG@10")]
     rest = [f"{split}_{k}" for split in ("test", "valid") for k in METRIC_KEYS if f"{split}_{k}" not in first]
-    wanted = ["run_id", "dataset", "status", "mark", "created_at", *first, *bars, *rest, "protocol"]
+    wanted = ["run_id", "dataset", "status", "mark", "parent", "created_at", *first, "dp_epsilon", *bars, *rest]
+    wanted.append("protocol")
     cols = [c for c in wanted if c in runs]
     return runs[cols]
 
@@ -193,6 +221,8 @@ def runs_section(ws: Workspace, busy: bool) -> None:
         return
     st.dataframe(runs_table(runs), hide_index=True)
     st.caption(
+        "parent: the run an update started from (its lineage). "
+        "dp_epsilon: the privacy budget a run trained with differential privacy spent (empty: trained without). "
         "test_recent_items_* and test_popularity_* are the bars beside each model, on the same split and "
         "protocol: the most frequent items, and the user's most recent distinct items (then popular ones; "
         "empty where earlier items are excluded)."

@@ -30,6 +30,14 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "scratch with its recorded settings when it stopped before its first checkpoint; refused while RUN's own "
         "process is still training it",
     )
+    p.add_argument(
+        "--from",
+        dest="parent",
+        metavar="RUN",
+        help="update RUN: start from its weights and settings and train a few epochs (--epochs, default 5) on "
+        "--dataset (default: RUN's dataset, e.g. after new events were ingested under a new name); new items get "
+        "their text embeddings and new ID rows, new users need nothing; the new run records RUN as its parent",
+    )
     p.add_argument("--epochs", type=int, help="maximum epochs (early stopping on validation NDCG@10)")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     p.add_argument("--seed", type=int, help="random seed")
@@ -114,15 +122,31 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     from core.runs.records import list_runs
     from core.runs.run import open_run
     from core.runs.scores import evaluate_run, recommend_run
-    from core.runs.train import resume_run, train_run
+    from core.runs.train import resume_run, train_run, update_settings
 
     if args.command == "train":
-        if bool(args.dataset) == bool(args.resume):
-            raise DataError("train needs exactly one of --dataset NAME (a new run) or --resume RUN")
+        if args.resume and (args.dataset or args.parent) or not (args.dataset or args.resume or args.parent):
+            raise DataError(
+                "train needs one of --dataset NAME (a new run), --resume RUN or --from RUN [--dataset NAME] (an update)"
+            )
         report = _progress(args.quiet or as_json)
         if args.resume:
             audit.record(ws, "resume", args.resume, "from the command line")
             run_id = resume_run(open_run(ws, args.resume), progress=report)
+        elif args.parent:
+            parent = open_run(ws, args.parent)
+            dataset = args.dataset or parent.dataset
+            if args.config or args.request_time:
+                raise DataError(
+                    "--from RUN keeps RUN's settings: --config and --request-time do not apply to an update"
+                )
+            settings = update_settings(parent, args.epochs, args.device)
+            if args.seed is not None:
+                settings["train"]["seed"] = args.seed
+            run_id = train_run(ws, dataset, settings, progress=report, parent=args.parent)
+            audit.record(
+                ws, "train", run_id, f"dataset {dataset}, updated from run {args.parent}, from the command line"
+            )
         else:
             run_id = train_run(ws, args.dataset, _settings(args), progress=report)
             audit.record(ws, "train", run_id, f"dataset {args.dataset}, from the command line")

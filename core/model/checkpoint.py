@@ -47,7 +47,8 @@ def save_checkpoint(
     """Write the weights, then the config that names their checksum (both atomically), sealed with ``key``
     (the workspace key) when given.
 
-    ``extras``: ``encoder_fingerprint``, ``best_epoch``, ``history``, ``rating_refit`` (stored as given).
+    ``extras``: ``encoder_fingerprint``, ``best_epoch``, ``history``, ``rating_refit``, ``privacy``,
+    ``warm_start`` (stored as given).
     """
     digest = save_tensors(folder / MODEL_FILE, fitted.model.state_dict())
     save_json(
@@ -69,6 +70,8 @@ def save_checkpoint(
                 "best_epoch": extras.get("best_epoch"),
                 "history": finite_or_none(extras.get("history") or []),
                 "rating_refit": finite_or_none(extras.get("rating_refit")),
+                "privacy": finite_or_none(extras.get("privacy")),
+                "warm_start": extras.get("warm_start"),  # the run it started from and what it carried over
             },
             key,
         ),

@@ -31,6 +31,7 @@ REQUEST_TIMES = ("standin", "actual")  # as core.model.protocol.REQUEST_TIMES
 
 
 REPEAT_EVIDENCE = ("compound", "sum")
+PRIVACY_KEYS = ("epsilon", "delta", "max_grad_norm")  # train.privacy (core.model.privacy)
 
 
 def setting(
@@ -65,6 +66,28 @@ def _check_loss_weights(name: str, value: Any) -> None:
             f"setting {name}={value!r}: expected [w_engagement, w_rating], two non-negative numbers "
             'not both zero, or "uncertainty"'
         )
+
+
+def _check_privacy(name: str, value: Any) -> None:
+    """The ``train.privacy`` setting: null (off) or {"epsilon": > 0, "delta": null | (0, 1), "max_grad_norm": > 0}."""
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise DataError(
+            f'setting {name}={value!r}: expected null or {{"epsilon": 8, "delta": null, "max_grad_norm": 1}}'
+        )
+    bad = sorted(set(value) - set(PRIVACY_KEYS))
+    if bad:
+        raise DataError(f"setting {name}: unknown key(s) {bad}: expected some of {list(PRIVACY_KEYS)}")
+    eps: Any = value.get("epsilon")
+    if not is_finite_number(eps) or eps < 0.01:
+        raise DataError(f"setting {name}.epsilon={eps!r}: expected a number of at least 0.01 (the privacy budget)")
+    delta = value.get("delta")
+    if delta is not None and (not is_finite_number(delta) or not 0 < delta < 1):
+        raise DataError(f"setting {name}.delta={delta!r}: expected null (1 / users) or a number between 0 and 1")
+    norm = value.get("max_grad_norm", 1.0)
+    if not is_finite_number(norm) or norm <= 0:
+        raise DataError(f"setting {name}.max_grad_norm={norm!r}: expected a number above 0 (the clipping bound)")
 
 
 @dataclass
@@ -130,6 +153,8 @@ class TrainConfig:
     bucket_pool: int = setting(1, low=1)
     seed: int = 0
     threads: int | None = setting(None, low=1)
+    # user-level differential privacy (DP-SGD): {"epsilon": 8, "delta": null, "max_grad_norm": 1.0}; null = off
+    privacy: dict[str, Any] | None = setting(None, check=_check_privacy)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -205,3 +230,22 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     check_section(Settings, settings, "run")
     check_section(ModelConfig, settings.get("model") or {}, "model")
     check_section(TrainConfig, settings.get("train") or {}, "training")
+    _check_private(settings)
+
+
+def _check_private(settings: Mapping[str, Any]) -> None:
+    """Refuse the settings that would learn from the users outside the accounting (DataError naming them)."""
+    train = settings.get("train") or {}
+    if train.get("privacy") is None:
+        return
+    refit = train.get("rating_refit_epochs")
+    if refit:
+        raise DataError(
+            f"training setting rating_refit_epochs={refit!r} with privacy: the rating refit trains the rating head "
+            "again on the same users outside the privacy accounting; leave it out or set it to 0"
+        )
+    if settings.get("exclude_seen") is None:
+        raise DataError(
+            "setting exclude_seen=null with privacy: deciding it from the users' repeat rate is not private; "
+            "set it to true (earlier items are not recommended again) or false (they stay candidates)"
+        )

@@ -26,15 +26,16 @@ from core.errors import DataError, NotFittedError, NotFoundError
 from core.model.baselines import baseline_metrics
 from core.model.checkpoint import ConfigCheck, load_checkpoint, save_checkpoint
 from core.model.config import ModelConfig, Settings, TrainConfig, check_settings, settable
-from core.model.encoder import TextEncoder
 from core.model.evaluation import evaluate_split, exclusion_mask
 from core.model.fitted import Fitted, pick_device
+from core.model.item_table import encode_items, item_texts
 from core.model.losses import MultiTaskLoss
 from core.model.network import BehaviorModel
-from core.model.protocol import STANDIN, Protocol, TargetChoice, check_request_time, resolve_target
+from core.model.protocol import STANDIN, Protocol, RatingScale, TargetChoice, check_request_time, resolve_target
 from core.model.rating_refit import refit_rating
 from core.model.train_state import has_train_state, load_train_state
 from core.model.training import FitState, Hooks, fit, make_optimizer, refits_rating, standardize, training_users
+from core.model.warm_start import Parent, check_architecture, warm_start
 from core.progress import CancelFn, ProgressFn
 
 
@@ -96,13 +97,15 @@ class Recommender:
     def _train_config(self) -> TrainConfig:
         check_settings(self.get_settings())
         cfg = TrainConfig(**self.train)
+        if cfg.privacy is not None:
+            cfg.rating_refit_epochs = 0  # a second pass over the users, outside the accounting
         if self.heads != "both":
             cfg.loss_weights = [1.0, 0.0] if self.heads == "engagement" else [0.0, 1.0]
         return cfg
 
-    def _model_config(self, data: SequenceData, text_dim: int) -> ModelConfig:
-        model = dict(self.model)
-        if "request_gap" not in model:  # the stand-in request time: the data's typical next-visit gap
+    def _model_config(self, data: SequenceData, text_dim: int, warm: Parent | None = None) -> ModelConfig:
+        model = dict(self.model) if warm is None else warm.architecture()  # an update keeps its parent's
+        if "request_gap" not in model and not self.train.get("privacy"):  # the data's typical next-visit gap
             model["request_gap"] = return_gap(data, self.split_.train_end)
         if model.get("use_repeat") is None:  # the repeat path ranks only where earlier items stay candidates
             model["use_repeat"] = not self.protocol_.exclude_seen
@@ -126,10 +129,12 @@ class Recommender:
         cache_dir: str | os.PathLike[str] | None = None,
         on_epoch: Callable[[Recommender, FitState, int], None] | None = None,
         resume_from: str | os.PathLike[str] | None = None,
+        warm_from: Parent | None = None,
     ) -> Recommender:
         """Index the events, encode item text, train; sets ``model_``, ``data_``, ``split_``, ``history_``.
 
         ``resume_from``: a folder with a saved training state; training continues after its epoch.
+        ``warm_from``: a saved model to start from (:mod:`core.model.warm_start`), its architecture and scale kept.
         """
         cfg = self._train_config()
         torch.manual_seed(cfg.seed)
@@ -139,7 +144,7 @@ class Recommender:
         catalogue = list(items[S.ITEM_ID].astype(str)) if items is not None else None
         vocab = sorted(set(catalogue) | set(events[S.ITEM_ID].astype(str))) if catalogue else None
         data = build_sequences(events, item_ids=vocab)
-        self._prepare(data, self._item_texts(data, items), cache_dir, progress)
+        self._prepare(data, item_texts(data, items), cache_dir, progress, warm_from)
         self.loss_fn_ = MultiTaskLoss(cfg, data.n_items, self.scale_).to(self.device_)
         self.optimizer_ = make_optimizer(self.model_, self.loss_fn_, cfg)
         state = FitState()
@@ -160,9 +165,12 @@ class Recommender:
                 progress=progress,
             )
         self.history_, self.best_epoch_, self.cancelled_ = state.history, state.best_epoch, state.cancelled
+        self.privacy_ = state.privacy
         return self
 
-    def _prepare(self, data: SequenceData, texts: list[str], cache_dir: Any, progress: ProgressFn | None) -> None:
+    def _prepare(
+        self, data: SequenceData, texts: list[str], cache_dir: Any, progress: ProgressFn | None, warm: Parent | None
+    ) -> None:
         self.device_ = pick_device(self.device)
         self.data_ = data
         self.split_ = leave_last_out(data, self.target_behavior)
@@ -170,24 +178,18 @@ class Recommender:
             raise DataError("no user has enough events to hold out a validation and a test event (3+ needed)")
         exclude = default_exclude_seen(data) if self.exclude_seen is None else bool(self.exclude_seen)
         self.protocol_ = Protocol(exclude, self.target_behavior, request_time=self.request_time)
-        self.scale_ = standardize(data, self.split_)
-        self.text_embeddings_ = self._encode(texts, cache_dir, progress)
-        cfg = self._model_config(data, self.text_embeddings_.shape[1])
+        # a private run's ratings are not standardized by the users' own mean and spread (released with the model)
+        self.scale_ = RatingScale() if self.train.get("privacy") else standardize(data, self.split_)
+        self.scale_ = warm.scale if warm is not None else self.scale_
+        self.text_embeddings_, self.encoder_fingerprint_ = encode_items(
+            self.encoder, texts, cache_dir, self.device_.type, progress
+        )
+        cfg = self._model_config(data, self.text_embeddings_.shape[1], warm)
         self.model_ = BehaviorModel(cfg, self.text_embeddings_).to(self.device_)
-
-    def _item_texts(self, data: SequenceData, items: pd.DataFrame | None) -> list[str]:
-        if items is None or S.ITEM_TEXT not in items:
-            return [""] * data.n_items
-        lookup = dict(zip(items[S.ITEM_ID].astype(str), items[S.ITEM_TEXT].fillna("").astype(str)))
-        return [lookup.get(i, "") for i in data.item_ids[1:]]
-
-    def _encode(self, texts: list[str], cache_dir: Any, progress: ProgressFn | None) -> torch.Tensor:
-        enc = TextEncoder(self.encoder, cache_dir=Path(cache_dir) if cache_dir else None, device=self.device_.type)
-        emb = enc.encode(texts, progress=progress)
-        self.encoder_fingerprint_ = enc.fingerprint
-        table = torch.zeros(len(texts) + 1, emb.shape[1])
-        table[1:] = torch.from_numpy(emb)
-        return table
+        self.warm_start_ = None
+        if warm is not None:
+            check_architecture(warm, cfg, self.encoder_fingerprint_)
+            self.warm_start_ = {"run": warm.run, **warm_start(self.model_, warm, data.item_ids, data.behaviors)}
 
     # -- use ---------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -269,6 +271,8 @@ class Recommender:
             "best_epoch": getattr(self, "best_epoch_", None),
             "history": getattr(self, "history_", []),
             "rating_refit": getattr(self, "rating_refit_", None),
+            "privacy": getattr(self, "privacy_", None),
+            "warm_start": getattr(self, "warm_start_", None),
         }
         return save_checkpoint(Path(folder), self.fitted(), self.get_settings(), extras, key)
 
@@ -287,6 +291,7 @@ class Recommender:
         rec.model_, rec.data_, rec.split_ = fitted.model, fitted.data, fitted.split
         rec.protocol_, rec.scale_, rec.device_ = fitted.protocol, fitted.scale, fitted.device
         rec.history_, rec.best_epoch_ = config.get("history", []), config.get("best_epoch")
-        rec.rating_refit_ = config.get("rating_refit")
+        rec.rating_refit_, rec.privacy_ = config.get("rating_refit"), config.get("privacy")
+        rec.warm_start_ = config.get("warm_start")
         rec.encoder_fingerprint_ = config.get("encoder_fingerprint")
         return rec

@@ -59,7 +59,7 @@ def _check_fields(config: dict[str, Any]) -> None:
     check_value("encoder_fingerprint", config.get("encoder_fingerprint"), str | None, {})
     if config.get("best_epoch") is not None:
         check_whole("best_epoch", config["best_epoch"], 0)
-    for name, kind in (("history", list), ("rating_refit", dict)):
+    for name, kind in (("history", list), ("rating_refit", dict), ("privacy", dict), ("warm_start", dict)):
         if config.get(name) is not None and not isinstance(config[name], kind):
             raise DataError(f"{name}: expected a JSON {'list' if kind is list else 'object'} or null")
 

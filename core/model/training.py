@@ -7,8 +7,8 @@ are :mod:`core.model.losses`; the model, data, split, protocol and rating scale 
 
 from __future__ import annotations
 
-import ctypes
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,12 +22,12 @@ from core.data.sequences import SequenceData
 from core.model.config import TrainConfig
 from core.model.evaluation import evaluate_split
 from core.model.fitted import Fitted
+from core.model.heap import return_freed_memory, trim_freed_memory
 from core.model.losses import MultiTaskLoss
 from core.model.network import BehaviorModel
+from core.model.privacy import NoisySum, PrivacyPlan, plan_privacy, refuse_unprivate_modules
 from core.model.protocol import RatingScale
 from core.progress import CancelFn, ProgressFn, report
-
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
 @dataclass
@@ -40,6 +40,7 @@ class FitState:
     best_state: dict[str, torch.Tensor] | None = None
     cancelled: bool = False
     epochs_done: int = 0  # finished epochs (a resumed run starts after them)
+    privacy: dict[str, Any] | None = None  # a private run's epsilon spent and mechanism (PrivacyPlan.summary)
 
 
 @dataclass
@@ -70,36 +71,6 @@ def standardize(data: SequenceData, split: Split) -> RatingScale:
     return RatingScale(float(vals.mean()), float(max(vals.std(), 1e-6)))
 
 
-def _glibc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to tune
-        return None
-
-
-def _return_freed_memory() -> None:
-    """Keep glibc's heap from growing without making every tensor a fresh mapping (Linux/glibc only).
-
-    Every step allocates and frees tensors of varying sizes (the logits alone are [positions,
-    items]). With glibc's adaptive mmap threshold the heap fragments and resident memory climbed
-    past 5 GB on ML-100K; a 1 MB threshold kept it flat, but then every tensor above 1 MB was
-    mapped and unmapped again, its pages faulted in afresh: as much system CPU time as user time,
-    an ML-100K epoch 1.6x slower. Now blocks up to 32 MB (the most glibc allows) stay in the heap
-    and are reused, larger ones are mapped, and :func:`trim_freed_memory` hands the heap's free
-    pages back once per epoch.
-    """
-    libc = _glibc()
-    if libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-
-
-def trim_freed_memory() -> None:
-    """Return the heap's free pages to the OS (glibc ``malloc_trim``): once per epoch, not per tensor."""
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
 def fit(
     fitted: Fitted,
     cfg: TrainConfig,
@@ -110,21 +81,35 @@ def fit(
     hooks: Hooks | None = None,
 ) -> FitState:
     """Train ``fitted.model`` with AdamW and early stopping on validation NDCG@10 (-RMSE for a rating-only
-    model), from ``state.epochs_done`` (a resumed run passes its saved state, loss and optimizer)."""
-    _return_freed_memory()
+    model), from ``state.epochs_done`` (a resumed run passes its saved state, loss and optimizer).
+
+    With ``cfg.privacy`` the steps are DP-SGD's (:mod:`core.model.privacy`), every planned epoch runs and
+    the last one is kept: choosing an epoch on the users' validation events is outside the accounting."""
+    return_freed_memory()
     model, data, split = fitted.model, fitted.data, fitted.split
     state, hooks = state or FitState(), hooks or Hooks()
     loss_fn = loss_fn or MultiTaskLoss(cfg, data.n_items, fitted.scale).to(fitted.device)
     optimizer = optimizer or make_optimizer(model, loss_fn, cfg)
     rng = np.random.default_rng(cfg.seed + state.epochs_done)
     users = training_users(data, split)
+    plan = None
+    if cfg.privacy is not None:
+        refuse_unprivate_modules(model, loss_fn)
+        plan = plan_privacy(cfg.privacy, len(users), cfg.batch_size, cfg.epochs)
+        state.privacy = plan.summary(state.epochs_done)
     for epoch in range(state.epochs_done, cfg.epochs):
         started = time.perf_counter()
-        losses = _run_epoch(fitted, cfg, users, rng, Optimization(loss_fn, optimizer), hooks, epoch)
+        opt = Optimization(loss_fn, optimizer)
+        if plan is None:
+            losses = _run_epoch(fitted, cfg, users, rng, opt, hooks, epoch)
+        else:
+            losses = _private_epoch(fitted, cfg, users, opt, hooks, epoch, plan)
         if losses is None:
             state.cancelled = True
             break
         state.epochs_done = epoch + 1
+        if plan is not None:
+            state.privacy = plan.summary(state.epochs_done)
         metrics = evaluate_split(fitted, "valid")
         record = {
             "epoch": epoch + 1,
@@ -135,13 +120,13 @@ def fit(
         state.history.append(record)
         trim_freed_memory()
         score = selection_score(cfg, metrics)
-        if score > state.best_score:
+        if plan is not None or score > state.best_score:
             state.best_score, state.best_epoch = score, epoch + 1
             state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         report(hooks.progress, "epoch", epoch + 1, cfg.epochs, **record, best_epoch=state.best_epoch)
         if hooks.on_epoch:
             hooks.on_epoch(state, epoch + 1)
-        if epoch + 1 - state.best_epoch >= cfg.patience:
+        if plan is None and epoch + 1 - state.best_epoch >= cfg.patience:
             break
     return state
 
@@ -198,7 +183,7 @@ def _run_epoch(
     epoch: int,
 ) -> dict[str, float] | None:
     """One pass over the training users; the mean losses, or None when cancelled."""
-    model, data, split, device = fitted.model, fitted.data, fitted.split, fitted.device
+    model, data, split = fitted.model, fitted.data, fitted.split
     model.train()
     lengths = np.minimum(split.train_end - data.offsets[:-1], model.cfg.max_len + 1)
     groups = length_buckets(users, lengths, cfg.batch_size, rng, cfg.bucket_pool)
@@ -207,13 +192,7 @@ def _run_epoch(
     for step, idx in enumerate(groups):
         if hooks.cancel and hooks.cancel():
             return None
-        batch = training_batch(data, idx, split.train_end[idx], model.cfg.max_len).to(device)
-        if cfg.standin_rate > 0 and batch.request_ts is not None:
-            standin = torch.rand(batch.mask.shape, device=device) < cfg.standin_rate
-            batch.request_ts = batch.request_ts.masked_fill(standin, -1)
-        removed = (torch.rand(batch.mask.shape, device=device) < cfg.event_dropout) & batch.mask
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            parts = opt.loss_fn(model, batch, removed if cfg.event_dropout > 0 else None)
+        parts = _step_loss(fitted, cfg, idx, opt.loss_fn)
         opt.optimizer.zero_grad(set_to_none=True)
         parts.total.backward()
         opt.optimizer.step()
@@ -230,3 +209,66 @@ def _run_epoch(
         )
     mean = sums / steps
     return {"loss": float(mean[0]), "loss_engagement": float(mean[1]), "loss_rating": float(mean[2])}
+
+
+def _step_loss(fitted: Fitted, cfg: TrainConfig, idx: np.ndarray, loss_fn: MultiTaskLoss) -> Any:
+    """The losses of one batch of users: their training windows, some positions asked at the stand-in time,
+    some input events dropped."""
+    model, data, split, device = fitted.model, fitted.data, fitted.split, fitted.device
+    batch = training_batch(data, idx, split.train_end[idx], model.cfg.max_len).to(device)
+    if cfg.standin_rate > 0 and batch.request_ts is not None:
+        standin = torch.rand(batch.mask.shape, device=device) < cfg.standin_rate
+        batch.request_ts = batch.request_ts.masked_fill(standin, -1)
+    removed = (torch.rand(batch.mask.shape, device=device) < cfg.event_dropout) & batch.mask
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        return loss_fn(model, batch, removed if cfg.event_dropout > 0 else None)
+
+
+def _private_epoch(
+    fitted: Fitted,
+    cfg: TrainConfig,
+    users: np.ndarray,
+    opt: Optimization,
+    hooks: Hooks,
+    epoch: int,
+    plan: PrivacyPlan,
+) -> dict[str, float] | None:
+    """One epoch of DP-SGD: Poisson-sampled users, each one's gradient clipped, Gaussian noise on the sum."""
+    fitted.model.train()
+    params = [p for p in list(fitted.model.parameters()) + list(opt.loss_fn.parameters()) if p.requires_grad]
+    # who is sampled and the noise must not follow from anything stored with the run (its seed is): both
+    # are drawn from generators seeded by the operating system's random source
+    sampling = np.random.default_rng(secrets.randbits(128))
+    noise = torch.Generator().manual_seed(secrets.randbits(63))
+    sums, seen, norms = np.zeros(3), 0, []
+    for step in range(plan.steps_per_epoch):
+        if hooks.cancel and hooks.cancel():
+            return None
+        step_sum = NoisySum(params, plan, noise)
+        for user in users[sampling.random(len(users)) < plan.sample_rate]:
+            parts = _step_loss(fitted, cfg, np.array([user]), opt.loss_fn)
+            norms.append(step_sum.add(parts.total))
+            sums += [parts.total.item(), parts.engagement.item(), parts.rating.item()]
+            seen += 1
+        step_sum.release()
+        opt.optimizer.step()
+        loss = float(sums[0] / max(1, seen))
+        report(
+            hooks.progress,
+            "step",
+            step + 1,
+            plan.steps_per_epoch,
+            epoch=epoch + 1,
+            step=step + 1,
+            steps=plan.steps_per_epoch,
+            loss=loss,
+        )
+    mean = sums / max(1, seen)
+    return {
+        "loss": float(mean[0]),
+        "loss_engagement": float(mean[1]),
+        "loss_rating": float(mean[2]),
+        # how the bound meets the users' gradients: their median norm, and the share clipped
+        "grad_norm_median": float(np.median(norms)) if norms else 0.0,
+        "clipped_share": float(np.mean(np.asarray(norms) > plan.max_grad_norm)) if norms else 0.0,
+    }

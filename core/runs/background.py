@@ -101,8 +101,11 @@ def ensure_training(ws: Workspace, dataset: str, settings: dict[str, Any], label
     return Launch(run_id, dataset, True, RUNNING, _spawn(ws, run_id, dataset, label))
 
 
-def start_training(ws: Workspace, dataset: str, settings: dict[str, Any], actor: str | None = None) -> Launch:
-    """Record a new run of ``dataset`` with ``settings`` and train it in a worker of its own (the Train page).
+def start_training(
+    ws: Workspace, dataset: str, settings: dict[str, Any], actor: str | None = None, parent: str | None = None
+) -> Launch:
+    """Record a new run of ``dataset`` with ``settings`` and train it in a worker of its own (the Train page);
+    ``parent``: the run it starts from (an update, :mod:`core.model.warm_start`).
 
     Raises:
         NotFoundError: no such dataset.
@@ -112,8 +115,9 @@ def start_training(ws: Workspace, dataset: str, settings: dict[str, Any], actor:
     check_settings(settings)
     run_id = new_run_id(dataset)
     with ws.lock():
-        _record(ws, run_id, dataset, settings)
-    audit.record(ws, "train", run_id, f"dataset {dataset}, in a worker process", actor)
+        _record(ws, run_id, dataset, settings, parent)
+    updated = f", updated from run {parent}" if parent else ""
+    audit.record(ws, "train", run_id, f"dataset {dataset}{updated}, in a worker process", actor)
     return Launch(run_id, dataset, True, RUNNING, _spawn(ws, run_id, dataset, ""))
 
 
@@ -128,10 +132,11 @@ def resume_training(ws: Workspace, run_id: str, actor: str | None = None) -> Lau
     return Launch(run_id, record["dataset"], True, RUNNING, _spawn(ws, run_id, record["dataset"], ""))
 
 
-def _record(ws: Workspace, run_id: str, dataset: str, settings: dict[str, Any]) -> None:
+def _record(ws: Workspace, run_id: str, dataset: str, settings: dict[str, Any], parent: str | None = None) -> None:
     """Record a new run as running, owned by this process until its worker exists."""
     claim(ws.run_dir(run_id), run_id)
-    set_run(ws, run_id, dataset, RUNNING, {"dataset": dataset, "settings": settings, "background": True}, None)
+    config = {"dataset": dataset, "settings": settings, "background": True, **({"parent": parent} if parent else {})}
+    set_run(ws, run_id, dataset, RUNNING, config, None)
 
 
 def _spawn(ws: Workspace, run_id: str, dataset: str, label: str) -> Path:
@@ -210,7 +215,10 @@ def train_recorded(ws: Workspace, run_id: str) -> dict[str, Any]:
         if record["status"] != RUNNING or not config.get("background"):
             raise DataError(f"run {run_id} is {record['status']}, not a run recorded for a worker to train")
         settings = config.get("settings") or {}
-        job = TrainingJob(str(ws.root), record["dataset"], settings, run_id=run_id, resume=bool(config.get("resume")))
+        resume = bool(config.get("resume"))
+        job = TrainingJob(
+            str(ws.root), record["dataset"], settings, run_id, resume, None if resume else config.get("parent")
+        )
         _save_live(folder, job.snapshot())  # from here on SIGTERM is handled (cancel_training waits for it)
 
         def cancel_asked() -> bool:

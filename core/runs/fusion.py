@@ -164,6 +164,7 @@ def evaluate_fused(
         "target_behavior": protocol.target_behavior,
         "weights": weights,
         "preset": preset,
+        "privacy": run.privacy,  # a private run's epsilon spent, else None
     }
     for split in ("test", "valid"):
         cands, _ = run_candidates(run, split, protocol.exclude_seen, protocol.target_behavior, protocol.request_time)

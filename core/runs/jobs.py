@@ -53,13 +53,20 @@ class TrainingJob:
         dataset: the dataset it trains on.
         settings: the ``Recommender`` keyword arguments it trains with.
         resume: continue the run from its last checkpoint (from scratch when it has none).
+        parent: the run an update starts from (``train --from``), or None.
     """
 
     def __init__(
-        self, ws_root: str, dataset: str, settings: dict[str, Any], run_id: str | None = None, resume: bool = False
+        self,
+        ws_root: str,
+        dataset: str,
+        settings: dict[str, Any],
+        run_id: str | None = None,
+        resume: bool = False,
+        parent: str | None = None,
     ) -> None:
         self.ws_root = str(ws_root)
-        self.resume = bool(resume)
+        self.resume, self.parent = bool(resume), parent
         self.dataset = dataset
         self.settings = copy.deepcopy(settings)
         self.run_id = run_id or new_run_id(dataset)
@@ -123,6 +130,7 @@ class TrainingJob:
                 progress=self._on_progress,
                 cancel=self._cancel.is_set,
                 resume=self.resume,
+                parent=self.parent,
             )
         except BehaviorLensError as exc:
             self._finish(FAILED, error=str(exc))

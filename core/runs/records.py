@@ -70,7 +70,8 @@ def pick_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 def list_runs(ws: Workspace) -> pd.DataFrame:
     """Saved runs, newest first, with their metrics flattened (test_*, valid_*)."""
     frame = ws.query(
-        "SELECT r.run_id, r.dataset, r.created_at, r.status, m.mark, r.metrics FROM runs r "
+        "SELECT r.run_id, r.dataset, r.created_at, r.status, m.mark, "
+        "json_extract_string(r.config, '$.parent') AS parent, r.metrics FROM runs r "
         "LEFT JOIN run_marks m ON m.run_id = r.run_id ORDER BY r.created_at DESC"
     )
     rows = []
@@ -78,7 +79,9 @@ def list_runs(ws: Workspace) -> pd.DataFrame:
         metrics = _json_or_none(rec.pop("metrics")) or {}
         rec["status"] = effective_status(ws, rec["run_id"], rec["status"])
         rec["mark"] = rec["mark"] if isinstance(rec["mark"], str) else None  # e.g. trained on data since deleted
+        rec["parent"] = rec["parent"] if isinstance(rec["parent"], str) else None  # the run an update started from
         rec["protocol"] = metrics.get("protocol")
+        rec["dp_epsilon"] = (metrics.get("privacy") or {}).get("epsilon")  # None: trained without DP
         for split in ("valid", "test"):
             for k, v in (metrics.get(split) or {}).items():
                 rec[f"{split}_{k}"] = v

@@ -112,6 +112,12 @@ class Run:
         """The checksum of the saved weights: what every cache of this run is keyed by."""
         return self.config.get("weights_sha256")
 
+    @property
+    def privacy(self) -> dict[str, Any] | None:
+        """A private run's epsilon spent and mechanism (core.model.privacy); None for a run trained without DP."""
+        found = self.config.get("privacy")
+        return dict(found) if isinstance(found, dict) else None
+
     def recommender(self) -> Recommender:
         """The fitted recommender over the dataset's events, loaded on first use (once, even across threads)."""
         with self._load_lock:

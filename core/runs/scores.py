@@ -16,7 +16,7 @@ def evaluate_run(
     run: Run, exclude_seen: bool | None = None, target_behavior: TargetChoice = ..., request_time: str | None = None
 ) -> dict[str, Any]:
     """The ``behaviorlens evaluate`` object: run, protocol, label, request_time, exclude_seen, target_behavior,
-    test, valid."""
+    test, valid, baselines, privacy (a private run's epsilon spent, else None)."""
     rec = run.recommender()
     test = rec.evaluate("test", exclude_seen, target_behavior, request_time=request_time)
     valid = rec.evaluate("valid", exclude_seen, target_behavior, request_time=request_time)
@@ -31,6 +31,7 @@ def evaluate_run(
         "test": pick_metrics(test),
         "valid": pick_metrics(valid),
         "baselines": {"test": test["baselines"], "valid": valid["baselines"]},
+        "privacy": run.privacy,
     }
 
 

@@ -31,6 +31,7 @@ def initial_snapshot(run_id: str, dataset: str, epochs: int) -> dict[str, Any]:
         "history": [],
         "step_losses": [],
         "best_epoch": None,
+        "privacy": None,  # a private run's epsilon spent, once it has ended (core.model.privacy)
         "error": None,
         "crash": None,
         "cancel_requested": False,

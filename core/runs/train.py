@@ -7,23 +7,39 @@ A run folder holds ``model.safetensors`` + ``config.json`` (the best model),
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 from core._checks import finite_or_none
+from core.errors import DataError
+from core.model.config import check_settings
 from core.model.recommender import Recommender
 from core.model.train_state import save_train_state
 from core.model.training import FitState
+from core.model.warm_start import Parent, read_parent
 from core.progress import CancelFn, ProgressFn
 from core.runs.lifecycle import resuming
 from core.runs.owner import owning
-from core.runs.records import CANCELLED, DONE, FAILED, RUNNING, new_run_id, pick_metrics, run_record, set_run
-from core.runs.run import Run
+from core.runs.records import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    PICKABLE,
+    RUNNING,
+    new_run_id,
+    pick_metrics,
+    run_record,
+    set_run,
+)
+from core.runs.run import Run, open_run
 from core.store.files import save_json
 from core.store.run_folder import METRICS_FILE, PROGRESS_FILE, RUN_FILE, STATE_JSON, STATE_TENSORS
 from core.store.seals import mark_keyed
 from core.store.versions import DATA_KEY, check_stamp, data_stamp
 from core.store.workspace import Workspace
+
+UPDATE_EPOCHS = 5  # an update trains a few epochs from its parent's weights (early stopping still applies)
 
 
 def train_run(
@@ -35,16 +51,22 @@ def train_run(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     resume: bool = False,
+    parent: str | None = None,
 ) -> str:
     """Train ``dataset`` with ``settings`` (Recommender keyword arguments) into a run; its id.
 
-    With ``resume`` the run's saved training state (if any) is loaded and training continues.
+    With ``resume`` the run's saved training state (if any) is loaded and training continues. With ``parent``
+    (a run ID) training starts from that run's weights (:mod:`core.model.warm_start`); the run records it.
     """
     ws.dataset(dataset)
     run_id = run_id or new_run_id(dataset)
     folder = ws.run_dir(run_id)
     rec = Recommender.from_settings(settings)
-    config = {"dataset": dataset, "settings": rec.get_settings()}
+    check_settings(rec.get_settings())  # a bad setting is refused before the run is recorded
+    if resume:
+        parent = run_record(ws, run_id)["config"].get("parent")
+    warm = None if parent is None else _parent(ws, parent)
+    config = {"dataset": dataset, "settings": rec.get_settings(), **({"parent": parent} if parent else {})}
     with owning(folder, run_id):  # owner.json before the row reads running, and a heartbeat until it has ended
         with ws.lock():  # the stamp, the running row and the rows trained on are one snapshot: an ingest waits
             config[DATA_KEY] = _stamp(ws, run_id, dataset, resume)
@@ -61,6 +83,7 @@ def train_run(
                 cache_dir=ws.cache_dir / "embeddings",
                 on_epoch=lambda r, st, ep: _checkpoint(r, folder, ws.secret_key(), st, ep),
                 resume_from=folder if resume else None,
+                warm_from=warm,
             )
             metrics = _finish(rec, folder, ws.secret_key())
         except BaseException:
@@ -82,6 +105,24 @@ def resume_run(run: Run, progress: ProgressFn | None = None, cancel: CancelFn | 
         return train_run(
             run.workspace, run.dataset, run.settings, run_id=run.id, progress=progress, cancel=cancel, resume=True
         )
+
+
+def update_settings(run: Run, epochs: int | None = None, device: str | None = None) -> dict[str, Any]:
+    """The settings of an update of ``run`` (``train --from``): the run's own, with ``epochs`` (default
+    :data:`UPDATE_EPOCHS`) and, when given, ``device``."""
+    settings = copy.deepcopy(run.settings)
+    settings["train"] = {**(settings.get("train") or {}), "epochs": UPDATE_EPOCHS if epochs is None else epochs}
+    if device is not None:
+        settings["device"] = device
+    return settings
+
+
+def _parent(ws: Workspace, run_id: str) -> Parent:
+    """The saved model a run starts from: its checked config (seal, types) and its weights."""
+    run = open_run(ws, run_id)
+    if run.status not in PICKABLE:
+        raise DataError(f"run {run_id} is {run.status}: only a done or cancelled run can be updated")
+    return read_parent(run_id, run.folder, run.config)
 
 
 def _stamp(ws: Workspace, run_id: str, dataset: str, resume: bool) -> dict[str, Any]:
@@ -108,6 +149,7 @@ def _finish(rec: Recommender, folder: Path, key: bytes) -> dict[str, Any]:
         "protocol": test["label"],
         "request_time": test["request_time"],
         "best_epoch": rec.best_epoch_,
+        "privacy": getattr(rec, "privacy_", None),  # a private run's epsilon spent (core.model.privacy)
     }
     save_json(folder / METRICS_FILE, finite_or_none({**metrics, "history": rec.history_}))
     return metrics
@@ -119,7 +161,7 @@ def _checkpoint(rec: Recommender, folder: Path, key: bytes, state: FitState, epo
     current = {k: v.detach().clone() for k, v in rec.model_.state_dict().items()}
     if state.best_state is not None:
         rec.model_.load_state_dict(state.best_state)
-    rec.history_, rec.best_epoch_ = state.history, state.best_epoch
+    rec.history_, rec.best_epoch_, rec.privacy_ = state.history, state.best_epoch, state.privacy
     rec.save(folder, key)  # sealed with the workspace key
     rec.model_.load_state_dict(current)
     save_json(

@@ -58,6 +58,7 @@ def live_snapshot(ws: Workspace, run_id: str) -> dict[str, Any]:
         if record["status"] == DONE:
             snap["fraction"] = 1.0
             snap["best_epoch"] = (record["metrics"] or {}).get("best_epoch", snap["best_epoch"])
+    snap["privacy"] = (record["metrics"] or {}).get("privacy")
     if snap["status"] == RUNNING and (folder / CANCEL_FILE).is_file():
         snap["cancel_requested"] = True
     snap["elapsed"] = (snap["finished_at"] or time.time()) - snap["started_at"]

@@ -247,12 +247,14 @@ def html_report(
     tokens: tuple[Sequence[str], Sequence[float]] | None = None,
     title: str | None = None,
     summary: str | None = None,
+    model_note: str | None = None,
 ) -> str:
     """One user's explanation as a self-contained HTML page (see the module doc).
 
     ``top``: the user's top-K table; ``counterfactual``: a CounterfactualSet (or its dict);
     ``tokens``: (tokens, attributions) of the item text; ``summary``: defaults to
-    :func:`core.explain.summary.summarize`.
+    :func:`core.explain.summary.summarize`; ``model_note``: how the run was trained, under the title (such as
+    "trained with DP, ε = 7.99, δ = 0.00106").
     """
     title = title or f"Why {exp.item_title or exp.item} for user {exp.user}"
     totals = pd.DataFrame(list(behavior_totals(exp).items()), columns=["behavior", "sum of attributions"])
@@ -276,5 +278,6 @@ def html_report(
         f"<title>{_esc(title)}</title>\n<style>{STYLE}</style>\n"
         f'<script type="text/javascript">{get_plotlyjs()}</script>'
     )
-    body = f"<h1>{_esc(title)}</h1>\n" + "\n".join(s for s in sections if s)
+    note = f"<p class='note'>Model {_esc(model_note)}.</p>\n" if model_note else ""
+    body = f"<h1>{_esc(title)}</h1>\n{note}" + "\n".join(s for s in sections if s)
     return f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{body}\n</body>\n</html>\n'

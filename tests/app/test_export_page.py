@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -114,3 +115,33 @@ def test_the_computed_influence_downloads_as_csv(app: AppTest, downloads: dict[s
     assert behaviors["share"].sum() == pytest.approx(1.0)
     assert behaviors["ablation_delta_NDCG@10"].notna().all()  # the ablation came along
     assert (table["method"] == "loo").all() and (table["users"] == 10).all()
+
+
+@pytest.fixture(scope="module")
+def private_run(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, tiny_bert_dir: Path) -> tuple[Path, str]:
+    """(workspace folder, run ID) of a tiny run trained with user-level differential privacy."""
+    from tiny_support import TINY_MODEL  # tests/tiny_support.py
+
+    from core.runs.train import train_run
+
+    ds = tiny_dataset(tmp_path_factory.mktemp("private-export"), 5)
+    settings = {
+        "device": "cpu",
+        "encoder": str(tiny_bert_dir),
+        "exclude_seen": False,
+        "model": dict(TINY_MODEL),
+        "train": {"epochs": 1, "batch_size": 8, "privacy": {"epsilon": 8.0}},
+    }
+    return ds.ws.root, train_run(ds.ws, ds.name, settings)
+
+
+def test_a_private_run_is_labelled_on_explain_and_in_the_export(
+    open_app, private_run: tuple[Path, str], downloads: dict[str, tuple[bytes, str]]
+) -> None:
+    at = visit(open_app(*private_run), "pages/explain.py")
+    labels = [unescape(i.value) for i in at.info if "trained with DP" in unescape(i.value)]
+    assert len(labels) == 1 and re.match(rf"Run {private_run[1]} was trained with DP, ε = [0-9.]+, δ = ", labels[0])
+    at = visit(at, "pages/export.py")
+    assert any("The run was trained with DP, ε = " in unescape(c.value) for c in at.caption)
+    report = next(data for name, (data, _) in downloads.items() if name.endswith(".html")).decode("utf-8")
+    assert "Model trained with DP, ε = " in report

@@ -181,6 +181,26 @@ def test_protocol_choices_reach_the_run(page: AppTest, _isolated_workspace_env: 
     assert runs_frame(at)["protocol"].tolist() == [record["metrics"]["protocol"]]
 
 
+def test_a_private_run_from_the_page_shows_the_epsilon_it_spent(page: AppTest, _isolated_workspace_env: Path) -> None:
+    page.checkbox(key="train_private").check()
+    page.number_input(key="train_epsilon").set_value(4.0)
+    at = fill_and_train(page)  # earlier items on "auto": decided from the users' repeat rate, refused
+    assert any("With differential privacy, choose whether" in unescape(e.value) for e in at.error)
+    assert "train_job" not in at.session_state
+    at.radio(key="train_exclude_seen").set_value("kept as candidates")
+    at = wait_until_finished(fill_and_train(at, train_epochs=2))
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    record = run_record(Workspace(_isolated_workspace_env), at.session_state["train_job"])
+    assert record["config"]["settings"]["train"]["privacy"] == {"epsilon": 4.0, "delta": None, "max_grad_norm": 1.0}
+    spent = record["metrics"]["privacy"]["epsilon"]
+    assert 0.95 * 4.0 <= spent <= 4.0
+    assert runs_frame(at)["dp_epsilon"].tolist() == [spent]
+    assert any(
+        re.search(r"finished: best epoch 2, .*; trained with DP, ε = [0-9.]+, δ = ", unescape(s.value))
+        for s in at.success
+    )
+
+
 def buttons(at: AppTest) -> dict[str, object]:
     return {b.key: b for b in at.button if b.key}
 
@@ -275,3 +295,32 @@ def test_a_run_trained_on_data_since_deleted_is_marked_and_retrains(
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert run_record(ws, new)["status"] == DONE and run_record(ws, new)["mark"] is None
     assert ws.pseudonymize([user])[0] not in set(open_run(ws, new).recommender().data_.users)
+
+
+def test_update_a_run_on_newer_data_from_the_page(
+    page: AppTest, _isolated_workspace_env: Path, tiny_bert_dir: Path, training_data_dir: Path
+) -> None:
+    """Update this run: a new run starts from the picked run's weights on the chosen dataset, records its parent,
+    and the runs table shows the lineage."""
+    from core.runs.train import train_run
+
+    ws = Workspace(_isolated_workspace_env)
+    settings = {"encoder": str(tiny_bert_dir), "device": "cpu", "model": dict(TINY_MODEL), "train": {"epochs": 1}}
+    parent = train_run(ws, DATASET, settings)
+    ingest(ws, training_data_dir / "events.csv", training_data_dir / "items.csv", IngestOptions(name="tiny-newer"))
+    at = page.run()
+    at.selectbox(key="train_manage_run").set_value(parent).run()
+    at.selectbox(key=f"update_dataset_{parent}").set_value("tiny-newer")
+    at.button(key="update_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    child = at.session_state["train_job"]
+    assert any(unescape(s.value) == f"Updating {parent} on dataset tiny-newer as run {child}." for s in at.success), [
+        unescape(s.value) for s in at.success
+    ]
+    at = wait_until_finished(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    record = run_record(ws, child)
+    assert record["status"] == DONE and record["dataset"] == "tiny-newer" and record["config"]["parent"] == parent
+    assert record["config"]["settings"]["train"]["epochs"] == 5  # an update's few epochs
+    assert open_run(ws, child).config["warm_start"]["run"] == parent
+    assert runs_frame(at).set_index("run_id").loc[child, "parent"] == parent

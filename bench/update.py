@@ -1,0 +1,183 @@
+"""Updating a run on newer data (``train --from``) against retraining from scratch, on MovieLens-1M.
+
+ML-1M's ratings, in time order, are cut into 4 blocks of equal event counts. A run is trained on
+blocks 1-2 (dataset ``b12``). Then, on blocks 1-3 (dataset ``b123``), an *update* starts from that
+run's weights and trains ``--update-epochs`` epochs, and a *retrain* trains the same settings from
+scratch (early stopping on validation NDCG@10, as by default). Both are tested on block 4: for each
+user with a block-4 rating and a history before it, the first block-4 rating is the target, asked
+at the stand-in time after the user's history (blocks 1-3), ranked against every item of the
+model's catalogue, the user's earlier items excluded; items first rated in block 4 are unknown to
+both models (a miss for both). Each dataset's catalogue is the movies rated in its events, so the
+update meets new items. The table gives NDCG@10 and HR@10 on block 4, the leave-last-out test
+NDCG@10 on ``b123``, and the wall time of each training; the target is an update within 25% of the
+retrain's time and within 5% of its block-4 NDCG@10.
+
+Timestamps are made strictly increasing per user as in bench/ml1m.py. The data's license forbids
+redistribution: it is read from ``--data`` and ingested into a temporary workspace.
+
+    python bench/update.py [--seeds 1] [--update-epochs 5] [--max-users N] [--threads 2] [--workspace DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.ml1m import DEFAULT_DATA, read_movies, read_ratings  # noqa: E402
+from core import schema as S  # noqa: E402
+
+K = 10
+
+
+def blocks(ratings: pd.DataFrame) -> np.ndarray:
+    """The block (1-4) of every rating: quartiles of the global time order (ties kept in file order)."""
+    order = np.argsort(ratings["ts"].to_numpy(), kind="stable")
+    block = np.empty(len(ratings), dtype=np.int64)
+    block[order] = np.arange(len(ratings)) * 4 // len(ratings) + 1
+    return block
+
+
+def build(data_dir: Path, workspace: Path, max_users: int | None) -> pd.DataFrame:
+    """Ingest ``b12`` and ``b123`` (each with the movies its events rate); block 4's first rating per user."""
+    from core.ingest.options import IngestOptions
+    from core.ingest.pipeline import ingest
+    from core.store.workspace import Workspace
+
+    ratings, _ = read_ratings(data_dir, max_users)
+    ratings = ratings.assign(block=blocks(ratings))
+    src = Path(tempfile.mkdtemp(prefix="update-src-"))
+    ws = Workspace(workspace)
+    for name, last in (("b12", 2), ("b123", 3)):
+        part = ratings[ratings["block"] <= last]
+        part[["user", "item", "rating", "ts"]].to_csv(src / f"{name}.tsv", sep="\t", header=False, index=False)
+        read_movies(data_dir, set(part["item"].unique())).to_csv(src / f"{name}-items.csv", index=False)
+        options = IngestOptions(
+            name=name, columns=[S.USER_ID, S.ITEM_ID, S.VALUE, S.TIMESTAMP], rating_range=(1, 5), keep_ids=True
+        )
+        ingest(ws, src / f"{name}.tsv", src / f"{name}-items.csv", options)
+        for path in (src / f"{name}.tsv", src / f"{name}-items.csv"):
+            path.unlink()
+    src.rmdir()
+    later = ratings[ratings["block"] == 4].groupby("user", sort=False).head(1)
+    return later[["user", "item"]].astype(str).reset_index(drop=True)
+
+
+def block4_metrics(rec: Any, targets: pd.DataFrame) -> dict[str, float]:
+    """NDCG@10 and HR@10 of each user's first block-4 rating after their whole history, full ranking."""
+    import torch
+
+    from core.data.batches import history_batch
+    from core.model.evaluation import exclusion_mask
+
+    data, model = rec.data_, rec.model_
+    pos = np.searchsorted(data.users, targets["user"].to_numpy())
+    known = (pos < len(data.users)) & (data.users[np.minimum(pos, len(data.users) - 1)] == targets["user"].to_numpy())
+    ids = data.item_ids[1:]
+    where = np.searchsorted(ids, targets["item"].to_numpy())
+    in_vocab = (where < len(ids)) & (ids[np.minimum(where, len(ids) - 1)] == targets["item"].to_numpy())
+    users, items = pos[known], np.where(in_vocab, where + 1, 0)[known]
+    ranks = np.full(len(users), np.iinfo(np.int64).max)
+    model.eval()
+    with torch.inference_mode():
+        for lo in range(0, len(users), 256):
+            u, t = users[lo : lo + 256], items[lo : lo + 256]
+            ends = data.offsets[u + 1]
+            batch = history_batch(data, u, ends, model.cfg.max_len).to(rec.device_)
+            task_e, _ = model(batch, last=True)
+            logits = model.engagement_logits(task_e).float().cpu()
+            logits[:, 0] = float("-inf")
+            logits[torch.as_tensor(exclusion_mask(data, u, ends))] = float("-inf")
+            for row, target in enumerate(t):
+                if target == 0 or not torch.isfinite(logits[row, target]):
+                    continue  # unknown to the model, or excluded: a miss
+                score = logits[row, target]
+                higher = int((logits[row] > score).sum())
+                ties = int((logits[row, :target] == score).sum())  # ties broken by item ID
+                ranks[lo + row] = higher + ties
+    hit = ranks < K
+    gains = np.where(hit, 1.0 / np.log2(np.minimum(ranks, K) + 2.0), 0.0)
+    n = len(targets)  # users unknown to the model count as misses too
+    return {"NDCG@10": float(gains.sum() / n), "HR@10": float(hit.sum() / n), "users": n}
+
+
+def one_seed(ws_root: Path, seed: int, args: argparse.Namespace, targets: pd.DataFrame) -> dict[str, Any]:
+    from core.runs.run import open_run
+    from core.runs.train import train_run, update_settings
+    from core.store.workspace import Workspace
+
+    ws = Workspace(ws_root)
+    settings: dict[str, Any] = {"device": args.device, "train": {"seed": seed, "threads": args.threads}}
+    if args.epochs is not None:
+        settings["train"]["epochs"] = args.epochs
+    out: dict[str, Any] = {"seed": seed}
+    for label, dataset, parent in (("base", "b12", None), ("update", "b123", "base"), ("retrain", "b123", None)):
+        started = time.perf_counter()
+        if parent is None:
+            run_id = train_run(ws, dataset, settings)
+        else:
+            run_settings = update_settings(open_run(ws, out["base"]["run"]), args.update_epochs)
+            run_id = train_run(ws, dataset, run_settings, parent=out["base"]["run"])
+        seconds = time.perf_counter() - started
+        rec = open_run(ws, run_id).recommender()
+        test = rec.evaluate("test")
+        out[label] = {
+            "run": run_id,
+            "seconds": seconds,
+            "epochs": len(rec.history_),
+            "test_NDCG@10": test["NDCG@10"],
+            **({} if label == "base" else {f"block4_{k}": v for k, v in block4_metrics(rec, targets).items()}),
+        }
+        print(f"seed {seed} {label}: {json.dumps(out[label], default=float)}", file=sys.stderr, flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--update-epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, help="maximum epochs of the base run and the retrain (default: the default)")
+    p.add_argument("--max-users", type=int, help="only the first N users of ratings.dat (a quick run)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    p.add_argument("--workspace", type=Path)
+    args = p.parse_args(argv)
+    workspace = args.workspace or Path(tempfile.mkdtemp(prefix="update-ws-"))
+    targets = build(args.data, workspace, args.max_users)
+    results = [one_seed(workspace, s, args, targets) for s in range(args.seeds)]
+    print(
+        f"ML-1M{'' if args.max_users is None else f' (first {args.max_users} users)'}: 4 time blocks; base on 1-2, "
+        f"update ({args.update_epochs} epochs from the base run) and retrain on 1-3, tested on block 4 "
+        f"({len(targets):,} users' first block-4 rating, stand-in request time, full ranking, earlier items "
+        f"excluded); {len(results)} seed(s), {args.threads} thread(s), cores {os.cpu_count()}"
+    )
+    print("| run | block-4 NDCG@10 | block-4 HR@10 | b123 test NDCG@10 | epochs | wall s |")
+    print("|---|---|---|---|---|---|")
+    for label in ("update", "retrain"):
+        rows = [r[label] for r in results]
+        cells = [statistics.median(float(r[k]) for r in rows) for k in ("block4_NDCG@10", "block4_HR@10")]
+        test = statistics.median(float(r["test_NDCG@10"]) for r in rows)
+        epochs = statistics.median(r["epochs"] for r in rows)
+        wall = statistics.median(r["seconds"] for r in rows)
+        print(f"| {label} | {cells[0]:.4f} | {cells[1]:.4f} | {test:.4f} | {epochs:.0f} | {wall:.0f} |")
+    time_ratio = statistics.median(r["update"]["seconds"] / r["retrain"]["seconds"] for r in results)
+    ndcg_ratio = statistics.median(r["update"]["block4_NDCG@10"] / r["retrain"]["block4_NDCG@10"] for r in results)
+    print(f"update / retrain: time {time_ratio:.2f}x (target <= 0.25), block-4 NDCG@10 {ndcg_ratio:.3f}x (>= 0.95)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
