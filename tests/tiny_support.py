@@ -1,5 +1,5 @@
 """The tiny parts most tests build on: a random tiny BERT with a WordPiece tokenizer (saved offline, the
-tests' text encoder) and the tiny behavior model's settings.
+tests' text encoder), a random tiny GPT-2 (a decoder-only encoder) and the tiny behavior model's settings.
 
 Importable from every test folder (pytest puts the folder of ``tests/conftest.py`` on sys.path).
 """
@@ -39,6 +39,40 @@ def save_tiny_bert(
     )
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_gpt2(folder: Path, *, seed: int = 0, hidden: int = 8, layers: int = 1, max_positions: int = 128) -> Path:
+    """Write a randomly initialised GPT-2 (seeded, a decoder-only model) and a byte-level BPE tokenizer into ``folder``.
+
+    The vocabulary is the 256 byte symbols, ``<|endoftext|>`` (EOS and UNK; no pad token, as GPT-2)
+    and a few merges, so "red shoe coffee" splits into word pieces ("Ġshoe", "offee", ...).
+    """
+    import json
+
+    import torch
+    from transformers import GPT2Config, GPT2Model, GPT2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    merges = ["Ġ s", "h o", "Ġs ho", "Ġsho e", "Ġ r", "e d", "Ġr ed", "r ed", "o f", "of f", "e e", "off ee"]
+    vocab = {"<|endoftext|>": 0}
+    for symbol in [*bytes_to_unicode().values(), *(m.replace(" ", "") for m in merges)]:
+        vocab.setdefault(symbol, len(vocab))
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(vocab),
+        n_embd=hidden,
+        n_layer=layers,
+        n_head=1,
+        n_positions=max_positions,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    GPT2Model(config).save_pretrained(folder)
+    GPT2Tokenizer.from_pretrained(folder).save_pretrained(folder)  # adds tokenizer.json and tokenizer_config.json
     return folder
 
 

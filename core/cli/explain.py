@@ -128,9 +128,10 @@ def _text(exp: dict[str, Any]) -> str:
 def _tokens_text(tok: dict[str, Any], top: int = 10) -> str:
     """The words of one item text that move the score most, strongest first."""
     where = "the candidate" if tok["source"] == "candidate" else f"event {tok['position']}"
+    baseline = tok["details"]["baseline"].removesuffix(" word embeddings")  # the pad token, e.g. [PAD]
     lines = [
         f"text tokens of item {tok['item']!r} ({where}; LayerIntegratedGradients on the encoder's word "
-        f"embeddings, baseline [PAD]): score {tok['score']:.4g} with the text, {tok['baseline_score']:.4g} "
+        f"embeddings, baseline {baseline}): score {tok['score']:.4g} with the text, {tok['baseline_score']:.4g} "
         f"without; completeness delta {_num(tok['completeness_delta'])} ({tok['details']['steps']} steps), "
         f"{tok['runtime_ms']:.0f} ms"
     ]

@@ -1,9 +1,11 @@
 """Layer Integrated Gradients over a run's text encoder: the live encoder, one text's attributions, words.
 
-:class:`LiveEncoder` loads the run's encoder for gradients (tokenize -> encoder -> mean pooling
--> L2 norm, exactly as :class:`core.model.encoder.TextEncoder` embeds texts); :func:`attribute_text`
-runs Captum's LayerIntegratedGradients of any score of the text embedding over the word
-embeddings, from a [PAD] baseline, doubling Gauss-Legendre nodes until complete;
+:class:`LiveEncoder` loads the run's encoder for gradients (document prompt + text -> tokenize ->
+encoder -> the folder's pooling -> L2 norm, exactly as :class:`core.model.encoder.TextEncoder`
+embeds texts); :func:`attribute_text` runs Captum's LayerIntegratedGradients of any score of the
+text embedding over the word embeddings, from a baseline of the pad token (a decoder-only
+tokenizer without one: its end-of-sequence, else unknown token) in place of every text token
+(special tokens and the prompt kept), doubling Gauss-Legendre nodes until complete;
 :func:`merge_words` sums word pieces into words; :func:`check_embedding` refuses a text that no
 longer gives the stored vector. :mod:`core.explain.tokens` applies them to an explanation.
 """
@@ -20,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import ArtifactError
-from core.model.encoder import TextEncoder, mean_pool
+from core.model.encoder import TextEncoder
+from core.model.pooling import pool
 from core.model.recommender import Recommender
 
 MAX_STEPS = 256
@@ -34,20 +37,27 @@ class LiveEncoder:
 
     def __init__(self, enc: TextEncoder) -> None:
         self.tokenizer, net, self.max_length = enc.loaded()
-        self.net, self.normalize = net.requires_grad_(False), enc.normalize
-        self.device, self.word_embeddings = self.net.device, self.net.get_input_embeddings()
+        self.net, self.normalize, self.pooling = net.requires_grad_(False), enc.normalize, enc.pooling
+        self.device, self.word_embeddings, self.dim = self.net.device, self.net.get_input_embeddings(), enc.dim
         self.lock = threading.Lock()  # Captum hooks the shared embedding layer while attributing
-        if self.tokenizer.pad_token_id is None:
+        # the baseline: the pad token, which TextEncoder sets to EOS (else UNK) for a tokenizer without one
+        self.baseline_token, self.baseline_id = self.tokenizer.pad_token, self.tokenizer.pad_token_id
+        if self.baseline_id is None:
             raise ArtifactError(
-                f"the encoder at {enc.model_path} has no [PAD] token, which token attributions "
-                f"use as the baseline; expected a BERT-style tokenizer"
+                f"the tokenizer in {enc.model_path} has no id for its pad token {self.baseline_token!r}, "
+                f"which token attributions use as the baseline"
             )
 
     def tokenize(self, text: str) -> dict[str, Any]:
-        """One text -> input_ids [1, L], extra forward tensors, baseline ids [1, L], pieces, word ids, spans."""
+        """One text -> input_ids [1, L], extra forward tensors, baseline ids [1, L], pieces, word ids, spans.
+
+        The document prompt goes first, as TextEncoder embeds; its tokens count as special (kept in
+        the baseline, left out of the words), and ``spans`` index the text without it.
+        """
         fast = bool(getattr(self.tokenizer, "is_fast", False))
+        prompt = self.pooling.prompt
         enc = self.tokenizer(
-            [text],
+            [prompt + text],
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
@@ -55,6 +65,10 @@ class LiveEncoder:
             return_offsets_mapping=fast,
         )
         ids, special = enc["input_ids"], enc["special_tokens_mask"].bool()
+        spans = enc["offset_mapping"][0].tolist() if fast else None
+        if prompt:
+            special = special | self._prompt_tokens(ids, spans, len(prompt))
+            spans = None if spans is None else [[max(a - len(prompt), 0), max(b - len(prompt), 0)] for a, b in spans]
         extra = {
             k: v.to(self.device)
             for k, v in enc.items()
@@ -63,17 +77,41 @@ class LiveEncoder:
         return {
             "ids": ids.to(self.device),
             "extra": extra,
-            "baseline": torch.where(special, ids, self.tokenizer.pad_token_id).to(self.device),
+            "baseline": torch.where(special, ids, self.baseline_id).to(self.device),
             "pieces": self.tokenizer.convert_ids_to_tokens(ids[0].tolist()),
             "special": special[0].tolist(),
             "word_ids": enc.word_ids(0) if fast else None,
-            "spans": enc["offset_mapping"][0].tolist() if fast else None,
+            "spans": spans,
         }
+
+    def _prompt_tokens(self, ids: torch.Tensor, spans: list[list[int]] | None, prompt_chars: int) -> torch.Tensor:
+        """[1, L] True where a token belongs to the document prompt.
+
+        Fast tokenizers: a token that ends within the prompt's characters (a piece that joins the
+        prompt's last space to the text's first word is the text's). Others: the tokens from the
+        first one of the prompt tokenized alone, for as long as they agree with it.
+        """
+        if spans is not None:
+            return torch.tensor([[a < b <= prompt_chars for a, b in spans]])
+        alone = self.tokenizer(self.pooling.prompt, add_special_tokens=False)["input_ids"]
+        row, out = ids[0].tolist(), torch.zeros_like(ids, dtype=torch.bool)
+        if not alone or alone[0] not in row:
+            raise ArtifactError(
+                f"the document prompt {self.pooling.prompt!r} does not start with the same token before a text "
+                f"as alone, so its tokens cannot be kept out of the attributions; expected a fast tokenizer"
+            )
+        start = end = row.index(alone[0])
+        while end < len(row) and end - start < len(alone) and row[end] == alone[end - start]:
+            end += 1
+        out[0, start:end] = True
+        return out
 
     def embed(self, input_ids: torch.Tensor, extra: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """input_ids [S, L] (+ attention_mask etc. [S, L]) -> text embeddings [S, T], as TextEncoder stores them."""
+        if input_ids.shape[1] == 0:  # a text without tokens embeds to zeros, as in TextEncoder
+            return torch.zeros(input_ids.shape[0], self.dim, device=input_ids.device)
         hidden = self.net(input_ids=input_ids, **extra).last_hidden_state  # [S, L, T]
-        pooled = mean_pool(hidden, extra["attention_mask"])  # [S, T]
+        pooled = pool(hidden, extra["attention_mask"], self.pooling.mode)  # [S, T]
         return F.normalize(pooled, p=2.0, dim=1) if self.normalize else pooled
 
 
@@ -116,7 +154,8 @@ def merge_words(
     """Sum piece attributions into words, special tokens left out.
 
     With a fast tokenizer's ``word_ids`` and character ``spans`` a word is its slice of
-    ``text``; otherwise WordPiece rules: a piece starting with ``##`` continues the word.
+    ``text`` (surrounding spaces dropped); otherwise WordPiece rules: a piece starting with
+    ``##`` continues the word.
     """
     groups: list[list[int]] = []
     for i, piece in enumerate(pieces):
@@ -130,7 +169,7 @@ def merge_words(
 
     def word(g: list[int]) -> str:
         if spans is not None:
-            return text[spans[g[0]][0] : spans[g[-1]][1]]
+            return text[spans[g[0]][0] : spans[g[-1]][1]].strip()  # byte-level BPE pieces carry their space
         return "".join(pieces[i].removeprefix("##") if k else pieces[i] for k, i in enumerate(g))
 
     return [(word(g), float(sum(values[i] for i in g))) for g in groups]
@@ -161,8 +200,8 @@ def attribute_text(
                 .cpu()
             )
             ends = score(emb).double()
-        gap = float(ends[0] - ends[1])
-        while True:
+        gap, values = float(ends[0] - ends[1]), []
+        while tok["ids"].shape[1] > 0:  # a text without tokens (a decoder's '') has nothing to attribute
             attr = lig.attribute(
                 tok["ids"],
                 baselines=tok["baseline"],
@@ -175,6 +214,7 @@ def attribute_text(
             if tolerance is None or abs(delta) <= tolerance * abs(gap) + 1e-6 or steps >= MAX_STEPS:
                 break
             steps = min(MAX_STEPS, steps * 2)
+        delta = float(sum(values) - gap)
     return {
         "tokens": tok["pieces"],
         "attributions": values,

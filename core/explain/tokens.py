@@ -1,13 +1,14 @@
 """Text-token attributions: LayerIntegratedGradients (Captum) on the text encoder's word embeddings.
 
-The run's encoder runs live on an item's text (tokenize -> encoder -> mean pooling -> L2
-norm, as :class:`core.model.encoder.TextEncoder`; it must reproduce the stored vector, else an
-ArtifactError says the text or encoder changed) and its output replaces the item's row
-of ``ItemEncoder.text`` on a private copy of the model: ``candidate``: where the explained
+The run's encoder runs live on an item's text (prompt + text -> tokenize -> encoder -> the model
+folder's pooling -> L2 norm, as :class:`core.model.encoder.TextEncoder`; it must reproduce the
+stored vector, else an ArtifactError says the text or encoder changed) and its output replaces
+the item's row of ``ItemEncoder.text`` on a private copy of the model: ``candidate``: where the explained
 item is scored (history tokens keep the stored vectors); ``event``: one history event's
 token only. The target is the explanation's (engagement, rating or fused; ``subject_for``).
-Baseline: every non-special token's word embedding swapped for [PAD]'s ([CLS]/[SEP],
-positions and attention kept); Gauss-Legendre nodes; Σ attributions = f(text) − f(baseline)
+Baseline: every non-special token's word embedding swapped for the pad token's ([PAD]; a
+decoder-only tokenizer's end-of-sequence token) with [CLS]/[SEP], the document prompt,
+positions and attention kept; Gauss-Legendre nodes; Σ attributions = f(text) − f(baseline)
 up to ``completeness_delta``. Pieces are kept (``tokens``) and summed into ``words``. The
 encoder runs on the run's device, the recommender copy on CPU like every attribution method.
 The encoder and the Layer Integrated Gradients themselves are :mod:`core.explain.text_ig`.
@@ -47,7 +48,7 @@ class TokenAttribution:
     attributions: list[float]  # [len(tokens)] in the target's units; 0 for special tokens
     words: list[tuple[str, float]]  # pieces summed into words, special tokens left out
     score: float  # target with the live text embedding
-    baseline_score: float  # target with every non-special token's word embedding swapped for [PAD]'s
+    baseline_score: float  # target with every non-special token's word embedding swapped for the pad token's
     completeness_delta: float  # Σ attributions − (score − baseline_score)
     runtime_ms: float
     target: str = "fused"
@@ -171,7 +172,7 @@ def _one(
         "steps": out.pop("steps"),
         "tolerance": quadrature[1],
         "quadrature": "gausslegendre",
-        "baseline": "[PAD] word embeddings",
+        "baseline": f"{live.baseline_token} word embeddings",
         "embedding_difference": gap,
         "max_tokens": live.max_length,
     }

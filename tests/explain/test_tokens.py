@@ -2,7 +2,7 @@
 
 One module-wide workspace: a small generated dataset, a random 1-layer BERT whose WordPiece
 vocabulary covers some words of the item texts (so that words split into pieces), one
-trained run (d_model 16).
+trained run (d_model 16); a second one on a random decoder-only GPT-2 (last-token pooling).
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from typing import Any
 
 import pytest
 import torch
-from tiny_support import save_tiny_bert  # tests/tiny_support.py
-from transformers import BertTokenizer
+from tiny_support import save_tiny_bert, save_tiny_gpt2  # tests/tiny_support.py
+from transformers import AutoTokenizer, BertTokenizer
 
 from core.errors import ArtifactError, DataError, NotFittedError, NotFoundError
 from core.explain import explain
 from core.explain.subject import titles_of
-from core.explain.text_ig import live_encoder, merge_words
+from core.explain.text_ig import LiveEncoder, attribute_text, live_encoder, merge_words
 from core.explain.tokens import TokenAttribution, token_attributions
+from core.model.encoder import TextEncoder
 from core.model.recommender import Recommender
 from core.runs.explain import token_attributions_run
 from core.runs.run import open_run
@@ -79,8 +80,8 @@ def _bert(folder: Path, seed: int) -> Path:
 
 
 class Env:
-    def __init__(self, root: Path, tiny_run) -> None:
-        run = tiny_run(root, train=TRAIN, encoder=_bert(root / "bert", seed=0))
+    def __init__(self, root: Path, tiny_run, encoder: Path | None = None) -> None:
+        run = tiny_run(root, train=TRAIN, encoder=encoder or _bert(root / "bert", seed=0))
         self.ws, self.run_id, self.bert = run.ws, run.run_id, run.encoder
         self.other_bert = _bert(root / "other", seed=1)
         self.rec = open_run(self.ws, self.run_id, "cpu").recommender()
@@ -266,3 +267,72 @@ def test_run_api_and_strict_json(env: Env) -> None:
     assert all(isinstance(w, list) and len(w) == 2 for w in out["words"])
     with pytest.raises(NotFoundError, match="nobody"):
         token_attributions_run(open_run(env.ws, env.run_id), "nobody", env.item)
+
+
+# -- other encoders: decoder-only, a document prompt ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gpt2_env(tmp_path_factory: pytest.TempPathFactory, tiny_run) -> Env:
+    """A run whose text encoder is a random GPT-2: no [PAD], no special tokens, last-token pooling."""
+    root = tmp_path_factory.mktemp("tokens-gpt2")
+    return Env(root, tiny_run, encoder=save_tiny_gpt2(root / "gpt2"))
+
+
+def test_a_decoder_only_encoder(gpt2_env: Env) -> None:
+    env = gpt2_env
+    assert live_encoder(env.rec).pooling.mode == "lasttoken"
+    (cand,) = env.tokens("engagement", steps=128)
+    reference = explain(env.rec, env.user, env.item, "loo", "engagement")
+    assert cand.score == pytest.approx(reference.score, abs=1e-4)  # the live text gives the stored vector
+    text = env.titles[env.item][1]
+    tokenizer = AutoTokenizer.from_pretrained(env.bert)
+    assert tokenizer.pad_token is None and cand.details["baseline"] == f"{tokenizer.eos_token} word embeddings"
+    ids = tokenizer(text, truncation=True, max_length=cand.details["max_tokens"])["input_ids"]
+    assert cand.tokens == tokenizer.convert_ids_to_tokens(ids)  # no special tokens
+    gap = cand.score - cand.baseline_score
+    assert abs(gap) > 1e-6 and sum(cand.attributions) == pytest.approx(gap, rel=5e-3, abs=1e-7)
+    assert abs(cand.completeness_delta) <= 0.05 * abs(gap)
+    words = [w for w, _ in cand.words]  # byte-level pieces merged into the text's words, without their spaces
+    assert all(w and w == w.strip() for w in words) and text.replace(" ", "").startswith("".join(words))
+    assert len(words) < len(cand.tokens) and words[:2] == text.split()[:2]
+    assert sum(a for _, a in cand.words) == pytest.approx(sum(cand.attributions), abs=1e-9)
+
+
+def test_a_decoder_only_encoder_and_an_empty_text(gpt2_env: Env) -> None:
+    twin, titles = _retexted(gpt2_env, gpt2_env.item, "")
+    (cand,) = token_attributions(twin, gpt2_env.user, gpt2_env.item, "engagement", titles=titles)
+    assert cand.tokens == [] and cand.attributions == [] and cand.words == []
+    assert cand.score == cand.baseline_score and cand.completeness_delta == 0.0
+
+
+def test_a_document_prompt_is_kept_out_of_the_attributions(env: Env, tmp_path: Path) -> None:
+    folder = Path(shutil.copytree(env.bert, tmp_path / "prompted"))
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": "the query ", "document": "the coffee "}}), encoding="utf-8"
+    )
+    enc = TextEncoder(folder)
+    live = LiveEncoder(enc)
+    text = "smart plugs"
+    weights = torch.linspace(-1.0, 1.0, enc.dim)
+    out = attribute_text(live, lambda emb: emb @ weights, text, 32)
+    assert out["tokens"] == ["[CLS]", "the", "coffee", "smart", "plug", "##s", "[SEP]"]
+    assert out["attributions"][:3] == [0.0, 0.0, 0.0] and out["attributions"][-1] == 0.0  # the prompt is kept
+    assert [w for w, _ in out["words"]] == ["smart", "plugs"]
+    gap = out["score"] - out["baseline_score"]
+    assert abs(gap) > 1e-6 and abs(out["completeness_delta"]) <= 0.05 * abs(gap)
+    torch.testing.assert_close(out["embedding"], torch.from_numpy(enc.encode([text])[0]), atol=1e-5, rtol=0)
+    tok = live.tokenize(text)
+    assert tok["special"] == [True, True, True, False, False, False, True]
+    # a tokenizer without offsets finds the prompt's tokens by matching them
+    assert live._prompt_tokens(tok["ids"], None, len("the coffee ")).tolist() == [[False, True, True] + [False] * 4]
+
+
+def test_a_prompt_whose_last_space_joins_the_texts_first_word(gpt2_env: Env, tmp_path: Path) -> None:
+    folder = Path(shutil.copytree(gpt2_env.bert, tmp_path / "prompted"))
+    prompts = {"prompts": {"query": "query "}, "default_prompt_name": "query"}
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(prompts), encoding="utf-8")
+    live = LiveEncoder(TextEncoder(folder))
+    tok = live.tokenize("shoe")  # "query shoe": the piece "Ġshoe" carries the prompt's space
+    assert tok["pieces"][-1] == "Ġshoe" and tok["special"] == [True] * (len(tok["pieces"]) - 1) + [False]
+    assert live._prompt_tokens(tok["ids"], None, len("query ")).tolist() == [tok["special"]]  # without offsets
+    out = attribute_text(live, lambda emb: emb.sum(-1), "shoe", 32)
+    assert out["words"] == [("shoe", out["attributions"][-1])] and not any(out["attributions"][:-1])

@@ -1,18 +1,24 @@
-"""TextEncoder on a tiny random BERT built offline, plus one check on the real MiniLM."""
+"""TextEncoder on tiny random models built offline (a BERT, the BERT in a sentence-transformers layout,
+a decoder-only GPT-2), plus checks on the real MiniLM."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tiny_support import save_tiny_bert  # tests/tiny_support.py
-from transformers import BertModel, BertTokenizer
+from tiny_support import TINY_MODEL, save_tiny_bert, save_tiny_gpt2  # tests/tiny_support.py
+from transformers import AutoTokenizer, BertModel, BertTokenizer, GPT2Model
 
+from core import schema as S
+from core.data import synth
 from core.errors import ArtifactError, DataError
 from core.model.encoder import TextEncoder, mean_pool
-from core.model.encoder_files import default_model_path
+from core.model.encoder_files import default_model_path, model_fingerprint
+from core.model.recommender import Recommender
 
 VOCAB = [
     "[PAD]",
@@ -193,3 +199,123 @@ def test_truncated_weights_raise_artifact_error(tiny: Path, tmp_path: Path) -> N
         (broken / f.name).write_bytes(data[:100] if f.suffix == ".safetensors" else data)
     with pytest.raises(ArtifactError, match="cannot load an encoder"):
         TextEncoder(broken).encode(["x"])
+
+
+# -- the pooling each model folder declares -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_gpt2(tmp_path_factory.mktemp("models") / "gpt2")
+
+
+def _as_sentence_transformers(tiny: Path, folder: Path, pooling: dict, prompts: dict | None = None) -> Path:
+    """A copy of ``tiny`` in the sentence-transformers layout: modules.json, 1_Pooling/config.json (+ prompts)."""
+    shutil.copytree(tiny, folder)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules), encoding="utf-8")
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling), encoding="utf-8")
+    if prompts is not None:
+        (folder / "config_sentence_transformers.json").write_text(json.dumps(prompts), encoding="utf-8")
+    return folder
+
+
+def test_a_plain_encoder_folder_mean_pools_with_the_settings_it_always_had(tiny: Path) -> None:
+    enc = TextEncoder(tiny)
+    assert enc.pooling.mode == "mean" and enc.pooling.prompt == ""
+    assert enc._settings() == {"pooling": "mean", "normalize": True, "max_length": 256}
+
+
+def test_the_bundled_minilm_keeps_its_fingerprint() -> None:
+    enc = TextEncoder()
+    assert enc.pooling.mode == "mean" and enc.pooling.source.endswith("1_Pooling/config.json")
+    settings = {"pooling": "mean", "normalize": True, "max_length": 256}  # what the fingerprint always hashed
+    assert enc.fingerprint == model_fingerprint(default_model_path(), settings)
+
+
+def test_decoder_only_model_pools_its_last_real_token(gpt2: Path) -> None:
+    enc = TextEncoder(gpt2, normalize=False)
+    assert enc.pooling.mode == "lasttoken" and enc.dim == 8  # n_embd
+    texts = ["red shoe", "a red shoe with coffee and a longer tail", "", "coffee"]
+    raw = enc.encode(texts)  # one right-padded batch
+    tok, net = AutoTokenizer.from_pretrained(gpt2), GPT2Model.from_pretrained(gpt2).eval()
+    assert tok.pad_token is None and enc.loaded()[0].pad_token == tok.eos_token  # padded with EOS
+    for text, row in zip(texts, raw):
+        ids = tok(text, return_tensors="pt")["input_ids"]
+        if ids.shape[1] == 0:  # GPT-2 adds no token to '': nothing to pool
+            assert not row.any()
+            continue
+        with torch.no_grad():
+            last = net(input_ids=ids).last_hidden_state[0, -1]
+        np.testing.assert_allclose(row, last.numpy(), atol=1e-5)
+    alone = np.stack([TextEncoder(gpt2, normalize=False).encode([t])[0] for t in texts])
+    np.testing.assert_allclose(raw, alone, atol=1e-5)  # the longer text's padding does not leak
+    unit = TextEncoder(gpt2).encode(texts)
+    np.testing.assert_allclose(np.linalg.norm(unit[[0, 1, 3]], axis=1), 1.0, atol=1e-5)
+
+
+def test_sentence_transformers_cls_pooling(tiny: Path, tmp_path: Path) -> None:
+    folder = _as_sentence_transformers(tiny, tmp_path / "cls", {"pooling_mode": "cls"})
+    enc = TextEncoder(folder)
+    assert enc.pooling.mode == "cls"
+    tok, net = BertTokenizer.from_pretrained(tiny), BertModel.from_pretrained(tiny).eval()
+    batch = tok(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        first = net(**batch).last_hidden_state[:, 0]  # [CLS]
+    np.testing.assert_allclose(enc.encode(TEXTS), torch.nn.functional.normalize(first, dim=1).numpy(), atol=1e-5)
+
+
+def test_the_fingerprint_and_cache_follow_the_pooling(tiny: Path, tmp_path: Path) -> None:
+    modes = {"mean": tiny}
+    for mode in ("cls", "max"):
+        modes[mode] = _as_sentence_transformers(tiny, tmp_path / mode, {"pooling_mode": mode})
+    cache = tmp_path / "cache"
+    vectors = {}
+    for mode, folder in modes.items():
+        enc = TextEncoder(folder, cache_dir=cache)
+        vectors[mode] = enc.encode(TEXTS)
+        assert enc.last_stats == {"cached": 0, "encoded": 4}  # same model files, another pooling: no reuse
+    assert len({TextEncoder(f).fingerprint for f in modes.values()}) == 3
+    assert not np.allclose(vectors["cls"], vectors["mean"]) and not np.allclose(vectors["max"], vectors["mean"])
+    mean_declared = _as_sentence_transformers(tiny, tmp_path / "st-mean", {"pooling_mode_mean_tokens": True})
+    assert TextEncoder(mean_declared).fingerprint == TextEncoder(tiny).fingerprint  # same vectors, same cache
+
+
+def test_a_document_prompt_goes_before_every_text(tiny: Path, tmp_path: Path) -> None:
+    prompts = {"prompts": {"query": "the query ", "document": "a shoe "}, "default_prompt_name": None}
+    folder = _as_sentence_transformers(tiny, tmp_path / "prompted", {"pooling_mode": "mean"}, prompts)
+    enc = TextEncoder(folder, cache_dir=tmp_path / "cache")
+    assert enc.pooling.prompt == "a shoe " and enc._settings()["prompt"] == "a shoe "
+    np.testing.assert_allclose(enc.encode(TEXTS), TextEncoder(tiny).encode([f"a shoe {t}" for t in TEXTS]), atol=1e-5)
+    assert enc.fingerprint != TextEncoder(tiny).fingerprint
+
+
+def test_a_bad_pooling_config_names_the_file(tiny: Path, tmp_path: Path) -> None:
+    folder = _as_sentence_transformers(tiny, tmp_path / "bad", {"pooling_mode": "mean_sqrt_len_tokens"})
+    with pytest.raises(ArtifactError, match=r"bad/1_Pooling/config\.json: pooling_mode asks for 'mean_sqrt_len"):
+        TextEncoder(folder, cache_dir=tmp_path / "cache").encode(["x"])
+
+
+def test_a_recommender_trains_and_recommends_on_a_decoder_only_encoder(gpt2: Path) -> None:
+    data = synth.generate(synth.SynthConfig.small(3, n_users=20, n_items=15, target_events=400))
+    items = data.items.assign(**{S.ITEM_TEXT: data.items[S.ITEM_TITLE]})
+    settings = {"encoder": str(gpt2), "device": "cpu", "model": dict(TINY_MODEL), "train": {"epochs": 1, "seed": 0}}
+    rec = Recommender(**settings).fit(data.events, items)
+    enc = TextEncoder(gpt2)
+    assert rec.encoder_fingerprint_ == enc.fingerprint
+    texts = [dict(zip(items[S.ITEM_ID].astype(str), items[S.ITEM_TEXT]))[i] for i in rec.data_.item_ids[1:]]
+    np.testing.assert_allclose(rec.model_.items.text[1:].detach().numpy(), enc.encode(texts), atol=1e-6)
+    user = str(data.events[S.USER_ID].iloc[0])
+    top = rec.recommend(user, 5)
+    assert len(top) == 5 and top["item_id"].is_unique and set(top["item_id"]) <= set(rec.data_.item_ids[1:])
+
+
+def test_a_left_padding_tokenizer_gives_the_same_vectors(gpt2: Path, tmp_path: Path) -> None:
+    left = Path(shutil.copytree(gpt2, tmp_path / "left"))
+    config = json.loads((left / "tokenizer_config.json").read_text(encoding="utf-8"))
+    (left / "tokenizer_config.json").write_text(json.dumps({**config, "padding_side": "left"}), encoding="utf-8")
+    assert AutoTokenizer.from_pretrained(left).padding_side == "left"
+    texts = ["red shoe", "a red shoe with coffee and a longer tail", "coffee"]
+    np.testing.assert_allclose(TextEncoder(left).encode(texts), TextEncoder(gpt2).encode(texts), atol=1e-6)
