@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -90,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_one(eps, args.seed, args.workspace, args), default=float))
         return 0
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="privacy-ws-"))
-    if not (workspace / "behaviorlens.duckdb").is_file():
-        build_dataset(args.data, workspace)
     passed = [
         f"--dp-epochs={args.dp_epochs}",
         f"--dp-batch={args.dp_batch}",
@@ -101,10 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     variants: list[float | None] = [] if args.skip_plain else [None]
     variants += [float(e) for e in args.epsilons.split(",") if e]
     rows = []
-    for eps in variants:
-        results = [_child(eps, s, workspace, passed) for s in range(args.seeds)]
-        rows.append((eps, results))
-        print(f"done epsilon {eps}: {json.dumps(results, default=float)}", file=sys.stderr, flush=True)
+    try:  # the data's license: a temporary workspace does not outlive the run
+        if not (workspace / "behaviorlens.duckdb").is_file():
+            build_dataset(args.data, workspace)
+        for eps in variants:
+            results = [_child(eps, s, workspace, passed) for s in range(args.seeds)]
+            rows.append((eps, results))
+            print(f"done epsilon {eps}: {json.dumps(results, default=float)}", file=sys.stderr, flush=True)
+    finally:
+        if args.workspace is None:
+            shutil.rmtree(workspace, ignore_errors=True)
     print(
         f"ML-100K, {args.seeds} seed(s), 1 torch thread per run, cores {os.cpu_count()}; protocol: full ranking, "
         "earlier items excluded, leave-last-out (test), held-out events asked at the stand-in time; "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -156,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workspace", type=Path)
     args = p.parse_args(argv)
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="update-ws-"))
-    targets = build(args.data, workspace, args.max_users)
-    results = [one_seed(workspace, s, args, targets) for s in range(args.seeds)]
+    try:  # the data's license: a temporary workspace does not outlive the run
+        targets = build(args.data, workspace, args.max_users)
+        results = [one_seed(workspace, s, args, targets) for s in range(args.seeds)]
+    finally:
+        if args.workspace is None:
+            shutil.rmtree(workspace, ignore_errors=True)
     print(
         f"ML-1M{'' if args.max_users is None else f' (first {args.max_users} users)'}: 4 time blocks; base on 1-2, "
         f"update ({args.update_epochs} epochs from the base run) and retrain on 1-3, tested on block 4 "

@@ -299,7 +299,7 @@ def test_model_weights_read_the_behavior_memory(fitted: Recommender) -> None:
         assert list(report.model_weights[behavior]) == [label for label, _ in MEMORY_AGES]
         for label, seconds in MEMORY_AGES:
             g = int(gap_bucket(np.array([seconds]))[0])
-            logit = GATE_SCALE * (memory.behavior.weight[code, g] + memory.value.weight[buckets[code], g])
+            logit = GATE_SCALE * (memory.behavior.weight[code, g] + memory.value.weight[buckets[code], g]).detach()
             assert report.model_weights[behavior][label] == pytest.approx(float(torch.nn.functional.softplus(logit)))
     assert "model weight of one" in _influence_text(report.to_dict())
 
