@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,16 +46,18 @@ def build_dataset(data_dir: Path, workspace: Path) -> str:
     flags = items.iloc[:, 5 : 5 + len(genres)].to_numpy()
     names = [", ".join(g for g, f in zip(genres, row) if f == 1) for row in flags]
     tmp = Path(tempfile.mkdtemp(prefix="ml100k-"))
-    pd.DataFrame({"item_id": items[0], "title": items[1], "genres": names}).to_csv(tmp / "items.csv", index=False)
-    ws = Workspace(workspace)
-    ingest(
-        ws,
-        data_dir / "u.data",
-        tmp / "items.csv",
-        IngestOptions(
-            name="ml100k", columns=[S.USER_ID, S.ITEM_ID, S.VALUE, S.TIMESTAMP], rating_range=(1, 5), keep_ids=True
-        ),
-    )
+    try:  # the derived catalogue lives only for the ingest (the data's license)
+        pd.DataFrame({"item_id": items[0], "title": items[1], "genres": names}).to_csv(tmp / "items.csv", index=False)
+        ingest(
+            Workspace(workspace),
+            data_dir / "u.data",
+            tmp / "items.csv",
+            IngestOptions(
+                name="ml100k", columns=[S.USER_ID, S.ITEM_ID, S.VALUE, S.TIMESTAMP], rating_range=(1, 5), keep_ids=True
+            ),
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return "ml100k"
 
 
