@@ -116,8 +116,9 @@ def pick_run(workspace: Workspace, key: str) -> Run | None:
     run = get_run(workspace, run_id)
     if run.mark:
         st.warning(plain(f"Run {run_id} was {run.mark}: retrain it on the Train page."))
-    if privacy_label(run.privacy):
-        st.info(plain(f"Run {run_id} was {privacy_label(run.privacy)}."))
+    private = privacy_label(run.privacy)
+    if private:
+        st.info(plain(f"Run {run_id} was {private}."))
     return run
 
 

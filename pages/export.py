@@ -67,6 +67,7 @@ def explanation_downloads(ws: Workspace) -> None:
         st.info("Nothing explained yet: pick a user and an item on the Explain page, then come back here.")
         return
     run = get_run(ws, request["run"])
+    private = privacy_label(run.privacy)  # "trained with DP, epsilon = ..." or None
     exp = explain_run(
         run,
         request["user"],
@@ -81,7 +82,7 @@ def explanation_downloads(ws: Workspace) -> None:
         plain(
             f"User {exp.user}, item {exp.item_title or exp.item} ({exp.item}), method {exp.method}, "
             f"{exp.target} score, run {request['run']}: {len(exp.events)} events."
-            + (f" The run was {privacy_label(run.privacy)}." if privacy_label(run.privacy) else "")
+            + (f" The run was {private}." if private else "")
         )
     )
     stem = safe_file_name(f"explanation-{exp.user}-{exp.item}-{exp.method}-{exp.target}")
@@ -96,7 +97,7 @@ def explanation_downloads(ws: Workspace) -> None:
         args=(request["run"], f"attributions CSV of one user's explanation, item {exp.item} ({exp.method})"),
         icon=":material/table:",
     )
-    report = html_report(exp, **report_parts(run, request), model_note=privacy_label(run.privacy))
+    report = html_report(exp, **report_parts(run, request), model_note=private)
     right.download_button(
         "HTML report",
         report,

@@ -28,7 +28,6 @@ text are treated as public.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -150,7 +149,13 @@ class NoisySum:
     def add(self, loss: torch.Tensor) -> float:
         """Add one user's gradient of ``loss``, clipped to the bound; its norm before clipping."""
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-        norm = math.sqrt(sum(float(g.detach().pow(2).sum()) for g in grads if g is not None))
+        present = [g.detach() for g in grads if g is not None]
+        # one device sync per user, not one per parameter
+        norm = (
+            float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present])))
+            if present
+            else 0.0
+        )
         factor = min(1.0, self.plan.max_grad_norm / (norm + 1e-6))
         for acc, g in zip(self.total, grads):
             if g is not None:

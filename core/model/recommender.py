@@ -178,9 +178,10 @@ class Recommender:
             raise DataError("no user has enough events to hold out a validation and a test event (3+ needed)")
         exclude = default_exclude_seen(data) if self.exclude_seen is None else bool(self.exclude_seen)
         self.protocol_ = Protocol(exclude, self.target_behavior, request_time=self.request_time)
-        # a private run's ratings are not standardized by the users' own mean and spread (released with the model)
-        self.scale_ = RatingScale() if self.train.get("privacy") else standardize(data, self.split_)
-        self.scale_ = warm.scale if warm is not None else self.scale_
+        # an update keeps its parent's units; a private run's ratings are not standardized by the users' own mean
+        # and spread (released with the model)
+        private = self.train.get("privacy")
+        self.scale_ = warm.scale if warm else RatingScale() if private else standardize(data, self.split_)
         self.text_embeddings_, self.encoder_fingerprint_ = encode_items(
             self.encoder, texts, cache_dir, self.device_.type, progress
         )

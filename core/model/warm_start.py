@@ -12,7 +12,7 @@ scale and stand-in request gap, so the copied weights mean what they meant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,6 @@ class Parent:
     model_config: dict[str, Any]
     scale: RatingScale
     encoder_fingerprint: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
 
     def architecture(self) -> dict[str, Any]:
         """The saved model's settings that are not derived from the data (width, layers, repeat evidence...)."""
@@ -63,7 +62,6 @@ def read_parent(run: str, folder: Path, config: dict[str, Any]) -> Parent:
         model_config=dict(config["model_config"]),
         scale=RatingScale(float(scale.get("mean", 0.0)), float(scale.get("std", 1.0))),
         encoder_fingerprint=config.get("encoder_fingerprint"),
-        settings=dict(config.get("settings") or {}),
     )
 
 
