@@ -238,6 +238,7 @@ R_BAD_VALUE = "non_numeric_value"
 R_MISSING_RATING = "missing_rating"
 R_RATING_RANGE = "rating_out_of_range"
 R_DUPLICATE = "duplicate"
+R_STORED = "already_stored"  # an appended row the dataset already holds (core.ingest.append)
 
 # Values read as "missing" in ID columns (after trimming, case-insensitive).
 NULL_TOKENS: tuple[str, ...] = ("", "nan", "null", "none", "na", "n/a", "nil", "undefined")

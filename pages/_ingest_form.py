@@ -42,6 +42,8 @@ from pages._advice import (
 from pages._shared import PENDING_DATASET_KEY, REPORT_KEY, page_actor, plain, show_error
 
 NONE = "(none)"
+APPEND_TO = "Add the events to"
+NEW_DATASET = "a new dataset (the name on the left)"
 ITEM_TEXT = "Item text columns (empty: chosen automatically)"
 NO_ITEM_TEXT = "No item text from the events file"
 ITEMS_TEXT = "Items file text columns (empty: every text column)"
@@ -100,19 +102,29 @@ def mapping_form(
             choice = grid[i % 3].selectbox(fld, options, index=index, key=f"map_{fld}_{tag}_{columns_tag}")
             mapping[fld] = None if choice == NONE else choice
         codes = st.text_input(BEHAVIOR_CODES, placeholder="0=click,1=cart", key=f"codes_{tag}")
-        name = st.text_input("Dataset name", value=default_name(events.file.name), key=f"name_{tag}")
+        left, right = st.columns(2)
+        name = left.text_input("Dataset name", value=default_name(events.file.name), key=f"name_{tag}")
+        target = right.selectbox(
+            APPEND_TO,
+            [NEW_DATASET, *ws.dataset_names()],
+            key=f"append_to_{tag}",
+            help="Add this log's events to a stored dataset: rows it already holds are counted, not added twice, "
+            "and runs trained before keep the rows they were trained on. Its user IDs stay as it stores them.",
+        )
         keep = st.checkbox(KEEP_IDS, value=False, key=f"keep_{tag}")
         item_text = item_text_fields(events, f"{tag}_{columns_tag}")
         with st.expander(MORE_OPTIONS):
             more = more_options(tag, item_columns)
         submitted = st.form_submit_button("Ingest", type="primary")
     if submitted:
+        appending = target != NEW_DATASET
         opts = IngestOptions(
-            name=name.strip() or None,
+            name=None if appending else name.strip() or None,
+            append_to=target if appending else None,
             columns=events.names,
             mapping=mapping,
             behavior_codes=codes.strip() or None,
-            keep_ids=keep,
+            keep_ids=keep and not appending,  # an append keeps the dataset's ID mode
             item_text_columns=item_text,
             **more,
         )

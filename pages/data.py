@@ -141,6 +141,7 @@ def show_report(report: dict[str, Any]) -> None:
             f"Since this ingest, {forgotten.get('events', 0):,} accepted events of {forgotten.get('users', 0):,} "
             "user(s) were deleted on request (behaviorlens forget): the dataset holds the accepted rows less these."
         )
+    show_appends(report)
     show_rejections(report["rejected_by_reason"], report["examples"])
     if report["duplicate_examples"]:
         st.text("Duplicate rows (first row, copies):")
@@ -149,6 +150,24 @@ def show_report(report: dict[str, Any]) -> None:
         show_items_file(report["items_file"])
     show_item_text(report.get("item_text") or {})
     show_warnings(report_warnings(report))
+
+
+def show_appends(report: dict[str, Any]) -> None:
+    """What an append added (its own report), or the logs appended to a stored dataset since its ingest."""
+    added = report.get("appended")
+    if isinstance(added, dict):
+        st.info(
+            f"Appended to dataset {added['dataset']}: {added['events_added']:,} events and {added['items_added']:,} "
+            f"new items added, {added['already_stored']:,} rows already stored (not added again). The dataset now "
+            f"holds {added['events_after']:,} events, {added['users_after']:,} users and {added['items_after']:,} "
+            "items; runs trained before keep the rows they were trained on."
+        )
+    appends = report.get("appends")
+    if isinstance(appends, list) and appends:
+        st.text("Logs appended since this ingest:")
+        keys = ("sources", "version", "rows_read", "rows_accepted", "rows_rejected", "items_added")
+        shown = [{k: ", ".join(a[k]) if k == "sources" else a.get(k) for k in keys} for a in appends]
+        st.dataframe(table(shown), hide_index=True)
 
 
 def show_rejections(by_reason: dict[str, int], examples: dict[str, list[dict[str, Any]]]) -> None:

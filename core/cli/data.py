@@ -83,6 +83,12 @@ def _ingest_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--time-format", metavar="FMT", help="strptime format for timestamps, e.g. %%d/%%m/%%Y")
     p.add_argument("--drop-duplicates", action="store_true", help="reject exact duplicate rows")
     p.add_argument("--name", help="dataset name (default: the file name)")
+    p.add_argument(
+        "--append-to",
+        metavar="DATASET",
+        help="add the file's events to a stored dataset (rows it already holds are counted, not added again); "
+        "runs trained before keep their own rows",
+    )
     p.add_argument("--keep-ids", action="store_true", help="store raw user IDs (default: keyed pseudonyms)")
     p.add_argument(
         "--item-text-columns",
@@ -116,6 +122,7 @@ def _options(args: argparse.Namespace) -> IngestOptions:
         time_format=args.time_format,
         drop_duplicates=args.drop_duplicates,
         items_id_column=args.items_id,
+        append_to=args.append_to,
         item_text_columns=_item_text_columns(args.item_text_columns),
         items_text_columns=[c.strip() for c in args.items_text_columns.split(",") if c.strip()]
         if args.items_text_columns
@@ -146,6 +153,14 @@ def _print_ingest(report: dict[str, Any]) -> None:
     )
     for reason, n in report["rejected_by_reason"].items():
         print(f"  rejected {n:,} x {reason}")
+    appended = report.get("appended")
+    if appended:
+        print(
+            f"  appended {appended['events_added']:,} events and {appended['items_added']:,} new items: the dataset "
+            f"now holds {appended['events_after']:,} events, {appended['users_after']:,} users, "
+            f"{appended['items_after']:,} items"
+            + (f" (version {report['version']})" if appended["events_added"] else "")
+        )
     print(f"  users {report['users']:,}, items {report['items']:,}, duplicates {report['duplicates']:,}")
     print("  behaviors: " + ", ".join(f"{b} {n:,}" for b, n in report["behaviors"].items()))
     described = report.get("item_text") or {}

@@ -10,18 +10,21 @@ from __future__ import annotations
 import json
 import math
 import os
+from typing import Any
 
 import duckdb
 import pandas as pd
 
 from core import schema as S
 from core.errors import DataError, UnusableFileError
+from core.ingest import item_text
 from core.ingest.advice import Hint, Notice, notices_of
 from core.ingest.mapping import guess_mapping, is_numeric_text, normalize_name
-from core.ingest.reader import load_source
+from core.ingest.reader import count, load_source
 from core.ingest.sniff import TRAILING
 from core.ingest.source import inspect_source
 from core.ingest.source_info import Malformed, SourceInfo
+from core.ingest.validation import CHECKED
 
 EXAMPLES_PER_REASON = 5
 R_DUPLICATE_ITEM = "duplicate_item_id"
@@ -161,3 +164,28 @@ def _catalogue_report(
         "warnings": list(info.warnings),
         "notices": notices_of(info.warnings),  # the warnings as parts (core.ingest.advice)
     }
+
+
+def item_rows(con: duckdb.DuckDBPyConnection, catalogue: tuple[pd.DataFrame, dict[str, Any]] | None) -> int:
+    """Table ``__items``: catalogue rows plus every event item missing from it, each item's text followed by what
+    the events file's descriptive columns say of it (table ``__item_text``); returns the event items."""
+    event_items = f"SELECT DISTINCT i FROM {CHECKED} WHERE reason IS NULL"
+    plain = (
+        f"e.i AS {S.ITEM_ID}, e.i AS {S.ITEM_TITLE}, CAST(NULL AS VARCHAR) AS {S.ITEM_CATEGORY}, "
+        f"coalesce(it.txt, '') AS {S.ITEM_TEXT}, CAST(NULL AS VARCHAR) AS {S.ITEM_ATTRS}"
+    )
+    described = "LEFT JOIN __item_text it ON it.i = e.i"
+    if catalogue is None:
+        con.execute(f"CREATE TABLE __items AS SELECT {plain} FROM ({event_items}) e {described}")
+        return count(con, "SELECT count(*) FROM __items")
+    con.execute(f"CREATE TABLE __event_items AS {event_items}")
+    con.register("__cat_df", catalogue[0].astype("string"))
+    text = f"concat_ws('{item_text.SEPARATOR}', nullif(c.{S.ITEM_TEXT}, ''), it.txt) AS {S.ITEM_TEXT}"
+    cols = f"c.{S.ITEM_ID}, c.{S.ITEM_TITLE}, c.{S.ITEM_CATEGORY}, {text}, c.{S.ITEM_ATTRS}"
+    con.execute(
+        f"CREATE TABLE __items AS SELECT {cols} FROM __cat_df c LEFT JOIN __item_text it ON it.i = c.{S.ITEM_ID} "
+        f"UNION ALL SELECT {plain} FROM __event_items e {described} "
+        f"WHERE e.i NOT IN (SELECT {S.ITEM_ID} FROM __cat_df)"
+    )
+    con.unregister("__cat_df")
+    return count(con, "SELECT count(*) FROM __event_items")

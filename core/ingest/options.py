@@ -30,4 +30,6 @@ class IngestOptions:
     item_text_columns: list[str] | str | None = None
     # the items file's columns joined into the item text, in this order (None: every text column)
     items_text_columns: list[str] | None = None
+    # the stored dataset the rows are added to (core.ingest.append); None: a dataset of its own
+    append_to: str | None = None
     memory_limit: str = field(default_factory=lambda: os.environ.get(MEMORY_ENV, "1GB"))

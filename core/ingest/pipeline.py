@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 
 from core import schema as S
 from core.errors import DataError, UnmappedFieldError, UnusableFileError
 from core.ingest import item_text
 from core.ingest.advice import Hint, Notice
-from core.ingest.catalogue import read_catalogue
+from core.ingest.append import append_mapping, append_options, append_rows, attached, check_layout, mark_stored
+from core.ingest.catalogue import item_rows, read_catalogue
 from core.ingest.mapping import canonical_behavior, parse_behavior_codes, resolve_mapping
 from core.ingest.options import MEMORY_ENV, IngestOptions
 from core.ingest.reader import count, load_source, peek_values
@@ -50,6 +50,7 @@ from core.ingest.validation import (
 from core.progress import ProgressFn
 from core.progress import report as notify
 from core.store import audit
+from core.store.lineage import set_rows_end
 from core.store.scratch import scratch_dir, sweep_scratch
 from core.store.versions import before_replace
 from core.store.workspace import Workspace, validate_name
@@ -84,12 +85,18 @@ def ingest(
     it for ``actor`` (default: this process's, :func:`core.store.audit.process_actor`)."""
     opts = options or IngestOptions()
     started = time.perf_counter()
+    target = None
+    if opts.append_to is not None:
+        target, opts = append_options(workspace, opts)
     name = validate_name(opts.name or default_name(source_names[0] if source_names else events))
     codes = parse_behavior_codes(opts.behavior_codes)
     notify(progress, "ingest", 0.05, 1.0, stage="reading")
     info = inspect_source(events, opts.columns)
-    mapping = resolve_mapping(info.columns, opts.mapping)
+    given = opts.mapping if target is None else append_mapping(target, info.columns, opts.mapping)
+    mapping = resolve_mapping(info.columns, given)
     _require_ids(info, mapping)
+    if target is not None:
+        check_layout(target, mapping)
     described = item_text.plan(info.columns, mapping, opts.item_text_columns)
     rules = _rules(info, mapping, opts, tuple(item_text.carried_fields(described)))
     sweep_scratch()  # what an ingest killed earlier left in the temp folder (raw rows)
@@ -107,19 +114,39 @@ def ingest(
         notify(progress, "ingest", 0.6, 1.0, stage="pseudonymizing")
         n_users = _user_table(con, workspace, opts.keep_ids)
         text_report = item_text.build(con, described, CHECKED)
-        n_items = _item_rows(con, catalogue)
+        n_items = item_rows(con, catalogue)
         job = IngestJob(name, info, rules, codes, opts, malformed, catalogue, source_names)
-        report = build_report(con, job, (n_users, n_items), _example_user(workspace, opts.keep_ids))
-        report.item_text = text_report
-        if report.rows_read == 0:
-            raise UnusableFileError(f"{info.path.name} has no data rows (only a header?): nothing to ingest")
-        notify(progress, "ingest", 0.8, 1.0, stage="writing")
-        report.replaced = _write(con, workspace, name, report)
+        counts = (n_users, n_items)
+        if target is None:
+            report = _report(con, job, counts, workspace, text_report)
+            notify(progress, "ingest", 0.8, 1.0, stage="writing")
+            report.replaced = _write(con, workspace, name, report)
+        else:
+            with workspace.lock(), attached(con, workspace):  # what is stored, and the write, are one snapshot
+                notify(progress, "ingest", 0.7, 1.0, stage="comparing with the stored events")
+                mark_stored(con, name, rules, not opts.keep_ids)
+                report = _report(con, job, counts, workspace, text_report)
+                notify(progress, "ingest", 0.8, 1.0, stage="appending")
+                report.appended = append_rows(con, name, report, rules)
     source = ", ".join(source_names or [Path(events).name])
     detail = f"{source}: {report.rows_accepted:,} of {report.rows_read:,} rows accepted, version {report.version}"
-    audit.record(workspace, "ingest", name, detail, actor)
+    audit.record(workspace, "append" if target is not None else "ingest", name, detail, actor)
     report.elapsed_s = round(time.perf_counter() - started, 3)
     notify(progress, "ingest", 1.0, 1.0, stage="done")
+    return report
+
+
+def _report(
+    con: duckdb.DuckDBPyConnection,
+    job: IngestJob,
+    counts: tuple[int, int],
+    workspace: Workspace,
+    text_report: dict[str, Any],
+) -> IngestReport:
+    report = build_report(con, job, counts, _example_user(workspace, job.opts.keep_ids))
+    report.item_text = text_report
+    if report.rows_read == 0:
+        raise UnusableFileError(f"{job.info.path.name} has no data rows (only a header?): nothing to ingest")
     return report
 
 
@@ -223,23 +250,19 @@ def _example_user(workspace: Workspace, keep_ids: bool) -> Callable[[Any], Any]:
 
 def _write(con: duckdb.DuckDBPyConnection, workspace: Workspace, name: str, report: IngestReport) -> bool:
     """Store events, items and the dataset row in one transaction; True if it replaced one."""
-    with workspace.lock():
-        con.execute(f"ATTACH '{_sql_path(workspace.db_path)}' AS ws")
+    with workspace.lock(), attached(con, workspace):
+        replaced = count(con, "SELECT count(*) FROM ws.datasets WHERE name = ?", [name]) > 0
+        con.execute("BEGIN TRANSACTION")
         try:
-            replaced = count(con, "SELECT count(*) FROM ws.datasets WHERE name = ?", [name]) > 0
-            con.execute("BEGIN TRANSACTION")
-            try:
-                guard = before_replace(con, name, "ws")  # the runs trained on the rows about to be replaced
-                report.version = guard.version
-                _replace_rows(con, name, report)
-                guard.check(con)  # DatasetInUseError (rolled back) if one of those runs would see other events
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("CHECKPOINT ws")
-        finally:
-            con.execute("DETACH ws")
+            guard = before_replace(con, name, "ws")  # the runs trained on the rows about to be replaced
+            report.version = guard.version
+            _replace_rows(con, name, report)
+            guard.check(con)  # DatasetInUseError (rolled back) if one of those runs would see other events
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("CHECKPOINT ws")
     return bool(replaced)
 
 
@@ -254,33 +277,5 @@ def _replace_rows(con: duckdb.DuckDBPyConnection, name: str, report: IngestRepor
         [name],
     )
     con.execute("INSERT INTO ws.items SELECT ?, * FROM __items", [name])
+    set_rows_end(con, name, count(con, f"SELECT coalesce(max(row), 0) + 1 FROM {CHECKED}"), "ws")  # renumbered
     con.execute("INSERT INTO ws.datasets VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?)", report.dataset_row())
-
-
-def _item_rows(con: duckdb.DuckDBPyConnection, catalogue: tuple[pd.DataFrame, dict[str, Any]] | None) -> int:
-    """Table ``__items``: catalogue rows plus every event item missing from it, each item's text followed by what
-    the events file's descriptive columns say of it (table ``__item_text``); returns the event items."""
-    event_items = f"SELECT DISTINCT i FROM {CHECKED} WHERE reason IS NULL"
-    plain = (
-        f"e.i AS {S.ITEM_ID}, e.i AS {S.ITEM_TITLE}, CAST(NULL AS VARCHAR) AS {S.ITEM_CATEGORY}, "
-        f"coalesce(it.txt, '') AS {S.ITEM_TEXT}, CAST(NULL AS VARCHAR) AS {S.ITEM_ATTRS}"
-    )
-    described = "LEFT JOIN __item_text it ON it.i = e.i"
-    if catalogue is None:
-        con.execute(f"CREATE TABLE __items AS SELECT {plain} FROM ({event_items}) e {described}")
-        return count(con, "SELECT count(*) FROM __items")
-    con.execute(f"CREATE TABLE __event_items AS {event_items}")
-    con.register("__cat_df", catalogue[0].astype("string"))
-    text = f"concat_ws('{item_text.SEPARATOR}', nullif(c.{S.ITEM_TEXT}, ''), it.txt) AS {S.ITEM_TEXT}"
-    cols = f"c.{S.ITEM_ID}, c.{S.ITEM_TITLE}, c.{S.ITEM_CATEGORY}, {text}, c.{S.ITEM_ATTRS}"
-    con.execute(
-        f"CREATE TABLE __items AS SELECT {cols} FROM __cat_df c LEFT JOIN __item_text it ON it.i = c.{S.ITEM_ID} "
-        f"UNION ALL SELECT {plain} FROM __event_items e {described} "
-        f"WHERE e.i NOT IN (SELECT {S.ITEM_ID} FROM __cat_df)"
-    )
-    con.unregister("__cat_df")
-    return count(con, "SELECT count(*) FROM __event_items")
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")

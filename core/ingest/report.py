@@ -59,6 +59,9 @@ class IngestReport:
     elapsed_s: float = 0.0
     version: int | None = None  # the dataset version this ingest made (1, 2, ...: core.store.versions)
     item_text: dict[str, Any] | None = None  # the events file's columns read into the item text (core.ingest.item_text)
+    appended: dict[str, Any] | None = (
+        None  # an append's outcome: events and items added, counts after (core.ingest.append)
+    )
 
     @property
     def pseudonymized(self) -> bool:

@@ -7,7 +7,7 @@
    ingest report gains ``forgotten`` (users and events removed since the ingest), and every report
    example that names the user (a rejected or duplicate row) is dropped;
 2. makes the next version of each such dataset and records the change (the digests of the rows
-   before and after, never the user: :func:`core.store.versions.record_forget`), so a run trained
+   before and after, never the user: :func:`core.store.lineage.record_forget`), so a run trained
    before it still loads, on the rows without the user; every run of the dataset is marked
    :data:`DATA_DELETED` (its weights learned from the user's events), and the pages show the mark
    and offer a retrain;
@@ -34,8 +34,9 @@ from core.errors import DataError
 from core.model.embedding_cache import forget_texts
 from core.store import audit
 from core.store.compact import compact
+from core.store.lineage import prefixes, record_forget
 from core.store.run_folder import FUSION_FOLDER
-from core.store.versions import events_digest, record_forget, stamp_of_digest
+from core.store.versions import events_digest, next_version, stamp_of_digest
 from core.store.workspace import Workspace
 
 DATA_DELETED = "trained on data since deleted"
@@ -122,9 +123,12 @@ def _forget_in(ws: Workspace, name: str, ids: list[str]) -> tuple[int, int, list
         texts = [str(t) for (t,) in con.execute(query, [name, *ids]).fetchall()]
         con.execute("BEGIN TRANSACTION")
         try:
-            before = stamp_of_digest(events_digest(con, name))
+            bounds: list[int | None] = [None, *prefixes(con, name)]  # the whole dataset, and each appended-to prefix
+            before = [stamp_of_digest(events_digest(con, name, below=b), b) for b in bounds]
             con.execute(f"DELETE FROM events WHERE {where}", [name, *ids])
-            record_forget(con, name, before, stamp_of_digest(events_digest(con, name)))
+            after = [stamp_of_digest(events_digest(con, name, below=b), b) for b in bounds]
+            record_forget(con, name, list(zip(before, after, strict=True)))
+            next_version(con, name)
             examples = _update_dataset(con, name, ids, n)
             con.execute("COMMIT")
         except BaseException:

@@ -124,8 +124,8 @@ class Run:
             if self._recommender is None:
                 self.config  # noqa: B018 - a clear error when the run has no saved model
                 with self.workspace.lock():  # the check and the read see the same rows
-                    check_stamp(self.workspace, self.dataset, self.data_stamp, self.id)
-                    events = self.workspace.events(self.dataset)
+                    bound = check_stamp(self.workspace, self.dataset, self.data_stamp, self.id)
+                    events = self.workspace.events(self.dataset, below_row=bound)  # rows appended since: not its
                 self._recommender = Recommender.load(self.folder, events, device=self.device, check=self._check_seal)
             return self._recommender
 

@@ -69,8 +69,8 @@ def train_run(
     config = {"dataset": dataset, "settings": rec.get_settings(), **({"parent": parent} if parent else {})}
     with owning(folder, run_id):  # owner.json before the row reads running, and a heartbeat until it has ended
         with ws.lock():  # the stamp, the running row and the rows trained on are one snapshot: an ingest waits
-            config[DATA_KEY] = _stamp(ws, run_id, dataset, resume)
-            events, items = ws.events(dataset), ws.items(dataset)
+            config[DATA_KEY], bound = _stamp(ws, run_id, dataset, resume)
+            events, items = ws.events(dataset, below_row=bound), ws.items(dataset)
             set_run(ws, run_id, dataset, RUNNING, config, None)
             mark_keyed(ws, run_id)  # its configs are sealed with the workspace key: an unkeyed one is refused
         try:
@@ -125,14 +125,16 @@ def _parent(ws: Workspace, run_id: str) -> Parent:
     return read_parent(run_id, run.folder, run.config)
 
 
-def _stamp(ws: Workspace, run_id: str, dataset: str, resume: bool) -> dict[str, Any]:
-    """The dataset stamp the run records; a resumed run keeps its own, after checking the data still matches it."""
+def _stamp(ws: Workspace, run_id: str, dataset: str, resume: bool) -> tuple[dict[str, Any], int | None]:
+    """The dataset stamp the run records and the bound of the rows it reads; a resumed run keeps its own stamp,
+    after checking the data still matches it, and reads no row appended since."""
     if resume:
         recorded = run_record(ws, run_id)["config"].get(DATA_KEY)
-        check_stamp(ws, dataset, recorded, run_id)  # runs saved before stamps have none: not checked
+        bound = check_stamp(ws, dataset, recorded, run_id)  # runs saved before stamps have none: not checked
         if recorded:
-            return dict(recorded)
-    return data_stamp(ws, dataset)
+            return dict(recorded), bound
+    stamp = data_stamp(ws, dataset)
+    return stamp, None  # every row: the stamp was just made
 
 
 def _finish(rec: Recommender, folder: Path, key: bytes) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import pandas as pd
 from core.store.workspace import Workspace
 
 ACTOR_ENV = "BEHAVIORLENS_ACTOR"
-ACTIONS = ("ingest", "train", "resume", "export", "forget", "delete run")
+ACTIONS = ("ingest", "append", "train", "resume", "export", "forget", "delete run")
 MAX_DETAIL = 500
 _DDL = (
     "CREATE TABLE IF NOT EXISTS audit_log (logged_at TIMESTAMP NOT NULL, actor VARCHAR NOT NULL, "

@@ -12,6 +12,9 @@ of its row and of ``run.json``). Two rules follow:
 - A run refuses to load (evaluate, recommend, explain, resume) once its dataset's events
   differ from its stamp: :func:`check_stamp`. Runs saved before stamps existed have none
   and are not checked.
+- Forgetting a user and appending a log (``ingest --append-to``) make the next version too,
+  and keep every run loadable: a run reads the rows numbered below its stamp's bound, less
+  the users forgotten since (:mod:`core.store.lineage`).
 
 The digest is computed in DuckDB over the event rows, as a count and two order-free sums
 (128-bit integers, so deterministic in any order and thread count): ``digest``, of the
@@ -33,6 +36,8 @@ import duckdb
 
 from core import schema as S
 from core.errors import ArtifactError, DatasetChangedError, DatasetInUseError
+from core.store.lineage import BOUND_KEY, resolve, rows_end
+from core.store.lineage import forget_count as lineage_forgets
 from core.store.workspace import Workspace
 
 DATA_KEY = "data"  # the key of a run's config that holds its dataset stamp
@@ -66,11 +71,15 @@ class Digest:
         return self.stable is not None and stamp.get("digest") == self.stable
 
 
-def events_digest(con: duckdb.DuckDBPyConnection, name: str, db: str = "", stable: bool = True) -> Digest:
-    """The digest of dataset ``name``'s event rows (``db``: an attached database's name, or the default one);
-    ``stable=False`` skips the slower release-independent sum."""
+def events_digest(
+    con: duckdb.DuckDBPyConnection, name: str, db: str = "", stable: bool = True, below: int | None = None
+) -> Digest:
+    """The digest of dataset ``name``'s event rows (``db``: an attached database's name, or the default one;
+    ``below``: only the rows numbered below it); ``stable=False`` skips the slower release-independent sum."""
     sums = f"sum(hash({_COLUMNS})::HUGEINT)" + (f", {_STABLE_SUM}" if stable else "")
-    row = con.execute(f"SELECT count(*), {sums} FROM {_prefix(db)}events WHERE {S.DATASET} = ?", [name]).fetchone()
+    where, params = (f" AND {S.ROW} < ?", [name, int(below)]) if below is not None else ("", [name])
+    query = f"SELECT count(*), {sums} FROM {_prefix(db)}events WHERE {S.DATASET} = ?{where}"
+    row = con.execute(query, params).fetchone()
     values = [0 if v is None else int(v) for v in (row or (0, 0, 0))]
     return Digest(values[0], f"{values[1]:032x}", f"{values[2]:032x}" if stable else None)
 
@@ -84,8 +93,10 @@ def data_stamp(ws: Workspace, name: str) -> dict[str, Any]:
         digest = events_digest(con, name)
         version = _version(con, name, "") or 1  # a dataset ingested before versions is version 1
         con.execute("INSERT OR IGNORE INTO dataset_versions VALUES (?, ?)", [name, version])
+        bound = rows_end(con, name)  # rows a later append adds are numbered from here
     return {
         "version": version,
+        BOUND_KEY: bound,
         "events": digest.events,
         "digest": digest.stable,
         "kind": DIGEST_KIND,
@@ -94,12 +105,14 @@ def data_stamp(ws: Workspace, name: str) -> dict[str, Any]:
     }
 
 
-def check_stamp(ws: Workspace, name: str, stamp: dict[str, Any] | None, run_id: str) -> None:
-    """Refuse (DatasetChangedError) when dataset ``name`` no longer holds the events run ``run_id`` stamped.
+def check_stamp(ws: Workspace, name: str, stamp: dict[str, Any] | None, run_id: str) -> int | None:
+    """Refuse (DatasetChangedError) when dataset ``name`` no longer holds the events run ``run_id`` stamped; else
+    the bound of the rows the run reads (those numbered below it: rows appended later are not the run's), None
+    for all of them.
 
     ``stamp`` None (a run saved before stamps existed): nothing to check against, so nothing is checked."""
     if not stamp:
-        return
+        return None
     if stamp.get("kind") != DIGEST_KIND:
         raise ArtifactError(
             f"run {run_id} records a dataset digest of kind {stamp.get('kind')!r} that this version cannot "
@@ -107,11 +120,11 @@ def check_stamp(ws: Workspace, name: str, stamp: dict[str, Any] | None, run_id: 
         )
     ws.dataset(name)
     with ws.connect() as con:
-        now = events_digest(con, name, stable=stamp.get("engine") != ENGINE)
+        view = resolve(con, name, stamp)
+        now = events_digest(con, name, stable=stamp.get("engine") != ENGINE, below=view.bound)
         version = _version(con, name, "")
-        seen = _after_forgets(con, name, stamp)
-    if now.matches(stamp) or (seen is not stamp and now.matches(seen)):
-        return  # the same rows, or the same rows less forgotten users (the run is marked: core.runs.forget)
+    if now.matches(view.seen):
+        return view.bound  # the same rows, less forgotten users (the run is marked: core.runs.forget)
     change = _change(int(stamp["events"]), now.events)
     how = f"version {version} now" if version != stamp.get("version") else "same version: changed in place"
     raise DatasetChangedError(
@@ -122,57 +135,24 @@ def check_stamp(ws: Workspace, name: str, stamp: dict[str, Any] | None, run_id: 
     )
 
 
-_FORGETS_DDL = (
-    "CREATE TABLE IF NOT EXISTS dataset_forgets (name VARCHAR NOT NULL, forgotten_at TIMESTAMP NOT NULL, "
-    "rows_before VARCHAR NOT NULL, rows_after VARCHAR NOT NULL)"  # stamps (counts and digests), never a user
-)
+def stamp_of_digest(digest: Digest, below: int | None = None) -> dict[str, Any]:
+    """What a stamp records of ``digest`` (events, both checksums, the DuckDB release of ``fast``; the row bound
+    of a prefix's digest)."""
+    bound = {} if below is None else {BOUND_KEY: int(below)}
+    return {"events": digest.events, "fast": digest.fast, "digest": digest.stable, "engine": ENGINE, **bound}
 
 
-def stamp_of_digest(digest: Digest) -> dict[str, Any]:
-    """What a stamp records of ``digest`` (events, both checksums, the DuckDB release of ``fast``)."""
-    return {"events": digest.events, "fast": digest.fast, "digest": digest.stable, "engine": ENGINE}
-
-
-def record_forget(con: duckdb.DuckDBPyConnection, name: str, before: dict[str, Any], after: dict[str, Any]) -> int:
-    """Record that users were forgotten from dataset ``name`` (its rows went from ``before`` to ``after``) and
-    make its next version; -> that version. Call inside the forget's transaction."""
-    con.execute(_FORGETS_DDL)
-    version = (_version(con, name, "") or 1) + 1
-    con.execute("INSERT OR REPLACE INTO dataset_versions VALUES (?, ?)", [name, version])
-    con.execute(
-        "INSERT INTO dataset_forgets VALUES (?, now()::TIMESTAMP, ?, ?)", [name, json.dumps(before), json.dumps(after)]
-    )
+def next_version(con: duckdb.DuckDBPyConnection, name: str, db: str = "") -> int:
+    """Make and return the next version of dataset ``name`` (a forget or an append; inside its transaction)."""
+    version = (_version(con, name, db) or 1) + 1
+    con.execute(f"INSERT OR REPLACE INTO {_prefix(db)}dataset_versions VALUES (?, ?)", [name, version])
     return version
 
 
 def forget_count(ws: Workspace) -> int:
     """How many forgets the workspace has recorded: a cache of rows read before one must not be served after."""
     with ws.connect() as con:
-        con.execute(_FORGETS_DDL)
-        row = con.execute("SELECT count(*) FROM dataset_forgets").fetchone()
-    return int(row[0]) if row else 0
-
-
-def _after_forgets(con: duckdb.DuckDBPyConnection, name: str, stamp: dict[str, Any], db: str = "") -> dict[str, Any]:
-    """The rows ``stamp`` recorded as they are after every later forget (``stamp`` itself when none applies)."""
-    con.execute(_FORGETS_DDL.replace("EXISTS dataset_forgets", f"EXISTS {_prefix(db)}dataset_forgets"))
-    seen = stamp
-    for before, after in con.execute(
-        f"SELECT rows_before, rows_after FROM {_prefix(db)}dataset_forgets WHERE name = ? ORDER BY forgotten_at", [name]
-    ).fetchall():
-        if _same_rows(json.loads(before), seen):
-            seen = json.loads(after)
-    return seen
-
-
-def _same_rows(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two stamps record the same rows: ``fast`` when both were made under one DuckDB release, else the
-    stable digest (:meth:`Digest.matches` compares a digest made now with a stamp)."""
-    if int(a["events"]) != int(b["events"]):
-        return False
-    if a.get("engine") == b.get("engine") and a.get("fast") and b.get("fast"):
-        return bool(a["fast"] == b["fast"])
-    return a.get("digest") is not None and a.get("digest") == b.get("digest")
+        return lineage_forgets(con)
 
 
 @dataclass
@@ -214,7 +194,7 @@ def before_replace(con: duckdb.DuckDBPyConnection, name: str, db: str = "") -> R
     ).fetchall()
     stamps = [(str(rid), str(status), _stamp_of(config)) for rid, status, config in rows]
     # a run trained before users were forgotten depends on the rows as they are now, without those users
-    stamps = [(rid, status, stamp and _after_forgets(con, name, stamp, db)) for rid, status, stamp in stamps]
+    stamps = [(rid, status, stamp and resolve(con, name, stamp, db).seen) for rid, status, stamp in stamps]
     now: dict[str, Any] = {}
     if any(stamp is None for _, _, stamp in stamps):  # a run saved before stamps saw the rows there now
         digest = events_digest(con, name, db, stable=False)

@@ -226,14 +226,18 @@ class Workspace:
             report=json.loads(row[8]),
         )
 
-    def events(self, name: str, columns: tuple[str, ...] = S.EVENT_FIELDS) -> pd.DataFrame:
-        """A dataset's events, ordered by (user, timestamp, row)."""
+    def events(
+        self, name: str, columns: tuple[str, ...] = S.EVENT_FIELDS, below_row: int | None = None
+    ) -> pd.DataFrame:
+        """A dataset's events, ordered by (user, timestamp, row); ``below_row``: only the rows numbered below it
+        (what a run trained before an append reads: :func:`core.store.versions.check_stamp`)."""
         self.dataset(name)
         cols = ", ".join(_checked_columns(columns, S.EVENT_FIELDS + (S.ROW,)))
+        where, params = (f" AND {S.ROW} < ?", [name, int(below_row)]) if below_row is not None else ("", [name])
         with self.connect() as con:
             return con.execute(
-                f"SELECT {cols} FROM events WHERE {S.DATASET} = ? ORDER BY {S.USER_ID}, {S.TIMESTAMP}, {S.ROW}",
-                [name],
+                f"SELECT {cols} FROM events WHERE {S.DATASET} = ?{where} ORDER BY {S.USER_ID}, {S.TIMESTAMP}, {S.ROW}",
+                params,
             ).df()
 
     def items(self, name: str) -> pd.DataFrame:

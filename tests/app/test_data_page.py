@@ -427,3 +427,21 @@ def test_the_items_file_text_columns_are_picked_in_the_form(page: AppTest, _isol
     stored = Workspace(_isolated_workspace_env).items("shop")
     assert dict(zip(stored["item_id"], stored["item_text"])) == {"i1": "acme", "i2": "zeta"}
     assert set(stored["title"]) == {"Red shoe", "Blue hat"}  # the title stays the title
+
+
+def test_a_log_is_appended_to_a_stored_dataset_from_the_form(page: AppTest, _isolated_workspace_env: Path) -> None:
+    at = upload_and_ingest(page, ("tiny.csv", TINY), name="tiny")
+    more = (
+        b"user_id,item_id,timestamp,behavior,value\n"
+        + b"u1,i1,2024-01-01T00:00:00Z,view,\nu4,i9,2024-01-04T00:00:00Z,view,\n"
+    )
+    at = upload_and_ingest(at, ("week2.csv", more), **{"Add the events to": "tiny"})
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert metrics(at)["Rows read"] == "2" and metrics(at)["Rows accepted"] == "1"  # u1's view is stored already
+    info = " ".join(unescape(i.value) for i in at.info)
+    assert "Appended to dataset tiny: 1 events and 1 new items added, 1 rows already stored" in info
+    assert "holds 4 events, 3 users" in info
+    ws = Workspace(_isolated_workspace_env)
+    assert ws.dataset("tiny").n_events == 4 and "week2" not in ws.dataset_names()
+    newest = audit.entries(ws).iloc[0]
+    assert (newest["action"], newest["target"]) == ("append", "tiny")
