@@ -18,7 +18,7 @@ import streamlit as st
 from core.errors import BehaviorLensError, NotFoundError
 from core.runs import background as B
 from core.runs import jobs as J
-from core.runs.records import METRIC_KEYS, PICKABLE, RUNNING, list_runs, run_record
+from core.runs.records import BASELINE_KEYS, METRIC_KEYS, NEW_ITEMS_BARS, PICKABLE, RUNNING, list_runs, run_record
 from core.store.workspace import Workspace
 from pages._access import analyst_only
 from pages._run_actions import run_actions
@@ -122,11 +122,23 @@ def protocol_fields(ws: Workspace, dataset: str) -> dict[str, Any]:
         "nothing of the held-out event is known. Own time: only where the request time is truly known at "
         'serving; every figure is then labelled "time-aware: target time known".',
     )
+    held_out = st.number_input(
+        "Share of items held out of training (new items)",
+        0.0,
+        0.9,
+        0.0,
+        step=0.05,
+        key="train_cold_items",
+        help="Drawn with the seed, these items' events leave training entirely; the run is then also scored on "
+        "each user's last event on one of them (the new-items protocol), which only the item text can reach. "
+        "0: none held out.",
+    )
     exclude = {"excluded": True, "kept as candidates": False}.get(str(seen))
     return {
         "exclude_seen": exclude,
         "target_behavior": None if target not in behaviors else str(target),
         "request_time": "actual" if str(asked).startswith("at their own") else "standin",
+        **({"cold_items": float(held_out)} if held_out else {}),
     }
 
 
@@ -197,12 +209,14 @@ def start_training(ws: Workspace, dataset: str, settings: dict[str, Any]) -> Non
 
 # -- 3. saved runs (2. the live panel: pages/_training_panel.py) -------------------------------------
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Run, dataset, status, mark (such as trained on data since deleted), time, then test and valid metrics."""
+    """Run, dataset, status, mark (such as trained on data since deleted), time, then test and valid metrics,
+    the protocol, and the new-items figures of a run trained with items held out (with their protocol)."""
     first = ["test_HR@10", "test_NDCG@10"]  # the model's headline, then the bars beside it
     bars = [f"test_{name}_{k}" for name in ("recent_items", "popularity") for k in ("HR@10", "NDCG@10")]
     rest = [f"{split}_{k}" for split in ("test", "valid") for k in METRIC_KEYS if f"{split}_{k}" not in first]
+    new = [f"new_items_{name}{k}" for name in ("", *(f"{b}_" for b in NEW_ITEMS_BARS)) for k in BASELINE_KEYS]
     wanted = ["run_id", "dataset", "status", "mark", "parent", "created_at", *first, "dp_epsilon", *bars, *rest]
-    wanted.append("protocol")
+    wanted += ["protocol", *new, "new_items_protocol"]
     cols = [c for c in wanted if c in runs]
     return runs[cols]
 
@@ -225,7 +239,9 @@ def runs_section(ws: Workspace, busy: bool) -> None:
         "dp_epsilon: the privacy budget a run trained with differential privacy spent (empty: trained without). "
         "test_recent_items_* and test_popularity_* are the bars beside each model, on the same split and "
         "protocol: the most frequent items, and the user's most recent distinct items (then popular ones; "
-        "empty where earlier items are excluded)."
+        "empty where earlier items are excluded). new_items_*: for a run trained with items held out of training, "
+        "each user's last event on one of them, labelled by new_items_protocol, beside a popularity and a random "
+        "ranking under the same protocol (popularity cannot rank items it never saw)."
     )
     ids = runs.loc[runs["status"].isin(PICKABLE), "run_id"].tolist()
     if not ids:

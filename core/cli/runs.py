@@ -12,6 +12,9 @@ from core.errors import DataError
 from core.store import audit
 from core.store.workspace import Workspace
 
+# `evaluate --protocol`: core.model.protocol.PROTOCOLS (not imported here: core.model loads torch, which
+# `behaviorlens ingest` never needs); the first is the default
+PROTOCOLS = ("full", "new-items")
 COMMANDS = ("train", "evaluate", "recommend", "runs", "weights")
 WEIGHTS_HELP = (
     "fusion weights: NAME=VALUE pairs over engagement, rating, popularity, freshness (normalized to "
@@ -48,6 +51,14 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         choices=("standin", "actual"),
         help="the run's protocol: held-out events asked at the stand-in time (default) or at their own time",
     )
+    p.add_argument(
+        "--cold-items",
+        type=float,
+        metavar="SHARE",
+        help="hold this share of the items (e.g. 0.1) out of training entirely, drawn with the seed: their events "
+        "leave every training history, target and validation; `evaluate --protocol new-items` then scores each "
+        'user\'s last event on one of them (the config key "cold_items"; default 0: none)',
+    )
     p = sub.add_parser("evaluate", parents=[common], help="metrics of a saved run")
     p.add_argument("--run", required=True, help="run id (see `behaviorlens runs`)")
     p.add_argument(
@@ -65,6 +76,14 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         '(figures labelled "time-aware: target time known")',
     )
     p.add_argument("--weights", metavar="engagement=0.7,rating=0.3", help=WEIGHTS_HELP)
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default=PROTOCOLS[0],
+        help="full (the default): leave-last-out over every item; new-items: each user's last event on an item held "
+        "out of training (a run trained with --cold-items), asked at the stand-in time after the events before it, "
+        "full ranking, with popularity and random rankings beside it",
+    )
     p = sub.add_parser("recommend", parents=[common], help="top-K items for one user")
     p.add_argument("--run", required=True)
     p.add_argument("--user", required=True, help="the user's original ID (pseudonymized internally)")
@@ -93,6 +112,13 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         settings = load_json(Path(args.config))
     if args.request_time is not None:
         settings["request_time"] = args.request_time
+    if args.cold_items is not None:
+        if not 0 <= args.cold_items < 1:
+            raise DataError(
+                f"--cold-items {args.cold_items:g}: expected the share of items held out of training, from 0 (none, "
+                "the default) up to but not including 1, such as 0.1"
+            )
+        settings["cold_items"] = args.cold_items
     train = dict(settings.get("train", {}))
     if args.epochs is not None:
         train["epochs"] = args.epochs
@@ -140,6 +166,8 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
                 raise DataError(
                     "--from RUN keeps RUN's settings: --config and --request-time do not apply to an update"
                 )
+            if args.cold_items is not None:
+                raise DataError("--from RUN keeps RUN's settings: --cold-items does not apply to an update")
             settings = update_settings(parent, args.epochs, args.device)
             if args.seed is not None:
                 settings["train"]["seed"] = args.seed
@@ -150,18 +178,26 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
         else:
             run_id = train_run(ws, args.dataset, _settings(args), progress=report)
             audit.record(ws, "train", run_id, f"dataset {args.dataset}, from the command line")
-        result = {"run": run_id, **evaluate_run(open_run(ws, run_id))}
+        trained = open_run(ws, run_id)
+        result = {"run": run_id, **evaluate_run(trained)}
+        if (trained.metrics or {}).get("new_items"):  # trained with --cold-items: the new-items figures too
+            result["new_items"] = (trained.metrics or {})["new_items"]
         _emit(result, as_json, f"run {run_id}: test {result['test']}, valid {result['valid']}")
     elif args.command == "evaluate":
         exclude = {"yes": True, "no": False, "auto": None}[args.exclude_seen]
         target = ... if args.target_behavior is None else args.target_behavior
         run_ = open_run(ws, args.run)
-        preset, weights = resolve_weights(run_, args.weights)
-        if weights is None:
-            result = evaluate_run(run_, exclude, target, args.request_time)
+        if args.protocol != PROTOCOLS[0]:
+            if args.weights:
+                raise DataError(f"--protocol {args.protocol} scores the model's own ranking: leave out --weights")
+            result = evaluate_run(run_, exclude, target, args.request_time, args.protocol)
         else:
-            result = evaluate_fused(run_, weights, exclude, target, preset, args.request_time)
-        _emit(result, as_json, f"{result['label']}\ntest {result['test']}\nvalid {result['valid']}")
+            preset, weights = resolve_weights(run_, args.weights)
+            if weights is None:
+                result = evaluate_run(run_, exclude, target, args.request_time)
+            else:
+                result = evaluate_fused(run_, weights, exclude, target, preset, args.request_time)
+        _emit(result, as_json, _evaluation_text(result))
     elif args.command == "recommend":
         if args.k < 1:
             raise DataError(f"--k {args.k}: expected a positive number of items")
@@ -210,6 +246,17 @@ def _weights(args: argparse.Namespace, ws: Workspace, as_json: bool) -> None:
         for n, w in presets["presets"].items()
     ]
     _emit({"run": args.run, **presets}, as_json, "\n".join(lines) or "no presets")
+
+
+def _evaluation_text(result: dict[str, Any]) -> str:
+    """``evaluate`` without --json: the label, the test and valid figures, and the bars beside them."""
+    from core.runs.scores import bars_line
+
+    text = f"{result['label']}\ntest {result['test']}\nvalid {result['valid']}"
+    if result["protocol"] == PROTOCOLS[1]:
+        text += f"\n{result['users']} users, {result['held_out_items']} held-out items"
+        text += f"\nunder the same protocol: {bars_line(result['baselines']['test'])}"
+    return text
 
 
 def _emit(obj: Any, as_json: bool, text: str) -> None:

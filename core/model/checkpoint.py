@@ -6,7 +6,9 @@ rebuilds the sequences from the dataset's events with the saved vocabularies and
 file that was edited, replaced, holds values of the wrong type (:mod:`core.model.saved_config`),
 weights that are not finite (NaN, infinity), or does not fit the architecture. Saved in a
 workspace, the config is sealed with the workspace key (:mod:`core.store.seals`). Runs saved
-before the behavior memory and the request time existed load without them.
+before the behavior memory and the request time existed load without them. A run trained with items held
+out (:mod:`core.model.held_out`) lists them under ``held_out_items`` and loads without their events, as it
+trained; a run without the key has none.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import torch
 from core import schema as S
 from core._checks import finite_or_none
 from core.data.batches import leave_last_out
-from core.data.sequences import build_sequences
+from core.data.sequences import SequenceData, build_sequences
 from core.errors import ArtifactError
 from core.model.config import ModelConfig
 from core.model.fitted import Fitted, pick_device
+from core.model.held_out import HELD_OUT_KEY, HeldOut, read_held_out, without_held_out
 from core.model.network import BehaviorModel
 from core.model.protocol import STANDIN, Protocol, RatingScale, check_request_time
 from core.model.saved_config import check_saved_config
@@ -48,8 +51,9 @@ def save_checkpoint(
     (the workspace key) when given.
 
     ``extras``: ``encoder_fingerprint``, ``best_epoch``, ``history``, ``rating_refit``, ``privacy``,
-    ``warm_start`` (stored as given).
+    ``warm_start`` (stored as given), ``held_out_items`` (stored only when not None: other configs are as before).
     """
+    held = extras.get(HELD_OUT_KEY)
     digest = save_tensors(folder / MODEL_FILE, fitted.model.state_dict())
     save_json(
         folder / CONFIG_FILE,
@@ -72,6 +76,7 @@ def save_checkpoint(
                 "rating_refit": finite_or_none(extras.get("rating_refit")),
                 "privacy": finite_or_none(extras.get("privacy")),
                 "warm_start": extras.get("warm_start"),  # the run it started from and what it carried over
+                **({HELD_OUT_KEY: held} if held is not None else {}),
             },
             key,
         ),
@@ -91,16 +96,14 @@ def load_checkpoint(
     config = load_json(folder / CONFIG_FILE)
     (check or check_config)(config, folder / CONFIG_FILE)
     check_saved_config(config, folder / CONFIG_FILE)
-    vocab = config["vocab"]
-    events = events[
-        events[S.ITEM_ID].astype(str).isin(set(vocab["items"])) & events[S.BEHAVIOR].isin(vocab["behaviors"])
-    ]
-    data = build_sequences(events, item_ids=vocab["items"], behaviors=vocab["behaviors"])
+    held = read_held_out(config)
+    data = saved_sequences(events, config, held)  # as it trained: without the held-out items' events
     proto = config["protocol"]
     protocol = Protocol(
         exclude_seen=bool(proto["exclude_seen"]),
         target_behavior=proto["target_behavior"],
         request_time=check_request_time(proto.get("request_time", STANDIN)),  # older runs: the stand-in time
+        held_out_share=held.share if held else 0.0,
     )
     state = load_tensors(folder / MODEL_FILE, config.get("weights_sha256"))
     _check_finite(state, folder / MODEL_FILE)
@@ -116,6 +119,16 @@ def load_checkpoint(
         RatingScale(**config["rating_scale"]),
         torch_device,
     )
+
+
+def saved_sequences(events: pd.DataFrame, config: dict[str, Any], drop: HeldOut | None = None) -> SequenceData:
+    """The dataset's events as sequences over a saved config's vocabularies (events outside them are dropped),
+    without the events on the ``drop`` items."""
+    vocab = config["vocab"]
+    events = events[
+        events[S.ITEM_ID].astype(str).isin(set(vocab["items"])) & events[S.BEHAVIOR].isin(vocab["behaviors"])
+    ]
+    return build_sequences(without_held_out(events, drop), item_ids=vocab["items"], behaviors=vocab["behaviors"])
 
 
 def _network(config: dict[str, Any], state: dict[str, Any], folder: Path) -> BehaviorModel:

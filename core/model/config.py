@@ -3,7 +3,7 @@
 A run is configured by a JSON object (``--config``, the Train page)::
 
     {"encoder": null, "heads": "both", "exclude_seen": null, "target_behavior": null, "request_time": "standin",
-     "device": "auto",
+     "cold_items": 0, "device": "auto",
      "model": {ModelConfig settings}, "train": {TrainConfig settings}}
 
 Each field declares its type and, in its metadata, its range or choices; :func:`check_settings`
@@ -170,6 +170,9 @@ class Settings:
     target_behavior: str | None = None
     # when held-out events are asked: the stand-in time, or their own time ("actual": target time known)
     request_time: str = setting("standin", choices=REQUEST_TIMES)
+    # the share of the items held out of training (the new-items protocol, core.model.held_out): chosen with
+    # the run's seed, their events left out of every history, target and validation; 0 = none
+    cold_items: float = setting(0.0, low=0.0, below=1.0)
     device: str = setting("auto", choices=DEVICES)
     model: dict[str, Any] = setting(factory=dict)
     train: dict[str, Any] = setting(factory=dict)

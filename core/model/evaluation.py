@@ -63,15 +63,21 @@ def exclusion_mask(data: SequenceData, users: np.ndarray, ends: np.ndarray) -> n
 
 def evaluate_split(fitted: Fitted, which: str) -> dict[str, float]:
     """Metrics of the ``valid`` or ``test`` targets of ``fitted.split`` under ``fitted.protocol``."""
-    model, data, split, protocol = fitted.model, fitted.data, fitted.split, fitted.protocol
-    scale, device = fitted.scale, fitted.device
+    split = fitted.split
     pos = split.valid_pos if which == "valid" else split.test_pos
-    users = split.users
-    if len(users) == 0:
+    if len(split.users) == 0:
         return {}
+    return score_events(fitted, split.users, pos, pos)
+
+
+def score_events(fitted: Fitted, users: np.ndarray, ends: np.ndarray, pos: np.ndarray) -> dict[str, float]:
+    """Metrics of the events at ``pos`` [U] of ``fitted.data``, each user ``users[i]`` asked after their events
+    before ``ends[i]`` (leave-last-out: ``ends`` = ``pos``), under ``fitted.protocol``."""
+    model, data, protocol = fitted.model, fitted.data, fitted.protocol
+    scale, device = fitted.scale, fitted.device
     targets = data.item[pos]
-    scores, states = user_scores(model, data, users, pos, device, actual_time=protocol.actual_time)
-    exclude = exclusion_mask(data, users, pos) if protocol.exclude_seen else _padding_only(scores)
+    scores, states = user_scores(model, data, users, ends, device, actual_time=protocol.actual_time)
+    exclude = exclusion_mask(data, users, ends) if protocol.exclude_seen else _padding_only(scores)
     if protocol.negatives is None:
         ranks = M.rank_of_targets(scores, targets, exclude)
         n_cand = (~exclude).sum(1)

@@ -32,9 +32,14 @@ class LossParts:
 class MultiTaskLoss(nn.Module):
     """Engagement (softmax CE or sampled BCE) + rating (masked MSE), fixed or learned weights."""
 
-    def __init__(self, cfg: TrainConfig, n_items: int, scale: RatingScale | None = None) -> None:
+    def __init__(
+        self, cfg: TrainConfig, n_items: int, scale: RatingScale | None = None, blocked: torch.Tensor | None = None
+    ) -> None:
+        """``blocked`` [N+1] bool: items held out of training (core.model.held_out), never a logit or a negative."""
         super().__init__()
         self.cfg, self.n_items = cfg, n_items
+        self.blocked: torch.Tensor | None
+        self.register_buffer("blocked", blocked, persistent=False)
         self.scale = scale or RatingScale()
         self.learned = cfg.loss_weights == "uncertainty"
         self.log_vars = nn.Parameter(torch.zeros(2)) if self.learned else None
@@ -65,10 +70,17 @@ class MultiTaskLoss(nn.Module):
             for lo in range(0, len(target), step):
                 logits = model.engagement_logits(h_e[lo : lo + step], items=items).float()
                 logits[:, 0] = float("-inf")
+                if self.blocked is not None:
+                    logits[:, self.blocked] = float("-inf")  # no gradient reaches a held-out item's rows
                 total = total + F.cross_entropy(logits, target[lo : lo + step], reduction="sum")
             return total / max(1, len(target))
-        negs = torch.randint(1, self.n_items, (len(target), self.cfg.n_negatives), device=target.device)
-        negs = negs + (negs >= target.unsqueeze(1)).long()  # uniform over the other items, never the target
+        if self.blocked is None:
+            negs = torch.randint(1, self.n_items, (len(target), self.cfg.n_negatives), device=target.device)
+            negs = negs + (negs >= target.unsqueeze(1)).long()  # uniform over the other items, never the target
+        else:  # uniform over the other items trained on (held-out ones are never negatives)
+            pool = torch.nonzero(~self.blocked[1:]).squeeze(1) + 1  # [A] sorted
+            draw = torch.randint(0, len(pool) - 1, (len(target), self.cfg.n_negatives), device=target.device)
+            negs = pool[draw + (draw >= torch.searchsorted(pool, target).unsqueeze(1)).long()]
         cand = torch.cat([target.unsqueeze(1), negs], 1)  # [P, 1+n]
         flat = model.engagement_logits(h_e.repeat_interleave(cand.shape[1], 0), cand.flatten()).float()
         labels = torch.zeros_like(flat).view(cand.shape)

@@ -16,6 +16,8 @@ Scaled = TypeVar("Scaled", np.ndarray, torch.Tensor)
 TargetChoice = str | None | EllipsisType  # a target behavior, None (the last event), or ``...``: the run's own
 STANDIN, ACTUAL = "standin", "actual"
 REQUEST_TIMES = (STANDIN, ACTUAL)
+NEW_ITEMS = "new-items"  # the protocol that scores events on items held out of training (core.model.new_items)
+PROTOCOLS = (M.FULL_PROTOCOL, NEW_ITEMS)  # what `behaviorlens evaluate --protocol` offers
 
 
 def check_request_time(value: str) -> str:
@@ -52,10 +54,12 @@ class Protocol:
     # When the held-out prediction is asked: "standin" = the last history event + the typical
     # next-visit gap (nothing of the held-out event is known); "actual" = the held-out event's time.
     request_time: str = STANDIN
+    held_out_share: float = 0.0  # the share of items held out of training (core.model.held_out); 0 = none
+    new_items: bool = False  # the targets are each user's last event on a held-out item (core.model.new_items)
 
     @property
     def name(self) -> str:
-        return M.protocol_name(self.negatives)
+        return NEW_ITEMS if self.new_items else M.protocol_name(self.negatives)
 
     @property
     def actual_time(self) -> bool:
@@ -65,7 +69,13 @@ class Protocol:
     def label(self) -> str:
         seen = "earlier items of any behavior excluded" if self.exclude_seen else "earlier items kept"
         target = f"last {self.target_behavior}" if self.target_behavior else "last event"
+        held = f"{self.held_out_share * 100:g}% of items held out of training"
+        if self.new_items:
+            label = f"{M.protocol_name(self.negatives)} ranking, {seen}, target = {target} on a held-out item"
+            return f"{label}, new items: {held}, asked at the stand-in time"
         label = f"{self.name} ranking, {seen}, target = {target}, leave-last-out"
+        if self.held_out_share:
+            label += f", {held} (their events left out)"
         if self.actual_time:
             return f"{label}, time-aware: target time known"
         return f"{label}, asked at the stand-in time"

@@ -2,8 +2,10 @@
 
 Fitted attributes end in ``_``: ``model_``, ``data_``, ``split_``, ``protocol_``, ``scale_``,
 ``device_`` (together: :meth:`Recommender.fitted`), ``history_``, ``best_epoch_``,
-``cancelled_``, ``rating_refit_``, ``encoder_fingerprint_``. The settings are checked against
-:mod:`core.model.config`; ``save``/``load`` (:mod:`core.model.checkpoint`) use safetensors + JSON only.
+``cancelled_``, ``rating_refit_``, ``encoder_fingerprint_``, ``held_out_`` (the items held out of
+training, :mod:`core.model.held_out`, or None; ``data_`` then lacks their events) and ``every_`` (all
+events where items are held out, else None). The settings are checked against :mod:`core.model.config`;
+``save``/``load`` (:mod:`core.model.checkpoint`) use safetensors + JSON only.
 """
 
 from __future__ import annotations
@@ -18,21 +20,29 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import schema as S
-from core._checks import check_whole
-from core.data.batches import default_exclude_seen, history_batch, leave_last_out, return_gap
-from core.data.sequences import SequenceData, build_sequences
-from core.errors import DataError, NotFittedError, NotFoundError
+from core.data.batches import default_exclude_seen, leave_last_out, return_gap
+from core.data.sequences import SequenceData
+from core.errors import DataError, NotFittedError
 from core.model.baselines import baseline_metrics
-from core.model.checkpoint import ConfigCheck, load_checkpoint, save_checkpoint
+from core.model.checkpoint import ConfigCheck, load_checkpoint, save_checkpoint, saved_sequences
 from core.model.config import ModelConfig, Settings, TrainConfig, check_settings, settable
-from core.model.evaluation import evaluate_split, exclusion_mask
+from core.model.evaluation import evaluate_split
 from core.model.fitted import Fitted, pick_device
+from core.model.held_out import (
+    HELD_OUT_KEY,
+    blocked_items,
+    choose_held_out,
+    held_out_index,
+    read_held_out,
+    silence_rows,
+    training_sequences,
+)
 from core.model.item_table import encode_items, item_texts
 from core.model.losses import MultiTaskLoss
 from core.model.network import BehaviorModel
 from core.model.protocol import STANDIN, Protocol, RatingScale, TargetChoice, check_request_time, resolve_target
 from core.model.rating_refit import refit_rating
+from core.model.recommendation import top_items
 from core.model.train_state import has_train_state, load_train_state
 from core.model.training import FitState, Hooks, fit, make_optimizer, refits_rating, standardize, training_users
 from core.model.warm_start import Parent, check_architecture, warm_start
@@ -55,6 +65,7 @@ class Recommender:
         exclude_seen: bool | None = None,
         target_behavior: str | None = None,
         request_time: str = STANDIN,
+        cold_items: float = 0.0,
         device: str = "auto",
         model: dict[str, Any] | None = None,
         train: dict[str, Any] | None = None,
@@ -64,6 +75,7 @@ class Recommender:
         self.exclude_seen = exclude_seen
         self.target_behavior = target_behavior
         self.request_time = request_time
+        self.cold_items = cold_items
         self.device = device
         self.model = dict(model or {})
         self.train = dict(train or {})
@@ -88,6 +100,7 @@ class Recommender:
             "exclude_seen": self.exclude_seen,
             "target_behavior": self.target_behavior,
             "request_time": self.request_time,
+            **({"cold_items": self.cold_items} if self.cold_items else {}),  # runs without it read as before
             "device": self.device,
             "model": self.model,
             "train": self.train,
@@ -141,19 +154,21 @@ class Recommender:
         np.random.seed(cfg.seed)
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
-        catalogue = list(items[S.ITEM_ID].astype(str)) if items is not None else None
-        vocab = sorted(set(catalogue) | set(events[S.ITEM_ID].astype(str))) if catalogue else None
-        data = build_sequences(events, item_ids=vocab)
+        self.held_out_ = choose_held_out(events, self.cold_items, cfg.seed)
+        data, self.every_ = training_sequences(events, items, self.held_out_)  # the training view, all events
         self._prepare(data, item_texts(data, items), cache_dir, progress, warm_from)
-        self.loss_fn_ = MultiTaskLoss(cfg, data.n_items, self.scale_).to(self.device_)
+        blocked = blocked_items(data, self.held_out_)
+        self.loss_fn_ = MultiTaskLoss(cfg, data.n_items, self.scale_, blocked).to(self.device_)
         self.optimizer_ = make_optimizer(self.model_, self.loss_fn_, cfg)
         state = FitState()
         if resume_from is not None and has_train_state(Path(resume_from)):
             state = load_train_state(Path(resume_from), self.model_, self.optimizer_, self.loss_fn_)
         hooks = Hooks(progress, cancel, None if on_epoch is None else (lambda st, ep: on_epoch(self, st, ep)))
+        self._silence()
         state = fit(self.fitted(), cfg, state=state, loss_fn=self.loss_fn_, optimizer=self.optimizer_, hooks=hooks)
         if state.best_state is not None:
             self.model_.load_state_dict(state.best_state)
+        self._silence()
         self.rating_refit_ = None
         if refits_rating(cfg) and not state.cancelled and state.best_state is not None:
             self.rating_refit_ = refit_rating(
@@ -177,7 +192,8 @@ class Recommender:
         if len(self.split_.users) == 0:
             raise DataError("no user has enough events to hold out a validation and a test event (3+ needed)")
         exclude = default_exclude_seen(data) if self.exclude_seen is None else bool(self.exclude_seen)
-        self.protocol_ = Protocol(exclude, self.target_behavior, request_time=self.request_time)
+        share = self.held_out_.share if self.held_out_ else 0.0
+        self.protocol_ = Protocol(exclude, self.target_behavior, request_time=self.request_time, held_out_share=share)
         # an update keeps its parent's units; a private run's ratings are not standardized by the users' own mean
         # and spread (released with the model)
         private = self.train.get("privacy")
@@ -191,6 +207,11 @@ class Recommender:
         if warm is not None:
             check_architecture(warm, cfg, self.encoder_fingerprint_)
             self.warm_start_ = {"run": warm.run, **warm_start(self.model_, warm, data.item_ids, data.behaviors)}
+
+    def _silence(self) -> None:
+        """Held-out items' ID rows and item biases at zero (:func:`~core.model.held_out.silence_rows`)."""
+        if self.held_out_ is not None:
+            silence_rows(self.model_, held_out_index(self.data_, self.held_out_))
 
     # -- use ---------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -220,6 +241,7 @@ class Recommender:
             target,
             negatives,
             check_request_time(request_time or self.protocol_.request_time),
+            self.protocol_.held_out_share,
         )
         split = self.split_ if target == self.protocol_.target_behavior else leave_last_out(self.data_, target)
         out = evaluate_split(replace(self.fitted(), split=split, protocol=protocol), which)
@@ -232,36 +254,11 @@ class Recommender:
             "baselines": baselines,
         }
 
-    @torch.inference_mode()
     def recommend(self, user_id: str, k: int = 10, exclude_seen: bool | None = None) -> pd.DataFrame:
-        """Top-``k`` items for a stored user ID, with both head outputs."""
+        """Top-``k`` items for a stored user ID, with both head outputs (see ``core.model.recommendation``)."""
         self._check_fitted()
-        check_whole("k", k, 1)
-        pos = np.searchsorted(self.data_.users, user_id)
-        if pos >= len(self.data_.users) or self.data_.users[pos] != user_id:
-            raise NotFoundError(f"user {user_id!r} is not in the fitted data")
-        users, ends = np.array([pos]), np.array([self.data_.offsets[pos + 1]])
-        batch = history_batch(self.data_, users, ends, self.model_.cfg.max_len).to(self.device_)
-        self.model_.eval()
-        task_e, task_r = self.model_(batch, last=True)
-        logits = self.model_.engagement_logits(task_e).float()[0]
-        logits[0] = float("-inf")
         exclude = self.protocol_.exclude_seen if exclude_seen is None else exclude_seen
-        if exclude:
-            mask = exclusion_mask(self.data_, users, ends)[0]
-            logits[torch.as_tensor(mask, device=logits.device)] = float("-inf")
-        # the engagement probability: softmax over items for a softmax-trained head, sigmoid for BCE
-        probs = torch.sigmoid(logits) if self.train.get("loss") == "bce" else torch.softmax(logits, -1)
-        order = torch.argsort(-logits, stable=True)[: min(k, int(torch.isfinite(logits).sum()))]
-        ratings = self.model_.rating_of(task_r.expand(len(order), -1), order).float()
-        return pd.DataFrame(
-            {
-                S.ITEM_ID: self.data_.item_ids[order.cpu().numpy()],
-                "engagement": probs[order].cpu().numpy(),
-                "engagement_logit": logits[order].cpu().numpy(),
-                "rating": np.asarray(self.scale_.restore(ratings.cpu().numpy())),
-            }
-        )
+        return top_items(self.fitted(), user_id, k, exclude, sigmoid=self.train.get("loss") == "bce")
 
     # -- persistence ---------------------------------------------------------------
     def save(self, folder: str | os.PathLike[str], key: bytes | None = None) -> Path:
@@ -274,6 +271,7 @@ class Recommender:
             "rating_refit": getattr(self, "rating_refit_", None),
             "privacy": getattr(self, "privacy_", None),
             "warm_start": getattr(self, "warm_start_", None),
+            HELD_OUT_KEY: held.record() if (held := getattr(self, "held_out_", None)) else None,
         }
         return save_checkpoint(Path(folder), self.fitted(), self.get_settings(), extras, key)
 
@@ -295,4 +293,6 @@ class Recommender:
         rec.rating_refit_, rec.privacy_ = config.get("rating_refit"), config.get("privacy")
         rec.warm_start_ = config.get("warm_start")
         rec.encoder_fingerprint_ = config.get("encoder_fingerprint")
+        rec.held_out_ = read_held_out(config)  # None: trained without held-out items (or saved before them)
+        rec.every_ = saved_sequences(events, config) if rec.held_out_ else None
         return rec

@@ -18,6 +18,7 @@ from typing import Any
 from core._checks import check_number, check_whole
 from core.errors import ArtifactError, DataError
 from core.model.config import ModelConfig, check_settings, check_value
+from core.model.held_out import HELD_OUT_KEY, check_held_out_record
 from core.model.protocol import REQUEST_TIMES
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -62,6 +63,7 @@ def _check_fields(config: dict[str, Any]) -> None:
     for name, kind in (("history", list), ("rating_refit", dict), ("privacy", dict), ("warm_start", dict)):
         if config.get(name) is not None and not isinstance(config[name], kind):
             raise DataError(f"{name}: expected a JSON {'list' if kind is list else 'object'} or null")
+    check_held_out_record(config.get(HELD_OUT_KEY))
 
 
 def _check_model_config(values: dict[str, Any]) -> None:

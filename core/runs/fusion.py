@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from core.fusion.candidates import FULL_ITEMS, PER_ANCHOR, build_candidates
 from core.fusion.formula import ENGAGEMENT, SIGNALS, normalize_weights, parse_weights
 from core.fusion.ranking import Candidates, fused_metrics, sweep, user_ranking
 from core.model.baselines import baseline_metrics
+from core.model.held_out import read_held_out
 from core.model.protocol import Protocol, TargetChoice
 from core.runs.run import Run
 from core.store.files import load_json, save_json
@@ -79,6 +81,12 @@ def resolve_weights(run: Run, spec: str | None) -> tuple[str | None, Weights | N
 
 
 # -- cached candidates ----------------------------------------------------------------------
+def _protocol(run: Run, exclude_seen: bool | None, target_behavior: TargetChoice, request_time: str | None) -> Protocol:
+    """The run's protocol with the overrides, its label naming the share of items held out of training, if any."""
+    held = read_held_out(run.config)
+    return replace(run.protocol(exclude_seen, target_behavior, request_time), held_out_share=held.share if held else 0)
+
+
 def _key(context: str, protocol: Protocol) -> tuple[str, dict[str, Any]]:
     params = {
         "context": context,
@@ -103,7 +111,7 @@ def run_candidates(
 
     Computed with the model, and stored, only when missing or stale (another model, protocol or format).
     """
-    protocol = run.protocol(exclude_seen, target_behavior, request_time)
+    protocol = _protocol(run, exclude_seen, target_behavior, request_time)
     key, params = _key(context, protocol)
     expect = {**params, "weights_sha256": run.weights_digest}
 
@@ -154,7 +162,7 @@ def evaluate_fused(
 ) -> dict[str, Any]:
     """The ``behaviorlens evaluate`` object ranked by the fused score; ``weights`` repeats the normalized weights."""
     weights = normalize_weights(weights)
-    protocol = run.protocol(exclude_seen, target_behavior, request_time)
+    protocol = _protocol(run, exclude_seen, target_behavior, request_time)
     out: dict[str, Any] = {
         "run": run.id,
         "protocol": protocol.name,

@@ -60,6 +60,7 @@ def delete_record(ws: Workspace, run_id: str) -> None:
 
 
 BASELINE_KEYS = ("HR@10", "NDCG@10")
+NEW_ITEMS_BARS = ("popularity", "random")  # the bars listed beside a run's new-items figures
 
 
 def pick_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +69,8 @@ def pick_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_runs(ws: Workspace) -> pd.DataFrame:
-    """Saved runs, newest first, with their metrics flattened (test_*, valid_*)."""
+    """Saved runs, newest first, with their metrics flattened (test_*, valid_*; a run trained with items held out
+    of training: new_items_protocol, its label, and new_items_*, its new-items figures and bars)."""
     frame = ws.query(
         "SELECT r.run_id, r.dataset, r.created_at, r.status, m.mark, "
         "json_extract_string(r.config, '$.parent') AS parent, r.metrics FROM runs r "
@@ -88,6 +90,13 @@ def list_runs(ws: Workspace) -> pd.DataFrame:
         for name, values in ((metrics.get("baselines") or {}).get("test") or {}).items():
             for k in BASELINE_KEYS:  # the bars beside the model, same split and protocol (None: not applicable)
                 rec[f"test_{name}_{k}"] = (values or {}).get(k)
+        new = metrics.get("new_items")  # trained with items held out: each user's last event on one of them
+        if new:
+            rec["new_items_protocol"] = new.get("label")
+            for k in BASELINE_KEYS:
+                rec[f"new_items_{k}"] = (new.get("test") or {}).get(k)
+                for name in NEW_ITEMS_BARS:
+                    rec[f"new_items_{name}_{k}"] = ((new.get("baselines") or {}).get(name) or {}).get(k)
         rows.append(rec)
     return pd.DataFrame(rows)
 

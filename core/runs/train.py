@@ -33,6 +33,7 @@ from core.runs.records import (
     set_run,
 )
 from core.runs.run import Run, open_run
+from core.runs.scores import new_items_figures, new_items_summary
 from core.store.files import save_json
 from core.store.run_folder import METRICS_FILE, PROGRESS_FILE, RUN_FILE, STATE_JSON, STATE_TENSORS
 from core.store.seals import mark_keyed
@@ -138,7 +139,8 @@ def _stamp(ws: Workspace, run_id: str, dataset: str, resume: bool) -> tuple[dict
 
 
 def _finish(rec: Recommender, folder: Path, key: bytes) -> dict[str, Any]:
-    """Save the best model and its metrics; a finished run drops its training state."""
+    """Save the best model and its metrics (with items held out of training: their new-items figures too); a
+    finished run drops its training state."""
     rec.save(folder, key)  # sealed with the workspace key
     if not rec.cancelled_:
         for name in (STATE_TENSORS, STATE_JSON):
@@ -153,6 +155,8 @@ def _finish(rec: Recommender, folder: Path, key: bytes) -> dict[str, Any]:
         "best_epoch": rec.best_epoch_,
         "privacy": getattr(rec, "privacy_", None),  # a private run's epsilon spent (core.model.privacy)
     }
+    if rec.held_out_ is not None:  # each user's last event on a held-out item (core.model.new_items)
+        metrics["new_items"] = new_items_summary(new_items_figures(rec))
     save_json(folder / METRICS_FILE, finite_or_none({**metrics, "history": rec.history_}))
     return metrics
 

@@ -181,6 +181,24 @@ def test_protocol_choices_reach_the_run(page: AppTest, _isolated_workspace_env: 
     assert runs_frame(at)["protocol"].tolist() == [record["metrics"]["protocol"]]
 
 
+def test_a_held_out_share_reaches_the_run_and_its_new_items_figures_are_listed(
+    page: AppTest, _isolated_workspace_env: Path
+) -> None:
+    assert page.number_input(key="train_cold_items").value == 0.0  # default: nothing held out
+    at = wait_until_finished(fill_and_train(page, train_cold_items=0.2))
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    record = run_record(Workspace(_isolated_workspace_env), at.session_state["train_job"])
+    assert record["config"]["settings"]["cold_items"] == 0.2
+    new = record["metrics"]["new_items"]
+    assert new["held_out_items"] == 6 and new["users"] > 0  # a fifth of the 30 items
+    row = runs_frame(at).iloc[0]
+    assert row["new_items_protocol"] == new["label"] and "new items: 20% of items held out of training" in new["label"]
+    assert row["new_items_NDCG@10"] == pytest.approx(new["test"]["NDCG@10"])
+    assert row["new_items_random_HR@10"] == pytest.approx(new["baselines"]["random"]["HR@10"])
+    assert "new_items_popularity_HR@10" in row
+    assert any("new_items_*" in unescape(c.value) for c in at.caption)
+
+
 def test_a_private_run_from_the_page_shows_the_epsilon_it_spent(page: AppTest, _isolated_workspace_env: Path) -> None:
     page.checkbox(key="train_private").check()
     page.number_input(key="train_epsilon").set_value(4.0)
