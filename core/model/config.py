@@ -155,6 +155,9 @@ class TrainConfig:
     threads: int | None = setting(None, low=1)
     # user-level differential privacy (DP-SGD): {"epsilon": 8, "delta": null, "max_grad_norm": 1.0}; null = off
     privacy: dict[str, Any] | None = setting(None, check=_check_privacy)
+    # an update (train --from RUN) trains each epoch on the users with events after its parent's last one, plus
+    # this share of the other users, drawn anew every epoch (1: every user, as a retrain does)
+    update_replay: float = setting(0.2, low=0.0, high=1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,6 +179,20 @@ class Settings:
     device: str = setting("auto", choices=DEVICES)
     model: dict[str, Any] = setting(factory=dict)
     train: dict[str, Any] = setting(factory=dict)
+
+
+def check_settings_object(settings: Any) -> dict[str, Any]:
+    """``settings`` (a run config's top level) if it is a JSON object of known keys, ``model`` and ``train``
+    objects themselves; else a DataError naming what is wrong (the values are checked by :func:`check_settings`)."""
+    if not isinstance(settings, dict):
+        raise DataError(f"settings must be a JSON object, got {type(settings).__name__}")
+    bad = sorted(set(settings) - set(settable(Settings)))
+    if bad:
+        raise DataError(f"unknown setting(s) {bad}: expected some of {sorted(settable(Settings))}")
+    for key in ("model", "train"):
+        if not isinstance(settings.get(key) or {}, dict):
+            raise DataError(f"setting {key!r} must be a JSON object of {key} settings")
+    return settings
 
 
 def settable(cls: type) -> dict[str, dataclasses.Field[Any]]:

@@ -25,7 +25,7 @@ from core.data.sequences import SequenceData
 from core.errors import DataError, NotFittedError
 from core.model.baselines import baseline_metrics
 from core.model.checkpoint import ConfigCheck, load_checkpoint, save_checkpoint, saved_sequences
-from core.model.config import ModelConfig, Settings, TrainConfig, check_settings, settable
+from core.model.config import ModelConfig, TrainConfig, check_settings, check_settings_object
 from core.model.evaluation import evaluate_split
 from core.model.fitted import Fitted, pick_device
 from core.model.held_out import (
@@ -83,15 +83,7 @@ class Recommender:
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> Recommender:
         """Build from a settings dict (a run config); unknown keys are a DataError naming them."""
-        if not isinstance(settings, dict):
-            raise DataError(f"settings must be a JSON object, got {type(settings).__name__}")
-        bad = sorted(set(settings) - set(settable(Settings)))
-        if bad:
-            raise DataError(f"unknown setting(s) {bad}: expected some of {sorted(settable(Settings))}")
-        for key in ("model", "train"):
-            if not isinstance(settings.get(key) or {}, dict):
-                raise DataError(f"setting {key!r} must be a JSON object of {key} settings")
-        return cls(**settings)
+        return cls(**check_settings_object(settings))
 
     def get_settings(self) -> dict[str, Any]:
         return {
@@ -145,7 +137,6 @@ class Recommender:
         warm_from: Parent | None = None,
     ) -> Recommender:
         """Index the events, encode item text, train; sets ``model_``, ``data_``, ``split_``, ``history_``.
-
         ``resume_from``: a folder with a saved training state; training continues after its epoch.
         ``warm_from``: a saved model to start from (:mod:`core.model.warm_start`), its architecture and scale kept.
         """
@@ -165,7 +156,15 @@ class Recommender:
             state = load_train_state(Path(resume_from), self.model_, self.optimizer_, self.loss_fn_)
         hooks = Hooks(progress, cancel, None if on_epoch is None else (lambda st, ep: on_epoch(self, st, ep)))
         self._silence()
-        state = fit(self.fitted(), cfg, state=state, loss_fn=self.loss_fn_, optimizer=self.optimizer_, hooks=hooks)
+        state = fit(
+            self.fitted(),
+            cfg,
+            state=state,
+            loss_fn=self.loss_fn_,
+            optimizer=self.optimizer_,
+            hooks=hooks,
+            focus=self.focus_,
+        )
         if state.best_state is not None:
             self.model_.load_state_dict(state.best_state)
         self._silence()
@@ -203,10 +202,13 @@ class Recommender:
         )
         cfg = self._model_config(data, self.text_embeddings_.shape[1], warm)
         self.model_ = BehaviorModel(cfg, self.text_embeddings_).to(self.device_)
-        self.warm_start_ = None
+        self.warm_start_, self.focus_ = None, None  # an update's users with new events (core.model.training)
         if warm is not None:
             check_architecture(warm, cfg, self.encoder_fingerprint_)
+            self.focus_ = None if self.train.get("privacy") else warm.new_users(data, self.split_.train_end)
+            users_new = None if self.focus_ is None else int(self.focus_.sum())
             self.warm_start_ = {"run": warm.run, **warm_start(self.model_, warm, data.item_ids, data.behaviors)}
+            self.warm_start_["users_new"] = users_new
 
     def _silence(self) -> None:
         """Held-out items' ID rows and item biases at zero (:func:`~core.model.held_out.silence_rows`)."""

@@ -79,9 +79,13 @@ def fit(
     loss_fn: MultiTaskLoss | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     hooks: Hooks | None = None,
+    focus: np.ndarray | None = None,
 ) -> FitState:
     """Train ``fitted.model`` with AdamW and early stopping on validation NDCG@10 (-RMSE for a rating-only
     model), from ``state.epochs_done`` (a resumed run passes its saved state, loss and optimizer).
+
+    ``focus`` ([U] bool, an update's users with new events): each epoch trains on them and on a fresh sample of
+    ``cfg.update_replay`` of the others (:func:`epoch_users`); validation still covers every user.
 
     With ``cfg.privacy`` the steps are DP-SGD's (:mod:`core.model.privacy`), every planned epoch runs and
     the last one is kept: choosing an epoch on the users' validation events is outside the accounting."""
@@ -101,7 +105,7 @@ def fit(
         started = time.perf_counter()
         opt = Optimization(loss_fn, optimizer)
         if plan is None:
-            losses = _run_epoch(fitted, cfg, users, rng, opt, hooks, epoch)
+            losses = _run_epoch(fitted, cfg, epoch_users(users, focus, cfg.update_replay, rng), rng, opt, hooks, epoch)
         else:
             losses = _private_epoch(fitted, cfg, users, opt, hooks, epoch, plan)
         if losses is None:
@@ -149,6 +153,17 @@ def refits_rating(cfg: TrainConfig) -> bool:
 def training_users(data: SequenceData, split: Split) -> np.ndarray:
     """Users with at least two training events (one input, one target)."""
     return np.flatnonzero(split.train_end - data.offsets[:-1] >= 2)
+
+
+def epoch_users(users: np.ndarray, focus: np.ndarray | None, replay: float, rng: np.random.Generator) -> np.ndarray:
+    """The users one epoch trains on: all of them, or (an update) those in ``focus`` plus a share ``replay`` of the
+    rest, drawn without replacement, so the model keeps what it knew of users without new events."""
+    if focus is None:
+        return users
+    new, rest = users[focus[users]], users[~focus[users]]
+    drawn = rng.choice(rest, size=int(round(replay * len(rest))), replace=False) if len(rest) else rest
+    picked = np.concatenate([new, drawn])
+    return np.sort(picked) if len(picked) else users  # no new user at all: a plain epoch
 
 
 def make_optimizer(model: BehaviorModel, loss_fn: MultiTaskLoss, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.data.sequences import SequenceData
 from core.errors import ArtifactError
 from core.model.config import ModelConfig
 from core.model.protocol import RatingScale
@@ -42,15 +43,28 @@ class Parent:
     model_config: dict[str, Any]
     scale: RatingScale
     encoder_fingerprint: str | None = None
+    horizon: int | None = None  # its last training event (seconds since the epoch); None: not known
+
+    def new_users(self, data: SequenceData, train_end: np.ndarray) -> np.ndarray | None:
+        """[U] bool: which users have a training event after the parent's last one (None: the horizon is not
+        known, so every user counts as new)."""
+        if self.horizon is None:
+            return None
+        later = np.flatnonzero(data.ts > self.horizon)
+        user = np.searchsorted(data.offsets, later, side="right") - 1  # the user of each later event
+        user = user[later < train_end[user]]  # only events the update trains on
+        out = np.zeros(data.n_users, dtype=bool)
+        out[user] = True
+        return out
 
     def architecture(self) -> dict[str, Any]:
         """The saved model's settings that are not derived from the data (width, layers, repeat evidence...)."""
         return {k: v for k, v in self.model_config.items() if k not in DERIVED}
 
 
-def read_parent(run: str, folder: Path, config: dict[str, Any]) -> Parent:
+def read_parent(run: str, folder: Path, config: dict[str, Any], horizon: int | None = None) -> Parent:
     """The parent of a warm start from its run folder; ``config`` is its ``config.json``, already checked
-    (seal and types) by the caller."""
+    (seal and types) by the caller; ``horizon``: its last training event (seconds since the epoch)."""
     state = load_tensors(folder / MODEL_FILE, config.get("weights_sha256"))
     vocab = config["vocab"]
     scale = config.get("rating_scale") or {}
@@ -62,6 +76,7 @@ def read_parent(run: str, folder: Path, config: dict[str, Any]) -> Parent:
         model_config=dict(config["model_config"]),
         scale=RatingScale(float(scale.get("mean", 0.0)), float(scale.get("std", 1.0))),
         encoder_fingerprint=config.get("encoder_fingerprint"),
+        horizon=horizon,
     )
 
 

@@ -11,6 +11,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from core import schema as S
 from core._checks import finite_or_none
 from core.errors import DataError
 from core.model.config import check_settings
@@ -35,6 +36,7 @@ from core.runs.records import (
 from core.runs.run import Run, open_run
 from core.runs.scores import new_items_figures, new_items_summary
 from core.store.files import save_json
+from core.store.lineage import BOUND_KEY
 from core.store.run_folder import METRICS_FILE, PROGRESS_FILE, RUN_FILE, STATE_JSON, STATE_TENSORS
 from core.store.seals import mark_keyed
 from core.store.versions import DATA_KEY, check_stamp, data_stamp
@@ -123,7 +125,19 @@ def _parent(ws: Workspace, run_id: str) -> Parent:
     run = open_run(ws, run_id)
     if run.status not in PICKABLE:
         raise DataError(f"run {run_id} is {run.status}: only a done or cancelled run can be updated")
-    return read_parent(run_id, run.folder, run.config)
+    return read_parent(run_id, run.folder, run.config, _horizon(ws, run))
+
+
+def _horizon(ws: Workspace, run: Run) -> int | None:
+    """The time of the last event run ``run`` trained on (seconds since the epoch): an update trains mostly on the
+    users with later events. None when its rows are gone (a deleted dataset)."""
+    bound = (run.data_stamp or {}).get(BOUND_KEY)
+    where, params = (f" AND {S.ROW} < ?", [run.dataset, int(bound)]) if bound is not None else ("", [run.dataset])
+    with ws.connect() as con:
+        row = con.execute(
+            f"SELECT floor(epoch(max({S.TIMESTAMP})))::BIGINT FROM events WHERE {S.DATASET} = ?{where}", params
+        ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def _stamp(ws: Workspace, run_id: str, dataset: str, resume: bool) -> tuple[dict[str, Any], int | None]:

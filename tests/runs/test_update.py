@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,6 +16,7 @@ from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
 from core.model.config import ModelConfig
 from core.model.network import BehaviorModel
+from core.model.protocol import RatingScale
 from core.model.warm_start import Parent, check_architecture, warm_start
 from core.runs.records import list_runs, run_record
 from core.runs.run import open_run
@@ -62,7 +64,11 @@ def test_an_update_starts_from_its_parent_and_records_it(ws, datasets: tuple[str
     assert runs.loc[child, "parent"] == parent and pd.isna(runs.loc[parent, "parent"])
     old_run, new_run = open_run(ws, parent), open_run(ws, child)
     carried = new_run.config["warm_start"]
+    users_new = carried.pop("users_new")
     assert carried == {"run": parent, "items_kept": 30, "items_new": 3, "behaviors_new": 1}
+    old_log, new_log = (pd.read_csv(ws.root.parent / f, dtype=str) for f in ("old.csv", "new.csv"))
+    later = new_log[pd.to_datetime(new_log["timestamp"]) > pd.to_datetime(old_log["timestamp"]).max()]
+    assert 0 < users_new <= later["user_id"].nunique() < new_log["user_id"].nunique()  # held-out events: not trained
     assert new_run.config["rating_scale"] == old_run.config["rating_scale"]  # the weights' units, kept
     assert new_run.config["model_config"]["request_gap"] == old_run.config["model_config"]["request_gap"]
     user = str(pd.read_csv(ws.root.parent / "old.csv", dtype=str)["user_id"][0])
@@ -130,3 +136,44 @@ def test_only_a_finished_run_is_updated_and_the_cli_says_how(ws, datasets: tuple
     assert both.code == 2 and "--from RUN [--dataset NAME]" in both.err
     config = cli("train", "--from", "live", "--config", "x.json", workspace=ws.root)
     assert config.code == 2 and "--config and --request-time do not apply" in config.err
+
+
+def test_an_update_trains_the_users_with_new_events_and_a_replay_sample() -> None:
+    from core.data.sequences import build_sequences
+    from core.model.training import epoch_users
+    from core.model.warm_start import Parent
+
+    ts = pd.to_datetime([100, 200, 300, 150, 160, 170, 400, 500, 600], unit="s")
+    events = pd.DataFrame(
+        {"user_id": list("aaabbbccc"), "item_id": list("xyzxyzxyz"), "timestamp": ts, "behavior": "view"}
+    )
+    data = build_sequences(events)
+    parent = Parent("p", {}, [], [], {}, RatingScale(), horizon=250)
+    train_end = data.offsets[1:] - 1  # each user's last event held out
+    assert list(parent.new_users(data, train_end)) == [False, False, True]  # a's 300 is held out; c trains on 400+
+    assert Parent("p", {}, [], [], {}, RatingScale()).new_users(data, train_end) is None  # no horizon: everyone
+    users = np.arange(10)
+    focus = np.zeros(10, dtype=bool)
+    focus[[2, 7]] = True
+    rng = np.random.default_rng(0)
+    picked = epoch_users(users, focus, 0.25, rng)
+    assert {2, 7} <= set(picked) and len(picked) == 2 + 2  # a quarter of the 8 others, drawn anew
+    assert list(epoch_users(users, focus, 1.0, rng)) == list(users) and epoch_users(users, None, 0.0, rng) is users
+    assert list(epoch_users(users, np.zeros(10, dtype=bool), 0.0, rng)) == list(users)  # nothing new: a plain epoch
+
+
+def test_an_update_after_an_append_needs_no_second_dataset(ws, tmp_path: Path, tiny_data, cli) -> None:
+    """The log appended to the parent's dataset: ``train --from RUN`` trains on the dataset as it is now."""
+    tiny_data(tmp_path / "data", 7, n_users=40, n_items=30, target_events=1500)
+    events = pd.read_csv(tmp_path / "data" / "events.csv", dtype=str).sort_values("timestamp", kind="stable")
+    cut = int(len(events) * 0.7)
+    events.iloc[:cut].to_csv(tmp_path / "old.csv", index=False)
+    events.iloc[cut:].to_csv(tmp_path / "week.csv", index=False)
+    ingest(ws, tmp_path / "old.csv", tmp_path / "data" / "items.csv", IngestOptions(name="shop"))
+    parent = train_run(ws, "shop", SETTINGS)
+    assert cli("ingest", str(tmp_path / "week.csv"), "--append-to", "shop", workspace=ws.root).code == 0
+    child = cli("train", "--from", parent, "--epochs", "1", "--json", workspace=ws.root).json()["run"]
+    rec = open_run(ws, child).recommender()
+    assert run_record(ws, child)["dataset"] == "shop" and len(rec.data_.users) == ws.dataset("shop").n_users
+    assert 0 < open_run(ws, child).config["warm_start"]["users_new"] < ws.dataset("shop").n_users
+    assert len(open_run(ws, parent).recommender().data_.item) == cut  # the parent still reads its own rows
