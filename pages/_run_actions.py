@@ -77,8 +77,9 @@ def update_form(ws: Workspace, run_id: str, dataset: str, busy: bool) -> None:
         index=names.index(dataset) if dataset in names else 0,
         key=f"update_dataset_{run_id}",
         help=f"A new run starts from this run's weights and settings and trains {UPDATE_EPOCHS} epochs on the "
-        "dataset: ingest the newer log (the old events and the new ones) under a new name, then update on it. "
-        "New items get their text embeddings and new ID rows; new users need nothing.",
+        "dataset as it is now, mostly on the users with newer events: add the new log to this run's dataset on "
+        "the Data page (Add the events to), then update on it. New items get their text embeddings and new ID "
+        "rows; new users need nothing.",
     )
     right.button("Update this run", key="update_run", on_click=_update, args=(run_id,), disabled=busy)
 

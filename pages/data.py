@@ -131,10 +131,8 @@ def show_report(report: dict[str, Any]) -> None:
     cols[3].metric("Duplicate rows", f"{report['duplicates']:,}")
     balanced = "balanced" if read == accepted + rejected else "MISMATCH"
     st.text(f"Accounting: {read:,} rows read = {accepted:,} accepted + {rejected:,} rejected ({balanced})")
-    st.text(
-        f"Dataset {report['dataset']}: {report['users']:,} users, {report['items']:,} items, "
-        f"user IDs {report['id_mode']}"
-    )
+    whose = "This file" if report.get("appended") else f"Dataset {report['dataset']}"  # an append: the file's own
+    st.text(f"{whose}: {report['users']:,} users, {report['items']:,} items, user IDs {report['id_mode']}")
     forgotten = report.get("forgotten")
     if isinstance(forgotten, dict):  # behaviorlens forget: deleted since the ingest, on request
         st.info(
@@ -157,8 +155,8 @@ def show_appends(report: dict[str, Any]) -> None:
     added = report.get("appended")
     if isinstance(added, dict):
         st.info(
-            f"Appended to dataset {added['dataset']}: {added['events_added']:,} events and {added['items_added']:,} "
-            f"new items added, {added['already_stored']:,} rows already stored (not added again). The dataset now "
+            f"Appended to dataset {added['dataset']}: {added['events_added']:,} event(s) and {added['items_added']:,} "
+            f"new item(s) added, {added['already_stored']:,} row(s) already stored (not added again). The dataset now "
             f"holds {added['events_after']:,} events, {added['users_after']:,} users and {added['items_after']:,} "
             "items; runs trained before keep the rows they were trained on."
         )

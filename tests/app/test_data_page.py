@@ -439,8 +439,9 @@ def test_a_log_is_appended_to_a_stored_dataset_from_the_form(page: AppTest, _iso
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert metrics(at)["Rows read"] == "2" and metrics(at)["Rows accepted"] == "1"  # u1's view is stored already
     info = " ".join(unescape(i.value) for i in at.info)
-    assert "Appended to dataset tiny: 1 events and 1 new items added, 1 rows already stored" in info
+    assert "Appended to dataset tiny: 1 event(s) and 1 new item(s) added, 1 row(s) already stored" in info
     assert "holds 4 events, 3 users" in info
+    assert "This file: 2 users, 2 items, user IDs pseudonymized" in [t.value for t in at.text]
     ws = Workspace(_isolated_workspace_env)
     assert ws.dataset("tiny").n_events == 4 and "week2" not in ws.dataset_names()
     newest = audit.entries(ws).iloc[0]
