@@ -155,6 +155,9 @@ class TrainConfig:
     threads: int | None = setting(None, low=1)
     # user-level differential privacy (DP-SGD): {"epsilon": 8, "delta": null, "max_grad_norm": 1.0}; null = off
     privacy: dict[str, Any] | None = setting(None, check=_check_privacy)
+    # item-ID dropout: each training step, this share of the items lose their ID embedding and item biases
+    # (what an item never trained on has), so the model learns to rank an item from its text alone
+    item_id_dropout: float = setting(0.0, low=0.0, below=1.0)
     # an update (train --from RUN) trains each epoch on the users with events after its parent's last one, plus
     # this share of the other users, drawn anew every epoch (1: every user, as a retrain does)
     update_replay: float = setting(0.2, low=0.0, high=1.0)

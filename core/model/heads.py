@@ -44,6 +44,7 @@ class EngagementHead(nn.Module):
         self.proj = nn.Linear(cfg.expert_dim, cfg.d_model)
         self.item_bias = nn.Embedding(cfg.n_items + 1, 1)
         nn.init.zeros_(self.item_bias.weight)
+        self.dropped: torch.Tensor | None = None  # [N+1] bool: items without their bias (BehaviorModel.dropping_ids)
         self.memory_dim = cfg.d_model if cfg.use_memory else 0
         self._repeat = [repeat]  # a list: the network owns the module, the head only uses it
 
@@ -54,7 +55,7 @@ class EngagementHead(nn.Module):
         h = self.proj(task_state[..., :de])
         if self.memory_dim and task_state.shape[-1] > de:  # the behavior memory's trailing features
             h = h + task_state[..., de : de + self.memory_dim]
-        bias = self.item_bias.weight.squeeze(-1) if item_idx is None else self.item_bias(item_idx).squeeze(-1)
+        bias = item_bias(self.item_bias, item_idx, self.dropped)
         logits = h @ items.T + bias if item_idx is None else (h * items).sum(-1) + bias
         repeat, rest = self._repeat[0], task_state[..., de + self.memory_dim :]
         if repeat is None or rest.shape[-1] == 0:
@@ -78,12 +79,13 @@ class RatingHead(nn.Module):
         self.user_weight = nn.Parameter(torch.zeros(()))
         self.item_bias = nn.Embedding(cfg.n_items + 1, 1)
         nn.init.zeros_(self.item_bias.weight)
+        self.dropped: torch.Tensor | None = None  # [N+1] bool: items without their bias (BehaviorModel.dropping_ids)
 
     def forward(self, task_state: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """task_state [P, De + 2], items [P, D], item_idx [P] -> [P]."""
         h, extra = self.proj(task_state[..., :-2]), task_state[..., -2:]
         out = self.tower(torch.cat([h, items, h * items, extra], -1)).squeeze(-1)
-        return out + self.user_weight * extra[..., 0] + self.item_bias(item_idx).squeeze(-1)
+        return out + self.user_weight * extra[..., 0] + item_bias(self.item_bias, item_idx, self.dropped)
 
 
 def user_value_mean(batch: Batch, cfg: ModelConfig, removed: torch.Tensor | None = None) -> torch.Tensor:
@@ -99,3 +101,11 @@ def user_value_mean(batch: Batch, cfg: ModelConfig, removed: torch.Tensor | None
     count = torch.cumsum(has.float(), 1)
     mean = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
     return torch.stack([mean, (count > 0).float()], -1)
+
+
+def item_bias(table: nn.Embedding, idx: torch.Tensor | None, dropped: torch.Tensor | None) -> torch.Tensor:
+    """The item biases of ``idx`` (every item when None), zero for the ``dropped`` items."""
+    bias = table.weight.squeeze(-1) if idx is None else table(idx).squeeze(-1)
+    if dropped is not None:
+        bias = bias * ~(dropped if idx is None else dropped[idx])
+    return bias

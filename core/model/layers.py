@@ -41,11 +41,14 @@ class ItemEncoder(nn.Module):
         self.id_emb = nn.Embedding(cfg.n_items + 1, cfg.d_model, padding_idx=0)
         nn.init.normal_(self.id_emb.weight, std=0.02)
         self.use_text, self.use_item_id = cfg.use_text, cfg.use_item_id
+        self.dropped: torch.Tensor | None = None  # [N+1] bool: items without their ID row (BehaviorModel.dropping_ids)
 
     def forward(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """``idx`` [...] -> [..., D]; None -> every item [N+1, D]."""
         text = self.text if idx is None else self.text[idx]
         ids = self.id_emb.weight if idx is None else self.id_emb(idx)
+        if self.dropped is not None:
+            ids = ids * ~(self.dropped if idx is None else self.dropped[idx]).unsqueeze(-1)
         out = torch.zeros_like(ids)
         if self.use_text:
             out = out + self.proj(text)

@@ -21,6 +21,9 @@ and fusion live outside (ranking code), the losses in ``core.model.losses``. The
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -47,6 +50,20 @@ class BehaviorModel(nn.Module):
         self.mmoe = MMoE(cfg)
         self.engagement = EngagementHead(cfg, self.repeat)
         self.rating = RatingHead(cfg)
+
+    @contextmanager
+    def dropping_ids(self, dropped: torch.Tensor | None) -> Iterator[None]:
+        """Within: the items ``dropped`` ([N+1] bool; None: none) have no ID embedding and no item biases, in the
+        history and among the candidates alike (item-ID dropout: the model learns to rank an item from its text
+        alone, as it must an item it never saw)."""
+        parts = (self.items, self.engagement, self.rating)
+        for part in parts:
+            part.dropped = dropped
+        try:
+            yield
+        finally:
+            for part in parts:
+                part.dropped = None
 
     def tokens(self, batch: Batch) -> torch.Tensor:
         """Event tokens [B, L, D] without position and dropout (the attribution surface)."""

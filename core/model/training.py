@@ -228,14 +228,15 @@ def _run_epoch(
 
 def _step_loss(fitted: Fitted, cfg: TrainConfig, idx: np.ndarray, loss_fn: MultiTaskLoss) -> Any:
     """The losses of one batch of users: their training windows, some positions asked at the stand-in time,
-    some input events dropped."""
+    some input events dropped, some items without their ID embedding and biases (``item_id_dropout``)."""
     model, data, split, device = fitted.model, fitted.data, fitted.split, fitted.device
     batch = training_batch(data, idx, split.train_end[idx], model.cfg.max_len).to(device)
     if cfg.standin_rate > 0 and batch.request_ts is not None:
         standin = torch.rand(batch.mask.shape, device=device) < cfg.standin_rate
         batch.request_ts = batch.request_ts.masked_fill(standin, -1)
     removed = (torch.rand(batch.mask.shape, device=device) < cfg.event_dropout) & batch.mask
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    dropped = torch.rand(data.n_items + 1, device=device) < cfg.item_id_dropout if cfg.item_id_dropout else None
+    with model.dropping_ids(dropped), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         return loss_fn(model, batch, removed if cfg.event_dropout > 0 else None)
 
 

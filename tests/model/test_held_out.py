@@ -184,3 +184,29 @@ def test_a_bad_share_is_refused_naming_the_setting(tiny_bert_dir: Path, dataset,
     events, items = dataset
     with pytest.raises(DataError, match="cold_items"):
         _rec(tiny_bert_dir, cold_items=share).fit(events, items)  # type: ignore[arg-type]
+
+
+def test_item_id_dropout_trains_items_as_if_never_seen(cold: Recommender, tiny_bert_dir: Path, dataset) -> None:
+    """Within ``dropping_ids`` a dropped item is its text projection with no bias, in the history and among the
+    candidates; outside, nothing is dropped; and a fit with ``item_id_dropout`` trains and saves the setting."""
+    model = cold.model_
+    some = torch.as_tensor(np.unique(cold.data_.item)[:3])
+    dropped = torch.zeros(cold.data_.n_items + 1, dtype=torch.bool)
+    dropped[some] = True
+    users = training_users(cold.data_, cold.split_)[:4]
+    batch = training_batch(cold.data_, users, cold.split_.train_end[users], model.cfg.max_len)
+    task_e, _ = model(batch)
+    plain = model.engagement_logits(task_e[:, -1])
+    with torch.no_grad(), model.dropping_ids(dropped):
+        assert torch.allclose(model.items(some), model.items.proj(model.items.text[some]))
+        assert torch.count_nonzero(model.engagement.item_bias.weight[some]) > 0  # the weights stay; they are masked
+        task_d, _ = model(batch)
+        logits = model.engagement_logits(task_d[:, -1])
+    assert not torch.allclose(logits[:, some], plain[:, some])  # the dropped items score differently
+    assert model.items.dropped is None and model.engagement.dropped is None  # nothing dropped outside
+    assert torch.allclose(model.engagement_logits(model(batch)[0][:, -1]), plain)
+    events, items = dataset
+    rec = _rec(tiny_bert_dir, 0.0, item_id_dropout=0.5).fit(events, items)
+    assert rec.get_settings()["train"]["item_id_dropout"] == 0.5 and len(rec.history_) == 2
+    with pytest.raises(DataError, match="item_id_dropout"):
+        _rec(tiny_bert_dir, 0.0, item_id_dropout=1.0).fit(events, items)
