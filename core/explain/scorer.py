@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from core.data.batches import Batch, history_batch
 from core.data.sequences import SequenceData
+from core.model.config import SIGMOID_LOSSES
 from core.model.network import BehaviorModel
 from core.model.protocol import RatingScale
 
@@ -118,7 +119,7 @@ class HistoryScorer:
 
 def engagement_target(model: BehaviorModel, item: int, loss: str = "softmax") -> TargetFn:
     """log p(item | history): log_softmax over every item (padding excluded); log σ for a BCE head."""
-    if loss == "bce":
+    if loss in SIGMOID_LOSSES:
 
         def bce(task_e: torch.Tensor, task_r: torch.Tensor) -> torch.Tensor:
             idx = torch.full((task_e.shape[0],), item, dtype=torch.long)

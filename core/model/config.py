@@ -26,7 +26,13 @@ from core.errors import DataError
 
 HEADS = ("both", "engagement", "rating")
 DEVICES = ("auto", "cpu", "cuda")
-LOSSES = ("softmax", "bce")
+# the engagement loss: the full softmax; BCE or gBCE (gSASRec's calibrated BCE) with sampled negatives per position;
+# a sampled softmax over the batch's targets and popularity-sampled negatives with log-Q correction; or "auto"
+LOSSES = ("softmax", "bce", "gbce", "sampled_softmax", "auto")
+SIGMOID_LOSSES = ("bce", "gbce")  # their engagement probability is sigmoid(logit), not a softmax over the items
+# "auto" trains the full softmax up to this many items and the sampled softmax above (see the README: a full
+# softmax step over N items costs positions x N x d_model; above this, it is most of the step on this CPU)
+AUTO_SAMPLED_ABOVE = 50_000
 REQUEST_TIMES = ("standin", "actual")  # as core.model.protocol.REQUEST_TIMES
 
 
@@ -139,8 +145,10 @@ class TrainConfig:
     batch_size: int = setting(32, low=1)
     lr: float = setting(2e-3, low=0.0)
     weight_decay: float = setting(0.0, low=0.0)
-    loss: str = setting("softmax", choices=LOSSES)  # full softmax, or BCE with sampled negatives
+    loss: str = setting("softmax", choices=LOSSES)  # see LOSSES
+    # negatives per position (bce, gbce), or shared by the batch's positions beside its targets (sampled_softmax)
     n_negatives: int = setting(100, low=1)
+    gbce_t: float = setting(0.75, low=0.0, high=1.0)  # gBCE's calibration: 0 = plain BCE, 1 = fully calibrated
     loss_weights: str | list[float] = setting(check=_check_loss_weights, factory=lambda: [1.0, 0.5])
     event_dropout: float = setting(0.1, low=0.0, high=1.0)  # share of input events swapped for the mask token
     # share of training positions asked at the stand-in time (the event + the typical next-visit gap), as
@@ -182,6 +190,14 @@ class Settings:
     device: str = setting("auto", choices=DEVICES)
     model: dict[str, Any] = setting(factory=dict)
     train: dict[str, Any] = setting(factory=dict)
+
+
+def resolve_loss(loss: str, n_items: int) -> str:
+    """The engagement loss a run trains with: ``loss``, or for "auto" the full softmax up to
+    :data:`AUTO_SAMPLED_ABOVE` items and the sampled softmax above."""
+    if loss != "auto":
+        return loss
+    return "softmax" if n_items <= AUTO_SAMPLED_ABOVE else "sampled_softmax"
 
 
 def check_settings_object(settings: Any) -> dict[str, Any]:

@@ -48,20 +48,22 @@ class EngagementHead(nn.Module):
         self.memory_dim = cfg.d_model if cfg.use_memory else 0
         self._repeat = [repeat]  # a list: the network owns the module, the head only uses it
 
-    def forward(self, task_state: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, task_state: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor | None, shared: bool = False
+    ) -> torch.Tensor:
         """[P, De (+ D memory) (+ 2L repeat)] x items [N', D] (all, when item_idx is None) -> logits [P, N'];
-        or paired [P] when items [P, D]."""
+        or paired [P] when items [P, D]; ``shared``: ``item_idx`` [K] are candidates of every row -> [P, K]."""
         de = self.proj.in_features
         h = self.proj(task_state[..., :de])
         if self.memory_dim and task_state.shape[-1] > de:  # the behavior memory's trailing features
             h = h + task_state[..., de : de + self.memory_dim]
         bias = item_bias(self.item_bias, item_idx, self.dropped)
-        logits = h @ items.T + bias if item_idx is None else (h * items).sum(-1) + bias
+        logits = h @ items.T + bias if item_idx is None or shared else (h * items).sum(-1) + bias
         repeat, rest = self._repeat[0], task_state[..., de + self.memory_dim :]
         if repeat is None or rest.shape[-1] == 0:
             return logits
         evidence, seen = unpack(rest)
-        return repeat.combine(logits, evidence, seen, item_idx, task_state[..., :de])
+        return repeat.combine(logits, evidence, seen, item_idx, task_state[..., :de], shared)
 
 
 class RatingHead(nn.Module):

@@ -1,21 +1,36 @@
 """The training losses, outside the model (torchrec style).
 
-Every position predicts the next event (SASRec style): the engagement loss is a full
-softmax over all items (or BCE with sampled negatives), the rating loss an MSE on
-standardized values, masked where the next event has no value. Task weights are fixed
-or learned (uncertainty weighting, Kendall et al. 2018).
+Every position predicts the next event (SASRec style). The engagement loss (``train.loss``) is one of:
+
+- ``softmax``: a full softmax over every item (cross-entropy), in chunks of positions;
+- ``sampled_softmax``: a softmax over the batch's own targets and ``n_negatives`` items drawn by
+  popularity, shared by every position, each logit corrected by minus the log of its item's sampling
+  probability (log-Q correction, Yi et al. 2019), so that the trained logits estimate the full softmax's;
+  its cost grows with the batch, not the catalogue;
+- ``bce``: binary cross-entropy of the target against ``n_negatives`` uniform negatives per position;
+- ``gbce``: gSASRec's generalised BCE (Petrov & Macdonald 2023): the target's probability raised to
+  beta = alpha (t (1 - 1/alpha) + 1/alpha), alpha the negative sampling rate, t = ``gbce_t``, which
+  undoes the overconfidence sampling causes, so sigmoid(logit) stays a calibrated probability;
+- ``auto``: the full softmax up to :data:`core.model.config.AUTO_SAMPLED_ABOVE` items, the sampled
+  softmax above.
+
+The rating loss is an MSE on standardized values, masked where the next event has no value. Task
+weights are fixed or learned (uncertainty weighting, Kendall et al. 2018). Items held out of training
+(``blocked``) are never a logit, a negative or a sampled candidate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.data.batches import Batch
-from core.model.config import TrainConfig
+from core.data.batches import Batch, Split
+from core.data.sequences import SequenceData
+from core.model.config import TrainConfig, resolve_loss
 from core.model.network import BehaviorModel
 from core.model.protocol import RatingScale
 
@@ -44,6 +59,16 @@ class MultiTaskLoss(nn.Module):
         self.learned = cfg.loss_weights == "uncertainty"
         self.log_vars = nn.Parameter(torch.zeros(2)) if self.learned else None
         self.fixed = [] if isinstance(cfg.loss_weights, str) else [float(w) for w in cfg.loss_weights]
+        self.loss = resolve_loss(cfg.loss, n_items)
+        self.popularity: torch.Tensor | None = None  # [N+1] training target counts (sampled_softmax: set_popularity)
+
+    def set_popularity(self, counts: torch.Tensor) -> None:
+        """The training targets' counts per item [N+1]: what the sampled softmax draws negatives by."""
+        q = counts.float() + 1.0  # every trainable item can be drawn
+        q[0] = 0.0
+        if self.blocked is not None:
+            q[self.blocked.to(q.device)] = 0.0
+        self.popularity = q / q.sum()
 
     def forward(self, model: BehaviorModel, batch: Batch, removed: torch.Tensor | None) -> LossParts:
         task_e, task_r = model(batch, removed)
@@ -61,7 +86,7 @@ class MultiTaskLoss(nn.Module):
         return LossParts(self._combine(engagement, rating), engagement.detach(), rating.detach())
 
     def _engagement(self, model: BehaviorModel, h_e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.cfg.loss == "softmax":
+        if self.loss == "softmax":
             # in chunks of positions whose logits stay under glibc's largest heap block (32 MB): a larger
             # tensor is a fresh mapping whose pages fault in on every step (as much system CPU as compute)
             items = model.items(None)
@@ -74,21 +99,64 @@ class MultiTaskLoss(nn.Module):
                     logits[:, self.blocked] = float("-inf")  # no gradient reaches a held-out item's rows
                 total = total + F.cross_entropy(logits, target[lo : lo + step], reduction="sum")
             return total / max(1, len(target))
-        if self.blocked is None:
-            negs = torch.randint(1, self.n_items, (len(target), self.cfg.n_negatives), device=target.device)
-            negs = negs + (negs >= target.unsqueeze(1)).long()  # uniform over the other items, never the target
-        else:  # uniform over the other items trained on (held-out ones are never negatives)
-            pool = torch.nonzero(~self.blocked[1:]).squeeze(1) + 1  # [A] sorted
-            draw = torch.randint(0, len(pool) - 1, (len(target), self.cfg.n_negatives), device=target.device)
-            negs = pool[draw + (draw >= torch.searchsorted(pool, target).unsqueeze(1)).long()]
-        cand = torch.cat([target.unsqueeze(1), negs], 1)  # [P, 1+n]
+        if self.loss == "sampled_softmax":
+            return self._sampled_softmax(model, h_e, target)
+        cand = torch.cat([target.unsqueeze(1), self._negatives(target)], 1)  # [P, 1+n]
         flat = model.engagement_logits(h_e.repeat_interleave(cand.shape[1], 0), cand.flatten()).float()
-        labels = torch.zeros_like(flat).view(cand.shape)
+        logits = flat.view(cand.shape)
+        if self.loss == "gbce":
+            return self._gbce(logits)
+        labels = torch.zeros_like(logits)
         labels[:, 0] = 1.0
-        return F.binary_cross_entropy_with_logits(flat.view(cand.shape), labels)
+        return F.binary_cross_entropy_with_logits(logits, labels)
+
+    def _negatives(self, target: torch.Tensor) -> torch.Tensor:
+        """[P, n] negatives per position, uniform over the other items trained on (never the target, never a
+        held-out item)."""
+        n = self.cfg.n_negatives
+        if self.blocked is None:
+            negs = torch.randint(1, self.n_items, (len(target), n), device=target.device)
+            return negs + (negs >= target.unsqueeze(1)).long()
+        pool = torch.nonzero(~self.blocked[1:]).squeeze(1) + 1  # [A] sorted
+        draw = torch.randint(0, len(pool) - 1, (len(target), n), device=target.device)
+        return pool[draw + (draw >= torch.searchsorted(pool, target).unsqueeze(1)).long()]
+
+    def _gbce(self, logits: torch.Tensor) -> torch.Tensor:
+        """gBCE over [P, 1+n] logits (target first): beta * -log sigmoid(s+) + sum -log(1 - sigmoid(s-)), per cell
+        as BCE averages, beta from the sampling rate alpha = n / (trainable items - 1) and ``gbce_t``."""
+        trainable = self.n_items - (int(self.blocked[1:].sum()) if self.blocked is not None else 0)
+        alpha = min(1.0, self.cfg.n_negatives / max(1, trainable - 1))
+        t = self.cfg.gbce_t
+        beta = alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+        per_row = beta * F.softplus(-logits[:, 0]) + F.softplus(logits[:, 1:]).sum(-1)
+        return per_row.mean() / logits.shape[1]
+
+    def _sampled_softmax(self, model: BehaviorModel, h_e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over the batch's targets and popularity-drawn negatives (shared by every position), each
+        logit minus log Q(item) (log-Q correction)."""
+        if self.popularity is None:
+            raise RuntimeError("the sampled softmax needs the training popularity: call set_popularity first")
+        q = self.popularity.to(target.device)
+        drawn = torch.multinomial(q, self.cfg.n_negatives, replacement=True)
+        cands = torch.unique(torch.cat([target, drawn]))  # sorted; every position's target is a column
+        column = torch.searchsorted(cands, target)
+        items, log_q = model.items(cands), torch.log(q[cands])
+        step = max(1, _LOGIT_CELLS // len(cands))
+        total = h_e.new_zeros((), dtype=torch.float32)
+        for lo in range(0, len(target), step):
+            logits = model.engagement_logits(h_e[lo : lo + step], cands, items=items, shared=True).float() - log_q
+            total = total + F.cross_entropy(logits, column[lo : lo + step], reduction="sum")
+        return total / max(1, len(target))
 
     def _combine(self, engagement: torch.Tensor, rating: torch.Tensor) -> torch.Tensor:
         if self.log_vars is None:
             return self.fixed[0] * engagement + self.fixed[1] * rating
         s = self.log_vars
         return torch.exp(-s[0]) * engagement + torch.exp(-s[1]) * rating + s.sum()
+
+
+def training_counts(data: SequenceData, split: Split) -> torch.Tensor:
+    """[N+1] how often each item is an event of the users' training windows (what a sampled softmax draws by)."""
+    user = np.repeat(np.arange(data.n_users), np.diff(data.offsets))  # each event's user
+    own = np.arange(len(data.item)) < split.train_end[user]
+    return torch.from_numpy(np.bincount(data.item[own], minlength=data.n_items + 1))

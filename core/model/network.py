@@ -135,11 +135,16 @@ class BehaviorModel(nn.Module):
         return self.tasks(states, batch, removed, last)
 
     def engagement_logits(
-        self, task_e: torch.Tensor, item_idx: torch.Tensor | None = None, items: torch.Tensor | None = None
+        self,
+        task_e: torch.Tensor,
+        item_idx: torch.Tensor | None = None,
+        items: torch.Tensor | None = None,
+        shared: bool = False,
     ) -> torch.Tensor:
-        """[P, De] -> logits over every item [P, N+1] (index 0 = padding), or paired [P] for ``item_idx`` [P].
-        ``items``: the item representations, when the caller already has them (``self.items(item_idx)``)."""
-        return self.engagement(task_e, self.items(item_idx) if items is None else items, item_idx)
+        """[P, De] -> logits over every item [P, N+1] (index 0 = padding), or paired [P] for ``item_idx`` [P], or
+        [P, K] over candidates ``item_idx`` [K] common to every row (``shared``). ``items``: the item
+        representations, when the caller already has them (``self.items(item_idx)``)."""
+        return self.engagement(task_e, self.items(item_idx) if items is None else items, item_idx, shared)
 
     def rating_of(self, task_r: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """[P, De + 2] and items [P] -> standardized ratings [P]."""

@@ -25,7 +25,7 @@ from core.data.sequences import SequenceData
 from core.errors import DataError, NotFittedError
 from core.model.baselines import baseline_metrics
 from core.model.checkpoint import ConfigCheck, load_checkpoint, save_checkpoint, saved_sequences
-from core.model.config import ModelConfig, TrainConfig, check_settings, check_settings_object
+from core.model.config import SIGMOID_LOSSES, ModelConfig, TrainConfig, check_settings, check_settings_object
 from core.model.evaluation import evaluate_split
 from core.model.fitted import Fitted, pick_device
 from core.model.held_out import (
@@ -260,7 +260,7 @@ class Recommender:
         """Top-``k`` items for a stored user ID, with both head outputs (see ``core.model.recommendation``)."""
         self._check_fitted()
         exclude = self.protocol_.exclude_seen if exclude_seen is None else exclude_seen
-        return top_items(self.fitted(), user_id, k, exclude, sigmoid=self.train.get("loss") == "bce")
+        return top_items(self.fitted(), user_id, k, exclude, sigmoid=self.train.get("loss") in SIGMOID_LOSSES)
 
     # -- persistence ---------------------------------------------------------------
     def save(self, folder: str | os.PathLike[str], key: bytes | None = None) -> Path:

@@ -125,12 +125,19 @@ class RepeatPath(nn.Module):
         return torch.exp(x.clamp(max=15.0)) if self.mix and not self.compound else F.softplus(x)
 
     def totals(
-        self, evidence: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor | None, n1: int
+        self, evidence: torch.Tensor, items: torch.Tensor, item_idx: torch.Tensor | None, n1: int, shared: bool = False
     ) -> torch.Tensor:
-        """evidence [P, Lk], items [P, Lk] -> each candidate's evidence E [P, n1], or paired [P] for ``item_idx``."""
+        """evidence [P, Lk], items [P, Lk] -> each candidate's evidence E [P, n1], or paired [P] for ``item_idx``,
+        or [P, K] for the candidates ``item_idx`` [K] of every row (``shared``)."""
         if item_idx is None:
             total = torch.zeros(evidence.shape[0], n1, dtype=evidence.dtype, device=evidence.device)
             return total.scatter_add(1, items, evidence)
+        if shared:  # each history item's column among the candidates; the others go to a dropped last column
+            k = len(item_idx)
+            column = torch.full((int(max(items.max(), item_idx.max())) + 1,), k, device=items.device)
+            column[item_idx] = torch.arange(k, device=items.device)
+            total = torch.zeros(evidence.shape[0], k + 1, dtype=evidence.dtype, device=evidence.device)
+            return total.scatter_add(1, column[items], evidence)[:, :k]
         return (evidence * (items == item_idx.unsqueeze(-1))).sum(-1)
 
     def combine(
@@ -140,14 +147,17 @@ class RepeatPath(nn.Module):
         items: torch.Tensor,
         item_idx: torch.Tensor | None,
         state: torch.Tensor,
+        shared: bool = False,
     ) -> torch.Tensor:
-        """The engagement logits with the repeat path: explore logits [P, n1] (or paired [P]), evidence and
-        items [P, Lk], the engagement task state [P, De] (the mixture's gate) -> logits of the same shape."""
-        total = self.totals(evidence.float(), items, item_idx, explore.shape[-1] if item_idx is None else 0)
+        """The engagement logits with the repeat path: explore logits [P, n1] (or paired [P]; or [P, K] over the
+        ``shared`` candidates ``item_idx`` [K]), evidence and items [P, Lk], the engagement task state [P, De] (the
+        mixture's gate) -> logits of the same shape."""
+        paired = item_idx is not None and not shared
+        total = self.totals(evidence.float(), items, item_idx, 0 if paired else explore.shape[-1], shared)
         if not self.mix or self.gate is None:
             return explore + PARAM_SCALE * self.scale * torch.log1p(total)
         gate = self.gate(state).float()  # [P, 1]
-        repeat = gate.squeeze(-1) if item_idx is not None else gate
+        repeat = gate.squeeze(-1) if paired else gate
         if self.compound:  # log(e^A - 1) = A + log(1 - e^-A), stable for every A > 0
             a = total.clamp(min=1e-30)
             repeat = repeat + a + torch.log(-torch.expm1(-a))

@@ -23,7 +23,7 @@ from core.model.config import TrainConfig
 from core.model.evaluation import evaluate_split
 from core.model.fitted import Fitted
 from core.model.heap import return_freed_memory, trim_freed_memory
-from core.model.losses import MultiTaskLoss
+from core.model.losses import MultiTaskLoss, training_counts
 from core.model.network import BehaviorModel
 from core.model.privacy import NoisySum, PrivacyPlan, plan_privacy, refuse_unprivate_modules
 from core.model.protocol import RatingScale
@@ -96,6 +96,8 @@ def fit(
     optimizer = optimizer or make_optimizer(model, loss_fn, cfg)
     rng = np.random.default_rng(cfg.seed + state.epochs_done)
     users = training_users(data, split)
+    if loss_fn.loss == "sampled_softmax" and loss_fn.popularity is None:  # private: drawn uniformly, not by the users
+        loss_fn.set_popularity(torch.zeros(data.n_items + 1) if cfg.privacy else training_counts(data, split))
     plan = None
     if cfg.privacy is not None:
         refuse_unprivate_modules(model, loss_fn)

@@ -15,7 +15,7 @@ from core.data.sequences import build_sequences
 from core.model.config import ModelConfig, TrainConfig
 from core.model.evaluation import evaluate_split, exclusion_mask
 from core.model.fitted import Fitted
-from core.model.losses import MultiTaskLoss
+from core.model.losses import MultiTaskLoss, training_counts
 from core.model.metrics import rank_of_targets
 from core.model.network import BehaviorModel
 from core.model.protocol import Protocol, RatingScale
@@ -73,7 +73,7 @@ def _model(data, seed: int = 0, **kw) -> BehaviorModel:
 # --- losses ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("loss", ["softmax", "bce"])
+@pytest.mark.parametrize("loss", ["softmax", "bce", "gbce", "sampled_softmax"])
 @pytest.mark.parametrize("weights", [[1.0, 0.5], "uncertainty"])
 def test_a_few_steps_reduce_the_loss(cyclic, loss: str, weights) -> None:
     split = leave_last_out(cyclic)
@@ -83,6 +83,7 @@ def test_a_few_steps_reduce_the_loss(cyclic, loss: str, weights) -> None:
     model = _model(cyclic)
     cfg = TrainConfig(lr=0.02, loss=loss, n_negatives=6, loss_weights=weights)
     loss_fn = MultiTaskLoss(cfg, cyclic.n_items, scale)
+    loss_fn.set_popularity(training_counts(cyclic, split))  # what the sampled softmax draws by
     opt = make_optimizer(model, loss_fn, cfg)
     if weights == "uncertainty":
         assert any(p is loss_fn.log_vars for g in opt.param_groups for p in g["params"])

@@ -32,6 +32,7 @@ from core._checks import check_whole
 from core.data.sequences import SequenceData
 from core.errors import DataError
 from core.explain.scorer import HistoryScorer, TargetFn, user_history
+from core.model.config import SIGMOID_LOSSES
 from core.model.evaluation import exclusion_mask, user_scores
 from core.model.network import BehaviorModel
 from core.progress import ProgressFn, report
@@ -92,7 +93,7 @@ def items_target(model: BehaviorModel, items: np.ndarray, loss: str = "softmax")
 
     def target(task_e: torch.Tensor, task_r: torch.Tensor) -> torch.Tensor:
         logits = model.engagement_logits(task_e).float()  # [S, N+1]
-        if loss == "bce":
+        if loss in SIGMOID_LOSSES:
             return F.logsigmoid(logits[:, idx])
         logits = logits.masked_fill(torch.arange(logits.shape[1]) == 0, float("-inf"))
         return torch.log_softmax(logits, -1)[:, idx]
