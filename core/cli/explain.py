@@ -59,6 +59,26 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         help="also attribute the same target to the words of the item's text (LayerIntegratedGradients "
         "on the text encoder's word embeddings; needs the run's encoder): adds 'tokens' to --json",
     )
+    p.add_argument(
+        "--event-text",
+        metavar="P[,P...]",
+        help="with --tokens: also attribute the own text (review, comment, query, tag) of the events at these "
+        "positions of the explained window (0 = oldest) to its words",
+    )
+
+
+def _positions(value: str | None, tokens: bool) -> list[int]:
+    """The event positions of ``--event-text`` (whole numbers >= 0, comma-separated); DataError naming a bad one."""
+    if value is None:
+        return []
+    if not tokens:
+        raise DataError("--event-text applies with --tokens only")
+    out = []
+    for part in value.split(","):
+        if not part.strip().isdigit():
+            raise DataError(f"--event-text {value!r}: {part.strip()!r} is not an event position (a whole number >= 0)")
+        out.append(int(part))
+    return out
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,7 +103,7 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     from core.runs.fusion import resolve_weights
     from core.runs.run import open_run
 
-    options = _options(args)
+    options, positions = _options(args), _positions(args.event_text, args.tokens)
     weights = None
     if args.weights is not None and args.target != "fused":
         raise DataError(f"--weights applies to --target fused only, not {args.target!r}")
@@ -93,7 +113,8 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     exp = explain_run(run_, args.user, args.item, args.method, args.target, weights, **options)
     out = exp.to_dict()
     if args.tokens:
-        out["tokens"] = [t.to_dict() for t in token_attributions_run(run_, args.user, args.item, args.target, weights)]
+        found = token_attributions_run(run_, args.user, args.item, args.target, weights, event_text_positions=positions)
+        out["tokens"] = [t.to_dict() for t in found]
     if as_json:
         print(json.dumps(out, allow_nan=False))
     else:
@@ -128,6 +149,8 @@ def _text(exp: dict[str, Any]) -> str:
 def _tokens_text(tok: dict[str, Any], top: int = 10) -> str:
     """The words of one item text that move the score most, strongest first."""
     where = "the candidate" if tok["source"] == "candidate" else f"event {tok['position']}"
+    if tok["source"] == "event_text":
+        where = f"event {tok['position']}'s own text"
     baseline = tok["details"]["baseline"].removesuffix(" word embeddings")  # the pad token, e.g. [PAD]
     lines = [
         f"text tokens of item {tok['item']!r} ({where}; LayerIntegratedGradients on the encoder's word "

@@ -46,6 +46,7 @@ class Batch:
     # When each position's prediction is asked (seconds): the next event's time; -1 at the last
     # position of a whole history = "the model's default request gap after the last event".
     request_ts: torch.Tensor | None = None  # [B, L] long
+    text: torch.Tensor | None = None  # [B, L] long: each event's row of its data's ``texts`` (0 = no text)
 
     def targets(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(target item, target value) of a training batch (:func:`training_batch`); [B, L] each."""
@@ -113,6 +114,7 @@ def _fill(rows: list[slice], data: SequenceData, width: int) -> Batch:
     beh = np.zeros((b, width), np.int64)
     val = np.zeros((b, width), np.int64)
     ts = np.zeros((b, width), np.int64)
+    text = np.zeros((b, width), np.int64)
     for r, sl in enumerate(rows):
         n = sl.stop - sl.start
         if n == 0:
@@ -121,12 +123,13 @@ def _fill(rows: list[slice], data: SequenceData, width: int) -> Batch:
         beh[r, -n:] = data.behavior[sl]
         val[r, -n:] = value_bucket(data.value[sl])
         ts[r, -n:] = data.ts[sl]
+        text[r, -n:] = data.text[sl]
     for r, sl in enumerate(rows):  # padding copies the first real time so gaps stay 0
         n = sl.stop - sl.start
         if 0 < n < width:
             ts[r, :-n] = ts[r, -n]
     t = torch.from_numpy
-    return Batch(item=t(item), behavior=t(beh), value=t(val), ts=t(ts), mask=t(item != PAD))
+    return Batch(item=t(item), behavior=t(beh), value=t(val), ts=t(ts), mask=t(item != PAD), text=t(text))
 
 
 def history_batch(

@@ -2,15 +2,17 @@
 
 :func:`build_sequences` turns the events into a :class:`SequenceData`: integer item and behavior
 codes in a CSR layout (one contiguous slice per user, sorted by timestamp, then item ID, then
-source row), values and times in seconds. Item index 0 is padding; items are numbered in sorted
-item-ID order so that "ties broken by item ID" means "lower index first"; a fitted model's
-vocabularies can be imposed. :func:`gap_bucket` and :func:`value_bucket` are the log2 time-gap
-and rounded-value codes the model embeds. The split and the batches are :mod:`core.data.batches`.
+source row), values, times in seconds and each event's own text (a review, a comment, a query, a
+tag) as a row of the distinct texts (``texts``, row 0 = no text: many events share a text). Item
+index 0 is padding; items are numbered in sorted item-ID order so that "ties broken by item ID"
+means "lower index first"; a fitted model's vocabularies can be imposed. :func:`gap_bucket` and
+:func:`value_bucket` are the log2 time-gap and rounded-value codes the model embeds. The split and
+the batches are :mod:`core.data.batches`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import overload
 
 import numpy as np
@@ -37,6 +39,20 @@ class SequenceData:
     behavior: np.ndarray  # [E] int64 behavior index (1..B)
     value: np.ndarray  # [E] float32, NaN where absent
     ts: np.ndarray  # [E] int64 seconds since epoch
+    # [E] int64 row of each event's text in ``texts`` (0 = no text); empty = no event has a text
+    text: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    texts: list[str] = field(default_factory=lambda: [""])  # the distinct event texts; row 0 = no text ("")
+
+    def __post_init__(self) -> None:
+        if len(self.text) != len(self.item):
+            if len(self.text):
+                raise DataError(f"{len(self.text)} event text rows for {len(self.item)} events")
+            self.text = np.zeros(len(self.item), np.int64)
+
+    @property
+    def has_text(self) -> bool:
+        """Whether any event has a text of its own."""
+        return len(self.texts) > 1
 
     @property
     def n_items(self) -> int:
@@ -93,6 +109,7 @@ def build_sequences(
         if S.VALUE in frame
         else np.full(len(frame), np.nan, np.float32)
     )
+    text, texts = _event_texts(frame)
     return SequenceData(
         users=users,
         item_ids=vocab,
@@ -102,7 +119,20 @@ def build_sequences(
         behavior=beh,
         value=value,
         ts=frame["_ts"].to_numpy(np.int64),
+        text=text,
+        texts=texts,
     )
+
+
+def _event_texts(frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """(the row of each event's text [E], 0 = none; the distinct texts in first-seen order, row 0 = ""): an empty
+    or blank text, or none, is no text."""
+    if S.TEXT not in frame:
+        return np.zeros(len(frame), np.int64), [""]
+    raw = frame[S.TEXT]
+    given = raw.notna() & raw.astype(str).str.strip().ne("")
+    codes, uniques = pd.factorize(raw.where(given).astype(object))  # -1 where missing
+    return (codes + 1).astype(np.int64), ["", *map(str, uniques)]
 
 
 def _to_seconds(ts: pd.Series) -> np.ndarray:

@@ -5,7 +5,9 @@ folder's pooling -> L2 norm, as :class:`core.model.encoder.TextEncoder`; it must
 stored vector, else an ArtifactError says the text or encoder changed) and its output replaces
 the item's row of ``ItemEncoder.text`` on a private copy of the model: ``candidate``: where the explained
 item is scored (history tokens keep the stored vectors); ``event``: one history event's
-token only. The target is the explanation's (engagement, rating or fused; ``subject_for``).
+token only; ``event_text``: one history event's own text (a review, a query, a tag: its row of
+``EventText.table``, that event's token only). The target is the explanation's (engagement, rating or
+fused; ``subject_for``).
 Baseline: every non-special token's word embedding swapped for the pad token's ([PAD]; a
 decoder-only tokenizer's end-of-sequence token) with [CLS]/[SEP], the document prompt,
 positions and attention kept; Gauss-Legendre nodes; Σ attributions = f(text) − f(baseline)
@@ -29,10 +31,11 @@ from core.explain.explanation import TARGET_UNITS
 from core.explain.scorer import HistoryScorer
 from core.explain.subject import Labels, Subject, Titles, history_scorer, item_index, subject_for
 from core.explain.text_ig import TOLERANCE, LiveEncoder, ScoreFn, attribute_text, check_embedding, live_encoder
+from core.model.layers import EventText
 from core.model.network import BehaviorModel
 from core.model.recommender import Recommender
 
-CANDIDATE, EVENT = "candidate", "event"
+CANDIDATE, EVENT, EVENT_TEXT = "candidate", "event", "event_text"
 DEFAULT_STEPS = 32
 
 
@@ -40,9 +43,9 @@ DEFAULT_STEPS = 32
 class TokenAttribution:
     """Per-token attributions of one item text to one (user, item, target) score."""
 
-    source: str  # "candidate" or "event"
+    source: str  # "candidate", "event" (an event's item text) or "event_text" (an event's own text)
     position: int | None  # the event's position in the explained window (0 = oldest); None for the candidate
-    item: str  # original ID of the item whose text is attributed
+    item: str  # original ID of the item whose text is attributed (event_text: the event's item)
     text: str
     tokens: list[str]  # word pieces, special tokens included
     attributions: list[float]  # [len(tokens)] in the target's units; 0 for special tokens
@@ -99,6 +102,33 @@ def event_score(subject: Subject, model: BehaviorModel, item: int, position: int
     return score
 
 
+def event_text_score(subject: Subject, model: BehaviorModel, text_row: int, position: int) -> ScoreFn:
+    """Text embeddings [S, T] of the event's own text -> target [S], only the event at ``position`` changed."""
+    scorer = history_scorer(subject)
+    base, part = scorer.tokens(), _event_text(model)
+    at = torch.arange(base.shape[1]) == position  # [n]
+
+    def token(row: torch.Tensor) -> torch.Tensor:
+        stored = part.table
+        part.table = stored.index_put((torch.tensor([text_row]),), row[None].to(stored.dtype))
+        try:
+            return model.tokens(scorer.batch)[0, position]
+        finally:
+            part.table = stored
+
+    def score(emb: torch.Tensor) -> torch.Tensor:
+        tokens = torch.where(at[None, :, None], torch.stack([token(row) for row in emb])[:, None, :], base)
+        return scorer.score_tokens(tokens)
+
+    return score
+
+
+def _event_text(model: BehaviorModel) -> EventText:
+    if model.events.text is None:
+        raise DataError("this run does not read the events' own text (model setting use_event_text is off)")
+    return model.events.text
+
+
 def _with_row(model: BehaviorModel, item: int, row: torch.Tensor, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
     """``fn()`` with row ``item`` of the (private) model's text table replaced by ``row`` [T] (differentiable)."""
     stored = model.items.text
@@ -120,8 +150,10 @@ def token_attributions(
     steps: int = DEFAULT_STEPS,
     tolerance: float | None = TOLERANCE,
     titles: Titles | None = None,
+    event_text_positions: list[int] | None = None,
 ) -> list[TokenAttribution]:
-    """Token attributions of the candidate ``item``'s text (first), then of each event in ``event_positions``.
+    """Token attributions of the candidate ``item``'s text (first), then of the item text of each event in
+    ``event_positions``, then of the own text of each event in ``event_text_positions`` (a review, a query...).
 
     ``user``: stored user ID; ``item``: original item ID; ``titles``: {item ID: (title, item
     text)} with the texts the run was trained on (:func:`titles_of` of the dataset's items).
@@ -139,9 +171,9 @@ def token_attributions(
     twin = copy.copy(rec)
     twin.model_ = copy.deepcopy(rec.model_).cpu().eval()  # private copy: its text table is swapped row by row
     subject = subject_for(twin, user, item, target, weights=weights, labels=Labels(titles))
-    jobs = _texts(twin, subject, event_positions or [])
+    jobs = _texts(twin, subject, event_positions or []) + _event_texts(twin, subject, event_text_positions or [])
     live = live_encoder(rec)
-    return [_one(live, subject, twin.model_, job, titles, (steps, tolerance)) for job in jobs]
+    return [_one(live, subject, twin.model_, job, titles, (steps, tolerance), twin.data_.texts) for job in jobs]
 
 
 def _texts(rec: Recommender, subject: Subject, positions: list[int]) -> list[tuple[str, int | None, str, int]]:
@@ -154,6 +186,21 @@ def _texts(rec: Recommender, subject: Subject, positions: list[int]) -> list[tup
     return out
 
 
+def _event_texts(rec: Recommender, subject: Subject, positions: list[int]) -> list[tuple[str, int | None, str, int]]:
+    """(event_text, position, item ID, row of the event's text) of each event position; DataError for an event
+    without a text of its own."""
+    n, batch = len(subject.events), history_scorer(subject).batch
+    out: list[tuple[str, int | None, str, int]] = []
+    for p in positions:
+        check_whole("event position", p, 0, n - 1, hint=f"the explained window has {n} events, 0 = oldest")
+        row = 0 if batch.text is None else int(batch.text[0, p])
+        if row == 0:
+            raise DataError(f"the event at position {p} has no text of its own (a review, a comment, a query, a tag)")
+        _event_text(rec.model_)
+        out.append((EVENT_TEXT, p, subject.events[p]["item"], row))
+    return out
+
+
 def _one(
     live: LiveEncoder,
     subject: Subject,
@@ -161,13 +208,18 @@ def _one(
     job: tuple[str, int | None, str, int],
     titles: Titles,
     quadrature: tuple[int, float | None],
+    texts: list[str],
 ) -> TokenAttribution:
     """One text's TokenAttribution: LIG, then the check that the live text reproduces the stored vector."""
     source, position, item_id, idx = job
-    text = titles.get(item_id, (None, None))[1] or ""
-    score = candidate_score(subject, model, idx) if position is None else event_score(subject, model, idx, position)
+    if source == EVENT_TEXT and position is not None:
+        text, stored = texts[idx], _event_text(model).table[idx]
+        score = event_text_score(subject, model, idx, position)
+    else:
+        text, stored = titles.get(item_id, (None, None))[1] or "", model.items.text[idx]
+        score = candidate_score(subject, model, idx) if position is None else event_score(subject, model, idx, position)
     out = attribute_text(live, score, text, *quadrature)
-    gap = check_embedding(out.pop("embedding"), model.items.text[idx], item_id)
+    gap = check_embedding(out.pop("embedding"), stored, item_id)
     details = {
         "steps": out.pop("steps"),
         "tolerance": quadrature[1],

@@ -6,9 +6,10 @@ rebuilds the sequences from the dataset's events with the saved vocabularies and
 file that was edited, replaced, holds values of the wrong type (:mod:`core.model.saved_config`),
 weights that are not finite (NaN, infinity), or does not fit the architecture. Saved in a
 workspace, the config is sealed with the workspace key (:mod:`core.store.seals`). Runs saved
-before the behavior memory and the request time existed load without them. A run trained with items held
-out (:mod:`core.model.held_out`) lists them under ``held_out_items`` and loads without their events, as it
-trained; a run without the key has none.
+before the behavior memory, the request time and the event text existed load without them. The vectors of
+the events' own texts are not saved (personal data): the caller rebuilds them (:mod:`core.model.event_text`).
+A run trained with items held out (:mod:`core.model.held_out`) lists them under ``held_out_items`` and loads
+without their events, as it trained; a run without the key has none.
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ from core.model.saved_config import check_saved_config
 from core.store.files import load_json, load_state_into, load_tensors, save_json, save_tensors
 from core.store.run_folder import CONFIG_FILE, FORMAT, MODEL_FILE, check_config, seal_config
 
-# settings added after the first release: a config without them describes a model without them
-_ADDED_LATER = {
+# settings added after the first release: a config without them describes a model without them (an update of such
+# a run keeps them so too, core.model.warm_start)
+ADDED_LATER = {
     "use_memory": False,
     "use_request_time": False,
     "use_repeat": False,
     "repeat_mix": False,
     "repeat_evidence": "sum",
+    "use_event_text": False,
 }
 
 
@@ -133,7 +136,7 @@ def saved_sequences(events: pd.DataFrame, config: dict[str, Any], drop: HeldOut 
 
 def _network(config: dict[str, Any], state: dict[str, Any], folder: Path) -> BehaviorModel:
     try:
-        mcfg = ModelConfig(**(_ADDED_LATER | config["model_config"]))
+        mcfg = ModelConfig(**(ADDED_LATER | config["model_config"]))
         text = state["items.text"]
     except (TypeError, KeyError) as exc:
         raise ArtifactError(f"{folder / CONFIG_FILE} does not describe this model ({exc})") from exc

@@ -112,6 +112,9 @@ class ModelConfig:
     expert_dim: int = setting(64, low=1)
     use_text: bool = True
     use_item_id: bool = True
+    # each event's own text (review, comment, query, tag) through the item text's encoder, projected into its
+    # token (a learned "no text" vector where it has none); off where the training events have no text at all
+    use_event_text: bool = True
     use_request_time: bool = True  # condition on when the prediction is asked (see RequestTime)
     use_memory: bool = True  # the additive behavior memory beside the transformer (see BehaviorMemory)
     # the repeat path: earlier events of a candidate straight into its logit (RepeatPath); None = on

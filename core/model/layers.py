@@ -1,6 +1,7 @@
 """The sequence side of the network: item representations, event tokens, time-biased causal attention.
 
-event token  = item(text projection + ID) + behavior + value + time gap + position
+event token  = item(text projection + ID) + behavior + value + time gap (+ the event's own text projection,
+               or a learned "no text" vector) + position
 history      = causal pre-norm transformer over tokens, attention biased by each event's age
                at the request time (when the prediction is asked)
 """
@@ -15,6 +16,7 @@ from torch import nn
 
 from core.data.batches import Batch
 from core.data.sequences import GAP_BUCKETS, VALUE_BUCKETS, gap_bucket
+from core.errors import ArtifactError
 from core.model.config import ModelConfig
 
 
@@ -57,8 +59,40 @@ class ItemEncoder(nn.Module):
         return out
 
 
+class EventText(nn.Module):
+    """An event's own text (review, comment, search query, tag) -> [..., D]: its frozen text vector projected,
+    or a learned "no text" vector for an event without one.
+
+    ``table`` [T+1, text_dim] (row 0 = no text) is a non-persistent buffer: users' texts are personal data, so
+    their vectors never go into the saved model; :mod:`core.model.event_text` rebuilds it from the events."""
+
+    table: torch.Tensor  # a buffer, [T+1, text_dim]
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.register_buffer("table", torch.zeros(1, cfg.text_dim), persistent=False)
+        self.proj = nn.Linear(cfg.text_dim, cfg.d_model)
+        self.no_text = nn.Parameter(torch.zeros(cfg.d_model))
+
+    def set_table(self, table: torch.Tensor) -> None:
+        """Use ``table`` [T+1, text_dim] (row 0 = no text) for the rows the batches name."""
+        if table.ndim != 2 or table.shape[0] < 1 or table.shape[1] != self.proj.in_features:
+            raise ArtifactError(
+                f"event text vectors of shape {tuple(table.shape)}: expected [T+1, {self.proj.in_features}] "
+                "(the model's text width; was the encoder changed?)"
+            )
+        self.table = table.float().to(self.no_text.device)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows`` [B, L] (0 = no text) -> [B, L, D]."""
+        has = (rows > 0).unsqueeze(-1)
+        return torch.where(has, self.proj(self.table[rows]), self.no_text)
+
+
 class EventEmbedding(nn.Module):
-    """Event token = item + behavior + value + gap-to-previous + position embeddings."""
+    """Event token = item + behavior + value + gap-to-previous (+ event text) + position embeddings."""
+
+    text: EventText | None  # set by BehaviorModel where the model reads event text
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -72,6 +106,7 @@ class EventEmbedding(nn.Module):
         self.scale = math.sqrt(d)
         for emb in (self.behavior, self.value, self.gap, self.position):
             nn.init.normal_(emb.weight, std=0.02)
+        self.text = None
 
     def forward(self, batch: Batch, item_repr: torch.Tensor) -> torch.Tensor:
         """[B, L] codes + item representations [B, L, D] -> tokens [B, L, D] (before dropout)."""
@@ -79,6 +114,8 @@ class EventEmbedding(nn.Module):
         gaps[:, 1:] = gap_bucket(batch.ts[:, 1:] - batch.ts[:, :-1]).masked_fill(~batch.mask[:, :-1], 0)
         gaps = gaps.masked_fill(~batch.mask, 0)  # the first real event has no previous one: bucket 0
         tok = item_repr * self.scale + self.behavior(batch.behavior) + self.value(batch.value) + self.gap(gaps)
+        if self.text is not None:  # scaled as the item's text is
+            tok = tok + self.text(torch.zeros_like(batch.item) if batch.text is None else batch.text) * self.scale
         return tok * batch.mask.unsqueeze(-1)
 
     def positions(self, length: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The multi-task sequence model: typed torch modules whose ``forward`` reads like the architecture.
 
-    event token  = item(text projection + ID) + behavior + value + time gap + position
+    event token  = item(text projection + ID) + behavior + value + time gap + event text (or "no text") + position
     history      = causal pre-norm transformer over tokens, attention biased by each event's age
                    at the request time (when the prediction is asked)
     memory       = sum over events of w(behavior, value, age) * V (token - mask token): evidence that adds up
@@ -30,7 +30,7 @@ from torch import nn
 from core.data.batches import Batch
 from core.model.config import ModelConfig
 from core.model.heads import EngagementHead, MMoE, RatingHead, user_value_mean
-from core.model.layers import EventEmbedding, HistoryEncoder, ItemEncoder
+from core.model.layers import EventEmbedding, EventText, HistoryEncoder, ItemEncoder
 from core.model.memory import BehaviorMemory, RequestTime, pair_age_buckets
 from core.model.repeat import RepeatPath, pack, presence
 
@@ -50,6 +50,8 @@ class BehaviorModel(nn.Module):
         self.mmoe = MMoE(cfg)
         self.engagement = EngagementHead(cfg, self.repeat)
         self.rating = RatingHead(cfg)
+        if cfg.use_event_text:  # built last, so the other parts initialize as in a model without it
+            self.events.text = EventText(cfg)  # its table of text vectors: core.model.event_text
 
     @contextmanager
     def dropping_ids(self, dropped: torch.Tensor | None) -> Iterator[None]:

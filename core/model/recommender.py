@@ -20,13 +20,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.data.batches import default_exclude_seen, leave_last_out, return_gap
+from core.data.batches import default_exclude_seen, leave_last_out
 from core.data.sequences import SequenceData
 from core.errors import DataError, NotFittedError
+from core.model.architecture import model_config
 from core.model.baselines import baseline_metrics
 from core.model.checkpoint import ConfigCheck, load_checkpoint, save_checkpoint, saved_sequences
-from core.model.config import SIGMOID_LOSSES, ModelConfig, TrainConfig, check_settings, check_settings_object
+from core.model.config import SIGMOID_LOSSES, TrainConfig, check_settings, check_settings_object
 from core.model.evaluation import evaluate_split
+from core.model.event_text import attach_event_text, share_texts
 from core.model.fitted import Fitted, pick_device
 from core.model.held_out import (
     HELD_OUT_KEY,
@@ -108,21 +110,6 @@ class Recommender:
             cfg.loss_weights = [1.0, 0.0] if self.heads == "engagement" else [0.0, 1.0]
         return cfg
 
-    def _model_config(self, data: SequenceData, text_dim: int, warm: Parent | None = None) -> ModelConfig:
-        model = dict(self.model) if warm is None else warm.architecture()  # an update keeps its parent's
-        if "request_gap" not in model and not self.train.get("privacy"):  # the data's typical next-visit gap
-            model["request_gap"] = return_gap(data, self.split_.train_end)
-        if model.get("use_repeat") is None:  # the repeat path ranks only where earlier items stay candidates
-            model["use_repeat"] = not self.protocol_.exclude_seen
-        return ModelConfig(
-            n_items=data.n_items,
-            n_behaviors=len(data.behaviors),
-            text_dim=text_dim,
-            value_mean=self.scale_.mean,
-            value_std=self.scale_.std,
-            **model,
-        )
-
     # -- fit ---------------------------------------------------------------------
     def fit(
         self,
@@ -147,6 +134,7 @@ class Recommender:
             torch.set_num_threads(int(cfg.threads))
         self.held_out_ = choose_held_out(events, self.cold_items, cfg.seed)
         data, self.every_ = training_sequences(events, items, self.held_out_)  # the training view, all events
+        data = share_texts(data, self.every_)  # one table of event text vectors for both
         self._prepare(data, item_texts(data, items), cache_dir, progress, warm_from)
         blocked = blocked_items(data, self.held_out_)
         self.loss_fn_ = MultiTaskLoss(cfg, data.n_items, self.scale_, blocked).to(self.device_)
@@ -200,8 +188,11 @@ class Recommender:
         self.text_embeddings_, self.encoder_fingerprint_ = encode_items(
             self.encoder, texts, cache_dir, self.device_.type, progress
         )
-        cfg = self._model_config(data, self.text_embeddings_.shape[1], warm)
+        private, dim = bool(self.train.get("privacy")), self.text_embeddings_.shape[1]
+        cfg = model_config(self.model, data, dim, self.split_, self.protocol_, self.scale_, private, warm)
         self.model_ = BehaviorModel(cfg, self.text_embeddings_).to(self.device_)
+        every = data if self.every_ is None else self.every_  # the texts of the held-out items' events too
+        attach_event_text(self.model_, every, self.encoder, cache_dir, self.device_.type, progress)  # never saved
         self.warm_start_, self.focus_ = None, None  # an update's users with new events (core.model.training)
         if warm is not None:
             check_architecture(warm, cfg, self.encoder_fingerprint_)
@@ -284,9 +275,11 @@ class Recommender:
         events: pd.DataFrame,
         device: str = "auto",
         check: ConfigCheck | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> Recommender:
         """Rebuild a fitted recommender from its folder and the events of its dataset; ``check(config, path)``
-        checks the config's seal (default: its plain checksum; a workspace checks its keyed seal)."""
+        checks the config's seal (default: its plain checksum; a workspace checks its keyed seal). The events'
+        own texts are embedded again (through the embedding cache ``cache_dir``): the model file never holds them."""
         config, fitted = load_checkpoint(Path(folder), events, device, check)
         rec = cls(**{**config["settings"], "device": device})
         rec.model_, rec.data_, rec.split_ = fitted.model, fitted.data, fitted.split
@@ -297,4 +290,8 @@ class Recommender:
         rec.encoder_fingerprint_ = config.get("encoder_fingerprint")
         rec.held_out_ = read_held_out(config)  # None: trained without held-out items (or saved before them)
         rec.every_ = saved_sequences(events, config) if rec.held_out_ else None
+        rec.data_ = share_texts(rec.data_, rec.every_)
+        fingerprint, kind = rec.encoder_fingerprint_, rec.device_.type
+        every = rec.data_ if rec.every_ is None else rec.every_
+        attach_event_text(rec.model_, every, rec.encoder, cache_dir, kind, fingerprint=fingerprint)
         return rec

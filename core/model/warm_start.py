@@ -21,6 +21,7 @@ import torch
 
 from core.data.sequences import SequenceData
 from core.errors import ArtifactError
+from core.model.checkpoint import ADDED_LATER
 from core.model.config import ModelConfig
 from core.model.protocol import RatingScale
 from core.store.files import load_tensors
@@ -58,8 +59,9 @@ class Parent:
         return out
 
     def architecture(self) -> dict[str, Any]:
-        """The saved model's settings that are not derived from the data (width, layers, repeat evidence...)."""
-        return {k: v for k, v in self.model_config.items() if k not in DERIVED}
+        """The saved model's settings that are not derived from the data (width, layers, repeat evidence...); a
+        setting its release did not have yet has the value that describes the model it saved."""
+        return {k: v for k, v in (ADDED_LATER | self.model_config).items() if k not in DERIVED}
 
 
 def read_parent(run: str, folder: Path, config: dict[str, Any], horizon: int | None = None) -> Parent:

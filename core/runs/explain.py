@@ -101,11 +101,14 @@ def token_attributions_run(
     steps: int = DEFAULT_STEPS,
     tolerance: float | None = TOLERANCE,
     stored: bool = False,
+    event_text_positions: list[int] | None = None,
 ) -> list[TokenAttribution]:
-    """Token attributions of the candidate item's text (then of the events at ``event_positions``)."""
+    """Token attributions of the candidate item's text (then of the item text of the events at
+    ``event_positions``, then of the own text of the events at ``event_text_positions``)."""
     user, _ = _who(run, user_id, stored, None)
     w = _weights(run, target, weights)
-    key = (user, str(item_id), target, _frozen(w), tuple(event_positions or ()), steps, tolerance)
+    positions = (tuple(event_positions or ()), tuple(event_text_positions or ()))
+    key = (user, str(item_id), target, _frozen(w), positions, steps, tolerance)
     return run.memo(
         "tokens",
         key,
@@ -119,5 +122,6 @@ def token_attributions_run(
             steps=steps,
             tolerance=tolerance,
             titles=run.titles(),
+            event_text_positions=event_text_positions,
         ),
     )

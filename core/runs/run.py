@@ -126,7 +126,13 @@ class Run:
                 with self.workspace.lock():  # the check and the read see the same rows
                     bound = check_stamp(self.workspace, self.dataset, self.data_stamp, self.id)
                     events = self.workspace.events(self.dataset, below_row=bound)  # rows appended since: not its
-                self._recommender = Recommender.load(self.folder, events, device=self.device, check=self._check_seal)
+                self._recommender = Recommender.load(
+                    self.folder,
+                    events,
+                    device=self.device,
+                    check=self._check_seal,
+                    cache_dir=self.workspace.cache_dir / "embeddings",  # the events' own texts, as it trained
+                )
             return self._recommender
 
     @property
