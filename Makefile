@@ -28,9 +28,10 @@ browser-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: install Debian's chromium package (the browser test needs it)"; exit 1; fi; }
 
-## Set up, then run the whole test suite, the browser test included.
+## Set up, then run the whole test suite, the browser test included, one worker per core
+## (a test module stays on one worker; each worker computes on one thread, tests/conftest.py).
 test: setup browser-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadscope
 
 bench: setup
 	$(PY) bench/ingest.py
