@@ -22,6 +22,6 @@ for r in json.load(open(sys.argv[1]))["results"].get("model", []):
         f"{'-' if to_best is None else f'{to_best:.0f}'} s of training (epochs incl. validation); whole fit "
         f"{r['train_seconds']:.0f} s, median epoch {r.get('epoch_seconds')} s, "
         f"{'stopped by the time budget' if r.get('cancelled') else 'early stopping or epoch limit'}; "
-        f"test NDCG@10 {r['NDCG@10']:.4f}, HR@10 {r['HR@10']:.4f}"
+        f"test NDCG@10 {r['NDCG@10']:.4f}, HR@10 {r['HR@10']:.4f}; peak GPU memory {r.get('peak_gpu_mb', 0):.0f} MB"
     )
 PY

@@ -203,6 +203,10 @@ def run_model(seed: int, workspace: Path, settings: dict[str, Any], budget_s: fl
             "device": _device_name(rec.device_),
         }
     )
+    if rec.device_.type == "cuda":
+        import torch
+
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(rec.device_) / 2**20
     return out
 
 

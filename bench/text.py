@@ -9,7 +9,8 @@ folder), both deleted at the end.
 Variants (``--variants``, names from :data:`VARIANTS`, run in the order given, each from the same seed with the
 same settings and epoch budget): ``no-text`` (``model.use_event_text`` false: tags are events whose text is
 not read) and ``event-text`` (true: each tag's text, embedded by the item encoder through the cache, is added to
-its event's token). More variants (e.g. LoRA fine-tuning of the encoder) are one entry of :data:`VARIANTS`.
+its event's token), the default pair; ``id-only`` (no text at all: item IDs only), ``lora`` and ``full`` (event
+text, and the encoder fine-tuned with LoRA adapters or in every weight, :mod:`core.model.finetune`).
 
 Protocol: the default one, ``rec.evaluate("test")``: each user's events sorted by (timestamp, item ID), the last
 event (any behavior, unless ``--target-behavior``) is the test target, the one before it validation; every item
@@ -47,10 +48,14 @@ NAME = "mlsmall"
 TAG = "tag"
 METRICS = ("NDCG@10", "HR@10")
 # variant name -> settings merged over the run's (model / train sections); a new variant is one entry here
-VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+VARIANTS: dict[str, dict[str, Any]] = {
+    "id-only": {"model": {"use_text": False, "use_event_text": False}},
     "no-text": {"model": {"use_event_text": False}},
     "event-text": {"model": {"use_event_text": True}},
+    "lora": {"model": {"use_event_text": True}, "encoder": {"finetune": "lora"}},
+    "full": {"model": {"use_event_text": True}, "encoder": {"finetune": "full"}},
 }
+DEFAULT_VARIANTS = "no-text,event-text"
 
 
 # -- data ------------------------------------------------------------------------------------------------------
@@ -129,6 +134,10 @@ def settings_for(variant: str, seed: int, epochs: int, threads: int, extra: dict
     out: dict[str, Any] = {k: v for k, v in extra.items() if k not in ("model", "train")}
     for section in ("model", "train"):
         out[section] = {**extra.get(section, {}), **VARIANTS[variant].get(section, {})}
+    if "encoder" in VARIANTS[variant]:  # fine-tuning: the variant's mode over --config's encoder settings
+        given = extra.get("encoder")
+        base = given if isinstance(given, dict) else {"path": given}
+        out["encoder"] = {**base, **VARIANTS[variant]["encoder"]}
     out["train"].update(seed=seed, epochs=epochs, threads=threads)
     out.setdefault("device", "cpu")
     return out
@@ -205,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of every variant")
     p.add_argument("--epochs", type=int, default=40, help="epochs of every variant (all of them run)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, of: {', '.join(VARIANTS)}")
     p.add_argument("--max-users", type=int, help="only the first N users (a reduced run)")
     p.add_argument("--target-behavior", help="the held-out event: the last of this behavior (default: last event)")
     p.add_argument("--config", default="{}", help="settings JSON merged under every variant's own")

@@ -21,6 +21,7 @@ from core.runs import jobs as J
 from core.runs.records import BASELINE_KEYS, METRIC_KEYS, NEW_ITEMS_BARS, PICKABLE, RUNNING, list_runs, run_record
 from core.store.workspace import Workspace
 from pages._access import analyst_only
+from pages._encoder_fields import encoder_fields
 from pages._run_actions import run_actions
 from pages._shared import (
     DATASET_KEY,
@@ -68,11 +69,7 @@ def settings_form(ws: Workspace, busy: bool) -> tuple[str, dict[str, Any]] | Non
             index=names.index(chosen) if chosen in names else 0,
             key=f"train_dataset_{chosen}",
         )  # follows the sidebar's choice
-        encoder = st.text_input(
-            "Encoder model folder (empty: the bundled all-MiniLM-L6-v2)",
-            key="train_encoder",
-            placeholder="/path/to/a/local/hugging-face/model",
-        )
+        encoder = encoder_fields()
         model = model_fields()
         train = training_fields()
         train.update(privacy_fields())
@@ -89,7 +86,7 @@ def settings_form(ws: Workspace, busy: bool) -> tuple[str, dict[str, Any]] | Non
             "candidates: auto decides from the users' repeat rate, which is not private."
         )
         return None
-    settings = {"encoder": encoder.strip() or None, "device": device, "model": model, "train": train, **protocol}
+    settings = {"encoder": encoder, "device": device, "model": model, "train": train, **protocol}
     return dataset, settings
 
 

@@ -12,7 +12,6 @@ longer gives the stored vector. :mod:`core.explain.tokens` applies them to an ex
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 
 from core.errors import ArtifactError
 from core.model.encoder import TextEncoder
+from core.model.encoder_spec import encoder_folder
 from core.model.pooling import pool
 from core.model.recommender import Recommender
 
@@ -117,9 +117,10 @@ class LiveEncoder:
 
 def live_encoder(rec: Recommender) -> LiveEncoder:
     """The loaded encoder of a fitted recommender (cached per process); ArtifactError if it is gone or changed."""
-    device = rec.device_.type
-    enc = TextEncoder(rec.encoder, device=device)
-    name = "the bundled all-MiniLM-L6-v2" if rec.encoder is None else repr(rec.encoder)
+    device, folder, adapter = rec.device_.type, encoder_folder(rec.encoder), getattr(rec, "adapter_", None)
+    enc = TextEncoder(folder, device=device, adapter=adapter)
+    name = "the bundled all-MiniLM-L6-v2" if folder is None else repr(folder)
+    name += "" if adapter is None else f" with the run's {adapter.finetune} fine-tuning"
     try:
         fingerprint = enc.fingerprint
     except ArtifactError as exc:
@@ -133,14 +134,17 @@ def live_encoder(rec: Recommender) -> LiveEncoder:
             f"(fingerprint {fingerprint[:12]}…, expected {str(expected)[:12]}…): its files or "
             f"settings changed; restore them or retrain the run"
         )
-    return _loaded(rec.encoder, fingerprint, device)
+    key = (fingerprint, device)
+    with _LOCK:
+        if key not in _LOADED:
+            while len(_LOADED) >= 2:  # the two most recent encoders stay loaded
+                _LOADED.pop(next(iter(_LOADED)))
+            _LOADED[key] = LiveEncoder(enc)
+        return _LOADED[key]
 
 
-@functools.lru_cache(maxsize=2)
-def _loaded(model: str | None, fingerprint: str, device: str) -> LiveEncoder:
-    """One loaded encoder per (model, fingerprint, device) in this process."""
-    del fingerprint  # part of the key only: changed files load afresh
-    return LiveEncoder(TextEncoder(model, device=device))
+_LOADED: dict[tuple[str, str], LiveEncoder] = {}  # one loaded encoder per (fingerprint, device) in this process
+_LOCK = threading.Lock()
 
 
 def merge_words(

@@ -80,6 +80,8 @@ def save_checkpoint(
                 "privacy": finite_or_none(extras.get("privacy")),
                 "warm_start": extras.get("warm_start"),  # the run it started from and what it carried over
                 **({HELD_OUT_KEY: held} if held is not None else {}),
+                # a fine-tuned encoder's adapter file (core.model.finetune); other configs are as before
+                **({"encoder_adapter": extras["encoder_adapter"]} if extras.get("encoder_adapter") else {}),
             },
             key,
         ),

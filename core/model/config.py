@@ -23,6 +23,7 @@ from typing import Any
 
 from core._checks import check_number, check_whole, is_finite_number
 from core.errors import DataError
+from core.model.encoder_spec import check_encoder_setting, encoder_spec
 
 HEADS = ("both", "engagement", "rating")
 DEVICES = ("auto", "cpu", "cuda")
@@ -181,7 +182,8 @@ class TrainConfig:
 class Settings:
     """The top level of a run's settings: the Recommender's constructor arguments."""
 
-    encoder: str | None = None  # a local Hugging Face model folder; None = the bundled all-MiniLM-L6-v2
+    # a local model folder (None: the bundled all-MiniLM-L6-v2), or {"path", "finetune", ...}: core.model.encoder_spec
+    encoder: str | dict[str, Any] | None = setting(None, check=check_encoder_setting)
     heads: str = setting("both", choices=HEADS)
     exclude_seen: bool | None = None  # None = decide from the dataset's repeat rate
     target_behavior: str | None = None
@@ -280,6 +282,11 @@ def _check_private(settings: Mapping[str, Any]) -> None:
     train = settings.get("train") or {}
     if train.get("privacy") is None:
         return
+    if encoder_spec(settings.get("encoder")).tuned:
+        raise DataError(
+            "setting encoder.finetune with privacy: the fine-tuned encoder would learn from the users outside the "
+            "privacy accounting; set finetune to none"
+        )
     refit = train.get("rating_refit_epochs")
     if refit:
         raise DataError(

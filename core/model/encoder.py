@@ -77,6 +77,7 @@ class TextEncoder:
         max_length: int | None = None,
         normalize: bool = True,
         device: str = "auto",
+        adapter: Any = None,
     ) -> None:
         for name, value in (("batch_size", batch_size), ("max_length", max_length)):
             if value is not None:
@@ -91,8 +92,10 @@ class TextEncoder:
         self._settings_: dict[str, Any] | None = None
         self._pooling: Pooling | None = None
         self._fingerprint: str | None = None
+        self._base_fingerprint: str | None = None
         self._tokenizer: Any = None
         self._net: Any = None
+        self.adapter = adapter  # a run's fine-tuning (core.model.encoder_spec.Adapter), applied at load
 
     @property
     def model_path(self) -> Path:
@@ -126,10 +129,22 @@ class TextEncoder:
         return self._settings_
 
     @property
+    def base_fingerprint(self) -> str:
+        """sha256 identity of the model files and pooling settings, without any adapter."""
+        if self._base_fingerprint is None:
+            self._base_fingerprint = model_fingerprint(self.model_path, self._settings())
+        return self._base_fingerprint
+
+    @property
     def fingerprint(self) -> str:
-        """sha256 identity of the model files and pooling settings (keys the cache)."""
+        """sha256 identity of the model files, pooling settings and adapter (keys the cache)."""
         if self._fingerprint is None:
-            self._fingerprint = model_fingerprint(self.model_path, self._settings())
+            base = self.base_fingerprint
+            if self.adapter is not None:
+                from core.model.encoder_spec import tuned_fingerprint
+
+                base = tuned_fingerprint(base, self.adapter.sha256)
+            self._fingerprint = base
         return self._fingerprint
 
     @property
@@ -173,6 +188,10 @@ class TextEncoder:
                 )
             tokenizer.pad_token = filler
         tokenizer.padding_side = "right"  # positions never shift with the batch's longest text
+        if self.adapter is not None:
+            from core.model.adapters import apply_adapter
+
+            net = apply_adapter(net, self.adapter)
         self._tokenizer, self._net = tokenizer, net.eval().to(self._torch_device())
 
     def loaded(self) -> tuple[Any, Any, int]:

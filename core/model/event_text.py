@@ -56,10 +56,16 @@ def share_texts(data: SequenceData, every: SequenceData | None) -> SequenceData:
 
 
 def event_text_table(
-    encoder: str | None, texts: list[str], cache_dir: Any, device: str, progress: ProgressFn | None = None
+    encoder: str | None,
+    texts: list[str],
+    cache_dir: Any,
+    device: str,
+    progress: ProgressFn | None = None,
+    adapter: Any = None,
 ) -> tuple[torch.Tensor, str]:
-    """[T+1, text_dim] vectors of ``texts`` (rows 1..T; row 0, no text, zeros) and the encoder's fingerprint."""
-    enc = TextEncoder(encoder, cache_dir=Path(cache_dir) if cache_dir else None, device=device)
+    """[T+1, text_dim] vectors of ``texts`` (rows 1..T; row 0, no text, zeros) and the encoder's fingerprint
+    (``adapter``: a fine-tuned run's, applied to the encoder)."""
+    enc = TextEncoder(encoder, cache_dir=Path(cache_dir) if cache_dir else None, device=device, adapter=adapter)
 
     def tagged(event: dict[str, Any]) -> None:
         if progress is not None:
@@ -96,6 +102,7 @@ def attach_event_text(
     device: str,
     progress: ProgressFn | None = None,
     fingerprint: str | None = None,
+    adapter: Any = None,
 ) -> None:
     """Give ``model`` the vectors of ``data``'s event texts (nothing for a model without event text).
 
@@ -111,7 +118,7 @@ def attach_event_text(
     if cached is not None:  # a loaded run whose texts are all in the cache: the encoder's files are not needed
         part.set_table(cached)
         return
-    table, found = event_text_table(encoder, data.texts[1:], cache_dir, device, progress)
+    table, found = event_text_table(encoder, data.texts[1:], cache_dir, device, progress, adapter)
     if fingerprint is not None and found != fingerprint:
         raise ArtifactError(
             f"the model reads event text with the encoder it trained with, and the encoder's files differ "

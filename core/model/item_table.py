@@ -23,10 +23,16 @@ def item_texts(data: SequenceData, items: pd.DataFrame | None) -> list[str]:
 
 
 def encode_items(
-    encoder: str | None, texts: list[str], cache_dir: Any, device: str, progress: ProgressFn | None
+    encoder: str | None,
+    texts: list[str],
+    cache_dir: Any,
+    device: str,
+    progress: ProgressFn | None,
+    adapter: Any = None,
 ) -> tuple[torch.Tensor, str]:
-    """[N+1, T] text vectors (row 0, padding, zeros) and the encoder's fingerprint (what the cache is keyed by)."""
-    enc = TextEncoder(encoder, cache_dir=Path(cache_dir) if cache_dir else None, device=device)
+    """[N+1, T] text vectors (row 0, padding, zeros) and the encoder's fingerprint (what the cache is keyed by);
+    ``adapter``: a run's fine-tuning (:class:`core.model.encoder_spec.Adapter`) applied to the encoder."""
+    enc = TextEncoder(encoder, cache_dir=Path(cache_dir) if cache_dir else None, device=device, adapter=adapter)
     emb = enc.encode(texts, progress=progress)
     table = torch.zeros(len(texts) + 1, emb.shape[1])
     table[1:] = torch.from_numpy(emb)

@@ -9,6 +9,8 @@ history      = causal pre-norm transformer over tokens, attention biased by each
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -44,10 +46,29 @@ class ItemEncoder(nn.Module):
         nn.init.normal_(self.id_emb.weight, std=0.02)
         self.use_text, self.use_item_id = cfg.use_text, cfg.use_item_id
         self.dropped: torch.Tensor | None = None  # [N+1] bool: items without their ID row (BehaviorModel.dropping_ids)
+        self.live: tuple[torch.Tensor, torch.Tensor] | None = None  # (row -> position [N+1], vectors [K, T])
+
+    @contextmanager
+    def replacing(self, rows: torch.Tensor, vectors: torch.Tensor | None) -> Iterator[None]:
+        """Within: the text vectors of items ``rows`` [K] are ``vectors`` [K, T] (read by a fine-tuned encoder with
+        gradients, :mod:`core.model.finetune`) instead of the table's."""
+        if vectors is None or len(rows) == 0:
+            yield
+            return
+        at = torch.full((self.text.shape[0],), -1, dtype=torch.long, device=self.text.device)
+        at[rows] = torch.arange(len(rows), device=self.text.device)
+        self.live = (at, vectors.to(self.text.dtype))
+        try:
+            yield
+        finally:
+            self.live = None
 
     def forward(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """``idx`` [...] -> [..., D]; None -> every item [N+1, D]."""
         text = self.text if idx is None else self.text[idx]
+        if self.live is not None:
+            at = self.live[0] if idx is None else self.live[0][idx]
+            text = torch.where((at >= 0).unsqueeze(-1), self.live[1][at.clamp(min=0)], text)
         ids = self.id_emb.weight if idx is None else self.id_emb(idx)
         if self.dropped is not None:
             ids = ids * ~(self.dropped if idx is None else self.dropped[idx]).unsqueeze(-1)

@@ -57,6 +57,22 @@ class Protocol:
     held_out_share: float = 0.0  # the share of items held out of training (core.model.held_out); 0 = none
     new_items: bool = False  # the targets are each user's last event on a held-out item (core.model.new_items)
 
+    def varied(
+        self, exclude_seen: bool | None, target: str | None, negatives: int | None, request_time: str | None
+    ) -> Protocol:
+        """This protocol with another target, negatives, and (when given) exclusion and request time."""
+        return Protocol(
+            self.exclude_seen if exclude_seen is None else exclude_seen,
+            target,
+            negatives,
+            check_request_time(request_time or self.request_time),
+            self.held_out_share,
+        )
+
+    def header(self) -> dict[str, str]:
+        """The keys that name it in a figure's JSON: ``protocol``, ``label``, ``request_time``."""
+        return {"protocol": self.name, "label": self.label, "request_time": self.request_time}
+
     @property
     def name(self) -> str:
         return NEW_ITEMS if self.new_items else M.protocol_name(self.negatives)

@@ -27,8 +27,11 @@ from core.model.architecture import model_config
 from core.model.baselines import baseline_metrics
 from core.model.checkpoint import ConfigCheck, load_checkpoint, save_checkpoint, saved_sequences
 from core.model.config import SIGMOID_LOSSES, TrainConfig, check_settings, check_settings_object
+from core.model.encoder_spec import Adapter, encoder_folder, encoder_spec
+from core.model.epochs import standardize, training_users
 from core.model.evaluation import evaluate_split
 from core.model.event_text import attach_event_text, share_texts
+from core.model.finetune import finish_tuning, make_tuner
 from core.model.fitted import Fitted, pick_device
 from core.model.held_out import (
     HELD_OUT_KEY,
@@ -42,11 +45,11 @@ from core.model.held_out import (
 from core.model.item_table import encode_items, item_texts
 from core.model.losses import MultiTaskLoss
 from core.model.network import BehaviorModel
-from core.model.protocol import STANDIN, Protocol, RatingScale, TargetChoice, check_request_time, resolve_target
+from core.model.protocol import STANDIN, Protocol, RatingScale, TargetChoice, resolve_target
 from core.model.rating_refit import refit_rating
 from core.model.recommendation import top_items
 from core.model.train_state import has_train_state, load_train_state
-from core.model.training import FitState, Hooks, fit, make_optimizer, refits_rating, standardize, training_users
+from core.model.training import FitState, Hooks, fit, make_optimizer, refits_rating
 from core.model.warm_start import Parent, check_architecture, warm_start
 from core.progress import CancelFn, ProgressFn
 
@@ -138,10 +141,10 @@ class Recommender:
         self._prepare(data, item_texts(data, items), cache_dir, progress, warm_from)
         blocked = blocked_items(data, self.held_out_)
         self.loss_fn_ = MultiTaskLoss(cfg, data.n_items, self.scale_, blocked).to(self.device_)
-        self.optimizer_ = make_optimizer(self.model_, self.loss_fn_, cfg)
+        self.optimizer_ = make_optimizer(self.model_, self.loss_fn_, cfg, self.tuner_)
         state = FitState()
         if resume_from is not None and has_train_state(Path(resume_from)):
-            state = load_train_state(Path(resume_from), self.model_, self.optimizer_, self.loss_fn_)
+            state = load_train_state(Path(resume_from), self.model_, self.optimizer_, self.loss_fn_, self.tuner_)
         hooks = Hooks(progress, cancel, None if on_epoch is None else (lambda st, ep: on_epoch(self, st, ep)))
         self._silence()
         state = fit(
@@ -152,9 +155,11 @@ class Recommender:
             optimizer=self.optimizer_,
             hooks=hooks,
             focus=self.focus_,
+            tuner=self.tuner_,
         )
         if state.best_state is not None:
             self.model_.load_state_dict(state.best_state)
+        self.tuned_state_ = finish_tuning(self, state.best_tuner, cache_dir)
         self._silence()
         self.rating_refit_ = None
         if refits_rating(cfg) and not state.cancelled and state.best_state is not None:
@@ -185,14 +190,16 @@ class Recommender:
         # and spread (released with the model)
         private = self.train.get("privacy")
         self.scale_ = warm.scale if warm else RatingScale() if private else standardize(data, self.split_)
+        spec, start = encoder_spec(self.encoder), None if warm is None else warm.adapter  # an update reads its parent's
         self.text_embeddings_, self.encoder_fingerprint_ = encode_items(
-            self.encoder, texts, cache_dir, self.device_.type, progress
+            spec.path, texts, cache_dir, self.device_.type, progress, start
         )
         private, dim = bool(self.train.get("privacy")), self.text_embeddings_.shape[1]
         cfg = model_config(self.model, data, dim, self.split_, self.protocol_, self.scale_, private, warm)
         self.model_ = BehaviorModel(cfg, self.text_embeddings_).to(self.device_)
         every = data if self.every_ is None else self.every_  # the texts of the held-out items' events too
-        attach_event_text(self.model_, every, self.encoder, cache_dir, self.device_.type, progress)  # never saved
+        attach_event_text(self.model_, every, spec.path, cache_dir, self.device_.type, progress, adapter=start)
+        self.tuner_ = make_tuner(spec, texts, self.model_, every, self.device_, start)  # None: the encoder is frozen
         self.warm_start_, self.focus_ = None, None  # an update's users with new events (core.model.training)
         if warm is not None:
             check_architecture(warm, cfg, self.encoder_fingerprint_)
@@ -229,23 +236,10 @@ class Recommender:
         if which not in ("valid", "test"):
             raise DataError(f"which={which!r}: expected valid or test")
         target = resolve_target(target_behavior, self.protocol_.target_behavior)
-        protocol = Protocol(
-            self.protocol_.exclude_seen if exclude_seen is None else exclude_seen,
-            target,
-            negatives,
-            check_request_time(request_time or self.protocol_.request_time),
-            self.protocol_.held_out_share,
-        )
+        protocol = self.protocol_.varied(exclude_seen, target, negatives, request_time)
         split = self.split_ if target == self.protocol_.target_behavior else leave_last_out(self.data_, target)
         out = evaluate_split(replace(self.fitted(), split=split, protocol=protocol), which)
-        baselines = baseline_metrics(self.data_, split, protocol, which)
-        return {
-            "protocol": protocol.name,
-            "label": protocol.label,
-            "request_time": protocol.request_time,
-            **out,
-            "baselines": baselines,
-        }
+        return {**protocol.header(), **out, "baselines": baseline_metrics(self.data_, split, protocol, which)}
 
     def recommend(self, user_id: str, k: int = 10, exclude_seen: bool | None = None) -> pd.DataFrame:
         """Top-``k`` items for a stored user ID, with both head outputs (see ``core.model.recommendation``)."""
@@ -266,6 +260,9 @@ class Recommender:
             "warm_start": getattr(self, "warm_start_", None),
             HELD_OUT_KEY: held.record() if (held := getattr(self, "held_out_", None)) else None,
         }
+        if (tuner := getattr(self, "tuner_", None)) is not None:  # the adapter file, the adapted encoder's fingerprint
+            self.adapter_ = tuner.save(Path(folder), getattr(self, "tuned_state_", None) or tuner.state())
+            extras.update(encoder_fingerprint=self.adapter_.fingerprint, encoder_adapter=self.adapter_.record())
         return save_checkpoint(Path(folder), self.fitted(), self.get_settings(), extras, key)
 
     @classmethod
@@ -288,10 +285,12 @@ class Recommender:
         rec.rating_refit_, rec.privacy_ = config.get("rating_refit"), config.get("privacy")
         rec.warm_start_ = config.get("warm_start")
         rec.encoder_fingerprint_ = config.get("encoder_fingerprint")
+        rec.adapter_ = Adapter.read(config.get("encoder_adapter"), Path(folder))  # None: the encoder is not tuned
         rec.held_out_ = read_held_out(config)  # None: trained without held-out items (or saved before them)
         rec.every_ = saved_sequences(events, config) if rec.held_out_ else None
         rec.data_ = share_texts(rec.data_, rec.every_)
         fingerprint, kind = rec.encoder_fingerprint_, rec.device_.type
         every = rec.data_ if rec.every_ is None else rec.every_
-        attach_event_text(rec.model_, every, rec.encoder, cache_dir, kind, fingerprint=fingerprint)
+        path = encoder_folder(rec.encoder)
+        attach_event_text(rec.model_, every, path, cache_dir, kind, fingerprint=fingerprint, adapter=rec.adapter_)
         return rec

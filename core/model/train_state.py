@@ -1,9 +1,9 @@
 """Training state for resuming an interrupted run: safetensors for tensors, JSON for the rest.
 
-``train_state.safetensors`` holds the current model (``model.*``), the best model so
-far (``best.*``), the loss module (``loss.*``) and AdamW's moments
-(``opt.<param>.<name>``); ``train_state.json`` the epoch, history, optimizer
-hyper-parameters and the tensor file's checksum.
+``train_state.safetensors`` holds the current model (``model.*``), the best model so far (``best.*``), the
+loss module (``loss.*``), a fine-tuned encoder's trainable weights now and at the best epoch (``encoder.*``,
+``best_encoder.*``) and AdamW's moments (``opt.<param>.<name>``); ``train_state.json`` the epoch, history,
+optimizer hyper-parameters and the tensor file's checksum.
 """
 
 from __future__ import annotations
@@ -30,12 +30,17 @@ def save_train_state(
     loss_fn: torch.nn.Module,
     state: FitState,
     epoch: int,
+    tuner: Any = None,
 ) -> None:
-    """Write everything needed to continue after ``epoch``: a kill at any point leaves the previous pair or this one."""
+    """Write everything needed to continue after ``epoch``: a kill at any point leaves the previous pair or this one.
+    ``tuner``: the fine-tuned encoder (:class:`core.model.finetune.EncoderTuner`), when there is one."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"loss.{k}": v for k, v in loss_fn.state_dict().items()})
     if state.best_state is not None:
         tensors.update({f"best.{k}": v for k, v in state.best_state.items()})
+    if tuner is not None:
+        tensors.update({f"encoder.{k}": v for k, v in tuner.state().items()})
+        tensors.update({f"best_encoder.{k}": v for k, v in (state.best_tuner or {}).items()})
     opt = optimizer.state_dict()
     scalars: dict[str, dict[str, float]] = {}
     for pid, slots in opt["state"].items():
@@ -72,15 +77,24 @@ def has_train_state(folder: Path) -> bool:
 
 
 def load_train_state(
-    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: torch.nn.Module
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: torch.nn.Module,
+    tuner: Any = None,
 ) -> FitState:
-    """Restore model, loss and optimizer in place; the fit state, with the last finished epoch in ``epochs_done``."""
+    """Restore model, loss, optimizer (and a fine-tuned encoder's weights, ``tuner``) in place; the fit state, with
+    the last finished epoch in ``epochs_done``."""
     meta = load_json(folder / STATE_JSON)
     _finish_pending(folder, meta.get("sha256"))
     tensors = load_tensors(folder / STATE_TENSORS, meta.get("sha256"))
     part = _prefixed(tensors)
     load_state_into(model, part.get("model", {}), folder / STATE_TENSORS)
     load_state_into(loss_fn, part.get("loss", {}), folder / STATE_TENSORS)
+    if tuner is not None:
+        if "encoder" not in part:
+            raise ArtifactError(f"{folder / STATE_TENSORS} holds no fine-tuned encoder weights to resume from")
+        tuner.load_state(part["encoder"])
     optimizer.load_state_dict(
         {"state": _optimizer_slots(part.get("opt", {}), meta.get("scalars", {})), "param_groups": meta["param_groups"]}
     )
@@ -92,6 +106,7 @@ def load_train_state(
         best_score=float("-inf") if score is None else float(score),
         best_state=best,
         epochs_done=int(meta["epoch"]),
+        best_tuner=part.get("best_encoder") or None,
     )
     return state
 

@@ -7,6 +7,7 @@ are :mod:`core.model.losses`; the model, data, split, protocol and rating scale 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import time
@@ -17,16 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.data.batches import Split, training_batch
-from core.data.sequences import SequenceData
+from core.data.batches import training_batch
 from core.model.config import TrainConfig
+from core.model.epochs import epoch_users, length_buckets, training_users
 from core.model.evaluation import evaluate_split
 from core.model.fitted import Fitted
 from core.model.heap import return_freed_memory, trim_freed_memory
 from core.model.losses import MultiTaskLoss, training_counts
 from core.model.network import BehaviorModel
 from core.model.privacy import NoisySum, PrivacyPlan, plan_privacy, refuse_unprivate_modules
-from core.model.protocol import RatingScale
 from core.progress import CancelFn, ProgressFn, report
 
 
@@ -41,6 +41,7 @@ class FitState:
     cancelled: bool = False
     epochs_done: int = 0  # finished epochs (a resumed run starts after them)
     privacy: dict[str, Any] | None = None  # a private run's epsilon spent and mechanism (PrivacyPlan.summary)
+    best_tuner: dict[str, torch.Tensor] | None = None  # a fine-tuned encoder's weights at the best epoch
 
 
 @dataclass
@@ -60,17 +61,6 @@ class Optimization:
     optimizer: torch.optim.Optimizer
 
 
-def standardize(data: SequenceData, split: Split) -> RatingScale:
-    """Mean and std of the training values (events before each user's training end)."""
-    keep = np.zeros(len(data.value), dtype=bool)
-    for u in range(data.n_users):
-        keep[int(data.offsets[u]) : int(split.train_end[u])] = True
-    vals = data.value[keep & ~np.isnan(data.value)]
-    if len(vals) < 2:
-        return RatingScale()
-    return RatingScale(float(vals.mean()), float(max(vals.std(), 1e-6)))
-
-
 def fit(
     fitted: Fitted,
     cfg: TrainConfig,
@@ -80,6 +70,7 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     hooks: Hooks | None = None,
     focus: np.ndarray | None = None,
+    tuner: Any = None,
 ) -> FitState:
     """Train ``fitted.model`` with AdamW and early stopping on validation NDCG@10 (-RMSE for a rating-only
     model), from ``state.epochs_done`` (a resumed run passes its saved state, loss and optimizer).
@@ -88,7 +79,10 @@ def fit(
     ``cfg.update_replay`` of the others (:func:`epoch_users`); validation still covers every user.
 
     With ``cfg.privacy`` the steps are DP-SGD's (:mod:`core.model.privacy`), every planned epoch runs and
-    the last one is kept: choosing an epoch on the users' validation events is outside the accounting."""
+    the last one is kept: choosing an epoch on the users' validation events is outside the accounting.
+
+    ``tuner`` (:class:`core.model.finetune.EncoderTuner`): the text encoder trains too; its tables are re-encoded
+    at the end of every epoch, before validation, and its weights kept with the best epoch's."""
     return_freed_memory()
     model, data, split = fitted.model, fitted.data, fitted.split
     state, hooks = state or FitState(), hooks or Hooks()
@@ -103,17 +97,22 @@ def fit(
         refuse_unprivate_modules(model, loss_fn)
         plan = plan_privacy(cfg.privacy, len(users), cfg.batch_size, cfg.epochs)
         state.privacy = plan.summary(state.epochs_done)
+    if tuner is not None and state.best_tuner is None:  # its weights as they are, matching the tables as they are
+        state.best_tuner = tuner.state()
     for epoch in range(state.epochs_done, cfg.epochs):
         started = time.perf_counter()
         opt = Optimization(loss_fn, optimizer)
         if plan is None:
-            losses = _run_epoch(fitted, cfg, epoch_users(users, focus, cfg.update_replay, rng), rng, opt, hooks, epoch)
+            picked = epoch_users(users, focus, cfg.update_replay, rng)
+            losses = _run_epoch(fitted, cfg, picked, rng, opt, hooks, epoch, tuner)
         else:
             losses = _private_epoch(fitted, cfg, users, opt, hooks, epoch, plan)
         if losses is None:
             state.cancelled = True
             break
         state.epochs_done = epoch + 1
+        if tuner is not None:
+            tuner.refresh(model)
         if plan is not None:
             state.privacy = plan.summary(state.epochs_done)
         metrics = evaluate_split(fitted, "valid")
@@ -129,6 +128,7 @@ def fit(
         if plan is not None or score > state.best_score:
             state.best_score, state.best_epoch = score, epoch + 1
             state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            state.best_tuner = None if tuner is None else tuner.state()
         report(hooks.progress, "epoch", epoch + 1, cfg.epochs, **record, best_epoch=state.best_epoch)
         if hooks.on_epoch:
             hooks.on_epoch(state, epoch + 1)
@@ -152,42 +152,15 @@ def refits_rating(cfg: TrainConfig) -> bool:
     return isinstance(cfg.loss_weights, str) or (cfg.loss_weights[0] > 0 and cfg.loss_weights[1] > 0)
 
 
-def training_users(data: SequenceData, split: Split) -> np.ndarray:
-    """Users with at least two training events (one input, one target)."""
-    return np.flatnonzero(split.train_end - data.offsets[:-1] >= 2)
-
-
-def epoch_users(users: np.ndarray, focus: np.ndarray | None, replay: float, rng: np.random.Generator) -> np.ndarray:
-    """The users one epoch trains on: all of them, or (an update) those in ``focus`` plus a share ``replay`` of the
-    rest, drawn without replacement, so the model keeps what it knew of users without new events."""
-    if focus is None:
-        return users
-    new, rest = users[focus[users]], users[~focus[users]]
-    drawn = rng.choice(rest, size=int(round(replay * len(rest))), replace=False) if len(rest) else rest
-    picked = np.concatenate([new, drawn])
-    return np.sort(picked) if len(picked) else users  # no new user at all: a plain epoch
-
-
-def make_optimizer(model: BehaviorModel, loss_fn: MultiTaskLoss, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: BehaviorModel, loss_fn: MultiTaskLoss, cfg: TrainConfig, tuner: Any = None
+) -> torch.optim.Optimizer:
+    """AdamW over the model's and the loss's parameters, and a fine-tuned encoder's at its own rate, no decay."""
     params = [p for p in list(model.parameters()) + list(loss_fn.parameters()) if p.requires_grad]
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def length_buckets(
-    users: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 1
-) -> list[np.ndarray]:
-    """Shuffled batches of users with similar window lengths (less padding, same randomness).
-
-    Users are shuffled, cut into pools of ``pool`` batches, sorted by length within a pool
-    and cut into batches; the batches are then shuffled.
-    """
-    order = rng.permutation(users)
-    groups: list[np.ndarray] = []
-    for lo in range(0, len(order), batch_size * pool):
-        part = order[lo : lo + batch_size * pool]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        groups += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
-    return [groups[i] for i in rng.permutation(len(groups))] or [order]
+    groups: list[dict[str, Any]] = [{"params": params}]
+    if tuner is not None:
+        groups.append({"params": tuner.parameters(), "lr": tuner.spec.learning_rate, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _run_epoch(
@@ -198,6 +171,7 @@ def _run_epoch(
     opt: Optimization,
     hooks: Hooks,
     epoch: int,
+    tuner: Any = None,
 ) -> dict[str, float] | None:
     """One pass over the training users; the mean losses, or None when cancelled."""
     model, data, split = fitted.model, fitted.data, fitted.split
@@ -209,7 +183,7 @@ def _run_epoch(
     for step, idx in enumerate(groups):
         if hooks.cancel and hooks.cancel():
             return None
-        parts = _step_loss(fitted, cfg, idx, opt.loss_fn)
+        parts = _step_loss(fitted, cfg, idx, opt.loss_fn, tuner, rng)
         opt.optimizer.zero_grad(set_to_none=True)
         parts.total.backward()
         opt.optimizer.step()
@@ -228,9 +202,17 @@ def _run_epoch(
     return {"loss": float(mean[0]), "loss_engagement": float(mean[1]), "loss_rating": float(mean[2])}
 
 
-def _step_loss(fitted: Fitted, cfg: TrainConfig, idx: np.ndarray, loss_fn: MultiTaskLoss) -> Any:
+def _step_loss(
+    fitted: Fitted,
+    cfg: TrainConfig,
+    idx: np.ndarray,
+    loss_fn: MultiTaskLoss,
+    tuner: Any = None,
+    rng: np.random.Generator | None = None,
+) -> Any:
     """The losses of one batch of users: their training windows, some positions asked at the stand-in time,
-    some input events dropped, some items without their ID embedding and biases (``item_id_dropout``)."""
+    some input events dropped, some items without their ID embedding and biases (``item_id_dropout``), some items'
+    text read by the fine-tuned encoder with gradients (``tuner``)."""
     model, data, split, device = fitted.model, fitted.data, fitted.split, fitted.device
     batch = training_batch(data, idx, split.train_end[idx], model.cfg.max_len).to(device)
     if cfg.standin_rate > 0 and batch.request_ts is not None:
@@ -238,7 +220,12 @@ def _step_loss(fitted: Fitted, cfg: TrainConfig, idx: np.ndarray, loss_fn: Multi
         batch.request_ts = batch.request_ts.masked_fill(standin, -1)
     removed = (torch.rand(batch.mask.shape, device=device) < cfg.event_dropout) & batch.mask
     dropped = torch.rand(data.n_items + 1, device=device) < cfg.item_id_dropout if cfg.item_id_dropout else None
-    with model.dropping_ids(dropped), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(model.dropping_ids(dropped))
+        stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"))
+        if tuner is not None:
+            seen = torch.cat([batch.item.flatten(), batch.targets()[0].flatten()])
+            stack.enter_context(tuner.step(model, seen, rng or np.random.default_rng()))
         return loss_fn(model, batch, removed if cfg.event_dropout > 0 else None)
 
 

@@ -23,6 +23,7 @@ from core.data.sequences import SequenceData
 from core.errors import ArtifactError
 from core.model.checkpoint import ADDED_LATER
 from core.model.config import ModelConfig
+from core.model.encoder_spec import Adapter
 from core.model.protocol import RatingScale
 from core.store.files import load_tensors
 from core.store.run_folder import MODEL_FILE
@@ -45,6 +46,7 @@ class Parent:
     scale: RatingScale
     encoder_fingerprint: str | None = None
     horizon: int | None = None  # its last training event (seconds since the epoch); None: not known
+    adapter: Adapter | None = None  # its fine-tuned encoder (core.model.finetune); None: the encoder was frozen
 
     def new_users(self, data: SequenceData, train_end: np.ndarray) -> np.ndarray | None:
         """[U] bool: which users have a training event after the parent's last one (None: the horizon is not
@@ -79,6 +81,7 @@ def read_parent(run: str, folder: Path, config: dict[str, Any], horizon: int | N
         scale=RatingScale(float(scale.get("mean", 0.0)), float(scale.get("std", 1.0))),
         encoder_fingerprint=config.get("encoder_fingerprint"),
         horizon=horizon,
+        adapter=Adapter.read(config.get("encoder_adapter"), folder),
     )
 
 

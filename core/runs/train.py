@@ -177,11 +177,12 @@ def _finish(rec: Recommender, folder: Path, key: bytes) -> dict[str, Any]:
 
 def _checkpoint(rec: Recommender, folder: Path, key: bytes, state: FitState, epoch: int) -> None:
     """After every epoch: the training state and the best model so far (a crash loses one epoch)."""
-    save_train_state(folder, rec.model_, rec.optimizer_, rec.loss_fn_, state, epoch)
+    save_train_state(folder, rec.model_, rec.optimizer_, rec.loss_fn_, state, epoch, rec.tuner_)
     current = {k: v.detach().clone() for k, v in rec.model_.state_dict().items()}
     if state.best_state is not None:
         rec.model_.load_state_dict(state.best_state)
     rec.history_, rec.best_epoch_, rec.privacy_ = state.history, state.best_epoch, state.privacy
+    rec.tuned_state_ = state.best_tuner  # a fine-tuned encoder's weights at the best epoch (its adapter file)
     rec.save(folder, key)  # sealed with the workspace key
     rec.model_.load_state_dict(current)
     save_json(

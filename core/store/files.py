@@ -61,11 +61,16 @@ def _looks_like_safetensors(data: bytes) -> bool:
     return 8 + size <= len(data) and data[8:9] == b"{"
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
-    """Write tensors as safetensors (atomically); return the file's sha256."""
+def tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """Tensors serialized as a safetensors file's bytes."""
     from safetensors.torch import save as st_save
 
-    data = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+    return st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Write tensors as safetensors (atomically); return the file's sha256."""
+    data = tensor_bytes(tensors)
     atomic_write_bytes(path, data)
     return sha256_bytes(data)
 

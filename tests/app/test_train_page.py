@@ -26,6 +26,7 @@ from tiny_support import TINY_MODEL  # tests/tiny_support.py
 from core.errors import NotFoundError
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
+from core.model.encoder_spec import ADAPTER_FILE
 from core.runs import background as B
 from core.runs import jobs as J
 from core.runs.forget import DATA_DELETED, forget_user
@@ -342,3 +343,20 @@ def test_update_a_run_on_newer_data_from_the_page(
     assert record["config"]["settings"]["train"]["epochs"] == 5  # an update's few epochs
     assert open_run(ws, child).config["warm_start"]["run"] == parent
     assert runs_frame(at).set_index("run_id").loc[child, "parent"] == parent
+
+
+def test_lora_fine_tuning_from_the_page_reaches_the_run_and_its_adapter(
+    page: AppTest, _isolated_workspace_env: Path
+) -> None:
+    page.radio(key="train_finetune").set_value("LoRA adapters")
+    at = fill_and_train(page, train_lora_rank=4)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_id = at.session_state["train_job"]
+    at = wait_until_finished(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    ws = Workspace(_isolated_workspace_env)
+    record = run_record(ws, run_id)
+    assert record["status"] == "done"
+    assert record["config"]["settings"]["encoder"] == {"path": None, "finetune": "lora", "lora_rank": 4}
+    saved = json.loads((ws.run_dir(run_id) / "config.json").read_text())
+    assert saved["encoder_adapter"]["finetune"] == "lora" and (ws.run_dir(run_id) / ADAPTER_FILE).is_file()

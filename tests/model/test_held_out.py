@@ -20,11 +20,11 @@ from core.data.batches import training_batch
 from core.data.sequences import build_sequences
 from core.errors import DataError
 from core.model.config import TrainConfig
+from core.model.epochs import training_users
 from core.model.held_out import HELD_OUT_KEY, choose_held_out, held_out_index
 from core.model.losses import MultiTaskLoss
 from core.model.new_items import new_item_targets, random_ranking
 from core.model.recommender import Recommender
-from core.model.training import training_users
 from core.store.files import load_json
 from core.store.run_folder import CONFIG_FILE
 

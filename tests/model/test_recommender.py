@@ -397,8 +397,8 @@ def test_saved_config_is_strict_json_without_ratings(tiny_bert_dir, dataset, tmp
 
 
 def test_rating_refit_never_worsens_valid_rmse_and_leaves_engagement_alone(tiny_bert_dir, dataset, tmp_path) -> None:
+    from core.model.epochs import training_users
     from core.model.rating_refit import rating_parameters, refit_rating
-    from core.model.training import training_users
 
     events, items = dataset
     rec = _rec(tiny_bert_dir, train={"rating_refit_epochs": 0, "epochs": 3}).fit(events, items)

@@ -13,13 +13,14 @@ from core import schema as S
 from core.data.batches import leave_last_out, training_batch
 from core.data.sequences import build_sequences
 from core.model.config import ModelConfig, TrainConfig
+from core.model.epochs import standardize
 from core.model.evaluation import evaluate_split, exclusion_mask
 from core.model.fitted import Fitted
 from core.model.losses import MultiTaskLoss, training_counts
 from core.model.metrics import rank_of_targets
 from core.model.network import BehaviorModel
 from core.model.protocol import Protocol, RatingScale
-from core.model.training import Hooks, fit, make_optimizer, standardize
+from core.model.training import Hooks, fit, make_optimizer
 
 T0 = 1_700_000_000
 CPU = torch.device("cpu")

@@ -140,7 +140,7 @@ def test_only_a_finished_run_is_updated_and_the_cli_says_how(ws, datasets: tuple
 
 def test_an_update_trains_the_users_with_new_events_and_a_replay_sample() -> None:
     from core.data.sequences import build_sequences
-    from core.model.training import epoch_users
+    from core.model.epochs import epoch_users
     from core.model.warm_start import Parent
 
     ts = pd.to_datetime([100, 200, 300, 150, 160, 170, 400, 500, 600], unit="s")
