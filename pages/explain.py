@@ -4,7 +4,7 @@ per-behavior sums, the counterfactual set, a plain-language summary, faithfulnes
 Widgets and layout only: the top-K is the run's fusion candidates ranked with the run's default
 weights (``core.runs.fusion.user_top``); explanations, counterfactual sets and token attributions
 are ``core.runs.explain`` (kept by the run's handle); the summary is ``core.explain.summary``; the
-figures ``core.views.explain_charts``. The explained (run, user, item,
+figures ``core.views.explain_charts``; the text tokens ``pages/_explain_tokens.py``. The explained (run, user, item,
 method, target, K) goes to the session for the Export page. Item titles and IDs are user
 data: shown only inside ``st.dataframe``, widget options, Plotly (escaped) or through ``plain``.
 """
@@ -21,17 +21,18 @@ from core.errors import BehaviorLensError
 from core.explain.explanation import TARGET_UNITS
 from core.explain.summary import summarize
 from core.fusion.formula import format_weights
-from core.runs.explain import counterfactual_run, explain_run, token_attributions_run
+from core.runs.explain import counterfactual_run, explain_run
 from core.runs.fusion import run_candidates, user_top
 from core.runs.run import Run
 from core.views import explain_charts as charts
+from pages._explain_tokens import tokens_section
 from pages._shared import EXPLAINED_KEY, get_workspace, pick_run, plain, route_through_frame, show_error
 
 METHODS = {"ig": "Integrated Gradients", "shap": "SHAP", "loo": "Leave-one-out", "attention": "Attention (heuristic)"}
 TARGETS = {"fused": "fused ranking score", "engagement": "engagement (log-probability)", "rating": "predicted rating"}
 USER_KEY, K_KEY, ITEM_KEY = "explain_user", "explain_k", "explain_item"
 LOADED_KEY = "explain_loaded_run"  # the run whose users the user picker holds
-METHOD_KEY, TARGET_KEY, TOKENS_KEY = "explain_method", "explain_target", "explain_tokens"
+METHOD_KEY, TARGET_KEY = "explain_method", "explain_target"
 MAX_LISTED = 5000  # users offered in the picker; any other can be typed
 
 
@@ -195,28 +196,6 @@ def faithfulness_section(exp: Any) -> None:
     )
 
 
-def tokens_section(run: Run, user: str, item: str, target: str, weights: dict[str, float] | None) -> bool:
-    """Token highlights of the item's text, on request; whether they are shown."""
-    st.subheader("Text tokens")
-    if not st.toggle("Attribute the item text's tokens (runs the text encoder)", key=TOKENS_KEY):
-        return False
-    try:  # e.g. the run's encoder files are gone: say so here, keep the rest of the page
-        with st.spinner("Attributing the item text's tokens (runs the text encoder)…"):
-            result = token_attributions_run(run, user, item, target, weights, stored=True)[0]
-    except BehaviorLensError as exc:
-        show_error(exc)
-        return False
-    words = result.words
-    st.html(charts.token_html([w for w, _ in words], [a for _, a in words]))
-    st.caption(
-        plain(
-            f"Layer Integrated Gradients on the encoder's word embeddings, {target} score; blue raises, "
-            f"red lowers; completeness delta {result.completeness_delta:.3g}."
-        )
-    )
-    return True
-
-
 def explain_section(run: Run, who: tuple[str, str], item: str, k: int, weights: dict[str, float]) -> None:
     """Method/target, then every view of the explanation; the request goes to the session."""
     (user, label), (method, target) = who, explanation_controls()
@@ -227,7 +206,7 @@ def explain_section(run: Run, who: tuple[str, str], item: str, k: int, weights: 
     timeline_section(exp)
     counterfactual_section(run, user, label, item, k)
     faithfulness_section(exp)
-    tokens = tokens_section(run, user, item, target, fused)
+    tokens = tokens_section(run, user, item, target, fused, exp)
     st.session_state[EXPLAINED_KEY] = {
         "run": run.id,
         "user": user,

@@ -14,6 +14,7 @@ positions and attention kept; Gauss-Legendre nodes; Î£ attributions = f(text) âˆ
 up to ``completeness_delta``. Pieces are kept (``tokens``) and summed into ``words``. The
 encoder runs on the run's device, the recommender copy on CPU like every attribution method.
 The encoder and the Layer Integrated Gradients themselves are :mod:`core.explain.text_ig`.
+Which explained events have a text of their own: :func:`own_texts`.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from typing import Any
 import torch
 
 from core._checks import check_whole, finite_or_none
+from core.data.batches import Batch
 from core.errors import DataError, NotFittedError
 from core.explain.explanation import TARGET_UNITS
-from core.explain.scorer import HistoryScorer
-from core.explain.subject import Labels, Subject, Titles, history_scorer, item_index, subject_for
+from core.explain.scorer import HistoryScorer, user_history
+from core.explain.subject import Labels, Subject, Titles, history_scorer, item_index, subject_for, user_row
 from core.explain.text_ig import TOLERANCE, LiveEncoder, ScoreFn, attribute_text, check_embedding, live_encoder
 from core.model.layers import EventText
 from core.model.network import BehaviorModel
@@ -189,16 +191,32 @@ def _texts(rec: Recommender, subject: Subject, positions: list[int]) -> list[tup
 def _event_texts(rec: Recommender, subject: Subject, positions: list[int]) -> list[tuple[str, int | None, str, int]]:
     """(event_text, position, item ID, row of the event's text) of each event position; DataError for an event
     without a text of its own."""
-    n, batch = len(subject.events), history_scorer(subject).batch
+    n, rows = len(subject.events), _text_rows(history_scorer(subject).batch)
     out: list[tuple[str, int | None, str, int]] = []
     for p in positions:
         check_whole("event position", p, 0, n - 1, hint=f"the explained window has {n} events, 0 = oldest")
-        row = 0 if batch.text is None else int(batch.text[0, p])
+        row = rows[p]
         if row == 0:
             raise DataError(f"the event at position {p} has no text of its own (a review, a comment, a query, a tag)")
         _event_text(rec.model_)
         out.append((EVENT_TEXT, p, subject.events[p]["item"], row))
     return out
+
+
+def own_texts(rec: Recommender, user: str) -> dict[int, str]:
+    """{position in the explained window (0 = oldest): the event's own text} of the events of stored ``user`` that
+    have a text of their own (what ``event_text_positions`` accepts); empty when the model does not read them."""
+    if not hasattr(rec, "model_"):
+        raise NotFittedError("this Recommender is not fitted yet: call fit() or Recommender.load() first")
+    if rec.model_.events.text is None:  # use_event_text off: the events' texts are not the model's
+        return {}
+    rows = _text_rows(user_history(rec.data_, user_row(rec, user), rec.model_.cfg.max_len))
+    return {p: rec.data_.texts[row] for p, row in enumerate(rows) if row}
+
+
+def _text_rows(batch: Batch) -> list[int]:
+    """Each event's row of its own text in a one-user history batch [1, n] (0 = no text of its own)."""
+    return [0] * int(batch.item.shape[1]) if batch.text is None else [int(r) for r in batch.text[0]]
 
 
 def _one(

@@ -8,22 +8,40 @@ caches cleared around it.
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
 from page_support import DATASET, charts, frame, no_errors, unescape  # tests/app/page_support.py
 from streamlit.testing.v1 import AppTest
 
+from core.explain.tokens import own_texts
+from core.runs.run import open_run
+from core.runs.train import train_run
 from core.store.workspace import Workspace
 
 PAGE = "pages/explain.py"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, tiny_run) -> tuple[Path, str, str]:
+def tiny(tmp_path_factory: pytest.TempPathFactory, tiny_run):  # -> TinyRun (tests/conftest.py)
+    """The module's tiny run (its model reads the events' own texts: the generated reviews)."""
+    return tiny_run(tmp_path_factory.mktemp("explain-page"))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny) -> tuple[Path, str, str]:
     """(workspace folder, run ID, an original user ID) of the module's tiny run."""
-    run = tiny_run(tmp_path_factory.mktemp("explain-page"))
-    return run.root, run.run_id, run.user
+    return tiny.root, tiny.run_id, tiny.user
+
+
+@pytest.fixture(scope="module")
+def own(tiny) -> dict[str, dict[int, str]]:
+    """{stored user ID: {position in the explained window: the event's own text}} under the module's run."""
+    rec = open_run(tiny.ws, tiny.run_id).recommender()
+    assert rec.model_.cfg.use_event_text
+    return {str(u): own_texts(rec, str(u)) for u in rec.data_.users}
 
 
 @pytest.fixture()
@@ -117,8 +135,72 @@ def test_token_highlights_on_request(page: AppTest) -> None:
     page.toggle(key="explain_tokens").set_value(True).run()
     assert not page.exception and not page.error, [e.value for e in page.error]
     snippets = [h.proto.body for h in page.get("html")]
-    assert len(snippets) == 1 and snippets[0].count("<span") >= 1
+    events = sum(len(m.value) for m in event_picker(page))  # the events' own texts highlighted below it
+    assert len(snippets) == 1 + events and snippets[0].count("<span") >= 1
     assert page.session_state["explained"]["tokens"] is True
+
+
+def highlighted(snippet: str) -> list[str]:
+    """The words of one token highlight, as the reader sees them."""
+    return [html.unescape(w) for w in re.findall(r"<span[^>]*>([^<]*)</span>", snippet)]
+
+
+def words_of(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def event_picker(at: AppTest) -> list:
+    return [m for m in at.multiselect if str(m.key).startswith("explain_event_texts")]
+
+
+def test_event_own_text_highlights(open_app, trained: tuple[Path, str, str], own: dict[str, dict[int, str]]) -> None:
+    """The history's events with a text of their own are offered, most influential first; the top one is
+    highlighted by default, and another picked is highlighted with its own words."""
+    user = max(own, key=lambda u: len(set(own[u].values())))
+    texts = own[user]
+    assert len(set(texts.values())) >= 2  # the generated reviews: two different texts to tell apart
+    at = no_errors(open_app(*trained[:2], PAGE, explain_user=user))
+    assert not event_picker(at)  # nothing before the token toggle
+    at.toggle(key="explain_tokens").set_value(True).run()
+    no_errors(at)
+    (picker,) = event_picker(at)
+    attribution = frame(at, "attribution")["attribution"]  # row p: the event at position p
+    ranked = sorted(texts, key=lambda p: (-abs(attribution[p]), -p))
+    assert len(picker.options) == len(texts)
+    assert all(f"“{texts[p][:20]}" in option for p, option in zip(ranked, picker.options))  # most influential first
+    assert picker.value == [ranked[0]]  # the most influential event with a text, by default
+    snippets = [h.proto.body for h in at.get("html")]
+    assert len(snippets) == 2  # the candidate's text, then the event's own text
+    shown = highlighted(snippets[1])
+    assert shown and words_of(" ".join(shown)) == words_of(texts[ranked[0]])
+    assert any("Own text of the" in unescape(c.value) and "completeness delta" in unescape(c.value) for c in at.caption)
+    other = next(p for p in ranked if texts[p] != texts[ranked[0]])
+    picker.set_value([other]).run()
+    no_errors(at)
+    snippets = [h.proto.body for h in at.get("html")]
+    assert len(snippets) == 2
+    assert words_of(" ".join(highlighted(snippets[1]))) == words_of(texts[other])
+    picker.set_value([]).run()
+    assert len(at.get("html")) == 1 and not at.exception
+
+
+def test_no_event_text_shows_nothing_extra(open_app, tiny, own: dict[str, dict[int, str]]) -> None:
+    """A history without texts of its own: one caption says so; a run that does not read them: nothing extra."""
+    quiet = next(u for u, texts in own.items() if not texts)
+    at = no_errors(open_app(tiny.root, tiny.run_id, PAGE, explain_user=quiet))
+    at.toggle(key="explain_tokens").set_value(True).run()
+    no_errors(at)
+    assert not event_picker(at) and len(at.get("html")) == 1
+    assert any("carries a text of its own" in unescape(c.value) for c in at.caption)
+    settings = {**tiny.settings, "model": {**tiny.settings["model"], "use_event_text": False}}
+    blind = train_run(tiny.ws, tiny.dataset, settings)
+    talker = next(u for u, texts in own.items() if texts)
+    at = no_errors(open_app(tiny.root, blind, PAGE, explain_user=talker))
+    at.toggle(key="explain_tokens").set_value(True).run()
+    no_errors(at)
+    assert at.session_state["explained"]["run"] == blind
+    assert not event_picker(at) and len(at.get("html")) == 1
+    assert not any("text of its own" in unescape(c.value) for c in at.caption)
 
 
 def test_without_a_run_the_page_says_so(open_app, tmp_path: Path) -> None:
