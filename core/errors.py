@@ -72,6 +72,10 @@ class RunBusyError(BehaviorLensError):
     """
 
 
+class TrainingFailedError(BehaviorLensError):
+    """A training job failed: a worker process of a multi-process run exited with an error."""
+
+
 class AccessConfigError(BehaviorLensError, ValueError):
     """The sign-in configuration of a shared dashboard (``[auth]``, ``[behaviorlens.access]``) is malformed or
     lets nobody in: the dashboard stays closed and shows this message."""

@@ -63,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``behaviorlens`` console script."""
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a multi-process launch hands its workers
     try:
         return _run(args)
     except NotFoundError as exc:

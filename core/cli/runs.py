@@ -59,6 +59,20 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "leave every training history, target and validation; `evaluate --protocol new-items` then scores each "
         'user\'s last event on one of them (the config key "cold_items"; default 0: none)',
     )
+    p.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train in N processes on this machine (data-parallel on torch.distributed: gloo on the CPU, NCCL with "
+        "one GPU per process), as `torchrun --nproc-per-node N -m core.cli train ...`; default 1",
+    )
+    p.add_argument("--nnodes", default="1", help="machines taking part (each runs the same command), as torchrun's")
+    p.add_argument(
+        "--rdzv-endpoint", metavar="HOST:PORT", help="with --nnodes above 1: the rendezvous every machine joins"
+    )
+    p.add_argument("--rdzv-id", metavar="ID", help="with --nnodes above 1: the job's name, the same on every machine")
+    p.add_argument("--run-id", help=argparse.SUPPRESS)  # the launcher's choice, passed to its workers
     p = sub.add_parser("evaluate", parents=[common], help="metrics of a saved run")
     p.add_argument("--run", required=True, help="run id (see `behaviorlens runs`)")
     p.add_argument(
@@ -129,6 +143,14 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _other_rank() -> bool:
+    """This process is a rank other than 0 of a multi-process training (core.model.distributed)."""
+    from core.model.distributed import current
+
+    group = current()
+    return group is not None and not group.leader
+
+
 def _progress(quiet: bool) -> Any:
     def report(event: dict[str, Any]) -> None:
         if event.get("event") == "epoch":
@@ -151,6 +173,10 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     from core.runs.train import resume_run, train_run, update_settings
 
     if args.command == "train":
+        if args.nproc_per_node != 1 or str(args.nnodes) != "1":
+            from core.runs.launch import launch
+
+            return launch(args, ws, args.argv)
         if args.resume and (args.dataset or args.parent) or not (args.dataset or args.resume or args.parent):
             raise DataError(
                 "train needs one of --dataset NAME (a new run), --resume RUN or --from RUN [--dataset NAME] (an update)"
@@ -171,12 +197,16 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
             settings = update_settings(parent, args.epochs, args.device)
             if args.seed is not None:
                 settings["train"]["seed"] = args.seed
-            run_id = train_run(ws, dataset, settings, progress=report, parent=args.parent)
+            run_id = train_run(ws, dataset, settings, progress=report, parent=args.parent, run_id=args.run_id)
+            if _other_rank():
+                return 0
             audit.record(
                 ws, "train", run_id, f"dataset {dataset}, updated from run {args.parent}, from the command line"
             )
         else:
-            run_id = train_run(ws, args.dataset, _settings(args), progress=report)
+            run_id = train_run(ws, args.dataset, _settings(args), progress=report, run_id=args.run_id)
+            if _other_rank():
+                return 0  # rank 0 of a multi-process run records and reports it
             audit.record(ws, "train", run_id, f"dataset {args.dataset}, from the command line")
         trained = open_run(ws, run_id)
         result = {"run": run_id, **evaluate_run(trained)}

@@ -70,7 +70,11 @@ class MultiTaskLoss(nn.Module):
             q[self.blocked.to(q.device)] = 0.0
         self.popularity = q / q.sum()
 
-    def forward(self, model: BehaviorModel, batch: Batch, removed: torch.Tensor | None) -> LossParts:
+    def forward(
+        self, model: BehaviorModel, batch: Batch, removed: torch.Tensor | None, shares: tuple[float, float] = (1, 1)
+    ) -> LossParts:
+        """``shares``: factors of the (engagement, rating) parts in the total (a rank's share of a batch split over
+        processes, :func:`core.model.distributed.shares`); the parts are returned unscaled."""
         task_e, task_r = model(batch, removed)
         target_item, target_value = batch.targets()
         has_target = target_item > 0  # [B, L]
@@ -83,7 +87,8 @@ class MultiTaskLoss(nn.Module):
             rating = F.mse_loss(model.rating_of(h_r[rated], target[rated]).float(), values[rated])
         else:
             rating = torch.zeros((), device=values.device)
-        return LossParts(self._combine(engagement, rating), engagement.detach(), rating.detach())
+        total = self._combine(engagement * shares[0], rating * shares[1])
+        return LossParts(total, engagement.detach(), rating.detach())
 
     def _engagement(self, model: BehaviorModel, h_e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.loss == "softmax":

@@ -19,7 +19,10 @@ import numpy as np
 import torch
 
 from core.data.batches import training_batch
+from core.errors import DataError
+from core.model import distributed
 from core.model.config import TrainConfig
+from core.model.distributed import Group
 from core.model.epochs import epoch_users, length_buckets, training_users
 from core.model.evaluation import evaluate_split
 from core.model.fitted import Fitted
@@ -59,6 +62,9 @@ class Optimization:
 
     loss_fn: MultiTaskLoss
     optimizer: torch.optim.Optimizer
+    tuner: Any = None  # a fine-tuned text encoder (core.model.finetune.EncoderTuner)
+    ddp: Any = None  # the loss step wrapped in DistributedDataParallel (core.model.distributed), several processes
+    group: Group | None = None
 
 
 def fit(
@@ -97,14 +103,18 @@ def fit(
         refuse_unprivate_modules(model, loss_fn)
         plan = plan_privacy(cfg.privacy, len(users), cfg.batch_size, cfg.epochs)
         state.privacy = plan.summary(state.epochs_done)
+    group = distributed.current()
+    if group is not None and cfg.privacy is not None:
+        raise DataError("private training runs in one process: its accounting samples users from the whole data")
+    ddp = distributed.wrap(model, loss_fn, group, fitted.device, None if tuner is None else tuner.net)
     if tuner is not None and state.best_tuner is None:  # its weights as they are, matching the tables as they are
         state.best_tuner = tuner.state()
     for epoch in range(state.epochs_done, cfg.epochs):
         started = time.perf_counter()
-        opt = Optimization(loss_fn, optimizer)
+        opt = Optimization(loss_fn, optimizer, tuner, ddp, group)
         if plan is None:
             picked = epoch_users(users, focus, cfg.update_replay, rng)
-            losses = _run_epoch(fitted, cfg, picked, rng, opt, hooks, epoch, tuner)
+            losses = _run_epoch(fitted, cfg, picked, rng, opt, hooks, epoch)
         else:
             losses = _private_epoch(fitted, cfg, users, opt, hooks, epoch, plan)
         if losses is None:
@@ -115,7 +125,8 @@ def fit(
             tuner.refresh(model)
         if plan is not None:
             state.privacy = plan.summary(state.epochs_done)
-        metrics = evaluate_split(fitted, "valid")
+        # rank 0 validates; every rank takes its figures, so all stop at the same epoch
+        metrics = distributed.broadcast(evaluate_split(fitted, "valid") if not group or group.leader else None, group)
         record = {
             "epoch": epoch + 1,
             "seconds": round(time.perf_counter() - started, 2),
@@ -171,23 +182,33 @@ def _run_epoch(
     opt: Optimization,
     hooks: Hooks,
     epoch: int,
-    tuner: Any = None,
 ) -> dict[str, float] | None:
-    """One pass over the training users; the mean losses, or None when cancelled."""
+    """One pass over the training users; the mean losses, or None when cancelled. Over several processes every rank
+    walks the same batches and computes its share of each (:mod:`core.model.distributed`); a cancel on rank 0 stops
+    them all at the same step."""
     model, data, split = fitted.model, fitted.data, fitted.split
     model.train()
     lengths = np.minimum(split.train_end - data.offsets[:-1], model.cfg.max_len + 1)
     groups = length_buckets(users, lengths, cfg.batch_size, rng, cfg.bucket_pool)
+    world = 1 if opt.group is None else opt.group.world
+    groups = [g for g in groups if len(g) >= world]  # every rank gets a user of each batch
     steps = len(groups)
     sums = np.zeros(3)
     for step, idx in enumerate(groups):
-        if hooks.cancel and hooks.cancel():
+        stop = bool(hooks.cancel and hooks.cancel())
+        if opt.group is not None:
+            stop = distributed.total([float(stop)], opt.group)[0] > 0
+        if stop:
             return None
-        parts = _step_loss(fitted, cfg, idx, opt.loss_fn, tuner, rng)
+        parts, shares = _step_loss(fitted, cfg, distributed.shard(idx, opt.group), opt, rng)
         opt.optimizer.zero_grad(set_to_none=True)
         parts.total.backward()
         opt.optimizer.step()
-        sums += [parts.total.item(), parts.engagement.item(), parts.rating.item()]
+        # this rank's part of the batch means (each part weighted by its share; summed over the ranks below)
+        sums += [
+            parts.total.item() / world,
+            *(p.item() * w / world for p, w in zip((parts.engagement, parts.rating), shares)),
+        ]
         report(
             hooks.progress,
             "step",
@@ -198,21 +219,16 @@ def _run_epoch(
             steps=steps,
             loss=float(parts.total.item()),
         )
-    mean = sums / steps
+    mean = np.asarray(distributed.total(list(sums), opt.group)) / max(1, steps)
     return {"loss": float(mean[0]), "loss_engagement": float(mean[1]), "loss_rating": float(mean[2])}
 
 
 def _step_loss(
-    fitted: Fitted,
-    cfg: TrainConfig,
-    idx: np.ndarray,
-    loss_fn: MultiTaskLoss,
-    tuner: Any = None,
-    rng: np.random.Generator | None = None,
-) -> Any:
+    fitted: Fitted, cfg: TrainConfig, idx: np.ndarray, opt: Optimization, rng: np.random.Generator | None = None
+) -> tuple[Any, tuple[float, float]]:
     """The losses of one batch of users: their training windows, some positions asked at the stand-in time,
     some input events dropped, some items without their ID embedding and biases (``item_id_dropout``), some items'
-    text read by the fine-tuned encoder with gradients (``tuner``)."""
+    text read by the fine-tuned encoder with gradients (``opt.tuner``); and this rank's shares of the batch."""
     model, data, split, device = fitted.model, fitted.data, fitted.split, fitted.device
     batch = training_batch(data, idx, split.train_end[idx], model.cfg.max_len).to(device)
     if cfg.standin_rate > 0 and batch.request_ts is not None:
@@ -220,13 +236,16 @@ def _step_loss(
         batch.request_ts = batch.request_ts.masked_fill(standin, -1)
     removed = (torch.rand(batch.mask.shape, device=device) < cfg.event_dropout) & batch.mask
     dropped = torch.rand(data.n_items + 1, device=device) < cfg.item_id_dropout if cfg.item_id_dropout else None
+    shares, removed_or_none = distributed.shares(batch, opt.group), removed if cfg.event_dropout > 0 else None
     with contextlib.ExitStack() as stack:
         stack.enter_context(model.dropping_ids(dropped))
         stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"))
-        if tuner is not None:
+        if opt.tuner is not None:
             seen = torch.cat([batch.item.flatten(), batch.targets()[0].flatten()])
-            stack.enter_context(tuner.step(model, seen, rng or np.random.default_rng()))
-        return loss_fn(model, batch, removed if cfg.event_dropout > 0 else None)
+            stack.enter_context(opt.tuner.step(model, seen, rng or np.random.default_rng()))
+        if opt.ddp is not None:
+            return opt.ddp(batch, removed_or_none, shares), shares
+        return opt.loss_fn(model, batch, removed_or_none, shares), shares
 
 
 def _private_epoch(
@@ -251,7 +270,7 @@ def _private_epoch(
             return None
         step_sum = NoisySum(params, plan, noise)
         for user in users[sampling.random(len(users)) < plan.sample_rate]:
-            parts = _step_loss(fitted, cfg, np.array([user]), opt.loss_fn)
+            parts, _ = _step_loss(fitted, cfg, np.array([user]), opt)
             norms.append(step_sum.add(parts.total))
             sums += [parts.total.item(), parts.engagement.item(), parts.rating.item()]
             seen += 1

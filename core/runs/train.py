@@ -14,6 +14,7 @@ from typing import Any
 from core import schema as S
 from core._checks import finite_or_none
 from core.errors import DataError
+from core.model import distributed
 from core.model.config import check_settings
 from core.model.recommender import Recommender
 from core.model.train_state import save_train_state
@@ -60,20 +61,28 @@ def train_run(
 
     With ``resume`` the run's saved training state (if any) is loaded and training continues. With ``parent``
     (a run ID) training starts from that run's weights (:mod:`core.model.warm_start`); the run records it.
+
+    Started by an elastic launcher with several processes (:mod:`core.model.distributed`), every rank trains its
+    share of each batch; rank 0 alone records and writes the run, the others read the rows rank 0 stamped.
     """
     ws.dataset(dataset)
-    run_id = run_id or new_run_id(dataset)
+    group = distributed.setup(str(settings.get("device", "auto")))
+    run_id = distributed.broadcast(run_id or new_run_id(dataset), group)  # rank 0's
     folder = ws.run_dir(run_id)
     rec = Recommender.from_settings(settings)
     check_settings(rec.get_settings())  # a bad setting is refused before the run is recorded
     if resume:
         parent = run_record(ws, run_id)["config"].get("parent")
     warm = None if parent is None else _parent(ws, parent)
+    if group is not None and not group.leader:
+        return _follow(ws, dataset, settings, run_id, resume, warm, group)
     config = {"dataset": dataset, "settings": rec.get_settings(), **({"parent": parent} if parent else {})}
     with owning(folder, run_id):  # owner.json before the row reads running, and a heartbeat until it has ended
         with ws.lock():  # the stamp, the running row and the rows trained on are one snapshot: an ingest waits
             config[DATA_KEY], bound = _stamp(ws, run_id, dataset, resume)
             events, items = ws.events(dataset, below_row=bound), ws.items(dataset)
+            if group is not None:  # the other ranks read exactly these rows
+                distributed.broadcast(_row_end(ws, dataset) if bound is None else bound, group)
             set_run(ws, run_id, dataset, RUNNING, config, None)
             mark_keyed(ws, run_id)  # its configs are sealed with the workspace key: an unkeyed one is refused
         try:
@@ -94,6 +103,37 @@ def train_run(
             raise
         set_run(ws, run_id, dataset, CANCELLED if rec.cancelled_ else DONE, config, metrics)
     return run_id
+
+
+def _follow(
+    ws: Workspace,
+    dataset: str,
+    settings: dict[str, Any],
+    run_id: str,
+    resume: bool,
+    warm: Parent | None,
+    group: distributed.Group,
+) -> str:
+    """A rank other than 0: the same training on the rows rank 0 stamped, writing nothing (no rating refit: rank 0
+    refits alone after training)."""
+    bound = distributed.broadcast(None, group)
+    rec = Recommender.from_settings({**settings, "train": {**(settings.get("train") or {}), "rating_refit_epochs": 0}})
+    folder = ws.run_dir(run_id)
+    rec.fit(
+        ws.events(dataset, below_row=bound),
+        ws.items(dataset),
+        cache_dir=ws.cache_dir / "embeddings",
+        resume_from=folder if resume else None,
+        warm_from=warm,
+    )
+    return run_id
+
+
+def _row_end(ws: Workspace, dataset: str) -> int:
+    """One past the dataset's highest stored row number (0 when it has none)."""
+    with ws.connect() as con:
+        row = con.execute(f"SELECT max({S.ROW}) FROM events WHERE {S.DATASET} = ?", [dataset]).fetchone()
+    return 0 if row is None or row[0] is None else int(row[0]) + 1
 
 
 def resume_run(run: Run, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> str:

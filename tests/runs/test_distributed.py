@@ -1,0 +1,115 @@
+"""Multi-process training on torch.distributed (gloo, 2 CPU processes, tiny model): `train --nproc-per-node 2`
+takes the same steps as one process with the same global batch, rank 0 alone writes a run that loads and scores
+as it measured, and a crashed rank fails the run with a clear status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO
+from tiny_support import TINY_MODEL
+
+from core.runs.records import FAILED, RUNNING, list_runs, run_record
+from core.store.workspace import Workspace
+
+# no randomness that depends on how a batch is split: no dropout, no dropped events, no stand-in positions
+EXACT = {"dropout": 0.0}
+TRAIN = {"batch_size": 16, "epochs": 2, "threads": 1, "event_dropout": 0.0, "standin_rate": 0.0, "patience": 5}
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Any, tiny_bert_dir: Path, cli: Any) -> dict[str, Any]:
+    """One dataset trained twice with the same settings: in one process and in two (--nproc-per-node 2)."""
+    root = tmp_path_factory.mktemp("ddp")
+    ds = tiny_dataset(root, 3, n_users=40, n_items=30, target_events=1200)
+    config = root / "settings.json"
+    settings = {"encoder": str(tiny_bert_dir), "model": {**TINY_MODEL, **EXACT}, "train": TRAIN}
+    config.write_text(json.dumps(settings))
+    args = ("train", "--dataset", ds.name, "--config", str(config), "--device", "cpu", "--json")
+    one = cli.subprocess(*args, workspace=ds.ws.root, timeout=300)
+    two = cli.subprocess(*args, "--nproc-per-node", "2", workspace=ds.ws.root, timeout=300)
+    assert one.code == 0, one.err
+    assert two.code == 0, two.err
+    return {"ws": ds.ws, "ds": ds, "one": one.json(), "two": two.json(), "err": two.err}
+
+
+def _history(ws: Workspace, run_id: str) -> list[dict[str, Any]]:
+    return json.loads((ws.run_dir(run_id) / "config.json").read_text())["history"]
+
+
+def test_two_processes_take_the_steps_of_one_with_the_same_global_batch(job: dict[str, Any]) -> None:
+    ws, one, two = job["ws"], job["one"]["run"], job["two"]["run"]
+    h1, h2 = _history(ws, one), _history(ws, two)
+    assert len(h1) == len(h2) == 2
+    for a, b in zip(h1, h2):
+        for key in ("loss", "loss_engagement", "loss_rating"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (key, a[key], b[key])
+    from safetensors.torch import load_file
+
+    w1, w2 = load_file(ws.run_dir(one) / "model.safetensors"), load_file(ws.run_dir(two) / "model.safetensors")
+    assert set(w1) == set(w2)
+    worst = max(float((w1[k].float() - w2[k].float()).abs().max()) for k in w1)
+    assert worst < 1e-3, f"the weights after the same steps differ by {worst}"
+
+
+def test_rank_zero_alone_writes_one_run_that_loads_and_scores_as_measured(job: dict[str, Any], cli: Any) -> None:
+    ws, result = job["ws"], job["two"]
+    runs = list_runs(ws)
+    assert sorted(runs["run_id"]) == sorted([job["one"]["run"], result["run"]]), "one run per training, not per rank"
+    record = run_record(ws, result["run"])
+    assert record["status"] == "done"
+    again = cli("evaluate", "--run", result["run"], "--json", workspace=ws.root).json()
+    assert again["test"] == pytest.approx(result["test"]) and again["valid"] == pytest.approx(result["valid"])
+    user = str(job["ds"].data.events["user_id"].iloc[0])
+    top = [cli("recommend", "--run", result["run"], "--user", user, "--json", workspace=ws.root).json() for _ in "ab"]
+    assert top[0] == top[1] and top[0]["items"]
+
+
+def test_a_crashed_rank_fails_the_run_with_a_clear_status(
+    tmp_path: Path, tiny_dataset: Any, tiny_bert_dir: Path
+) -> None:
+    import psutil
+
+    ds = tiny_dataset(tmp_path, 4, n_users=40, n_items=30, target_events=1200)
+    config = tmp_path / "settings.json"
+    config.write_text(
+        json.dumps({"encoder": str(tiny_bert_dir), "model": TINY_MODEL, "train": {**TRAIN, "epochs": 500}})
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    command = [sys.executable, "-m", "core.cli", "train", "--dataset", ds.name, "--config", str(config)]
+    command += ["--device", "cpu", "--nproc-per-node", "2", "--workspace", str(ds.ws.root), "--quiet"]
+    launcher = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, victim = time.monotonic() + 180, None
+        while victim is None and time.monotonic() < deadline:
+            running = list_runs(ds.ws)
+            started = len(running) and (running["status"] == RUNNING).all()
+            if started and (ds.ws.run_dir(running["run_id"][0]) / "train_state.json").is_file():  # an epoch done
+                victim = next(
+                    (
+                        p
+                        for p in psutil.Process(launcher.pid).children(recursive=True)
+                        if p.environ().get("RANK") == "1"
+                    ),
+                    None,
+                )
+            time.sleep(0.5)
+        assert victim is not None, "rank 1 never started training"
+        victim.send_signal(signal.SIGKILL)
+        _, err = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 2, err
+    run_id = list_runs(ds.ws)["run_id"][0]
+    assert f"training run {run_id} in 2 processes failed" in err and "rank 1 exited with code -9" in err
+    assert "Traceback" not in err.splitlines()[-1]
+    assert run_record(ds.ws, run_id)["status"] == FAILED
