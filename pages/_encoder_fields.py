@@ -7,6 +7,7 @@ from typing import Any
 
 import streamlit as st
 
+RATES = (1e-3, 3e-4, 1e-4, 3e-5, 2e-5, 1e-5)
 MODES = {"Frozen (no fine-tuning)": "none", "LoRA adapters": "lora", "Every weight (full)": "full"}
 
 
@@ -28,8 +29,11 @@ def encoder_fields() -> str | dict[str, Any] | None:
         "is read again after each epoch); full trains all its weights. Both cost more time per epoch.",
     )
     rank = cols[1].number_input("LoRA rank", 1, 256, 8, key="train_lora_rank")
-    rate = cols[2].number_input(
-        "Encoder learning rate (0: the mode's default)", 0.0, 1.0, 0.0, step=1e-5, format="%.0e", key="train_encoder_lr"
+    rate = cols[2].selectbox(
+        "Encoder learning rate",
+        [None, *RATES],
+        format_func=lambda r: "the mode's default (LoRA 1e-4, full 2e-5)" if r is None else f"{r:g}",
+        key="train_encoder_lr",
     )
     path, mode = folder.strip() or None, MODES[label]
     if mode == "none":
@@ -37,6 +41,6 @@ def encoder_fields() -> str | dict[str, Any] | None:
     setting: dict[str, Any] = {"path": path, "finetune": mode}
     if mode == "lora":
         setting["lora_rank"] = int(rank)
-    if rate > 0:
+    if rate is not None:
         setting["lr"] = float(rate)
     return setting

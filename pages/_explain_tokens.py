@@ -37,13 +37,16 @@ def tokens_section(run: Run, user: str, item: str, target: str, weights: dict[st
     except BehaviorLensError as exc:
         show_error(exc)
         return False
-    _highlight(result)
-    st.caption(
-        plain(
-            f"Layer Integrated Gradients on the encoder's word embeddings, {target} score; blue raises, "
-            f"red lowers; completeness delta {result.completeness_delta:.3g}."
+    if result.words:
+        _highlight(result)
+        st.caption(
+            plain(
+                f"Layer Integrated Gradients on the encoder's word embeddings, {target} score; blue raises, "
+                f"red lowers; completeness delta {result.completeness_delta:.3g}."
+            )
         )
-    )
+    else:
+        st.caption(plain(f"Item {item} has no text (its catalogue row holds none), so it has no words to attribute."))
     if run.recommender().model_.cfg.use_event_text:
         event_texts_section(run, (user, item, target), weights, exp, texts)
     return True
