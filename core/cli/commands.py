@@ -8,6 +8,7 @@ stderr, never a traceback), 1 a lookup that found nothing, 3 an internal error
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -62,6 +63,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``behaviorlens`` console script."""
+    if argv is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a worker of --nproc-per-node: its arguments
+        from core.runs.launch import WORKER_ENV
+
+        if os.environ.get(WORKER_ENV):
+            argv = [str(a) for a in json.loads(os.environ[WORKER_ENV])]
     args = _parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what a multi-process launch hands its workers
     try:

@@ -39,6 +39,14 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "(default 3600: the ongoing session is left out; 0 counts every event)",
     )
     p.add_argument("--no-ablation", action="store_true", help="skip the behavior ablation (re-evaluations)")
+    p.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        metavar="N",
+        help="shard the users (and the ablation's behaviors) over N processes on torch.distributed and merge "
+        "them: the same report as one process; default 1",
+    )
     p = sub.add_parser(
         "counterfactual",
         parents=[common],
@@ -57,12 +65,20 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     from core.runs.influence import influence_run
     from core.runs.run import open_run
 
+    if args.command == "influence" and args.nproc_per_node != 1:
+        from core.runs.launch import launch_job
+
+        return launch_job("influence", args.nproc_per_node, ws, args.argv)
     run_ = open_run(ws, args.run)
     if args.command == "influence":
+        from core.model import distributed
+
+        group = distributed.setup()  # a worker of `influence --nproc-per-node N`: its shard, merged below
         report = influence_run(
             run_, args.users, args.method, k=args.k, seed=args.seed, ablation=not args.no_ablation, min_age=args.min_age
         ).to_dict()
-        print(json.dumps(report, allow_nan=False) if as_json else _influence_text(report))
+        if group is None or group.leader:
+            print(json.dumps(report, allow_nan=False) if as_json else _influence_text(report))
     else:
         result = counterfactual_run(run_, args.user, args.item, args.k, args.max_removals).to_dict()
         print(json.dumps(result, allow_nan=False) if as_json else _counterfactual_text(result))

@@ -25,8 +25,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-WORKER_ENV = "BEHAVIORLENS_DISTRIBUTED"  # set by `behaviorlens train --nproc-per-node`: the launcher reports
-
 
 @dataclass(frozen=True)
 class Group:
@@ -84,6 +82,23 @@ def broadcast(value: Any, group: Group | None) -> Any:
     box = [value if group.leader else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def mine(n: int, group: Group | None = None) -> range:
+    """The indices 0..n-1 this rank computes of a job sharded over the ranks (all of them in a single process)."""
+    group = group if group is not None else current()
+    return range(n) if group is None else range(group.rank, n, group.world)
+
+
+def in_order(found: dict[int, Any], n: int, group: Group | None = None) -> list[Any]:
+    """Every rank's ``found`` ({index: result} of :func:`mine`) merged: the n results in index order, on every
+    rank (each then reports the same merged result: a sharded job equals its single-process run)."""
+    group = group if group is not None else current()
+    if group is not None:
+        parts: list[dict[int, Any]] = [{} for _ in range(group.world)]
+        dist.all_gather_object(parts, found)
+        found = {i: v for part in parts for i, v in part.items()}
+    return [found[i] for i in range(n)]
 
 
 def total(values: list[float], group: Group | None) -> list[float]:

@@ -12,14 +12,16 @@ command's result as a single process would; the other ranks print nothing.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 from core.errors import DataError, NotFoundError, TrainingFailedError
-from core.model.distributed import WORKER_ENV
 from core.runs.records import CANCELLED, DONE, FAILED, new_run_id, run_record, set_run
 from core.store.workspace import Workspace
 
+# set by `behaviorlens train|influence --nproc-per-node` for its workers: their command line (a JSON list)
+WORKER_ENV = "BEHAVIORLENS_DISTRIBUTED"
 # the launcher's own options, left out of the workers' arguments (name -> takes a value)
 LAUNCHER_FLAGS = {"--nproc-per-node": True, "--nnodes": True, "--rdzv-endpoint": True, "--rdzv-id": True}
 
@@ -48,9 +50,6 @@ def launch(args: Any, ws: Workspace, argv: list[str]) -> int:
         DataError: a bad launcher option.
         TrainingFailedError: a worker failed (the run is marked failed, the failed ranks and exit codes named).
     """
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
-
     if args.nproc_per_node < 1:
         raise DataError(f"--nproc-per-node {args.nproc_per_node}: expected 1 or more processes per machine")
     if args.resume:
@@ -65,18 +64,43 @@ def launch(args: Any, ws: Workspace, argv: list[str]) -> int:
         options += ["--rdzv-id", args.rdzv_id or "behaviorlens"]
     else:
         options += ["--standalone"]
-    os.environ[WORKER_ENV] = "1"
-    try:
-        run(parse_args([*options, "--module", "core.cli", *worker_args(argv, run_id, ws)]))
-    except ChildFailedError as exc:
-        failed = ", ".join(f"rank {rank} exited with code {f.exitcode}" for rank, f in sorted(exc.failures.items()))
+    failed = _elastic(options, worker_args(argv, run_id, ws))
+    if failed:
         if run_id is not None:
             _mark_failed(ws, run_id)
         where = f"run {run_id}" if run_id else "the run"
-        raise TrainingFailedError(f"training {where} in {args.nproc_per_node} processes failed: {failed}") from exc
+        raise TrainingFailedError(f"training {where} in {args.nproc_per_node} processes failed: {failed}")
+    return 0
+
+
+def launch_job(command: str, nproc: int, ws: Workspace, argv: list[str]) -> int:
+    """Run a sharded batch job (``influence``) in ``nproc`` processes on this machine; 0 when all succeeded, else
+    a TrainingFailedError naming the failed ranks."""
+    if nproc < 1:
+        raise DataError(f"--nproc-per-node {nproc}: expected 1 or more processes per machine")
+    options = ["--nproc-per-node", str(nproc), "--nnodes", "1", "--standalone"]
+    failed = _elastic(options, worker_args(argv, None, ws))
+    if failed:
+        raise TrainingFailedError(f"{command} in {nproc} processes failed: {failed}")
+    return 0
+
+
+def _elastic(options: list[str], worker: list[str]) -> str:
+    """torch's elastic launcher with ``options`` over ``python -m core.cli WORKER``; '' when every worker
+    succeeded, else each failed rank with its exit code."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    # the workers' arguments travel in the environment: torchrun's own parser would take a worker's --run for an
+    # abbreviation of its --run-path
+    os.environ[WORKER_ENV] = json.dumps(worker)
+    try:
+        run(parse_args([*options, "--module", "core.cli"]))
+    except ChildFailedError as exc:
+        return ", ".join(f"rank {rank} exited with code {f.exitcode}" for rank, f in sorted(exc.failures.items()))
     finally:
         os.environ.pop(WORKER_ENV, None)
-    return 0
+    return ""
 
 
 def _mark_failed(ws: Workspace, run_id: str) -> None:

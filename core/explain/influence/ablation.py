@@ -27,6 +27,7 @@ from core._checks import finite_or_none
 from core.data.batches import history_batch
 from core.data.sequences import SequenceData
 from core.errors import DataError, NotFittedError
+from core.model import distributed
 from core.model import metrics as M
 from core.model.evaluation import K, exclusion_mask
 from core.model.network import BehaviorModel
@@ -82,13 +83,16 @@ def ablate(
     """(baseline, metrics without each behavior, deltas); ``behaviors[c - 1]`` is the name of code c."""
     scores, predicted, _ = score_fn(None)
     baseline = split_metrics(scores, predicted, targets, truth, exclude, k)
+    found, shard = {}, distributed.mine(len(behaviors))
+    for done, c in enumerate(shard):  # this process's behaviors (every one in a single process)
+        scores, predicted, removed = score_fn(c + 1)
+        found[c] = (split_metrics(scores, predicted, targets, truth, exclude, k), removed)
+        report(progress, "behaviors", done + 1, len(shard))
     metrics, deltas = {}, {}
-    for code, name in enumerate(behaviors, start=1):
-        scores, predicted, removed = score_fn(code)
-        metrics[name] = split_metrics(scores, predicted, targets, truth, exclude, k)
-        deltas[name] = {m: metrics[name][m] - baseline[m] for m in baseline}
+    for name, (m, removed) in zip(behaviors, distributed.in_order(found, len(behaviors))):
+        metrics[name] = m
+        deltas[name] = {key: m[key] - baseline[key] for key in baseline}
         deltas[name]["removed_events"] = removed
-        report(progress, "behaviors", code, len(behaviors))
     return baseline, metrics, deltas
 
 

@@ -45,6 +45,7 @@ from core.errors import DataError
 from core.explain.influence.estimands import MIN_AGE, N_BOOT, bootstrap, ratio_stats, summarize
 from core.explain.influence.table import AttributionTable, items_target, top_items
 from core.explain.scorer import expand, user_history
+from core.model import distributed
 from core.model.network import BehaviorModel
 from core.model.recommender import Recommender
 from core.progress import ProgressFn, report
@@ -177,18 +178,15 @@ def swap_summary(
     settings.check()
     start = time.perf_counter()
     model, data, loss = rec.model_, rec.data_, str(rec.train.get("loss", "softmax"))
-    buckets, rng, directions = typical_value_buckets(data), np.random.default_rng(seed), item_directions(model)
+    buckets, directions = typical_value_buckets(data), item_directions(model)
     items = top_items(model, data, users, k, rec.protocol_.exclude_seen, rec.device_)
-    abs_sums, sums, pairs, tables = [], [], [], []
-    for i, (u, rec_items) in enumerate(zip(users, items)):
-        abs_total, total, n_pairs, table = user_swaps(
-            model, data, int(u), rec_items, rng, buckets, settings, loss, directions
-        )
-        abs_sums.append(abs_total)
-        sums.append(total)
-        pairs.append(n_pairs)
-        tables.append(table)
-        report(progress, "users", i + 1, len(users))
+    found, shard = {}, distributed.mine(len(users))
+    for done, i in enumerate(shard):  # this process's users; each draws from its own stream (seed, user row)
+        rng = np.random.default_rng([seed, int(users[i])])
+        found[i] = user_swaps(model, data, int(users[i]), items[i], rng, buckets, settings, loss, directions)
+        report(progress, "users", done + 1, len(shard))
+    merged = distributed.in_order(found, len(users))  # every process's users, in order
+    abs_sums, sums, pairs, tables = (list(column) for column in zip(*merged)) if merged else ([], [], [], [])
     if not sum(pairs):
         raise DataError("behavior swap: no sampled user has an event old enough (min_age) in the recent window")
     numbers = summarize(AttributionTable.concat(tables), data, categories, n_boot, seed)

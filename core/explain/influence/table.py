@@ -32,6 +32,7 @@ from core._checks import check_whole
 from core.data.sequences import SequenceData
 from core.errors import DataError
 from core.explain.scorer import HistoryScorer, TargetFn, user_history
+from core.model import distributed
 from core.model.config import SIGMOID_LOSSES
 from core.model.evaluation import exclusion_mask, user_scores
 from core.model.network import BehaviorModel
@@ -153,9 +154,11 @@ def attribution_table(
     """Attributions of every (user, recommended item, event) by ``method``; details (runtime, IG deltas)."""
     if method not in ATTRIBUTION_METHODS:
         raise DataError(f"method {method!r}: expected one of {', '.join(ATTRIBUTION_METHODS)}")
-    start, parts, rel = time.perf_counter(), [], []
-    for i, (u, rec_items) in enumerate(zip(users, items)):
+    start, found, shard = time.perf_counter(), {}, distributed.mine(len(users))
+    for done, i in enumerate(shard):  # this process's users (every one of them in a single process)
+        u, rec_items = users[i], items[i]
         batch = user_history(data, int(u), model.cfg.max_len)
+        part, rel_u = None, []
         if len(rec_items) and batch.item.shape[1]:
             scorer = HistoryScorer(model, batch, items_target(model, rec_items, loss))
             if method == "loo":
@@ -163,9 +166,13 @@ def attribution_table(
             else:
                 values, delta = ig_matrix(scorer, steps)
                 gap = np.abs(values.sum(1) - delta)
-                rel.extend(np.abs(delta[gap > 0]) / gap[gap > 0])
-            parts.append(_rows(data, int(u), rec_items, values))
-        report(progress, "users", i + 1, len(users))
+                rel_u = list(np.abs(delta[gap > 0]) / gap[gap > 0])
+            part = _rows(data, int(u), rec_items, values)
+        found[i] = (part, rel_u)
+        report(progress, "users", done + 1, len(shard))
+    merged = distributed.in_order(found, len(users))  # every process's users, in order
+    parts = [part for part, _ in merged if part is not None]
+    rel = [r for _, rel_u in merged for r in rel_u]
     details: dict[str, float | None] = {"runtime_ms": (time.perf_counter() - start) * 1000}
     if method == "ig":
         details.update(steps=steps, mean_relative_delta=float(np.mean(rel)) if rel else None)
