@@ -55,8 +55,8 @@ def current_run_note(ws: Workspace) -> None:
 
 
 # -- 1. settings -------------------------------------------------------------------------
-def settings_form(ws: Workspace, busy: bool) -> tuple[str, dict[str, Any]] | None:
-    """The settings form; (dataset, Recommender settings) when Train is pressed."""
+def settings_form(ws: Workspace, busy: bool) -> tuple[str, dict[str, Any], int] | None:
+    """The settings form; (dataset, Recommender settings, processes) when Train is pressed."""
     names = ws.dataset_names()
     if not names:
         st.info("No dataset yet: upload one on the Data page.")
@@ -74,7 +74,7 @@ def settings_form(ws: Workspace, busy: bool) -> tuple[str, dict[str, Any]] | Non
         train = training_fields()
         train.update(privacy_fields())
         protocol = protocol_fields(ws, chosen if chosen in names else names[0])
-        device = device_field()
+        device, processes = device_field()
         submitted = st.form_submit_button("Train", type="primary", disabled=busy)
     if busy:
         st.caption("A training of this session is running: cancel it or wait for it to end to start another.")
@@ -87,7 +87,7 @@ def settings_form(ws: Workspace, busy: bool) -> tuple[str, dict[str, Any]] | Non
         )
         return None
     settings = {"encoder": encoder, "device": device, "model": model, "train": train, **protocol}
-    return dataset, settings
+    return dataset, settings, processes
 
 
 def protocol_fields(ws: Workspace, dataset: str) -> dict[str, Any]:
@@ -184,19 +184,29 @@ def privacy_fields() -> dict[str, Any]:
     return {"privacy": {"epsilon": float(epsilon), "delta": float(delta) or None, "max_grad_norm": float(clip)}}
 
 
-def device_field() -> str:
-    """auto / cpu / cuda; cuda is offered only when a GPU is there."""
+def device_field() -> tuple[str, int]:
+    """auto / cpu / cuda (cuda offered only when a GPU is there), and the data-parallel processes."""
     has_cuda = J.cuda_available()
-    device = st.radio("Device", DEVICES if has_cuda else DEVICES[:2], horizontal=True, key="train_device")
+    left, right = st.columns([3, 1])
+    device = left.radio("Device", DEVICES if has_cuda else DEVICES[:2], horizontal=True, key="train_device")
+    processes = right.number_input(
+        "Processes",
+        1,
+        64,
+        1,
+        key="train_processes",
+        help="Train in this many data-parallel processes on this machine (torch.distributed: gloo on the CPU, one "
+        "GPU each with NCCL); each computes its share of every batch, and the run is the same as in one process.",
+    )
     if not has_cuda:
         st.caption("cuda is not offered: no CUDA GPU is available to this server, so training runs on the CPU.")
-    return str(device)
+    return str(device), int(processes)
 
 
-def start_training(ws: Workspace, dataset: str, settings: dict[str, Any]) -> None:
-    """Start a worker process, remember its run ID in the session, redraw the page."""
+def start_training(ws: Workspace, dataset: str, settings: dict[str, Any], processes: int = 1) -> None:
+    """Start a worker process (``processes`` of them), remember its run ID in the session, redraw the page."""
     try:
-        launch = B.start_training(ws, dataset, settings, page_actor())
+        launch = B.start_training(ws, dataset, settings, page_actor(), processes=processes)
     except BehaviorLensError as exc:
         show_error(exc)
         return

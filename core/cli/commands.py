@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``behaviorlens`` console script."""
     if argv is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a worker of --nproc-per-node: its arguments
-        from core.runs.launch import WORKER_ENV
+        from core.runs.background import WORKER_ENV
 
         if os.environ.get(WORKER_ENV):
             argv = [str(a) for a in json.loads(os.environ[WORKER_ENV])]

@@ -18,6 +18,7 @@ from core.ingest.sample import SAMPLE_DATASET, ensure_sample_dataset
 from core.runs.background import (
     DEMO_CONFIG_ENV,
     DEMO_EPOCHS,
+    FOLLOWER,
     WORKER_COMMAND,
     demo_settings,
     ensure_training,
@@ -259,4 +260,7 @@ def _train_background(ws: Workspace, run_id: str) -> None:
         raise BehaviorLensError(f"training run {run_id} failed: {snap['error']}")
     if snap["crash"] is not None:
         raise RuntimeError(f"training run {run_id} stopped on an unexpected error ({snap['crash']})")
+    if snap["status"] == FOLLOWER:
+        print(f"run {run_id}: rank {snap['rank']} trained its share with rank 0, which records the run")
+        return
     print(f"run {run_id}: {snap['status']} after {len(snap['history'])} epoch(s), {snap['elapsed']:.0f} s")

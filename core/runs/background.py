@@ -23,6 +23,7 @@ trained by a worker. Importing this module does not import torch: only :func:`tr
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
@@ -49,6 +50,9 @@ DEMO_EPOCHS = 6  # the default model; valid NDCG@10 within 0.001 of epoch 8 on t
 DEMO_SETTINGS: dict[str, Any] = {"device": "auto", "train": {"epochs": DEMO_EPOCHS}}
 DEMO_LABEL = "demo"
 WORKER_COMMAND = "train-background"  # the hidden CLI command the process runs
+FOLLOWER = "follower"  # what a rank other than 0 of a multi-process run reports
+PROCESSES_KEY, MAX_PROCESSES = "processes", 64  # a run's data-parallel processes (the run config's key)
+WORKER_ENV = "BEHAVIORLENS_DISTRIBUTED"  # the workers' command line under torch's launcher (core.runs.launch)
 BACKGROUND_FILE, LOG_FILE = "background.json", "train.log"
 LIVE_SECONDS = 1.0
 _REPO = Path(__file__).resolve().parents[2]  # the folder that holds the ``core`` package
@@ -102,10 +106,16 @@ def ensure_training(ws: Workspace, dataset: str, settings: dict[str, Any], label
 
 
 def start_training(
-    ws: Workspace, dataset: str, settings: dict[str, Any], actor: str | None = None, parent: str | None = None
+    ws: Workspace,
+    dataset: str,
+    settings: dict[str, Any],
+    actor: str | None = None,
+    parent: str | None = None,
+    processes: int = 1,
 ) -> Launch:
     """Record a new run of ``dataset`` with ``settings`` and train it in a worker of its own (the Train page);
-    ``parent``: the run it starts from (an update, :mod:`core.model.warm_start`).
+    ``parent``: the run it starts from (an update, :mod:`core.model.warm_start`); ``processes``: data-parallel
+    processes on this machine (:mod:`core.model.distributed`), started by torch's elastic launcher.
 
     Raises:
         NotFoundError: no such dataset.
@@ -113,9 +123,11 @@ def start_training(
     """
     ws.dataset(dataset)
     check_settings(settings)
+    if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= MAX_PROCESSES:
+        raise DataError(f"processes={processes!r}: expected a whole number from 1 to {MAX_PROCESSES}")
     run_id = new_run_id(dataset)
     with ws.lock():
-        _record(ws, run_id, dataset, settings, parent)
+        _record(ws, run_id, dataset, settings, parent, processes)
     updated = f", updated from run {parent}" if parent else ""
     audit.record(ws, "train", run_id, f"dataset {dataset}{updated}, in a worker process", actor)
     return Launch(run_id, dataset, True, RUNNING, _spawn(ws, run_id, dataset, ""))
@@ -132,10 +144,14 @@ def resume_training(ws: Workspace, run_id: str, actor: str | None = None) -> Lau
     return Launch(run_id, record["dataset"], True, RUNNING, _spawn(ws, run_id, record["dataset"], ""))
 
 
-def _record(ws: Workspace, run_id: str, dataset: str, settings: dict[str, Any], parent: str | None = None) -> None:
+def _record(
+    ws: Workspace, run_id: str, dataset: str, settings: dict[str, Any], parent: str | None = None, processes: int = 1
+) -> None:
     """Record a new run as running, owned by this process until its worker exists."""
     claim(ws.run_dir(run_id), run_id)
     config = {"dataset": dataset, "settings": settings, "background": True, **({"parent": parent} if parent else {})}
+    if processes > 1:
+        config[PROCESSES_KEY] = processes
     set_run(ws, run_id, dataset, RUNNING, config, None)
 
 
@@ -146,11 +162,17 @@ def _spawn(ws: Workspace, run_id: str, dataset: str, label: str) -> Path:
     log = folder / LOG_FILE
     command = [sys.executable, "-m", "core.cli", WORKER_COMMAND, "--run", run_id, "--workspace", str(ws.root)]
     path = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
+    processes = int(run_record(ws, run_id)["config"].get(PROCESSES_KEY) or 1)
+    if processes > 1:  # torch's elastic launcher runs the same worker command in each process (as in core.runs.launch)
+        env[WORKER_ENV] = json.dumps(command[3:])
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
+        command += ["--module", "core.cli"]
     try:
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 command,
-                env={**os.environ, "PYTHONPATH": path},
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -175,7 +197,8 @@ def cancel_training(ws: Workspace, run_id: str) -> bool:
     if run_record(ws, run_id)["status"] != RUNNING:
         return False
     save_json(folder / CANCEL_FILE, {"at": time.time()})
-    if (folder / LIVE_FILE).is_file():  # written after the worker's SIGTERM handler: a signal is safe now
+    several = (run_record(ws, run_id)["config"].get(PROCESSES_KEY) or 1) > 1  # their launcher would end them at once
+    if (folder / LIVE_FILE).is_file() and not several:  # written after the worker's SIGTERM handler: safe now
         signal_owner(folder, signal.SIGTERM)
     return True
 
@@ -203,7 +226,10 @@ def _log_of(ws: Workspace, run_id: str) -> Path | None:
 
 # -- the worker ------------------------------------------------------------------------------------------
 def train_recorded(ws: Workspace, run_id: str) -> dict[str, Any]:
-    """Train a run recorded for a worker (the worker process itself); its final snapshot."""
+    """Train a run recorded for a worker (the worker process itself); its final snapshot. In a multi-process run
+    this is rank 0; the other ranks follow it (:func:`_follow_recorded`)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0:
+        return _follow_recorded(ws, run_id)
     stop_asked = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_asked.set())  # first: a cancel must never kill the worker
     from core.runs.jobs import TrainingJob  # torch: only in the worker
@@ -237,6 +263,19 @@ def train_recorded(ws: Workspace, run_id: str) -> dict[str, Any]:
         if snap["status"] == FAILED and record["status"] == RUNNING:  # failed before train_run recorded anything
             set_run(ws, run_id, record["dataset"], FAILED, record["config"], None)
     return snap
+
+
+def _follow_recorded(ws: Workspace, run_id: str) -> dict[str, Any]:
+    """A rank other than 0 of a multi-process run: the same training on its share of each batch, writing nothing;
+    it stops when rank 0 stops (a cancel reaches it through the training loop)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a cancel is rank 0's to take, at a step all ranks share
+    from core.runs.train import train_run
+
+    record = run_record(ws, run_id)
+    config, resume = record["config"], bool(record["config"].get("resume"))
+    parent = None if resume else config.get("parent")
+    train_run(ws, record["dataset"], config.get("settings") or {}, run_id=run_id, resume=resume, parent=parent)
+    return {"status": FOLLOWER, "run": run_id, "rank": int(os.environ["RANK"]), "error": None, "crash": None}
 
 
 def _save_live(folder: Path, snap: dict[str, Any]) -> None:

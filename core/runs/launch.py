@@ -17,11 +17,10 @@ import os
 from typing import Any
 
 from core.errors import DataError, NotFoundError, TrainingFailedError
+from core.runs.background import WORKER_ENV  # the workers' command line (a JSON list)
 from core.runs.records import CANCELLED, DONE, FAILED, new_run_id, run_record, set_run
 from core.store.workspace import Workspace
 
-# set by `behaviorlens train|influence --nproc-per-node` for its workers: their command line (a JSON list)
-WORKER_ENV = "BEHAVIORLENS_DISTRIBUTED"
 # the launcher's own options, left out of the workers' arguments (name -> takes a value)
 LAUNCHER_FLAGS = {"--nproc-per-node": True, "--nnodes": True, "--rdzv-endpoint": True, "--rdzv-id": True}
 

@@ -77,6 +77,8 @@ def train_run(
     if group is not None and not group.leader:
         return _follow(ws, dataset, settings, run_id, resume, warm, group)
     config = {"dataset": dataset, "settings": rec.get_settings(), **({"parent": parent} if parent else {})}
+    if group is not None:
+        config["processes"] = group.world  # trained data-parallel (core.model.distributed)
     with owning(folder, run_id):  # owner.json before the row reads running, and a heartbeat until it has ended
         with ws.lock():  # the stamp, the running row and the rows trained on are one snapshot: an ingest waits
             config[DATA_KEY], bound = _stamp(ws, run_id, dataset, resume)

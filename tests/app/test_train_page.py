@@ -360,3 +360,17 @@ def test_lora_fine_tuning_from_the_page_reaches_the_run_and_its_adapter(
     assert record["config"]["settings"]["encoder"] == {"path": None, "finetune": "lora", "lora_rank": 4}
     saved = json.loads((ws.run_dir(run_id) / "config.json").read_text())
     assert saved["encoder_adapter"]["finetune"] == "lora" and (ws.run_dir(run_id) / ADAPTER_FILE).is_file()
+
+
+def test_two_processes_from_the_page_train_one_run(page: AppTest, _isolated_workspace_env: Path) -> None:
+    at = fill_and_train(page, train_processes=2)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_id = at.session_state["train_job"]
+    at = wait_until_finished(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    ws = Workspace(_isolated_workspace_env)
+    record = run_record(ws, run_id)
+    assert record["status"] == "done" and record["config"]["processes"] == 2
+    assert list(list_runs(ws)["run_id"]) == [run_id]  # one run, written by rank 0 alone
+    log = (ws.run_dir(run_id) / "train.log").read_text()
+    assert "rank 1 trained its share with rank 0" in log and f"run {run_id}: done" in log

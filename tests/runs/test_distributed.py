@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
 from tiny_support import TINY_MODEL
 
 from core.runs.records import FAILED, RUNNING, list_runs, run_record
 from core.store.workspace import Workspace
 
+REPO = Path(__file__).resolve().parents[2]
 # no randomness that depends on how a batch is split: no dropout, no dropped events, no stand-in positions
 EXACT = {"dropout": 0.0}
 TRAIN = {"batch_size": 16, "epochs": 2, "threads": 1, "event_dropout": 0.0, "standin_rate": 0.0, "patience": 5}
@@ -65,7 +65,8 @@ def test_rank_zero_alone_writes_one_run_that_loads_and_scores_as_measured(job: d
     runs = list_runs(ws)
     assert sorted(runs["run_id"]) == sorted([job["one"]["run"], result["run"]]), "one run per training, not per rank"
     record = run_record(ws, result["run"])
-    assert record["status"] == "done"
+    assert record["status"] == "done" and record["config"]["processes"] == 2
+    assert "processes" not in run_record(ws, job["one"]["run"])["config"]
     again = cli("evaluate", "--run", result["run"], "--json", workspace=ws.root).json()
     assert again["test"] == pytest.approx(result["test"]) and again["valid"] == pytest.approx(result["valid"])
     user = str(job["ds"].data.events["user_id"].iloc[0])
