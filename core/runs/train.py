@@ -76,7 +76,11 @@ def train_run(
     warm = None if parent is None else _parent(ws, parent)
     if group is not None and not group.leader:
         return _follow(ws, dataset, settings, run_id, resume, warm, group)
-    config = {"dataset": dataset, "settings": rec.get_settings(), **({"parent": parent} if parent else {})}
+    config: dict[str, Any] = {
+        "dataset": dataset,
+        "settings": rec.get_settings(),
+        **({"parent": parent} if parent else {}),
+    }
     if group is not None:
         config["processes"] = group.world  # trained data-parallel (core.model.distributed)
     with owning(folder, run_id):  # owner.json before the row reads running, and a heartbeat until it has ended
