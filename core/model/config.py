@@ -149,7 +149,7 @@ class TrainConfig:
     batch_size: int = setting(32, low=1)
     lr: float = setting(2e-3, low=0.0)
     weight_decay: float = setting(0.0, low=0.0)
-    loss: str = setting("softmax", choices=LOSSES)  # see LOSSES
+    loss: str = setting("auto", choices=LOSSES)  # see LOSSES: the full softmax up to AUTO_SAMPLED_ABOVE items
     # negatives per position (bce, gbce), or shared by the batch's positions beside its targets (sampled_softmax)
     n_negatives: int = setting(100, low=1)
     gbce_t: float = setting(0.75, low=0.0, high=1.0)  # gBCE's calibration: 0 = plain BCE, 1 = fully calibrated

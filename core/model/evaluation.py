@@ -13,6 +13,8 @@ from core.model.network import BehaviorModel
 from core.model.protocol import RatingScale
 
 K = 10
+SCORE_BATCH = 256  # users per forward pass while scoring
+SCORE_CELLS = 2**26  # scores held at once while evaluating (256 MB of float32): users are scored in chunks of this
 
 
 @torch.inference_mode()
@@ -72,24 +74,37 @@ def evaluate_split(fitted: Fitted, which: str) -> dict[str, float]:
 
 def score_events(fitted: Fitted, users: np.ndarray, ends: np.ndarray, pos: np.ndarray) -> dict[str, float]:
     """Metrics of the events at ``pos`` [U] of ``fitted.data``, each user ``users[i]`` asked after their events
-    before ``ends[i]`` (leave-last-out: ``ends`` = ``pos``), under ``fitted.protocol``."""
+    before ``ends[i]`` (leave-last-out: ``ends`` = ``pos``), under ``fitted.protocol``.
+
+    Users are scored in chunks of at most :data:`SCORE_CELLS` scores ([chunk, N+1]); only each chunk's ranks and
+    top-K stay, so the whole [users, items] matrix is never held (one chunk up to ML-1M's size: as before)."""
     model, data, protocol = fitted.model, fitted.data, fitted.protocol
     scale, device = fitted.scale, fitted.device
     targets = data.item[pos]
-    scores, states = user_scores(model, data, users, ends, device, actual_time=protocol.actual_time)
-    exclude = exclusion_mask(data, users, ends) if protocol.exclude_seen else _padding_only(scores)
-    if protocol.negatives is None:
-        ranks = M.rank_of_targets(scores, targets, exclude)
-        n_cand = (~exclude).sum(1)
-    else:
-        rng = np.random.default_rng(0)
-        negatives = M.sample_negatives(scores.shape[1], targets, protocol.negatives, rng, exclude)
-        ranks = M.rank_among_sampled(scores, targets, negatives)
-        n_cand = np.full(len(users), protocol.negatives + 1)
-    out = M.ranking_metrics(ranks, K)
-    out["AUC"] = float(np.mean(np.clip(1.0 - ranks / np.maximum(1, n_cand - 1), 0.0, 1.0)))
-    out.update(_rating_metrics(model, data, states, pos, targets, scale))
-    out["coverage@10"] = _coverage(scores, exclude, data.n_items)
+    rng = np.random.default_rng(0)
+    step = max(1, SCORE_CELLS // (data.n_items + 1) // SCORE_BATCH) * SCORE_BATCH  # whole batches of user_scores
+    ranks, n_cand, tops, states = [], [], [], []
+    for lo in range(0, len(users), step):
+        part = slice(lo, lo + step)
+        scores, chunk_states = user_scores(
+            model, data, users[part], ends[part], device, actual_time=protocol.actual_time
+        )
+        exclude = exclusion_mask(data, users[part], ends[part]) if protocol.exclude_seen else _padding_only(scores)
+        if protocol.negatives is None:
+            ranks.append(M.rank_of_targets(scores, targets[part], exclude))
+            n_cand.append((~exclude).sum(1))
+        else:
+            negatives = M.sample_negatives(scores.shape[1], targets[part], protocol.negatives, rng, exclude)
+            ranks.append(M.rank_among_sampled(scores, targets[part], negatives))
+            n_cand.append(np.full(len(scores), protocol.negatives + 1))
+        tops.append(_top_k(scores, exclude))
+        states.append(chunk_states)
+        del scores, exclude
+    rank, cand = np.concatenate(ranks), np.concatenate(n_cand)
+    out = M.ranking_metrics(rank, K)
+    out["AUC"] = float(np.mean(np.clip(1.0 - rank / np.maximum(1, cand - 1), 0.0, 1.0)))
+    out.update(_rating_metrics(model, data, torch.cat(states), pos, targets, scale))
+    out["coverage@10"] = M.catalogue_coverage(np.concatenate(tops), data.n_items)
     out["users"] = int(len(users))
     return out
 
@@ -116,8 +131,9 @@ def _rating_metrics(
     return {"RMSE": M.rmse(truth[has], pred), "MAE": M.mae(truth[has], pred)}
 
 
-def _coverage(scores: np.ndarray, exclude: np.ndarray, n_items: int) -> float:
+def _top_k(scores: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    """Each row's top-K candidate items as item indices 0..N-1 (-1 where fewer than K candidates remain)."""
     masked = np.where(exclude, -np.inf, scores)
     top = np.argpartition(-masked, K, axis=1)[:, :K] if masked.shape[1] > K else np.argsort(-masked, 1)
     candidates = np.isfinite(np.take_along_axis(masked, top, 1))
-    return M.catalogue_coverage(np.where(candidates, top - 1, -1), n_items)
+    return np.where(candidates, top - 1, -1)
