@@ -145,8 +145,9 @@ def run_size(size: str, args: argparse.Namespace, root: Path) -> None:
             folder / "items.parquet", index=False
         )
         extra = ["--items", str(folder / "items.parquet")]
+    n_items = int(log["item_id"].nunique())  # the items that occur
     print(
-        f"[{size}] generated {len(log):,} events, {log['item_id'].nunique():,} items, "
+        f"[{size}] generated {len(log):,} events, {n_items:,} items, "
         f"{log['user_id'].nunique():,} users in {time.perf_counter() - started:.1f} s",
         flush=True,
     )
@@ -175,7 +176,10 @@ def run_size(size: str, args: argparse.Namespace, root: Path) -> None:
             flush=True,
         )
         _, seconds, mb = command(ws, "evaluate", "--run", run, "--json")
-        print(f"[{size}] evaluate every user over all {n_items:,} items: {seconds:.1f} s (with loading), {mb:,.0f} MB")
+        print(
+            f"[{size}] evaluate (test and validation, every user, all {n_items:,} items, with the bars): "
+            f"{seconds:.1f} s (with loading), {mb:,.0f} MB"
+        )
         _, seconds, mb = command(
             ws,
             "influence",
