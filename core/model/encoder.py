@@ -214,17 +214,22 @@ class TextEncoder:
     @torch.inference_mode()
     def _embed_batch(self, batch: list[str]) -> np.ndarray:
         """Embeddings of one batch: [B, D] float32."""
+        return self.vectors(batch).cpu().numpy()
+
+    def vectors(self, batch: list[str]) -> torch.Tensor:
+        """[B, D] float32 embeddings of one batch on the network's device, with gradients where the network has
+        them (a fine-tuned encoder, :mod:`core.model.finetune`); the encoder must be loaded (:meth:`loaded`)."""
         limit, prompt = self._max_length(), self.pooling.prompt
         texts = [prompt + t for t in batch] if prompt else batch
         enc = self._tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
         if enc["input_ids"].shape[1] == 0:  # no text has a token (a tokenizer that adds none to '')
-            return np.zeros((len(batch), self.dim), dtype=np.float32)
+            return torch.zeros(len(batch), self.dim, device=self._net.device)
         enc = {k: v.to(self._net.device) for k, v in enc.items()}
         hidden = self._net(**enc).last_hidden_state  # [B, L, D]
         pooled = pool(hidden, enc["attention_mask"], self.pooling.mode)  # [B, D]
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
-        return pooled.float().cpu().numpy()
+        return pooled.float()
 
     def _embed(self, texts: list[str], report: Callable[[int], None]) -> np.ndarray:
         """Embeddings of ``texts`` in input order, longest first for less padding: [M, D]."""

@@ -32,13 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core.model.adapters import add_lora
 from core.model.embedding_cache import EmbeddingCache, text_key
 from core.model.encoder import TextEncoder
 from core.model.encoder_spec import ADAPTER_FILE, Adapter, EncoderSpec, tuned_fingerprint
-from core.model.pooling import pool
 from core.store.files import sha256_bytes, tensor_bytes
 
 
@@ -60,7 +58,7 @@ class EncoderTuner:
         self.spec, self.items, self.events = spec, list(item_texts), list(event_texts)
         self.enc = TextEncoder(spec.path, device=str(device.type), adapter=start)
         self.base_fingerprint = self.enc.base_fingerprint
-        self.tokenizer, net, self.max_length = self.enc.loaded()
+        _, net, _ = self.enc.loaded()
         if spec.finetune == "lora" and start is None:
             net = add_lora(net, spec.lora_rank, spec.alpha)
         if spec.finetune == "full":
@@ -73,18 +71,7 @@ class EncoderTuner:
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         """[K, T] vectors of ``texts`` as TextEncoder stores them (prompt, pooling, L2 norm), with gradients."""
-        prompt = self.enc.pooling.prompt
-        enc = self.tokenizer(
-            [prompt + t for t in texts] if prompt else texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        enc = {k: v.to(self.device) for k, v in enc.items()}
-        hidden = self.net(**enc).last_hidden_state
-        pooled = pool(hidden, enc["attention_mask"], self.enc.pooling.mode)
-        return F.normalize(pooled, p=2.0, dim=1).float() if self.enc.normalize else pooled.float()
+        return self.enc.vectors(texts)
 
     def pick(self, items: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Up to ``grad_items`` of the distinct items in ``items`` (padding left out), drawn uniformly."""
@@ -102,15 +89,11 @@ class EncoderTuner:
         with model.items.replacing(picked.to(self.device), vectors):
             yield
 
-    @torch.no_grad()
-    def encode_all(self, texts: list[str], batch: int = 64) -> torch.Tensor:
+    def encode_all(self, texts: list[str]) -> torch.Tensor:
         """[len(texts) + 1, T] vectors (row 0 zeros) through the current encoder, without gradients."""
         self.net.eval()
         out = torch.zeros(len(texts) + 1, self.enc.dim)
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # less padding
-        for lo in range(0, len(order), batch):
-            idx = order[lo : lo + batch]
-            out[[i + 1 for i in idx]] = self.embed([texts[i] for i in idx]).cpu()
+        out[1:] = torch.from_numpy(self.enc._embed(texts, lambda n: None))  # TextEncoder's batches, longest first
         return out
 
     def refresh(self, model: Any) -> None:
