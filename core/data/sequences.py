@@ -169,12 +169,18 @@ def gap_bucket(seconds: np.ndarray) -> np.ndarray: ...
 
 
 def gap_bucket(seconds: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-    """Log2 bucket (1..GAP_BUCKETS-1) of non-negative time gaps in seconds."""
+    """Log2 bucket (1..GAP_BUCKETS-1) of non-negative time gaps in seconds: 1 + floor(log2(1 + gap)).
+
+    Computed on the gap as a float32 number (the exponent of ``frexp``, exact for every float32), the same way
+    for NumPy and torch: the model buckets every (position, event) pair of a batch, and float64 logarithms over
+    [B, L, L] were a sixth of a training step. Gaps below 2^24 s (194 days) are exact; above, a gap within
+    2^-24 of a power of two may round to the next bucket, for NumPy and torch alike.
+    """
     if isinstance(seconds, torch.Tensor):
-        t = seconds.clamp(min=0).to(torch.float64)
-        return (1 + torch.floor(torch.log2(t + 1))).clamp(max=GAP_BUCKETS - 1).long()
-    s = np.maximum(np.asarray(seconds, dtype=np.float64), 0)
-    return np.minimum(1 + np.floor(np.log2(s + 1)), GAP_BUCKETS - 1).astype(np.int64)
+        t = seconds.to(torch.float32).clamp_(min=0) if seconds.dtype != torch.float32 else seconds.clamp(min=0)
+        return torch.frexp(t.add_(1))[1].clamp_(max=GAP_BUCKETS - 1).long()
+    s = np.maximum(np.asarray(seconds).astype(np.float32), np.float32(0))
+    return np.minimum(np.frexp(s + np.float32(1))[1], GAP_BUCKETS - 1).astype(np.int64)
 
 
 def value_bucket(values: np.ndarray) -> np.ndarray:

@@ -28,8 +28,16 @@ class MMoE(nn.Module):
 
     def forward(self, state: torch.Tensor) -> list[torch.Tensor]:
         """state [..., D] -> one [..., expert_dim] mixture per task."""
-        experts = self.experts(state).unflatten(-1, (self.n_experts, self.expert_dim))  # [..., E, De]
-        return [(gate(state).softmax(-1).unsqueeze(-1) * experts).sum(-2) for gate in self.gates]
+        experts = self.outputs(state)
+        return [self.task(state, i, experts) for i in range(len(self.gates))]
+
+    def outputs(self, state: torch.Tensor) -> torch.Tensor:
+        """state [..., D] -> the experts' outputs [..., E, De]."""
+        return self.experts(state).unflatten(-1, (self.n_experts, self.expert_dim))
+
+    def task(self, state: torch.Tensor, which: int, experts: torch.Tensor) -> torch.Tensor:
+        """Task ``which``'s mixture [..., De] of the experts' outputs [..., E, De] (:meth:`outputs`) at ``state``."""
+        return (self.gates[which](state).softmax(-1).unsqueeze(-1) * experts).sum(-2)
 
 
 class EngagementHead(nn.Module):

@@ -33,6 +33,11 @@ class Dropout(nn.Dropout):
         return x * keep / (1.0 - self.p)
 
 
+# Above this many item indices, the text projection runs once per distinct item and is then looked up: a batch
+# of [32, 200] events names a few hundred items, and projecting its [B, L, T] text rows was a tenth of a step.
+_DISTINCT_FROM = 64
+
+
 class ItemEncoder(nn.Module):
     """Item index -> representation: projected frozen text embedding + item-ID embedding."""
 
@@ -65,6 +70,12 @@ class ItemEncoder(nn.Module):
 
     def forward(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """``idx`` [...] -> [..., D]; None -> every item [N+1, D]."""
+        if idx is not None and idx.numel() > _DISTINCT_FROM:
+            distinct, at = torch.unique(idx, return_inverse=True)
+            return self._rows(distinct)[at]
+        return self._rows(idx)
+
+    def _rows(self, idx: torch.Tensor | None) -> torch.Tensor:
         text = self.text if idx is None else self.text[idx]
         if self.live is not None:
             at = self.live[0] if idx is None else self.live[0][idx]
@@ -106,8 +117,9 @@ class EventText(nn.Module):
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows`` [B, L] (0 = no text) -> [B, L, D]."""
+        distinct, at = torch.unique(rows, return_inverse=True)  # most events have no text, many share one
         has = (rows > 0).unsqueeze(-1)
-        return torch.where(has, self.proj(self.table[rows]), self.no_text)
+        return torch.where(has, self.proj(self.table[distinct])[at], self.no_text)
 
 
 class EventEmbedding(nn.Module):
@@ -143,6 +155,12 @@ class EventEmbedding(nn.Module):
         return self.position.weight[-length:]  # [L, D]; the newest event always has the last position
 
 
+def pair_ages(ts: torch.Tensor, now: torch.Tensor) -> torch.Tensor:
+    """ts [B, Lk], now [B, Lq] -> [B, Lq, Lk] float32 age in seconds (>= 0) of each event at each request time: the
+    time bias, the behavior memory and the repeat path read one copy per forward."""
+    return (now.unsqueeze(2) - ts.unsqueeze(1)).float().clamp_(min=0)
+
+
 class TimeBias(nn.Module):
     """Additive attention bias that is a learned function of each earlier event's age.
 
@@ -156,19 +174,44 @@ class TimeBias(nn.Module):
         self.log_slope = nn.Parameter(torch.zeros(cfg.n_heads))
         self.day_slope = nn.Parameter(torch.zeros(cfg.n_heads))
 
-    def forward(self, ts: torch.Tensor, key_mask: torch.Tensor, now: torch.Tensor | None = None) -> torch.Tensor:
-        """ts [B, L], key_mask [B, L], now [B, L] (default ts) -> float mask [B, H, L, L] (-inf where not allowed)."""
+    def forward(
+        self,
+        ts: torch.Tensor,
+        key_mask: torch.Tensor,
+        now: torch.Tensor | None = None,
+        ages: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """ts [B, L], key_mask [B, L], now [B, L] (default ts) -> float mask [B, H, L, L] (-inf where not allowed).
+        ``ages``: :func:`pair_ages` of ``ts`` at ``now``, when the caller has them."""
         length = ts.shape[1]
-        now = ts if now is None else now
         # few passes over [B, H, L, L] (elementwise work over it was half an evaluation's time):
         # log2(1 + age) = log1p(age) / ln 2 folds into the slope, the linear part is one fused addcmul
-        age = (now.unsqueeze(2) - ts.unsqueeze(1)).float().clamp_(min=0).unsqueeze(1)  # [B, 1, Lq, Lk]
+        age = (pair_ages(ts, ts if now is None else now) if ages is None else ages).unsqueeze(1)  # [B, 1, Lq, Lk]
         bias = age.log1p() * (self.log_slope / math.log(2)).view(1, -1, 1, 1)
         bias = bias.addcmul(age, (self.day_slope / 86400).view(1, -1, 1, 1))
         causal = torch.ones(length, length, dtype=torch.bool, device=ts.device).tril()
         blocked = ~(causal & key_mask.unsqueeze(1))  # [B, L, L]
         blocked &= ~torch.eye(length, dtype=torch.bool, device=ts.device)  # never an empty row
         return bias.masked_fill_(blocked.unsqueeze(1), float("-inf"))
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(Dh) + bias) v: q [B, H, Lq, Dh], k and v [B, H, Lk, Dh], bias [B, H, Lq, Lk].
+
+    On the CPU as three batched kernels: torch's fused CPU kernel with a float mask took twice as long, forward
+    and backward, at the model's sizes (Dh 32, L 200: 18 ms against 8 ms forward, 38 against 26 with backward).
+    Elsewhere, torch's fused attention."""
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    b, h, lq, dh = q.shape
+    lk = k.shape[2]
+    scores = torch.baddbmm(
+        bias.reshape(b * h, lq, lk),
+        q.reshape(b * h, lq, dh),
+        k.reshape(b * h, lk, dh).transpose(1, 2),
+        alpha=dh**-0.5,
+    )
+    return torch.bmm(scores.softmax(-1), v.reshape(b * h, lk, dh)).view(b, h, lq, dh)
 
 
 class Block(nn.Module):
@@ -190,7 +233,7 @@ class Block(nn.Module):
         q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         if last:
             q, attn_bias, x = q[:, :, -1:], attn_bias[:, :, -1:], x[:, -1:]
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)  # [B, H, Lq, Dh]
+        att = attention(q, k, v, attn_bias)  # [B, H, Lq, Dh]
         x = x + self.drop(self.out(att.transpose(1, 2).reshape(b, x.shape[1], d)))
         return x + self.drop(self.ffn(self.norm2(x)))
 
@@ -211,9 +254,11 @@ class HistoryEncoder(nn.Module):
         key_mask: torch.Tensor,
         now: torch.Tensor | None = None,
         last: bool = False,
+        ages: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """tokens [B, L, D], times [B, L] -> states [B, L, D] (``last``: the newest position's, [B, 1, D])."""
-        bias = self.time_bias(ts, key_mask, now)
+        """tokens [B, L, D], times [B, L] -> states [B, L, D] (``last``: the newest position's, [B, 1, D]);
+        ``ages``: :func:`pair_ages` at ``now``, when the caller has them."""
+        bias = self.time_bias(ts, key_mask, now, ages)
         x = tokens
         for i, block in enumerate(self.blocks):
             x = block(x, bias, last and i == len(self.blocks) - 1)

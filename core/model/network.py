@@ -28,10 +28,11 @@ import torch
 from torch import nn
 
 from core.data.batches import Batch
+from core.data.sequences import gap_bucket
 from core.model.config import ModelConfig
 from core.model.heads import EngagementHead, MMoE, RatingHead, user_value_mean
-from core.model.layers import EventEmbedding, EventText, HistoryEncoder, ItemEncoder
-from core.model.memory import BehaviorMemory, RequestTime, pair_age_buckets
+from core.model.layers import EventEmbedding, EventText, HistoryEncoder, ItemEncoder, pair_ages
+from core.model.memory import BehaviorMemory, RequestTime
 from core.model.repeat import RepeatPath, pack, presence
 
 
@@ -78,6 +79,7 @@ class BehaviorModel(nn.Module):
         removed: torch.Tensor | None = None,
         present: torch.Tensor | None = None,
         last: bool = False,
+        transformer_only: bool = False,
     ) -> torch.Tensor:
         """Tokens [B, L, D] -> user states [B, L, D + memory D + repeat 2L]: the transformer's states, then
         the behavior memory and the packed repeat evidence when the model has them. ``removed`` [B, L] bool
@@ -85,15 +87,20 @@ class BehaviorModel(nn.Module):
         measured on the tokens against the batch's own tokens, so interpolated tokens count partly).
 
         ``last``: the newest position's state only, [B, 1, ...] (what a ranking reads); its pairwise terms
-        (memory, repeat evidence, the last layer's attention) are computed for that one row, not L."""
+        (memory, repeat evidence, the last layer's attention) are computed for that one row, not L.
+        ``transformer_only``: the transformer's states alone (all that the rating task reads)."""
         mask_token = self.events.mask_token
         if removed is not None:
             tokens = torch.where(removed.unsqueeze(-1), mask_token.expand_as(tokens), tokens)
         now = self.request.times(batch)
         x = self.events.drop(tokens + self.events.positions(tokens.shape[1]))
-        parts = [self.history(x, batch.ts, batch.mask, now, last)]
+        every = pair_ages(batch.ts, now)  # [B, L, L] seconds, once for the time bias, the memory and the repeat path
+        parts = [self.history(x, batch.ts, batch.mask, now, last, every)]
         asked = now[:, -1:] if last else now  # [B, Lq]: the positions whose states are returned
-        ages = pair_age_buckets(batch, asked) if self.memory is not None or self.repeat is not None else None
+        if transformer_only:
+            return parts[0]
+        pairs = self.memory is not None or self.repeat is not None
+        ages = gap_bucket(every[:, -1:] if last else every) if pairs else None  # [B, Lq, Lk] buckets
         if self.memory is not None:
             parts.append(self.memory(tokens, batch, asked, mask_token, ages))
         if self.repeat is not None:

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 from core.data.batches import history_batch, training_batch
 from core.model import metrics as M
-from core.model.evaluation import evaluate_split
 from core.model.fitted import Fitted
 from core.model.network import BehaviorModel, user_value_mean
 from core.progress import ProgressFn, report
@@ -71,7 +70,7 @@ def rating_positions(fitted: Fitted, users: np.ndarray) -> RatingPositions:
         keep = (target_item > 0) & ~torch.isnan(values)
         if not keep.any():
             continue
-        states = model.encode(model.tokens(batch), batch)
+        states = model.encode(model.tokens(batch), batch, transformer_only=True)
         mixed = model.mixed(states, batch)
         extra = user_value_mean(batch, model.cfg)
         parts.append((mixed[keep].float(), extra[keep].float(), target_item[keep], values[keep].float()))
@@ -94,7 +93,7 @@ def valid_ratings(fitted: Fitted) -> ValidRatings:
     for lo in range(0, len(users), _ENCODE_BATCH):
         sl = slice(lo, lo + _ENCODE_BATCH)
         batch = history_batch(data, users[sl], ends[sl], model.cfg.max_len, fitted.protocol.actual_time).to(device)
-        states = model.encode(model.tokens(batch), batch, last=True)
+        states = model.encode(model.tokens(batch), batch, last=True, transformer_only=True)
         mixed.append(model.mixed(states, batch, last=True).float())
         extra.append(user_value_mean(batch, model.cfg)[:, -1].float())
     d = model.cfg.d_model
@@ -117,16 +116,25 @@ def valid_rmse(fitted: Fitted, valid: ValidRatings) -> float:
 
 
 def _epoch(
-    model: BehaviorModel, pos: RatingPositions, optimizer: torch.optim.Optimizer, rng: np.random.Generator
+    model: BehaviorModel,
+    pos: RatingPositions,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    items: torch.Tensor,
 ) -> float:
-    """One pass over the cached positions in shuffled mini-batches; mean MSE."""
+    """One pass over the cached positions in shuffled mini-batches; mean MSE. ``items`` [N+1, D]: the frozen item
+    representations. Only what the refit trains is in the graph: the frozen experts run without gradients, the
+    engagement gate not at all (a third of a refit step computed gradients nothing read)."""
     model.rating.train()
     order = torch.as_tensor(rng.permutation(len(pos.item)), device=pos.item.device)
     total = 0.0
     for lo in range(0, len(order), _STEP_BATCH):
         idx = order[lo : lo + _STEP_BATCH]
-        _, task_r = model.mmoe(pos.mixed[idx])
-        pred = model.rating_of(torch.cat([task_r, pos.extra[idx]], -1), pos.item[idx]).float()
+        mixed, target = pos.mixed[idx], pos.item[idx]
+        with torch.no_grad():
+            experts = model.mmoe.outputs(mixed)
+        task_r = model.mmoe.task(mixed, 1, experts)
+        pred = model.rating(torch.cat([task_r, pos.extra[idx]], -1), items[target], target).float()
         loss = F.mse_loss(pred, pos.value[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -152,7 +160,8 @@ def refit_rating(
     Returns a summary: the validation RMSE before and after, and the refit epoch kept (0 = none).
     """
     model = fitted.model
-    before = evaluate_split(fitted, "valid").get("RMSE", math.nan)
+    valid = valid_ratings(fitted)
+    before = valid_rmse(fitted, valid)  # what evaluate_split("valid") reports, from the cached inputs
     summary = {"valid_RMSE_before": before, "valid_RMSE": before, "epoch": 0, "epochs_run": 0}
     if epochs <= 0 or not math.isfinite(before):
         return summary
@@ -163,9 +172,10 @@ def refit_rating(
     best = {id(p): p.detach().clone() for p in params}
     optimizer = torch.optim.AdamW(params, lr=lr)
     rng = np.random.default_rng(seed)
-    valid = valid_ratings(fitted)
+    with torch.no_grad():
+        items = model.items(None)
     for epoch in range(1, epochs + 1):
-        loss = _epoch(model, pos, optimizer, rng)
+        loss = _epoch(model, pos, optimizer, rng, items)
         rmse = valid_rmse(fitted, valid)
         summary["epochs_run"] = epoch
         report(progress, "rating_refit", epoch, epochs, epoch=epoch, loss_rating=loss, valid_RMSE=rmse)

@@ -116,7 +116,9 @@ class RepeatPath(nn.Module):
         last, rank = last_occurrences(torch.where(there, batch.item, absent), allowed)
         weight = self._positive
         every = weight(PARAM_SCALE * (per_pair + recency))
-        latest = _lookup(weight(PARAM_SCALE * self.rank.weight), rank_bucket(rank)) * last
+        # the weight of each possible rank 0..L-1 first, then one lookup over [B, Lq, Lk] (not its bucket's arithmetic)
+        per_rank = weight(PARAM_SCALE * self.rank.weight).squeeze(-1)[rank_bucket(pos)]  # [L]
+        latest = per_rank.index_select(0, rank.reshape(-1)).view(rank.shape) * last
         return (every + latest) * allowed * presence.unsqueeze(1)
 
     def _positive(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,16 +178,21 @@ def last_occurrences(items: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.
     """Which events are their item's last occurrence up to each position, and how recent.
 
     items [B, L], allowed [B, Lq, Lk] (causal, real events; the newest Lq positions) -> (last [B, Lq, Lk]
-    float: event k is the newest event of its item among events <= q; rank [B, Lq, Lk] long: how many
+    float: event k is the newest event of its item among events <= q; rank [B, Lq, Lk] int32: how many
     distinct items occurred after k up to q, the recency order of "the user's most recent distinct items").
     """
-    same = items.unsqueeze(2) == items.unsqueeze(1)  # [B, Lk, Lk'] same item
-    later = torch.ones_like(same[0]).triu(1)  # k' > k
-    seen_again = torch.cumsum((same & later).to(torch.int32), 2)  # [B, Lk, q]: repeats of k's item in (k, q]
-    seen_again = seen_again[:, :, items.shape[1] - allowed.shape[1] :]
-    last = (seen_again.transpose(1, 2) == 0) & allowed  # [B, Lq, Lk]
-    after = torch.flip(torch.cumsum(torch.flip(last.to(torch.int32), [2]), 2), [2]) - last.to(torch.int32)
-    return last.float(), after.long()
+    length, lq = items.shape[1], allowed.shape[1]
+    # each event's next occurrence of its item (L: none), from one stable sort of the row: O(L log L), not [L, L]
+    order = torch.sort(items, dim=1, stable=True).indices  # positions by item, then by position
+    ranked = items.gather(1, order)
+    follows = torch.full_like(order, length)
+    follows[:, :-1] = torch.where(ranked[:, 1:] == ranked[:, :-1], order[:, 1:], length)
+    following = torch.empty_like(order).scatter_(1, order, follows)  # [B, Lk]
+    q = torch.arange(length - lq, length, device=items.device).view(1, -1, 1)
+    last = allowed & (q < following.unsqueeze(1))  # [B, Lq, Lk]: k <= q and k's item not met again by q
+    upto = torch.cumsum(last.to(torch.int32), 2)  # last occurrences among events <= k
+    after = upto[..., -1:] - upto  # ... after k
+    return last.float(), after
 
 
 def rank_bucket(rank: torch.Tensor) -> torch.Tensor:
