@@ -35,8 +35,6 @@ SIGMOID_LOSSES = ("bce", "gbce")  # their engagement probability is sigmoid(logi
 # softmax step over N items costs positions x N x d_model; above this, it is most of the step on this CPU)
 AUTO_SAMPLED_ABOVE = 50_000
 REQUEST_TIMES = ("standin", "actual")  # as core.model.protocol.REQUEST_TIMES
-
-
 REPEAT_EVIDENCE = ("compound", "sum")
 PRIVACY_KEYS = ("epsilon", "delta", "max_grad_norm")  # train.privacy (core.model.privacy)
 
@@ -63,16 +61,17 @@ def setting(
 def _check_loss_weights(name: str, value: Any) -> None:
     if value == "uncertainty":
         return
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or any(not is_finite_number(w) or w < 0 for w in value)
-        or sum(value) <= 0
-    ):
+    pair = isinstance(value, (list, tuple)) and len(value) == 2
+    if not pair or any(not is_finite_number(w) or w < 0 for w in value) or sum(value) <= 0:
         raise DataError(
             f"setting {name}={value!r}: expected [w_engagement, w_rating], two non-negative numbers "
             'not both zero, or "uncertainty"'
         )
+
+
+def _check_min_improvement(name: str, value: Any) -> None:
+    if value != "auto" and (isinstance(value, bool) or not is_finite_number(value) or value < 0):
+        raise DataError(f'setting {name}={value!r}: expected "auto" (one standard error) or a number of at least 0')
 
 
 def _check_privacy(name: str, value: Any) -> None:
@@ -159,6 +158,9 @@ class TrainConfig:
     # held-out events are by default, instead of at the next event's own time
     standin_rate: float = setting(0.5, low=0.0, high=1.0)
     patience: int = setting(5, low=1)
+    # early stopping counts an epoch as better when validation NDCG@10 beats the epoch to beat by more than this:
+    # "auto" = one standard error of the users' paired gains (noise on a flat curve is no gain); 0 = any rise
+    min_improvement: float | str = setting("auto", check=_check_min_improvement)
     rating_refit_epochs: int = setting(20, low=0)  # refit the rating task on the frozen encoder (valid RMSE)
     # >1: users sorted by history length within pools of this many batches (less padding, faster
     # epochs); 1 = plain shuffled batches. Sorting changed what small models learned (see the README).
@@ -200,9 +202,7 @@ class Settings:
 def resolve_loss(loss: str, n_items: int) -> str:
     """The engagement loss a run trains with: ``loss``, or for "auto" the full softmax up to
     :data:`AUTO_SAMPLED_ABOVE` items and the sampled softmax above."""
-    if loss != "auto":
-        return loss
-    return "softmax" if n_items <= AUTO_SAMPLED_ABOVE else "sampled_softmax"
+    return loss if loss != "auto" else "softmax" if n_items <= AUTO_SAMPLED_ABOVE else "sampled_softmax"
 
 
 def check_settings_object(settings: Any) -> dict[str, Any]:

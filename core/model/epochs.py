@@ -1,12 +1,16 @@
-"""Who trains when: the rating scale of the training values, the users each epoch trains on, and their batches
-(shuffled, grouped by window length)."""
+"""Who trains when: the rating scale of the training values, the users each epoch trains on, their batches
+(shuffled, grouped by window length), and when to stop."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from core.data.batches import Split
 from core.data.sequences import SequenceData
+from core.model.config import TrainConfig
 from core.model.protocol import RatingScale
 
 
@@ -52,3 +56,40 @@ def length_buckets(
         part = part[np.argsort(lengths[part], kind="stable")]
         groups += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
     return [groups[i] for i in rng.permutation(len(groups))] or [order]
+
+
+def selection_score(cfg: TrainConfig, metrics: dict[str, float]) -> float:
+    """What early stopping maximizes: validation NDCG@10, or -RMSE when only the rating head trains."""
+    rating_only = isinstance(cfg.loss_weights, list) and cfg.loss_weights[0] == 0
+    if rating_only and math.isfinite(metrics.get("RMSE", float("nan"))):
+        return -metrics["RMSE"]
+    return metrics.get("NDCG@10", 0.0)
+
+
+@dataclass
+class Stall:
+    """Early stopping that tells a gain from noise: the epoch to beat, its validation score and its users' NDCG@10.
+
+    An epoch replaces it only when its score beats it by more than ``min_improvement``; "auto" is one standard
+    error of the users' paired gains (this epoch's NDCG@10 minus the epoch to beat's, user by user). On a flat
+    curve the validation score wanders by about that much from epoch to epoch, and a patience counted from the
+    best of those wanderings trained on for nothing (the sample: 14 epochs for what the second one had). The
+    weights kept are still the best epoch's (:class:`~core.model.training.FitState`). With a number, that margin;
+    0 counts any rise, as the best epoch does."""
+
+    epoch: int = 0  # the epoch to beat (0: none yet)
+    score: float = -math.inf
+    gains: np.ndarray | None = None  # [U] its validation users' NDCG@10, when known
+
+    def margin(self, gains: np.ndarray | None, min_improvement: float | str) -> float:
+        if min_improvement != "auto":
+            return float(min_improvement)
+        if gains is None or self.gains is None or len(gains) != len(self.gains) or len(gains) < 2:
+            return 0.0
+        diff = np.asarray(gains, dtype=np.float64) - self.gains
+        return float(diff.std(ddof=1) / math.sqrt(len(diff)))
+
+    def see(self, epoch: int, score: float, gains: np.ndarray | None, min_improvement: float | str) -> None:
+        """Epoch ``epoch`` scored ``score`` (its users' NDCG@10 ``gains``): the epoch to beat when it beats it."""
+        if score > self.score + self.margin(gains, min_improvement):
+            self.epoch, self.score, self.gains = epoch, score, gains

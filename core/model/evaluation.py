@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -14,6 +16,7 @@ from core.model.protocol import RatingScale
 
 K = 10
 SCORE_BATCH = 256  # users per forward pass while scoring
+PER_USER = "per_user_NDCG@10"  # score_events(per_user=True): each target's NDCG@10, [U]
 SCORE_CELLS = 2**26  # scores held at once while evaluating (256 MB of float32): users are scored in chunks of this
 
 
@@ -63,16 +66,19 @@ def exclusion_mask(data: SequenceData, users: np.ndarray, ends: np.ndarray) -> n
     return mask
 
 
-def evaluate_split(fitted: Fitted, which: str) -> dict[str, float]:
-    """Metrics of the ``valid`` or ``test`` targets of ``fitted.split`` under ``fitted.protocol``."""
+def evaluate_split(fitted: Fitted, which: str, per_user: bool = False) -> dict[str, Any]:
+    """Metrics of the ``valid`` or ``test`` targets of ``fitted.split`` under ``fitted.protocol`` (``per_user``: with
+    each target's NDCG@10 as an array under ``PER_USER``)."""
     split = fitted.split
     pos = split.valid_pos if which == "valid" else split.test_pos
     if len(split.users) == 0:
         return {}
-    return score_events(fitted, split.users, pos, pos)
+    return score_events(fitted, split.users, pos, pos, per_user)
 
 
-def score_events(fitted: Fitted, users: np.ndarray, ends: np.ndarray, pos: np.ndarray) -> dict[str, float]:
+def score_events(
+    fitted: Fitted, users: np.ndarray, ends: np.ndarray, pos: np.ndarray, per_user: bool = False
+) -> dict[str, Any]:
     """Metrics of the events at ``pos`` [U] of ``fitted.data``, each user ``users[i]`` asked after their events
     before ``ends[i]`` (leave-last-out: ``ends`` = ``pos``), under ``fitted.protocol``.
 
@@ -101,11 +107,13 @@ def score_events(fitted: Fitted, users: np.ndarray, ends: np.ndarray, pos: np.nd
         states.append(chunk_states)
         del scores, exclude
     rank, cand = np.concatenate(ranks), np.concatenate(n_cand)
-    out = M.ranking_metrics(rank, K)
+    out: dict[str, Any] = dict(M.ranking_metrics(rank, K))
     out["AUC"] = float(np.mean(np.clip(1.0 - rank / np.maximum(1, cand - 1), 0.0, 1.0)))
     out.update(_rating_metrics(model, data, torch.cat(states), pos, targets, scale))
     out["coverage@10"] = M.catalogue_coverage(np.concatenate(tops), data.n_items)
     out["users"] = int(len(users))
+    if per_user:
+        out[PER_USER] = M.ndcg_gains(rank, K)
     return out
 
 

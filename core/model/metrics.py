@@ -193,8 +193,13 @@ def hit_rate_at_k(ranks: Any, k: int) -> float:
 
 def ndcg_at_k(ranks: Any, k: int) -> float:
     """Mean NDCG@k with one relevant item: 1/log2(rank+2) if rank < k else 0."""
+    return float(np.mean(ndcg_gains(ranks, k)))
+
+
+def ndcg_gains(ranks: Any, k: int) -> np.ndarray:
+    """Each target's NDCG@k with one relevant item: 1/log2(rank+2) if rank < k else 0."""
     r = _check_ranks(ranks, k)
-    return float(np.mean(np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0)))
+    return np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0)
 
 
 def mrr_at_k(ranks: Any, k: int) -> float:

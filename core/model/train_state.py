@@ -16,6 +16,7 @@ import torch
 
 from core._checks import finite_or_none
 from core.errors import ArtifactError
+from core.model.epochs import Stall
 from core.model.training import FitState
 from core.store.files import load_json, load_state_into, load_tensors, save_json, save_tensors, sha256_bytes
 from core.store.run_folder import STATE_JSON, STATE_TENSORS
@@ -61,6 +62,7 @@ def save_train_state(
                 "history": state.history,
                 "best_epoch": state.best_epoch,
                 "best_score": state.best_score if state.best_epoch > 0 else None,
+                "stall": {"epoch": state.stall.epoch, "score": state.stall.score if state.stall.epoch > 0 else None},
                 "param_groups": opt["param_groups"],
                 "scalars": scalars,
                 "sha256": digest,
@@ -108,6 +110,11 @@ def load_train_state(
         epochs_done=int(meta["epoch"]),
         best_tuner=part.get("best_encoder") or None,
     )
+    # the epoch to beat (saved before: the best one); its users' gains are not kept, so the next epoch beats it by
+    # any rise
+    stall = meta.get("stall") or {"epoch": state.best_epoch, "score": score}
+    if int(stall.get("epoch") or 0) > 0 and stall.get("score") is not None:
+        state.stall = Stall(int(stall["epoch"]), float(stall["score"]))
     return state
 
 

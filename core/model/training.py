@@ -23,8 +23,8 @@ from core.errors import DataError
 from core.model import distributed
 from core.model.config import TrainConfig
 from core.model.distributed import Group
-from core.model.epochs import epoch_users, length_buckets, training_users
-from core.model.evaluation import evaluate_split
+from core.model.epochs import Stall, epoch_users, length_buckets, selection_score, training_users
+from core.model.evaluation import PER_USER, evaluate_split
 from core.model.fitted import Fitted
 from core.model.heap import return_freed_memory, trim_freed_memory
 from core.model.losses import MultiTaskLoss, training_counts
@@ -45,6 +45,7 @@ class FitState:
     epochs_done: int = 0  # finished epochs (a resumed run starts after them)
     privacy: dict[str, Any] | None = None  # a private run's epsilon spent and mechanism (PrivacyPlan.summary)
     best_tuner: dict[str, torch.Tensor] | None = None  # a fine-tuned encoder's weights at the best epoch
+    stall: Stall = field(default_factory=Stall)  # the epoch to beat: patience counts from it
 
 
 @dataclass
@@ -126,7 +127,10 @@ def fit(
         if plan is not None:
             state.privacy = plan.summary(state.epochs_done)
         # rank 0 validates; every rank takes its figures, so all stop at the same epoch
-        metrics = distributed.broadcast(evaluate_split(fitted, "valid") if not group or group.leader else None, group)
+        metrics = distributed.broadcast(
+            evaluate_split(fitted, "valid", True) if not group or group.leader else None, group
+        )
+        gains = metrics.pop(PER_USER, None)
         record = {
             "epoch": epoch + 1,
             "seconds": round(time.perf_counter() - started, 2),
@@ -143,17 +147,10 @@ def fit(
         report(hooks.progress, "epoch", epoch + 1, cfg.epochs, **record, best_epoch=state.best_epoch)
         if hooks.on_epoch:
             hooks.on_epoch(state, epoch + 1)
-        if plan is None and epoch + 1 - state.best_epoch >= cfg.patience:
+        state.stall.see(epoch + 1, score, gains if score == metrics.get("NDCG@10") else None, cfg.min_improvement)
+        if plan is None and epoch + 1 - state.stall.epoch >= cfg.patience:
             break
     return state
-
-
-def selection_score(cfg: TrainConfig, metrics: dict[str, float]) -> float:
-    """What early stopping maximizes: validation NDCG@10, or -RMSE when only the rating head trains."""
-    rating_only = isinstance(cfg.loss_weights, list) and cfg.loss_weights[0] == 0
-    if rating_only and math.isfinite(metrics.get("RMSE", float("nan"))):
-        return -metrics["RMSE"]
-    return metrics.get("NDCG@10", 0.0)
 
 
 def refits_rating(cfg: TrainConfig) -> bool:

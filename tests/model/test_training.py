@@ -398,3 +398,55 @@ def test_coverage_counts_only_candidates() -> None:
     # candidates: items 2..7 (8-11 and 1 were seen; 2 is the target) -> 6 of 11 items can be recommended
     assert out["HR@10"] == 1.0
     assert out["coverage@10"] == pytest.approx(6 / 11)
+
+
+# -- early stopping that tells a gain from noise ------------------------------------------------------------------
+def test_stall_margin_is_one_standard_error_of_the_paired_gains_by_hand() -> None:
+    from core.model.epochs import Stall
+
+    stall = Stall()
+    first = np.array([1.0, 0.0, 0.5, 0.5])
+    stall.see(1, 0.5, first, "auto")  # the first epoch always becomes the epoch to beat
+    assert (stall.epoch, stall.score) == (1, 0.5)
+    second = np.array([1.0, 0.5, 0.5, 0.5])  # differences 0, .5, 0, 0: mean .125, sd .25, SE .125
+    assert stall.margin(second, "auto") == pytest.approx(0.25 / 2)
+    stall.see(2, 0.625, second, "auto")  # a gain of exactly one standard error is not more than it
+    assert stall.epoch == 1
+    third = np.array([1.0, 0.5, 1.0, 1.0])  # differences 0, .5, .5, .5: mean .375, SE .125
+    stall.see(3, 0.875, third, "auto")
+    assert (stall.epoch, stall.score) == (3, 0.875)
+    assert stall.margin(third, 0.0) == 0.0 and stall.margin(third, 0.02) == 0.02
+    assert Stall(epoch=2, score=0.5).margin(third, "auto") == 0.0  # no gains kept (a resumed run): any rise
+
+
+def test_patience_counts_from_the_last_real_gain_not_from_noise(cyclic, monkeypatch) -> None:
+    """Validation wanders by less than its standard error after the first epoch: training stops ``patience``
+    epochs after it (the best epoch is still the highest); with min_improvement 0 the wandering keeps it going."""
+    import core.model.training as training
+
+    wander = iter([0.50, 0.51, 0.50, 0.52, 0.51, 0.53, 0.52, 0.54, 0.53, 0.55] * 2)
+    rng = np.random.default_rng(0)
+
+    def noisy_validation(fitted, which, per_user=False):
+        score = next(wander)
+        gains = np.clip(score + rng.normal(0, 0.4, 200), 0, 1)  # 200 users: SE of paired gains ~0.04
+        gains += score - gains.mean()
+        return {"NDCG@10": score, "HR@10": score, "per_user_NDCG@10": gains}
+
+    monkeypatch.setattr(training, "evaluate_split", noisy_validation)
+    _, state = _fit(cyclic, TrainConfig(epochs=10, patience=3))
+    assert [r["epoch"] for r in state.history] == [1, 2, 3, 4]
+    assert state.best_epoch == 4 and state.stall.epoch == 1
+    assert "per_user_NDCG@10" not in state.history[0]
+    wander = iter([0.50, 0.51, 0.50, 0.52, 0.51, 0.53, 0.52, 0.54, 0.53, 0.55])
+    _, state = _fit(cyclic, TrainConfig(epochs=10, patience=3, min_improvement=0))
+    assert len(state.history) == 10 and state.best_epoch == 10
+
+
+@pytest.mark.parametrize("bad", ["fast", -0.1, True, None, float("nan")])
+def test_min_improvement_setting_is_checked(bad) -> None:
+    from core.errors import DataError
+    from core.model.config import check_settings
+
+    with pytest.raises(DataError, match="min_improvement"):
+        check_settings({"train": {"min_improvement": bad}})
