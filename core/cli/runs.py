@@ -169,7 +169,7 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     from core.runs.lifecycle import delete_run
     from core.runs.records import list_runs
     from core.runs.run import open_run
-    from core.runs.scores import evaluate_run, recommend_run
+    from core.runs.scores import evaluate_run, recommend_run, trained_evaluation
     from core.runs.train import resume_run, train_run, update_settings
 
     if args.command == "train":
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
                 return 0  # rank 0 of a multi-process run records and reports it
             audit.record(ws, "train", run_id, f"dataset {args.dataset}, from the command line")
         trained = open_run(ws, run_id)
-        result = {"run": run_id, **evaluate_run(trained)}
+        result = {"run": run_id, **trained_evaluation(trained)}
         if (trained.metrics or {}).get("new_items"):  # trained with --cold-items: the new-items figures too
             result["new_items"] = (trained.metrics or {})["new_items"]
         _emit(result, as_json, f"run {run_id}: test {result['test']}, valid {result['valid']}")

@@ -34,6 +34,10 @@ from core.model.pooling import Pooling, pool, resolve_pooling
 from core.model.pooling import mean_pool as mean_pool  # importable from here as before
 from core.progress import ProgressFn, report
 
+# An encoding goes into the cache in parts of at least SAVE_EVERY texts, at most SAVES parts in all (each part
+# rewrites the cache's index, so a million texts make 20 rewrites, not one per batch)
+SAVE_EVERY, SAVES = 4096, 20
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings
 
 
@@ -270,10 +274,16 @@ class TextEncoder:
             done[0] += n
             report(progress, "encode", done[0], len(unique))
 
-        fresh = self._embed([unique[k] for k in todo], advance)  # [M, D]
-        if cache is not None and todo:
-            cache.add(todo, fresh)
-        found.update(zip(todo, fresh))
+        # longest first (less padding), in parts that each go into the cache as soon as they are read: an encoding
+        # interrupted (a killed run, a closed page) resumes after its last whole part
+        todo.sort(key=lambda k: -len(unique[k]))
+        step = max(SAVE_EVERY, -(-len(todo) // SAVES))
+        for lo in range(0, len(todo), step):
+            part = todo[lo : lo + step]
+            fresh = self._embed([unique[k] for k in part], advance)  # [M, D]
+            if cache is not None:
+                cache.add(part, fresh)
+            found.update(zip(part, fresh))
         self.last_stats = {"cached": len(unique) - len(todo), "encoded": len(todo)}
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)

@@ -212,6 +212,10 @@ def _finish(rec: Recommender, folder: Path, key: bytes) -> dict[str, Any]:
         "baselines": {"test": test["baselines"], "valid": valid["baselines"]},
         "protocol": test["label"],
         "request_time": test["request_time"],
+        # the rest of `evaluate`'s header, so that `train` reports these figures without evaluating them again
+        "protocol_name": test["protocol"],
+        "exclude_seen": rec.protocol_.exclude_seen,
+        "target_behavior": rec.protocol_.target_behavior,
         "best_epoch": rec.best_epoch_,
         "privacy": getattr(rec, "privacy_", None),  # a private run's epsilon spent (core.model.privacy)
     }

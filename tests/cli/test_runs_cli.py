@@ -84,6 +84,21 @@ def test_evaluate_json_has_the_documented_keys(env: Env) -> None:
     _check_metrics(out["test"])
     _check_metrics(out["valid"])
     assert out["test"] == env.train_json["test"]  # same model, same protocol
+    # train reports the figures its training saved; the saved model, loaded and evaluated, gives the same object
+    assert out == env.train_json
+
+
+def test_a_run_saved_without_the_whole_header_is_evaluated_afresh(env: Env) -> None:
+    from core.runs.run import open_run
+    from core.runs.scores import evaluate_run, trained_evaluation
+    from core.store.workspace import Workspace
+
+    run = open_run(Workspace(Path(env.workspace)), env.run_id)
+    saved = trained_evaluation(run)
+    run.metrics = {k: v for k, v in (run.metrics or {}).items() if k != "protocol_name"}  # as saved before
+    afresh, evaluated = trained_evaluation(run), evaluate_run(run)
+    assert list(afresh) == list(evaluated) == list(saved)
+    assert afresh["test"] == evaluated["test"] == saved["test"] and afresh["label"] == saved["label"]
 
 
 def test_evaluate_exclude_seen_changes_the_protocol(env: Env) -> None:

@@ -128,6 +128,30 @@ def test_partial_cache_encodes_only_new_texts(tiny: Path, tmp_path: Path) -> Non
     np.testing.assert_allclose(out, fresh, atol=1e-6)
 
 
+def test_an_interrupted_encoding_resumes_after_its_last_saved_part(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.model.encoder as encoder_module
+
+    monkeypatch.setattr(encoder_module, "SAVE_EVERY", 2)  # two parts of two texts each
+    texts = ["red running shoes", "a blue shoe", "espresso coffee beans on the trail", "the trail"]
+
+    class Closed(Exception):
+        pass
+
+    def close_at_the_end(event: dict) -> None:
+        if event["done"] == 4:  # the second part is read but not yet saved
+            raise Closed
+
+    with pytest.raises(Closed):
+        TextEncoder(tiny, cache_dir=tmp_path).encode(texts, progress=close_at_the_end)
+    again = TextEncoder(tiny, cache_dir=tmp_path)
+    out = again.encode(texts)
+    assert again.last_stats == {"cached": 2, "encoded": 2}  # the longest two, saved before the interruption
+    np.testing.assert_allclose(out, TextEncoder(tiny).encode(texts), atol=1e-6)
+    assert len(list((tmp_path / again.fingerprint).glob("*.npy"))) == 2  # one shard per part
+
+
 def test_cache_invalidated_when_model_or_settings_change(tiny: Path, tiny_other: Path, tmp_path: Path) -> None:
     TextEncoder(tiny, cache_dir=tmp_path).encode(TEXTS)
     other = TextEncoder(tiny_other, cache_dir=tmp_path)  # same config, other weights

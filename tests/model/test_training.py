@@ -420,8 +420,9 @@ def test_stall_margin_is_one_standard_error_of_the_paired_gains_by_hand() -> Non
 
 
 def test_patience_counts_from_the_last_real_gain_not_from_noise(cyclic, monkeypatch) -> None:
-    """Validation wanders by less than its standard error after the first epoch: training stops ``patience``
-    epochs after it (the best epoch is still the highest); with min_improvement 0 the wandering keeps it going."""
+    """Validation wanders by less than its standard error after the first epoch: with min_improvement "auto"
+    training stops ``patience`` epochs after it (the best epoch is still the highest); with the default, any
+    rise, the wandering keeps it going."""
     import core.model.training as training
 
     wander = iter([0.50, 0.51, 0.50, 0.52, 0.51, 0.53, 0.52, 0.54, 0.53, 0.55] * 2)
@@ -434,12 +435,12 @@ def test_patience_counts_from_the_last_real_gain_not_from_noise(cyclic, monkeypa
         return {"NDCG@10": score, "HR@10": score, "per_user_NDCG@10": gains}
 
     monkeypatch.setattr(training, "evaluate_split", noisy_validation)
-    _, state = _fit(cyclic, TrainConfig(epochs=10, patience=3))
+    _, state = _fit(cyclic, TrainConfig(epochs=10, patience=3, min_improvement="auto"))
     assert [r["epoch"] for r in state.history] == [1, 2, 3, 4]
     assert state.best_epoch == 4 and state.stall.epoch == 1
     assert "per_user_NDCG@10" not in state.history[0]
     wander = iter([0.50, 0.51, 0.50, 0.52, 0.51, 0.53, 0.52, 0.54, 0.53, 0.55])
-    _, state = _fit(cyclic, TrainConfig(epochs=10, patience=3, min_improvement=0))
+    _, state = _fit(cyclic, TrainConfig(epochs=10, patience=3))  # the default: any rise
     assert len(state.history) == 10 and state.best_epoch == 10
 
 
