@@ -56,11 +56,25 @@ def trained_evaluation(run: Run) -> dict[str, Any]:
     """:func:`evaluate_run`'s object under the run's own protocol, from the figures its training saved
     (``metrics.json``: the same evaluation, made once); evaluated afresh for a run saved without all of them."""
     saved = run.metrics or {}
-    keys = ("protocol_name", "protocol", "request_time", "exclude_seen", "target_behavior", "test", "valid")
-    if not all(k in saved for k in (*keys, "baselines")):
+    keys = (
+        "protocol_name",
+        "protocol",
+        "request_time",
+        "exclude_seen",
+        "target_behavior",
+        "test",
+        "valid",
+        "baselines",
+    )
+    if not all(k in saved for k in keys):
         return evaluate_run(run)
-    header = dict(zip(("protocol", "label", *keys[2:]), (saved[k] for k in keys)))
-    return {"run": run.id, **header, "baselines": saved["baselines"], "privacy": run.privacy}
+    return {
+        "run": run.id,
+        "protocol": saved["protocol_name"],
+        "label": saved["protocol"],  # metrics.json names the label "protocol"
+        **{k: saved[k] for k in keys[2:]},
+        "privacy": run.privacy,
+    }
 
 
 def recommend_run(run: Run, user_id: str, k: int = 10) -> pd.DataFrame:
