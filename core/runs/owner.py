@@ -33,6 +33,7 @@ OWNER_FILE, HEARTBEAT_FILE = "owner.json", "heartbeat.json"
 HEARTBEAT_SECONDS = 5.0  # how often the heartbeat thread rewrites heartbeat.json
 STALE_SECONDS = 60.0  # a heartbeat older than this: the owner is gone (where its process cannot be asked)
 _PROC = Path("/proc")
+_EXEC_POLLS, _EXEC_POLL_SECONDS = 50, 0.01  # a process inside exec shows an empty command line for a moment
 _BEATS: dict[Path, tuple[threading.Event, list[int]]] = {}  # this process's heartbeats: folder -> (stop, [users])
 _BEATS_LOCK = threading.Lock()
 
@@ -135,12 +136,18 @@ def process_alive(pid: int | None, run_id: str) -> bool:
         return False
     if not has_procfs():
         return pid_exists(pid)
-    stat = _stat(pid)
-    try:
-        command = (_PROC / str(pid) / "cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat is not None and stat[0] not in ("Z", "X") and run_id.encode() in command
+    for _ in range(_EXEC_POLLS):
+        stat = _stat(pid)
+        try:
+            command = (_PROC / str(pid) / "cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        if stat is None or stat[0] in ("Z", "X"):
+            return False
+        if command:
+            return run_id.encode() in command
+        time.sleep(_EXEC_POLL_SECONDS)  # empty while the process is still inside exec: its arguments are not set yet
+    return False
 
 
 def signal_owner(folder: Path, sig: int) -> int | None:

@@ -101,3 +101,25 @@ def test_a_running_run_reads_interrupted_without_a_live_owner(ws: Workspace) -> 
     assert ws.query("SELECT count(*) AS n FROM runs WHERE status = 'running'")["n"].iloc[0] == 4  # derived, not stored
     delete_run(ws, "d-garbled")  # an unreadable owner record does not block a deletion
     assert "d-garbled" not in list_runs(ws)["run_id"].tolist() and not ws.run_dir("d-garbled").exists()
+
+
+def test_a_process_still_inside_exec_is_waited_for_not_called_dead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after a worker is started its command line reads empty until exec has set its arguments: a
+    check in that moment must wait for them, not report the worker gone (it read "interrupted" once)."""
+    proc = tmp_path / "4242"
+    proc.mkdir()
+    (proc / "stat").write_text("4242 (python3) R 1 4242 4242 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 777 0 0")
+    (proc / "cmdline").write_bytes(b"")
+    monkeypatch.setattr(O, "_PROC", tmp_path)
+    monkeypatch.setattr(O, "has_procfs", lambda: True)
+    later = threading.Timer(0.05, lambda: (proc / "cmdline").write_bytes(b"python3\0-m\0worker\0run-7\0"))
+    later.start()
+    try:
+        assert O.process_alive(4242, "run-7")
+    finally:
+        later.join()
+    assert not O.process_alive(4242, "run-8")
+    (proc / "cmdline").write_bytes(b"")
+    assert not O.process_alive(4242, "run-7")  # never filled in: after half a second it counts as gone
