@@ -165,6 +165,7 @@ def _progress(quiet: bool) -> Any:
 
 def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
     """Dispatch one model subcommand (torch is imported only here, not for ingest)."""
+    from core.model.distributed import follower
     from core.runs.fusion import evaluate_fused, recommend_fused, resolve_weights
     from core.runs.lifecycle import delete_run
     from core.runs.records import list_runs
@@ -183,8 +184,11 @@ def run(args: argparse.Namespace, ws: Workspace, as_json: bool) -> int:
             )
         report = _progress(args.quiet or as_json)
         if args.resume:
-            audit.record(ws, "resume", args.resume, "from the command line")
+            if not follower():  # one record per resume, not one per rank
+                audit.record(ws, "resume", args.resume, "from the command line")
             run_id = resume_run(open_run(ws, args.resume), progress=report)
+            if _other_rank():
+                return 0
         elif args.parent:
             parent = open_run(ws, args.parent)
             dataset = args.dataset or parent.dataset

@@ -44,6 +44,12 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def follower() -> bool:
+    """This process is a rank other than 0 of a multi-process launch (known from the launcher's environment, before
+    :func:`setup` joins the group)."""
+    return launched() and int(os.environ.get("RANK", "0")) != 0
+
+
 def setup(device: str = "auto") -> Group | None:
     """Join the launcher's process group (once); None outside a multi-process launch. ``device``: the run's
     (cuda, or auto with a GPU: NCCL and the local rank's GPU; else gloo)."""

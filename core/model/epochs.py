@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from core.data.batches import Split
 from core.data.sequences import SequenceData
@@ -94,3 +95,11 @@ class Stall:
         """Epoch ``epoch`` scored ``score`` (its users' NDCG@10 ``gains``): the epoch to beat when it beats it."""
         if score > self.score + self.margin(gains, min_improvement):
             self.epoch, self.score, self.gains = epoch, score, gains
+
+
+def epoch_random(seed: int, epoch: int) -> np.random.Generator:
+    """The random streams of one epoch: numpy's (returned: shuffles, masks, sampled users) and torch's (dropout,
+    sampled negatives), both derived from (seed, epoch) alone."""
+    sequence = np.random.SeedSequence((seed, epoch))
+    torch.manual_seed(int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+    return np.random.default_rng(sequence)

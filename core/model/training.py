@@ -23,7 +23,7 @@ from core.errors import DataError
 from core.model import distributed
 from core.model.config import TrainConfig
 from core.model.distributed import Group
-from core.model.epochs import Stall, epoch_users, length_buckets, selection_score, training_users
+from core.model.epochs import Stall, epoch_random, epoch_users, length_buckets, selection_score, training_users
 from core.model.evaluation import PER_USER, evaluate_split
 from core.model.fitted import Fitted
 from core.model.heap import return_freed_memory, trim_freed_memory
@@ -95,7 +95,6 @@ def fit(
     state, hooks = state or FitState(), hooks or Hooks()
     loss_fn = loss_fn or MultiTaskLoss(cfg, data.n_items, fitted.scale).to(fitted.device)
     optimizer = optimizer or make_optimizer(model, loss_fn, cfg)
-    rng = np.random.default_rng(cfg.seed + state.epochs_done)
     users = training_users(data, split)
     if loss_fn.loss == "sampled_softmax" and loss_fn.popularity is None:  # private: drawn uniformly, not by the users
         loss_fn.set_popularity(torch.zeros(data.n_items + 1) if cfg.privacy else training_counts(data, split))
@@ -113,6 +112,7 @@ def fit(
     for epoch in range(state.epochs_done, cfg.epochs):
         started = time.perf_counter()
         opt = Optimization(loss_fn, optimizer, tuner, ddp, group)
+        rng = epoch_random(cfg.seed, epoch)  # from the seed and the epoch alone: a resumed run draws what it would have
         if plan is None:
             picked = epoch_users(users, focus, cfg.update_replay, rng)
             losses = _run_epoch(fitted, cfg, picked, rng, opt, hooks, epoch)

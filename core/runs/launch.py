@@ -18,6 +18,8 @@ from typing import Any
 
 from core.errors import DataError, NotFoundError, TrainingFailedError
 from core.runs.background import WORKER_ENV  # the workers' command line (a JSON list)
+from core.runs.lifecycle import resumable
+from core.runs.owner import owner_alive
 from core.runs.records import CANCELLED, DONE, FAILED, new_run_id, run_record, set_run
 from core.store.workspace import Workspace
 
@@ -51,19 +53,20 @@ def launch(args: Any, ws: Workspace, argv: list[str]) -> int:
     """
     if args.nproc_per_node < 1:
         raise DataError(f"--nproc-per-node {args.nproc_per_node}: expected 1 or more processes per machine")
-    if args.resume:
-        raise DataError("--nproc-per-node applies to a new run or an update; resume a run in one process")
     several = str(args.nnodes) != "1"
     if several and not args.rdzv_endpoint:
         raise DataError(f"--nnodes {args.nnodes}: every machine needs the same --rdzv-endpoint HOST:PORT")
-    run_id = None if several else new_run_id(args.dataset or args.parent)
+    if args.resume:  # checked here for a clear error before any worker starts; rank 0 takes it over
+        run_id = resumable(ws, args.resume)["run_id"]
+    else:
+        run_id = None if several else new_run_id(args.dataset or args.parent)
     options = ["--nproc-per-node", str(args.nproc_per_node), "--nnodes", str(args.nnodes)]
     if several:
         options += ["--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint]
         options += ["--rdzv-id", args.rdzv_id or "behaviorlens"]
     else:
         options += ["--standalone"]
-    failed = _elastic(options, worker_args(argv, run_id, ws))
+    failed = _elastic(options, worker_args(argv, None if args.resume else run_id, ws))
     if failed:
         if run_id is not None:
             _mark_failed(ws, run_id)
@@ -108,5 +111,5 @@ def _mark_failed(ws: Workspace, run_id: str) -> None:
         record = run_record(ws, run_id)
     except NotFoundError:  # rank 0 died before recording the run: there is nothing to mark
         return
-    if record["status"] not in (DONE, CANCELLED, FAILED):
+    if record["status"] not in (DONE, CANCELLED, FAILED) and not owner_alive(ws.run_dir(run_id)):
         set_run(ws, run_id, record["dataset"], FAILED, record["config"], None)

@@ -40,6 +40,20 @@ def busy(ws: Workspace, run_id: str, record: dict[str, Any]) -> bool:
     return record["status"] == RUNNING or owner_alive(ws.run_dir(run_id))
 
 
+def resumable(ws: Workspace, run_id: str) -> dict[str, Any]:
+    """The record of ``run_id`` when it can be resumed now (it is not training and not done); nothing is claimed.
+    NotFoundError / RunBusyError as :func:`take_over`."""
+    record = run_record(ws, run_id)
+    if busy(ws, run_id, record):
+        raise RunBusyError(
+            f"run {run_id} is still training ({owner_text(ws.run_dir(run_id))}): wait for it to end, or cancel it, "
+            "before resuming it"
+        )
+    if record["status"] == DONE:
+        raise NotFoundError(f"run {run_id!r} has no saved training state to resume from (status done): it is finished")
+    return record
+
+
 def take_over(ws: Workspace, run_id: str, pid: int | None = None) -> dict[str, Any]:
     """Take a run that is not training (interrupted, cancelled, failed) over for resuming by process ``pid`` (this
     one by default): checked and claimed under the workspace lock, so that a second caller finds it busy; the
@@ -50,17 +64,8 @@ def take_over(ws: Workspace, run_id: str, pid: int | None = None) -> dict[str, A
         RunBusyError: the run's owner is alive (it is training now).
     """
     with ws.lock():
-        record = run_record(ws, run_id)
+        record = resumable(ws, run_id)
         folder = ws.run_dir(run_id)
-        if busy(ws, run_id, record):
-            raise RunBusyError(
-                f"run {run_id} is still training ({owner_text(folder)}): wait for it to end, or cancel it, "
-                "before resuming it"
-            )
-        if record["status"] == DONE:
-            raise NotFoundError(
-                f"run {run_id!r} has no saved training state to resume from (status done): it is finished"
-            )
         for name in (LIVE_FILE, CANCEL_FILE):
             (folder / name).unlink(missing_ok=True)
         claim(folder, run_id, pid)

@@ -66,14 +66,15 @@ def train_run(
     share of each batch; rank 0 alone records and writes the run, the others read the rows rank 0 stamped.
     """
     ws.dataset(dataset)
+    rec = Recommender.from_settings(settings)
+    check_settings(rec.get_settings())  # a bad setting is refused before the run is recorded
+    if resume and run_id is not None:
+        parent = run_record(ws, run_id)["config"].get("parent")
+    # every read of the workspace before the ranks meet: rank 0 then holds its lock until the others have the rows
+    warm = None if parent is None else _parent(ws, parent)
     group = distributed.setup(str(settings.get("device", "auto")))
     run_id = distributed.broadcast(run_id or new_run_id(dataset), group)  # rank 0's
     folder = ws.run_dir(run_id)
-    rec = Recommender.from_settings(settings)
-    check_settings(rec.get_settings())  # a bad setting is refused before the run is recorded
-    if resume:
-        parent = run_record(ws, run_id)["config"].get("parent")
-    warm = None if parent is None else _parent(ws, parent)
     if group is not None and not group.leader:
         return _follow(ws, dataset, settings, run_id, resume, warm, group)
     config: dict[str, Any] = {
@@ -146,10 +147,14 @@ def resume_run(run: Run, progress: ProgressFn | None = None, cancel: CancelFn | 
     """Continue an interrupted, cancelled or failed run from its last saved epoch, or from scratch with its recorded
     settings (same run ID) when it was stopped before its first checkpoint.
 
+    In a multi-process launch rank 0 takes the run over; the other ranks follow it (:func:`train_run`).
+
     Raises:
         RunBusyError: the run's owner is alive (it is training now).
         NotFoundError: the run is done: there is nothing to resume.
     """
+    if distributed.follower():  # rank 0 checks and claims the run; this rank trains its share and writes nothing
+        return train_run(run.workspace, run.dataset, run.settings, run_id=run.id, resume=True)
     with resuming(run.workspace, run.id):  # checked and claimed for this process under the workspace lock
         return train_run(
             run.workspace, run.dataset, run.settings, run_id=run.id, progress=progress, cancel=cancel, resume=True
