@@ -14,6 +14,7 @@ import sys
 
 from core.cli import data as cli_data
 from core.cli import explain as cli_explain
+from core.cli import fusion as cli_fusion
 from core.cli import influence as cli_influence
 from core.cli import runs as cli_runs
 from core.cli import synth as cli_synth
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_runs.add_parsers(sub, common)
     cli_explain.add_parsers(sub, common)
     cli_influence.add_parsers(sub, common)
+    cli_fusion.add_parsers(sub, common)
     cli_synth.add_parsers(sub, common)
     return top
 
@@ -58,6 +60,8 @@ def _run(args: argparse.Namespace) -> int:
         return cli_explain.run(args, ws, as_json)
     if args.command in cli_influence.COMMANDS:
         return cli_influence.run(args, ws, as_json)
+    if args.command in cli_fusion.COMMANDS:
+        return cli_fusion.run(args, ws, as_json)
     return cli_data.run(args, ws, as_json)
 
 

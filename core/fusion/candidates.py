@@ -9,6 +9,9 @@ normalized into the signals of :mod:`core.fusion.formula` and kept, with the ite
 no held-out event leaks into them, and over every event for ``all``), as safetensors
 plus a JSON sidecar (checksum, protocol, the model's weights checksum) under
 ``<run>/fusion/``. A weight change then reads only these arrays: no forward pass.
+The users are scored in blocks of one forward batch; in a job launched over several
+processes (``behaviorlens candidates --nproc-per-node N``) each process scores its share of
+the blocks and every process gets them all, in order: the same arrays as one process.
 
 Candidate pre-selection. A catalogue of up to ``FULL_ITEMS`` items keeps every eligible
 item of every user as a candidate: the re-ranking and its metrics are exact. Above that
@@ -47,6 +50,7 @@ from core.fusion.formula import (
     rating_signal,
 )
 from core.fusion.ranking import ANCHORS, NO_OUTSIDE, Candidates, top_columns
+from core.model import distributed
 from core.model.evaluation import exclusion_mask, user_scores
 from core.model.network import BehaviorModel
 from core.model.protocol import RatingScale
@@ -56,9 +60,8 @@ CONTEXTS = ("test", "valid", "all")
 
 FULL_ITEMS = 5_000  # catalogues up to this size keep every item as a candidate (exact)
 PER_ANCHOR = 40  # above it: each user's top-40 items under each anchor weighting, unioned
-_CELLS = 1 << 22  # [users, items] cells scored per chunk (bounded memory)
 _PAIRS = 1 << 16  # (user, item) pairs per rating-head call
-_BATCH = 256  # users per forward batch, as in evaluation (same batches, same bits)
+_BATCH = 256  # users per forward batch and per block, as in evaluation (same batches, same bits): [256, items] cells
 _SLOTS = ("items", "engagement", "rating")  # [U, M] arrays of a block, padded with empty slots
 
 
@@ -248,20 +251,21 @@ def build_candidates(
     pop, fresh, counts = item_signals(data, None if context == "all" else split.train_end)
     vrange = value_range(data)
     m = None if data.n_items <= full_items else per_anchor
-    step = _BATCH * max(1, _CELLS // (_BATCH * (data.n_items + 1)))
-    blocks, predicted = [], []
-    for lo in range(0, len(users), step):
-        sl = slice(lo, lo + step)
+    found = {}  # one forward batch of users per block; in a sharded job (torch.distributed) this rank's blocks
+    for i in distributed.mine((len(users) + _BATCH - 1) // _BATCH):
+        sl = slice(i * _BATCH, (i + 1) * _BATCH)
         scores, states = user_scores(rec.model_, data, users[sl], ends[sl], rec.device_, _BATCH, actual_time)
         mask = exclusion_mask(data, users[sl], ends[sl]) if exclude_seen else np.zeros(scores.shape, bool)
         mask[:, 0] = True
         rows = np.arange(len(mask))
         listed = np.where(mask[rows, targets[sl]], 0, targets[sl])  # an excluded target is not listed
         raw = all_ratings(rec.model_, states, rec.scale_)
-        predicted.append(raw[np.arange(len(raw)), targets[sl]])
-        blocks.append(
-            select_block(minmax_probability(scores, ~mask), rating_signal(raw, vrange), pop, fresh, ~mask, listed, m)
+        block = select_block(
+            minmax_probability(scores, ~mask), rating_signal(raw, vrange), pop, fresh, ~mask, listed, m
         )
+        found[i] = (block, raw[rows, targets[sl]])
+    merged = distributed.in_order(found, (len(users) + _BATCH - 1) // _BATCH)  # every rank's blocks, in user order
+    blocks, predicted = [b for b, _ in merged], [p for _, p in merged]
     if not blocks:
         raise DataError(f"no user has a {context} target under this protocol: nothing to rank")
     out = stack_blocks(blocks)

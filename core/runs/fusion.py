@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -24,6 +25,7 @@ from core.fusion.cache import read_cache, write_cache
 from core.fusion.candidates import FULL_ITEMS, PER_ANCHOR, build_candidates
 from core.fusion.formula import ENGAGEMENT, SIGNALS, normalize_weights, parse_weights
 from core.fusion.ranking import Candidates, fused_metrics, sweep, user_ranking
+from core.model import distributed
 from core.model.baselines import baseline_metrics
 from core.model.held_out import read_held_out
 from core.model.protocol import Protocol, TargetChoice
@@ -106,17 +108,19 @@ def run_candidates(
     exclude_seen: bool | None = None,
     target_behavior: TargetChoice = ...,
     request_time: str | None = None,
+    rebuild: bool = False,
 ) -> tuple[Candidates, dict[str, Any]]:
     """A run's candidates for ``context`` and their metadata (``cached``: read from the run folder, not computed).
 
-    Computed with the model, and stored, only when missing or stale (another model, protocol or format).
+    Computed with the model, and stored, only when missing or stale (another model, protocol or format), or with
+    ``rebuild``. In a sharded job every process computes its share; rank 0 alone stores them.
     """
     protocol = _protocol(run, exclude_seen, target_behavior, request_time)
     key, params = _key(context, protocol)
     expect = {**params, "weights_sha256": run.weights_digest}
 
     def compute() -> tuple[Candidates, dict[str, Any]]:
-        cached = read_cache(run.folder / FUSION_FOLDER, key, expect, per_row=("user_ids",))
+        cached = None if rebuild else read_cache(run.folder / FUSION_FOLDER, key, expect, per_row=("user_ids",))
         if cached is not None:
             return cached[0], {**cached[1], "cached": True}
         rec = run.recommender()
@@ -130,10 +134,30 @@ def run_candidates(
             "n_items": rec.data_.n_items,
             "user_ids": [str(u) for u in rec.data_.users[cands.users]],
         }
-        write_cache(run.folder / FUSION_FOLDER, key, cands, meta)
+        group = distributed.current()
+        if group is None or group.leader:
+            write_cache(run.folder / FUSION_FOLDER, key, cands, meta)
         return cands, {**meta, "cached": False}
 
-    return run.memo("candidates", key, compute)
+    return compute() if rebuild else run.memo("candidates", key, compute)
+
+
+def precompute_candidates(run: Run, contexts: tuple[str, ...], rebuild: bool = False) -> dict[str, Any]:
+    """Build (or find) the run's cached candidates of each context: what the Fusion, Explain and Export pages then
+    read without a forward pass. Per context: users, candidate columns, whether it was cached, seconds."""
+    out = {}
+    for context in contexts:
+        started = time.perf_counter()
+        cands, meta = run_candidates(run, context, rebuild=rebuild)
+        out[context] = {
+            "users": len(cands.users),
+            "columns": int(cands.items.shape[1]),
+            "items": meta["n_items"],
+            "cached": meta["cached"],
+            "protocol": meta["protocol"],
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    return out
 
 
 def run_baselines(run: Run) -> dict[str, Any]:
