@@ -107,6 +107,15 @@ def in_order(found: dict[int, Any], n: int, group: Group | None = None) -> list[
     return [found[i] for i in range(n)]
 
 
+def gathered(value: Any, group: Group | None) -> list[Any]:
+    """Every rank's ``value`` (a picklable object), in rank order, on every rank (``[value]`` in a single process)."""
+    if group is None:
+        return [value]
+    out: list[Any] = [None] * group.world
+    dist.all_gather_object(out, value)
+    return out
+
+
 def total(values: list[float], group: Group | None) -> list[float]:
     """The sums over the ranks of ``values`` (the values themselves in a single process)."""
     if group is None:

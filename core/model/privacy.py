@@ -34,9 +34,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from core.errors import DataError
+from core.model.distributed import Group
 
 ACCOUNTANT = "rdp"  # Opacus's Renyi-DP accountant (imported when used: opacus takes 1.5 s to import)
 # Renyi orders: Opacus's defaults (up to 63) and higher ones, which give the tighter bound at low noise
@@ -162,8 +164,16 @@ class NoisySum:
                 acc.add_(g.detach(), alpha=factor)
         return norm
 
-    def release(self) -> None:
-        """Noise N(0, (σ C)^2) on the sum, divided by the expected batch size, as each parameter's gradient."""
+    def release(self, group: Group | None = None) -> None:
+        """Noise N(0, (σ C)^2) on the sum, divided by the expected batch size, as each parameter's gradient. In
+        several processes (``group``) the sums are first added up over the ranks; each rank's generator draws the
+        same noise, so every rank sets the same gradients and the sum gets the noise once."""
+        if group is not None:
+            flat = torch.cat([acc.flatten() for acc in self.total])
+            dist.all_reduce(flat)
+            self.total = [
+                part.view_as(acc) for part, acc in zip(flat.split([a.numel() for a in self.total]), self.total)
+            ]
         std = self.plan.noise_multiplier * self.plan.max_grad_norm
         expected = self.plan.sample_rate * self.plan.users
         for p, acc in zip(self.params, self.total):

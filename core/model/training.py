@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from core.data.batches import training_batch
-from core.errors import DataError
 from core.model import distributed
 from core.model.config import TrainConfig
 from core.model.distributed import Group
@@ -103,10 +102,8 @@ def fit(
         refuse_unprivate_modules(model, loss_fn)
         plan = plan_privacy(cfg.privacy, len(users), cfg.batch_size, cfg.epochs)
         state.privacy = plan.summary(state.epochs_done)
-    group = distributed.current()
-    if group is not None and cfg.privacy is not None:
-        raise DataError("private training runs in one process: its accounting samples users from the whole data")
-    ddp = distributed.wrap(model, loss_fn, group, fitted.device, None if tuner is None else tuner.net)
+    group = distributed.current()  # private: no DDP, the ranks sum their clipped gradients before the noise
+    ddp = None if plan is not None else distributed.wrap(model, loss_fn, group, fitted.device, tuner and tuner.net)
     if tuner is not None and state.best_tuner is None:  # its weights as they are, matching the tables as they are
         state.best_tuner = tuner.state()
     for epoch in range(state.epochs_done, cfg.epochs):
@@ -192,10 +189,7 @@ def _run_epoch(
     steps = len(groups)
     sums = np.zeros(3)
     for step, idx in enumerate(groups):
-        stop = bool(hooks.cancel and hooks.cancel())
-        if opt.group is not None:
-            stop = distributed.total([float(stop)], opt.group)[0] > 0
-        if stop:
+        if _cancelled(hooks, opt.group):
             return None
         parts, shares = _step_loss(fitted, cfg, distributed.shard(idx, opt.group), opt, rng)
         opt.optimizer.zero_grad(set_to_none=True)
@@ -218,6 +212,12 @@ def _run_epoch(
         )
     mean = np.asarray(distributed.total(list(sums), opt.group)) / max(1, steps)
     return {"loss": float(mean[0]), "loss_engagement": float(mean[1]), "loss_rating": float(mean[2])}
+
+
+def _cancelled(hooks: Hooks, group: Group | None) -> bool:
+    """A cancel was asked (on rank 0: every rank stops at the same step)."""
+    stop = bool(hooks.cancel and hooks.cancel())
+    return distributed.total([float(stop)], group)[0] > 0 if group is not None else stop
 
 
 def _step_loss(
@@ -254,26 +254,28 @@ def _private_epoch(
     epoch: int,
     plan: PrivacyPlan,
 ) -> dict[str, float] | None:
-    """One epoch of DP-SGD: Poisson-sampled users, each one's gradient clipped, Gaussian noise on the sum."""
+    """One epoch of DP-SGD: Poisson-sampled users, each one's gradient clipped, Gaussian noise on the sum. In several
+    processes every rank draws the same sample and takes every world-th sampled user; the clipped sums are added up
+    over the ranks and every rank adds the same noise, once: the mechanism of one process."""
     fitted.model.train()
     params = [p for p in list(fitted.model.parameters()) + list(opt.loss_fn.parameters()) if p.requires_grad]
     # who is sampled and the noise must not follow from anything stored with the run (its seed is): both
-    # are drawn from generators seeded by the operating system's random source
-    sampling = np.random.default_rng(secrets.randbits(128))
-    noise = torch.Generator().manual_seed(secrets.randbits(63))
-    sums, seen, norms = np.zeros(3), 0, []
+    # are drawn from generators seeded by the operating system's random source (rank 0's, shared by the ranks)
+    seeds = distributed.broadcast((secrets.randbits(128), secrets.randbits(63)), opt.group)
+    sampling, noise = np.random.default_rng(seeds[0]), torch.Generator().manual_seed(seeds[1])
+    alone = Optimization(opt.loss_fn, opt.optimizer, opt.tuner, None, None)  # one user's loss: no collective
+    sums, norms = np.zeros(4), []
     for step in range(plan.steps_per_epoch):
-        if hooks.cancel and hooks.cancel():
+        if _cancelled(hooks, opt.group):
             return None
         step_sum = NoisySum(params, plan, noise)
-        for user in users[sampling.random(len(users)) < plan.sample_rate]:
-            parts, _ = _step_loss(fitted, cfg, np.array([user]), opt)
+        for user in distributed.shard(users[sampling.random(len(users)) < plan.sample_rate], opt.group):
+            parts, _ = _step_loss(fitted, cfg, np.array([user]), alone)
             norms.append(step_sum.add(parts.total))
-            sums += [parts.total.item(), parts.engagement.item(), parts.rating.item()]
-            seen += 1
-        step_sum.release()
+            sums += [parts.total.item(), parts.engagement.item(), parts.rating.item(), 1]
+        step_sum.release(opt.group)
         opt.optimizer.step()
-        loss = float(sums[0] / max(1, seen))
+        loss = float(sums[0] / max(1, sums[3]))
         report(
             hooks.progress,
             "step",
@@ -284,7 +286,9 @@ def _private_epoch(
             steps=plan.steps_per_epoch,
             loss=loss,
         )
-    mean = sums / max(1, seen)
+    sums = np.asarray(distributed.total(list(sums), opt.group))
+    norms = [n for part in distributed.gathered(norms, opt.group) for n in part]  # every rank's users
+    mean = sums[:3] / max(1, sums[3])
     return {
         "loss": float(mean[0]),
         "loss_engagement": float(mean[1]),
