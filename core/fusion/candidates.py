@@ -251,8 +251,8 @@ def build_candidates(
     pop, fresh, counts = item_signals(data, None if context == "all" else split.train_end)
     vrange = value_range(data)
     m = None if data.n_items <= full_items else per_anchor
-    found = {}  # one forward batch of users per block; in a sharded job (torch.distributed) this rank's blocks
-    for i in distributed.mine((len(users) + _BATCH - 1) // _BATCH):
+    found, n_blocks = {}, -(-len(users) // _BATCH)  # one forward batch of users per block
+    for i in distributed.mine(n_blocks):  # in a sharded job (torch.distributed) this rank's blocks
         sl = slice(i * _BATCH, (i + 1) * _BATCH)
         scores, states = user_scores(rec.model_, data, users[sl], ends[sl], rec.device_, _BATCH, actual_time)
         mask = exclusion_mask(data, users[sl], ends[sl]) if exclude_seen else np.zeros(scores.shape, bool)
@@ -264,7 +264,7 @@ def build_candidates(
             minmax_probability(scores, ~mask), rating_signal(raw, vrange), pop, fresh, ~mask, listed, m
         )
         found[i] = (block, raw[rows, targets[sl]])
-    merged = distributed.in_order(found, (len(users) + _BATCH - 1) // _BATCH)  # every rank's blocks, in user order
+    merged = distributed.in_order(found, n_blocks)  # every rank's blocks, in user order
     blocks, predicted = [b for b, _ in merged], [p for _, p in merged]
     if not blocks:
         raise DataError(f"no user has a {context} target under this protocol: nothing to rank")

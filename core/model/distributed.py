@@ -101,9 +101,7 @@ def in_order(found: dict[int, Any], n: int, group: Group | None = None) -> list[
     rank (each then reports the same merged result: a sharded job equals its single-process run)."""
     group = group if group is not None else current()
     if group is not None:
-        parts: list[dict[int, Any]] = [{} for _ in range(group.world)]
-        dist.all_gather_object(parts, found)
-        found = {i: v for part in parts for i, v in part.items()}
+        found = {i: v for part in gathered(found, group) for i, v in part.items()}
     return [found[i] for i in range(n)]
 
 

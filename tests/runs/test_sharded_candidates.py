@@ -63,3 +63,10 @@ def test_fusion_candidates_sharded_over_two_processes_equal_one(
     assert list(again["contexts"]) == ["all", "test"] and all(c["cached"] for c in again["contexts"].values())
     wrong = cli.subprocess("candidates", "--run", run_id, "--context", "tset", workspace=ds.ws.root)
     assert wrong.code == 2 and "'tset'" in wrong.err and "test, valid, all" in wrong.err
+
+
+def test_the_command_offers_the_contexts_the_core_builds() -> None:
+    from core.cli.fusion import CONTEXTS as OFFERED
+    from core.fusion.candidates import CONTEXTS
+
+    assert OFFERED == CONTEXTS  # the CLI keeps its own copy so that parsing does not import torch
