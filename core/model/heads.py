@@ -8,6 +8,8 @@ rating       = tower([task state, item, task state * item, user mean]) + item bi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -61,17 +63,52 @@ class EngagementHead(nn.Module):
     ) -> torch.Tensor:
         """[P, De (+ D memory) (+ 2L repeat)] x items [N', D] (all, when item_idx is None) -> logits [P, N'];
         or paired [P] when items [P, D]; ``shared``: ``item_idx`` [K] are candidates of every row -> [P, K]."""
-        de = self.proj.in_features
-        h = self.proj(task_state[..., :de])
-        if self.memory_dim and task_state.shape[-1] > de:  # the behavior memory's trailing features
-            h = h + task_state[..., de : de + self.memory_dim]
+        h = self._user(task_state)
         bias = item_bias(self.item_bias, item_idx, self.dropped)
         logits = h @ items.T + bias if item_idx is None or shared else (h * items).sum(-1) + bias
-        repeat, rest = self._repeat[0], task_state[..., de + self.memory_dim :]
+        repeat, rest = self._repeat[0], task_state[..., self.proj.in_features + self.memory_dim :]
         if repeat is None or rest.shape[-1] == 0:
             return logits
         evidence, seen = unpack(rest)
-        return repeat.combine(logits, evidence, seen, item_idx, task_state[..., :de], shared)
+        return repeat.combine(logits, evidence, seen, item_idx, task_state[..., : self.proj.in_features], shared)
+
+    def blocks(self, task_state: torch.Tensor, items: torch.Tensor, width: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """The logits over every item (``forward`` with ``item_idx`` None), ``width`` columns at a time: (first
+        column, logits [P, <= width]) of task states [P, ...] and every item's representation [N+1, D]. The
+        [P, N+1] matrix is never held, and a block stays in the CPU's cache while the caller reads it; each block
+        is written into the previous one's memory (keep what you need before the next)."""
+        h = self._user(task_state)
+        bias = item_bias(self.item_bias, None, self.dropped)
+        repeat, rest = self._repeat[0], task_state[..., self.proj.in_features + self.memory_dim :]
+        cells = None
+        if repeat is not None and rest.shape[-1]:
+            evidence, seen = unpack(rest)
+            cells = repeat.history_cells(
+                evidence,
+                seen,
+                None,
+                task_state[..., : self.proj.in_features],
+                lambda r, c: (h[r] * items[c]).sum(-1) + bias[c],
+            )
+            order = torch.argsort(cells[1])  # by column: each block's cells are one slice
+            cells = (cells[0][order], cells[1][order], cells[2][order].to(h.dtype))
+        n = items.shape[0]
+        buffer = h.new_empty(h.shape[0], min(width, n))
+        for lo in range(0, n, width):
+            hi = min(lo + width, n)
+            out = torch.addmm(bias[lo:hi], h, items[lo:hi].T, out=buffer if hi - lo == width else None)
+            if cells is not None:
+                a, b = (int(x) for x in torch.searchsorted(cells[1], torch.tensor([lo, hi], device=h.device)))
+                out[cells[0][a:b], cells[1][a:b] - lo] = cells[2][a:b]
+            yield lo, out
+
+    def _user(self, task_state: torch.Tensor) -> torch.Tensor:
+        """The user side of the dot product: the projected task state (+ the behavior memory's trailing features)."""
+        de = self.proj.in_features
+        h = self.proj(task_state[..., :de])
+        if self.memory_dim and task_state.shape[-1] > de:
+            h = h + task_state[..., de : de + self.memory_dim]
+        return h
 
 
 class RatingHead(nn.Module):
