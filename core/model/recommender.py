@@ -45,11 +45,12 @@ from core.model.held_out import (
 from core.model.item_table import encode_items, item_texts
 from core.model.losses import MultiTaskLoss
 from core.model.network import BehaviorModel
+from core.model.optimizer import make_optimizer
 from core.model.protocol import STANDIN, Protocol, RatingScale, TargetChoice, resolve_target
 from core.model.rating_refit import refit_rating
 from core.model.recommendation import top_items
 from core.model.train_state import has_train_state, load_train_state
-from core.model.training import FitState, Hooks, fit, make_optimizer, refits_rating
+from core.model.training import FitState, Hooks, fit, refits_rating
 from core.model.warm_start import Parent, check_architecture, warm_start
 from core.progress import CancelFn, ProgressFn
 

@@ -27,7 +27,7 @@ from core.model.evaluation import PER_USER, evaluate_split
 from core.model.fitted import Fitted
 from core.model.heap import return_freed_memory, trim_freed_memory
 from core.model.losses import MultiTaskLoss, training_counts
-from core.model.network import BehaviorModel
+from core.model.optimizer import make_optimizer
 from core.model.privacy import NoisySum, PrivacyPlan, plan_privacy, refuse_unprivate_modules
 from core.progress import CancelFn, ProgressFn, report
 
@@ -155,17 +155,6 @@ def refits_rating(cfg: TrainConfig) -> bool:
     if cfg.rating_refit_epochs <= 0:
         return False
     return isinstance(cfg.loss_weights, str) or (cfg.loss_weights[0] > 0 and cfg.loss_weights[1] > 0)
-
-
-def make_optimizer(
-    model: BehaviorModel, loss_fn: MultiTaskLoss, cfg: TrainConfig, tuner: Any = None
-) -> torch.optim.Optimizer:
-    """AdamW over the model's and the loss's parameters, and a fine-tuned encoder's at its own rate, no decay."""
-    params = [p for p in list(model.parameters()) + list(loss_fn.parameters()) if p.requires_grad]
-    groups: list[dict[str, Any]] = [{"params": params}]
-    if tuner is not None:
-        groups.append({"params": tuner.parameters(), "lr": tuner.spec.learning_rate, "weight_decay": 0.0})
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _run_epoch(

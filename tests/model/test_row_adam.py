@@ -1,0 +1,97 @@
+"""The lazy item-table update (core.model.optimizer.RowAdamW): AdamW itself where a step reads every row, only the
+rows read otherwise, AdamW's state layout, and the switch that makes the item-ID gradient sparse."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from core.model.optimizer import RowAdamW, use_row_updates
+
+
+def _tables(seed: int = 0) -> tuple[nn.Embedding, nn.Embedding]:
+    torch.manual_seed(seed)
+    dense = nn.Embedding(12, 4)
+    sparse = copy.deepcopy(dense)
+    sparse.sparse = True
+    return dense, sparse
+
+
+def _loss(table: nn.Embedding, idx: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ((table(idx) - target) ** 2).sum()
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.1])
+def test_a_step_that_reads_every_row_is_adamw(decay: float) -> None:
+    dense, sparse = _tables()
+    ref = torch.optim.AdamW(dense.parameters(), lr=0.05, weight_decay=decay)
+    lazy = RowAdamW(sparse.parameters(), lr=0.05, weight_decay=decay)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        idx = torch.cat([torch.arange(12), torch.randint(0, 12, (20,), generator=gen)])  # every row, some twice
+        target = torch.randn(len(idx), 4, generator=gen)
+        for table, opt in ((dense, ref), (sparse, lazy)):
+            opt.zero_grad()
+            _loss(table, idx, target).backward()
+            opt.step()
+    assert sparse.weight.grad is not None and sparse.weight.grad.is_sparse
+    torch.testing.assert_close(sparse.weight, dense.weight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(lazy.state[sparse.weight]["exp_avg_sq"], ref.state[dense.weight]["exp_avg_sq"])
+
+
+def test_rows_a_step_does_not_read_stay_as_they_are() -> None:
+    _, sparse = _tables()
+    lazy = RowAdamW(sparse.parameters(), lr=0.05)
+    before = sparse.weight.detach().clone()
+    for step in range(3):
+        lazy.zero_grad()
+        _loss(sparse, torch.tensor([1, 2, 2]), torch.ones(3, 4)).backward()
+        lazy.step()
+        if step == 0:
+            lazy.zero_grad()
+            _loss(sparse, torch.tensor([5]), torch.ones(1, 4)).backward()
+            lazy.step()
+    moved = (sparse.weight.detach() != before).any(1)
+    assert moved.tolist() == [i in (1, 2, 5) for i in range(12)]
+    # row 5 was read once: dense AdamW's momentum would have kept moving it on the three later steps
+    dense, _ = _tables()
+    ref = torch.optim.AdamW(dense.parameters(), lr=0.05)
+    for step in range(3):
+        ref.zero_grad()
+        _loss(dense, torch.tensor([1, 2, 2]), torch.ones(3, 4)).backward()
+        ref.step()
+        if step == 0:
+            ref.zero_grad()
+            _loss(dense, torch.tensor([5]), torch.ones(1, 4)).backward()
+            ref.step()
+    assert not torch.allclose(dense.weight[5], sparse.weight[5])
+
+
+def test_its_state_loads_into_adamw_and_back() -> None:
+    _, sparse = _tables()
+    lazy = RowAdamW(sparse.parameters(), lr=0.05)
+    _loss(sparse, torch.tensor([0, 3]), torch.ones(2, 4)).backward()
+    lazy.step()
+    dense = copy.deepcopy(sparse)
+    dense.sparse = False
+    ref = torch.optim.AdamW(dense.parameters(), lr=0.05)
+    ref.load_state_dict(lazy.state_dict())
+    assert float(ref.state[dense.weight]["step"]) == 1.0
+    again = RowAdamW(sparse.parameters(), lr=0.05)
+    again.load_state_dict(ref.state_dict())
+    torch.testing.assert_close(again.state[sparse.weight]["exp_avg"], lazy.state[sparse.weight]["exp_avg"])
+
+
+@pytest.mark.parametrize(
+    ("sampled", "private", "processes", "expected"),
+    [(True, False, 1, True), (False, False, 1, False), (True, True, 1, False), (True, False, 2, False)],
+)
+def test_only_a_sampled_loss_in_one_process_makes_the_item_gradient_sparse(
+    sampled: bool, private: bool, processes: int, expected: bool
+) -> None:
+    table = nn.Embedding(5, 2, sparse=not expected)
+    assert use_row_updates(table, sampled, private, processes) is expected
+    assert table.sparse is expected
