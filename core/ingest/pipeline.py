@@ -161,6 +161,8 @@ def _scratch(memory_limit: str) -> Iterator[duckdb.DuckDBPyConnection]:
         raise DataError(f"{MEMORY_ENV}={memory_limit!r} is not a memory size such as 1GB or 512MB") from exc
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # no progress bar: DuckDB prints it on stdout for a long query, inside a command's JSON output
+        con.execute("SET enable_progress_bar = false")
         yield con
     finally:
         con.close()

@@ -164,6 +164,8 @@ class Workspace:
                 raise WorkspaceError(f"cannot open workspace database {self.db_path}: {exc}") from exc
             try:
                 con.execute("SET TimeZone='UTC'")
+                # no progress bar: DuckDB prints it on stdout for a long query, inside a command's JSON output
+                con.execute("SET enable_progress_bar = false")
                 yield con
             finally:
                 con.close()

@@ -184,3 +184,13 @@ def test_concurrent_key_creation_yields_one_key(tmp_path) -> None:
     outs = [(p.wait(timeout=60), p.stdout.read().strip(), p.stderr.read()) for p in procs]
     assert all(c == 0 for c, _, _ in outs), outs
     assert len({o for _, o, _ in outs}) == 1
+
+
+def test_no_connection_prints_a_progress_bar(ws) -> None:
+    """DuckDB prints a progress bar on stdout for a long query: inside a command's --json output it would break it."""
+    from core.ingest.pipeline import _scratch
+
+    with ws.connect() as con:
+        assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone() == (False,)
+    with _scratch("256MB") as con:
+        assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone() == (False,)
