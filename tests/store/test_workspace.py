@@ -187,10 +187,18 @@ def test_concurrent_key_creation_yields_one_key(tmp_path) -> None:
 
 
 def test_no_connection_prints_a_progress_bar(ws) -> None:
-    """DuckDB prints a progress bar on stdout for a long query: inside a command's --json output it would break it."""
-    from core.ingest.pipeline import _scratch
-
-    with ws.connect() as con:
-        assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone() == (False,)
-    with _scratch("256MB") as con:
-        assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone() == (False,)
+    """DuckDB prints a progress bar on stdout for a long query (on by default in a process whose stdout is a pipe):
+    inside a command's --json output it would break it."""
+    code = (
+        "import sys; from pathlib import Path; from core.store.workspace import Workspace; "
+        "from core.ingest.pipeline import _scratch; import duckdb\n"
+        "q = \"SELECT current_setting('enable_progress_bar')\"\n"
+        "print(duckdb.connect().execute(q).fetchone()[0])\n"
+        "with Workspace(Path(sys.argv[1])).connect() as con: print(con.execute(q).fetchone()[0])\n"
+        "with _scratch('256MB') as con: print(con.execute(q).fetchone()[0])\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ws.root)], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["True", "False", "False"]  # DuckDB's default here, then both of ours
