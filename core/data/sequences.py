@@ -98,12 +98,17 @@ def build_sequences(
     )
     order = [S.USER_ID, "_ts", S.ITEM_ID] + ([S.ROW] if S.ROW in frame.columns else [])
     frame = frame.sort_values(order, kind="stable")
-    vocab = np.array([""] + sorted(set(map(str, item_ids if item_ids is not None else frame[S.ITEM_ID]))), dtype=object)
+    ids = frame[S.ITEM_ID].to_numpy(dtype=object)
+    known = pd.unique(ids) if item_ids is None else set(map(str, item_ids))  # distinct by hashing, then sorted
+    vocab = np.array([""] + sorted(known), dtype=object)
     beh_vocab = [""] + list(behaviors if behaviors is not None else _behavior_order(frame[S.BEHAVIOR]))
-    item = _codes(frame[S.ITEM_ID].astype(str).to_numpy(), vocab[1:], "item")
-    beh = _codes(frame[S.BEHAVIOR].astype(str).to_numpy(), np.array(beh_vocab[1:], dtype=object), "behavior")
-    users, starts = np.unique(frame[S.USER_ID].astype(str).to_numpy(), return_index=True)
-    offsets = np.append(starts, len(frame)).astype(np.int64)
+    item = _codes(ids, vocab[1:], "item")
+    beh = _codes(
+        frame[S.BEHAVIOR].astype(str).to_numpy(dtype=object), np.array(beh_vocab[1:], dtype=object), "behavior"
+    )
+    user = frame[S.USER_ID].to_numpy(dtype=object)  # sorted: each user's events are one run of rows
+    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
+    users, offsets = user[starts], np.append(starts, len(frame)).astype(np.int64)
     value = (
         frame[S.VALUE].to_numpy(dtype=np.float32, na_value=np.nan)
         if S.VALUE in frame
@@ -152,12 +157,12 @@ def _behavior_order(labels: pd.Series) -> list[str]:
 
 
 def _codes(values: np.ndarray, vocab: np.ndarray, what: str) -> np.ndarray:
-    """1-based positions of ``values`` in the sorted-or-listed ``vocab``."""
-    lookup = {v: i + 1 for i, v in enumerate(vocab)}
-    try:
-        return np.fromiter((lookup[v] for v in values), dtype=np.int64, count=len(values))
-    except KeyError as exc:
-        raise DataError(f"{what} {exc.args[0]!r} is not in the model's {what} vocabulary") from exc
+    """1-based positions of ``values`` in the sorted-or-listed ``vocab`` (distinct), by one hash lookup each."""
+    codes = pd.Index(vocab, dtype=object).get_indexer(values)
+    unknown = codes < 0
+    if unknown.any():
+        raise DataError(f"{what} {values[int(unknown.argmax())]!r} is not in the model's {what} vocabulary")
+    return codes.astype(np.int64) + 1
 
 
 @overload
