@@ -5,7 +5,8 @@ and the drawn negatives. With a dense gradient, every step still wrote a [N+1, D
 of it and its two moments: at 10^5-10^6 items, most of a step. Here the item-ID table's gradient is sparse (its
 embedding is ``sparse=True``) and its rows are updated as torch's SparseAdam and TensorFlow's LazyAdam do: a row's
 moments decay on the steps that touch it, not on every step (the known difference from dense Adam: a row's old
-momentum does not keep moving it while it is not read). Every other parameter is AdamW's, as before; the state has
+momentum does not keep moving it while it is not read; weight decay, 0 by default, likewise
+reaches a row on the steps that read it). Every other parameter is AdamW's, as before; the state has
 AdamW's layout, so a training state saved by either loads in the other.
 """
 
