@@ -44,7 +44,8 @@ def rank_catalogue(
     # one comparison per block: "outranks" is > the target's score after it, >= before it (ties: the smaller index)
     above = torch.nextafter(score, torch.tensor(float("-inf"), device=device))
     count = torch.zeros(len(target), dtype=torch.int64, device=device)
-    top_v, top_i = [], []
+    best = torch.full((len(target), k), float("-inf"), device=device)  # each row's top k so far, and their items
+    best_at = torch.full((len(target), k), 0, dtype=torch.long, device=device)
     for lo, logits in model.engagement.blocks(task_e, items, block):
         hi = lo + logits.shape[1]
         logits = logits.float()
@@ -61,15 +62,15 @@ def rank_catalogue(
             own = (target[r] - lo).unsqueeze(1)
             part, s = logits[r], score[r].unsqueeze(1)
             count[r] += (torch.where(column < own, part >= s, part > s) & (column != own)).sum(1)
-        v, i = torch.topk(logits, min(k, hi - lo), dim=1)
-        top_v.append(v)
-        top_i.append(i + lo)
+        # the top k: only rows whose block holds a logit above their k-th best so far (after the first blocks, few)
+        peak = torch.nan_to_num(logits.amax(1), nan=float("inf"))
+        r = (peak > best[:, -1]).nonzero().squeeze(1)
+        if len(r):
+            v, i = torch.topk(logits[r], min(k, hi - lo), dim=1)
+            values, order = torch.topk(torch.cat([best[r], v], 1), k, dim=1)
+            best[r], best_at[r] = values, torch.cat([best_at[r], i + lo], 1).gather(1, order)
     count[missed] = n1
-    values, order = torch.topk(torch.cat(top_v, 1), min(k, n1), dim=1)
-    top = torch.cat(top_i, 1).gather(1, order)
-    top = torch.where(torch.isfinite(values), top - 1, -1)
-    if top.shape[1] < k:
-        top = torch.cat([top, top.new_full((len(top), k - top.shape[1]), -1)], 1)
+    top = torch.where(torch.isfinite(best), best_at - 1, -1)
     return count.cpu().numpy(), top.cpu().numpy()
 
 
