@@ -127,8 +127,10 @@ def test_the_step_rows_carry_gradients_into_the_encoder(tiny_bert_dir: Path) -> 
     out.sum().backward()
     assert live.grad is not None and live.grad.abs().sum() > 0
     plain = items(torch.tensor([[1, 2, 4]]))
-    assert torch.allclose(out[0, 0], plain[0, 0]) and not torch.allclose(out[0, 1], plain[0, 1])
-    assert torch.allclose(every[2], out[0, 1]) and torch.allclose(every[3], items()[3])
+    # the whole table and a few rows go through matrix products of other shapes: equal up to float rounding
+    close = {"rtol": 1e-5, "atol": 1e-6}
+    assert torch.allclose(out[0, 0], plain[0, 0], **close) and not torch.allclose(out[0, 1], plain[0, 1], **close)
+    assert torch.allclose(every[2], out[0, 1], **close) and torch.allclose(every[3], items()[3], **close)
     assert sum(p.numel() for p in net.parameters() if p.requires_grad) > 0
 
 
