@@ -35,17 +35,21 @@ def user_scores(
 
     Asked at the stand-in time unless ``actual_time`` (see :func:`~core.data.batches.history_batch`)."""
     model.eval()
-    scores, states = [], []
+    scores = np.empty((len(users), data.n_items + 1), np.float32)
+    states = torch.empty(0)
     items = model.items(None)  # every item's representation, once (not once per batch: a catalogue's text projection)
+    order = by_length(data, users, ends, model.cfg.max_len)  # batches of similar lengths; rows back in callers' order
     for start in range(0, len(users), batch_size):
-        sl = slice(start, start + batch_size)
-        batch = history_batch(data, users[sl], ends[sl], model.cfg.max_len, actual_time).to(device)
+        rows = order[start : start + batch_size]
+        batch = history_batch(data, users[rows], ends[rows], model.cfg.max_len, actual_time).to(device)
         task_e, task_r = model(batch, last=True)
         logits = model.engagement_logits(task_e, items=items).float()
         logits[:, 0] = float("-inf")
-        scores.append(torch.log_softmax(logits, -1).cpu().numpy())
-        states.append(task_r.float())
-    return np.concatenate(scores), torch.cat(states)
+        scores[rows] = torch.log_softmax(logits, -1).cpu().numpy()
+        if start == 0:
+            states = task_r.new_empty((len(users), task_r.shape[-1]), dtype=torch.float32)
+        states[torch.as_tensor(rows, device=states.device)] = task_r.float()
+    return scores, states
 
 
 @torch.inference_mode()
@@ -112,6 +116,8 @@ def _full_ranking(fitted: Fitted, users: np.ndarray, ends: np.ndarray, targets: 
     model, data, protocol = fitted.model, fitted.data, fitted.protocol
     model.eval()
     items = model.items(None)
+    order = by_length(data, users, ends, model.cfg.max_len)  # batches of similar lengths: little padding
+    users, ends, targets = users[order], ends[order], targets[order]
     ranks, n_cand, tops, states = [], [], [], []
     for lo in range(0, len(users), SCORE_BATCH):
         part = slice(lo, lo + SCORE_BATCH)
@@ -125,7 +131,21 @@ def _full_ranking(fitted: Fitted, users: np.ndarray, ends: np.ndarray, targets: 
         )
         tops.append(top)
         states.append(task_r.float())
-    return ranks, n_cand, tops, states
+    back = np.argsort(order)  # the callers' order
+    return (
+        [np.concatenate(ranks)[back]],
+        [np.concatenate(n_cand)[back]],
+        [np.concatenate(tops)[back]],
+        [torch.cat(states)[torch.as_tensor(back, device=fitted.device)]],
+    )
+
+
+def by_length(data: SequenceData, users: np.ndarray, ends: np.ndarray, max_len: int) -> np.ndarray:
+    """The order of ``users`` by the length of their history window (the events before ``ends``, at most
+    ``max_len``): scored in this order, a batch is padded to about its own users' lengths, not to the longest
+    history of the log (the model reads each user on their own, so the scores are the same)."""
+    lengths = np.minimum(np.asarray(ends) - data.offsets[np.asarray(users)], max_len)
+    return np.argsort(lengths, kind="stable")
 
 
 def _sampled_ranking(fitted: Fitted, users: np.ndarray, ends: np.ndarray, targets: np.ndarray) -> tuple[list, ...]:
