@@ -195,6 +195,7 @@ def _rules(info: SourceInfo, mapping: dict[str, str], opts: IngestOptions, carri
         decimal_comma=info.delimiter == ";",
         time_format=opts.time_format,
         carried=carried,
+        numeric=frozenset(f for f, column in mapping.items() if column in info.numeric),
     )
 
 

@@ -150,12 +150,13 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, info: SourceInfo, table: str, qu
 def peek_values(con: duckdb.DuckDBPyConnection, info: SourceInfo, column: str, limit: int = 20_000) -> list[str | None]:
     """The distinct raw values of ``column`` among the first ``limit`` records (a cheap sample).
 
-    Records the sample cannot parse are skipped; the full read accounts for them.
+    Records the sample cannot parse are skipped; the full read accounts for them. A Parquet file's column is read
+    whole (at most ``limit`` distinct values).
     """
     q = quote_ident(column)
     params: list[object]
-    if info.format == "parquet":
-        sql, params = f"(SELECT CAST({q} AS VARCHAR) AS v FROM read_parquet(?) LIMIT {limit})", [str(info.data_path)]
+    if info.format == "parquet":  # a column read is cheap: every record, so no label is left for a second pass
+        sql, params = f"(SELECT CAST({q} AS VARCHAR) AS v FROM read_parquet(?))", [str(info.data_path)]
     elif info.format == "jsonl":
         src, params = _csv_source(info, ["line"], _JSON_DELIM, "", False, rejects=False)
         sql = (
@@ -166,7 +167,7 @@ def peek_values(con: duckdb.DuckDBPyConnection, info: SourceInfo, column: str, l
         src, params = _csv_source(info, info.columns, info.delimiter or ",", '"', info.header, rejects=False)
         sql = f"(SELECT {q} AS v FROM {src} LIMIT {limit})"
     try:
-        return [r[0] for r in con.execute(f"SELECT DISTINCT v FROM {sql}", params).fetchall()]
+        return [r[0] for r in con.execute(f"SELECT DISTINCT v FROM {sql} LIMIT {limit}", params).fetchall()]
     except _DATA_ERRORS:
         return []
 

@@ -199,7 +199,23 @@ def _parquet_columns(info: SourceInfo) -> list[str]:
         raise UnusableFileError(
             f"{info.path.name} is not a readable Parquet file ({first_line(exc)}): export it again"
         ) from exc
+    info.numeric = {r[0] for r in rows if _is_number(str(r[1]))}
     return [r[0] for r in rows]
+
+
+def _is_number(kind: str) -> bool:
+    """A Parquet column type whose values are numbers (integers, floats, decimals)."""
+    kind = kind.upper()
+    return kind in {
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "FLOAT",
+        "DOUBLE",
+        "REAL",
+    } or kind.startswith(("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "DECIMAL"))
 
 
 def _check_parquet_size(info: SourceInfo, cap: int) -> None:

@@ -29,6 +29,7 @@ class SourceInfo:
     warnings: list[str] = field(default_factory=list)
     read_path: Path | None = None  # what DuckDB reads: a decompressed copy (.parquet.gz) or a screened one
     max_bytes: int = 0  # the size cap, applied to the decompressed bytes (0: not set)
+    numeric: set[str] = field(default_factory=set)  # Parquet columns stored as numbers (their text needs no trim)
 
     @property
     def delimiter_name(self) -> str | None:

@@ -43,6 +43,7 @@ class Rules:
     decimal_comma: bool
     time_format: str | None
     carried: tuple[str, ...] = ()  # SQL of extra fields read along (``... AS d0``: core.ingest.item_text)
+    numeric: frozenset[str] = frozenset()  # fields read from number columns (Parquet): their text is never padded
 
 
 def _col(rules: Rules, fld: str) -> str | None:
@@ -55,7 +56,10 @@ def _raw_fields(rules: Rules) -> str:
 
     def trimmed(fld: str) -> str:
         col = _col(rules, fld)
-        return "CAST(NULL AS VARCHAR)" if col is None else f"nullif(trim({col}), '')"
+        if col is None:
+            return "CAST(NULL AS VARCHAR)"
+        # a number's text has no spaces and is never empty (trimming 10M IDs and times was a tenth of the read)
+        return col if fld in rules.numeric else f"nullif(trim({col}), '')"
 
     b_col = _col(rules, S.BEHAVIOR)
     t_col = _col(rules, S.TEXT)
