@@ -37,8 +37,9 @@ def save_train_state(
     ``tuner``: the fine-tuned encoder (:class:`core.model.finetune.EncoderTuner`), when there is one."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"loss.{k}": v for k, v in loss_fn.state_dict().items()})
-    if state.best_state is not None:
-        tensors.update({f"best.{k}": v for k, v in state.best_state.items()})
+    if state.best_state is not None:  # a tensor the best state shares with the model is written once (model.*)
+        current = model.state_dict()
+        tensors.update({f"best.{k}": v for k, v in state.best_state.items() if not _same(v, current.get(k))})
     if tuner is not None:
         tensors.update({f"encoder.{k}": v for k, v in tuner.state().items()})
         tensors.update({f"best_encoder.{k}": v for k, v in (state.best_tuner or {}).items()})
@@ -72,6 +73,11 @@ def save_train_state(
     os.replace(pending, folder / STATE_TENSORS)
 
 
+def _same(a: torch.Tensor, b: torch.Tensor | None) -> bool:
+    """The same memory (a tensor the best state shares with the model), not merely equal values."""
+    return b is not None and a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+
+
 def has_train_state(folder: Path) -> bool:
     tensors = folder / STATE_TENSORS
     pending = folder / (STATE_TENSORS + PENDING_SUFFIX)
@@ -101,6 +107,8 @@ def load_train_state(
         {"state": _optimizer_slots(part.get("opt", {}), meta.get("scalars", {})), "param_groups": meta["param_groups"]}
     )
     best = part.get("best") or None
+    if best is not None:  # what the best state shared with the model (core.model.training.snapshot) is the model's
+        best = {**{k: v for k, v in model.state_dict().items() if k not in best}, **best}
     score = meta.get("best_score")
     state = FitState(
         history=list(meta.get("history", [])),

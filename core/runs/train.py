@@ -18,7 +18,7 @@ from core.model import distributed
 from core.model.config import check_settings
 from core.model.recommender import Recommender
 from core.model.train_state import save_train_state
-from core.model.training import FitState
+from core.model.training import FitState, snapshot
 from core.model.warm_start import Parent, read_parent
 from core.progress import CancelFn, ProgressFn
 from core.runs.lifecycle import resuming
@@ -233,7 +233,7 @@ def _finish(rec: Recommender, folder: Path, key: bytes) -> dict[str, Any]:
 def _checkpoint(rec: Recommender, folder: Path, key: bytes, state: FitState, epoch: int) -> None:
     """After every epoch: the training state and the best model so far (a crash loses one epoch)."""
     save_train_state(folder, rec.model_, rec.optimizer_, rec.loss_fn_, state, epoch, rec.tuner_)
-    current = {k: v.detach().clone() for k, v in rec.model_.state_dict().items()}
+    current = snapshot(rec.model_, rec.tuner_ is not None)  # the frozen text table is shared, not copied
     if state.best_state is not None:
         rec.model_.load_state_dict(state.best_state)
     rec.history_, rec.best_epoch_, rec.privacy_ = state.history, state.best_epoch, state.privacy

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from tiny_support import TINY_MODEL  # tests/tiny_support.py
 
 from core.errors import NotFoundError
@@ -41,6 +42,10 @@ def test_cancelled_run_resumes_from_its_last_epoch(ws, dataset: str) -> None:
     assert run_record(ws, run_id)["status"] == "cancelled"
     assert (folder / STATE_JSON).is_file() and (folder / STATE_TENSORS).is_file()
     assert seen == [1]
+
+    with safe_open(str(folder / STATE_TENSORS), "pt") as saved:  # the frozen text table is written once
+        keys = set(saved.keys())
+    assert "model.items.text" in keys and "best.items.text" not in keys and "best.items.id_emb.weight" in keys
 
     resumed: list[int] = []
     resume_run(open_run(ws, run_id), progress=lambda e: resumed.append(e["epoch"]) if e["event"] == "epoch" else None)
@@ -109,3 +114,19 @@ class _Killer:
 
     def __init__(self, kill) -> None:
         self.replace = kill
+
+
+def test_the_best_state_shares_the_frozen_text_table_and_copies_the_rest() -> None:
+    from core.model.config import ModelConfig
+    from core.model.network import BehaviorModel
+    from core.model.training import snapshot
+
+    model = BehaviorModel(ModelConfig(n_items=5, n_behaviors=3, text_dim=4, d_model=8, n_heads=2), torch.randn(6, 4))
+    frozen, tuned = snapshot(model, tuned=False), snapshot(model, tuned=True)
+    assert frozen["items.text"].data_ptr() == model.items.text.data_ptr()  # the same memory, not a copy
+    assert tuned["items.text"].data_ptr() != model.items.text.data_ptr()  # a fine-tuned encoder changes it
+    weight = model.items.id_emb.weight
+    assert frozen["items.id_emb.weight"].data_ptr() != weight.data_ptr()
+    with torch.no_grad():
+        weight.add_(1.0)  # training moves the weights; the snapshot keeps the epoch's
+    assert not torch.equal(frozen["items.id_emb.weight"], weight)
