@@ -51,7 +51,7 @@ from core.fusion.formula import (
 )
 from core.fusion.ranking import ANCHORS, NO_OUTSIDE, Candidates, top_columns
 from core.model import distributed
-from core.model.evaluation import exclusion_mask, user_scores
+from core.model.evaluation import by_length, exclusion_mask, user_scores
 from core.model.network import BehaviorModel
 from core.model.protocol import RatingScale
 from core.model.recommender import Recommender
@@ -250,6 +250,11 @@ def build_candidates(
         users, targets, truth = split.users, data.item[ends], data.value[ends].astype(np.float32)
     pop, fresh, counts = item_signals(data, None if context == "all" else split.train_end)
     vrange = value_range(data)
+    # users in evaluation's order (by history length) and batches, so that the scores are evaluation's, bit for bit;
+    # the rows go back to the users' order below
+    order = by_length(data, users, ends, rec.model_.cfg.max_len)
+    given = users, targets, truth
+    users, ends, targets = users[order], ends[order], targets[order]
     m = None if data.n_items <= full_items else per_anchor
     found, n_blocks = {}, -(-len(users) // _BATCH)  # one forward batch of users per block
     for i in distributed.mine(n_blocks):  # in a sharded job (torch.distributed) this rank's blocks
@@ -268,8 +273,10 @@ def build_candidates(
     blocks, predicted = [b for b, _ in merged], [p for _, p in merged]
     if not blocks:
         raise DataError(f"no user has a {context} target under this protocol: nothing to rank")
-    out = stack_blocks(blocks)
-    target_rating = np.where(targets > 0, np.concatenate(predicted), np.nan).astype(np.float32)
+    back = np.argsort(order)
+    out = {k: v[back] for k, v in stack_blocks(blocks).items()}  # every array is one row per user
+    users, targets, truth = given
+    target_rating = np.where(targets > 0, np.concatenate(predicted)[back], np.nan).astype(np.float32)
     return Candidates(
         users=users.astype(np.int64),
         items=out["items"],

@@ -369,3 +369,37 @@ def test_cache_round_trip_and_staleness(tmp_path: Path) -> None:
     loaded, meta = FCACHE.read_cache(tmp_path, "k", {"context": "test"})
     np.testing.assert_array_equal(loaded.items, c.items)
     assert FCACHE.read_cache(tmp_path, "k", {"context": "valid"}) is None  # stale: another context
+
+
+def test_the_fusion_cache_scores_users_in_evaluations_batches(
+    tmp_path: Path, tiny_run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Evaluation scores users in batches by history length; a user's logits differ in their last bits with the batch
+    (its padding), so the fusion cache takes the same batches: its engagement-only ranking is then evaluation's
+    exactly. Batches of 4 users here, so there are many."""
+    from core.model import evaluation
+
+    made = tiny_run(tmp_path, n_users=40)
+    rec = open_run(made.ws, made.run_id).recommender()
+    monkeypatch.setattr(evaluation, "SCORE_BATCH", 4)
+    monkeypatch.setattr(FC, "_BATCH", 4)
+    seen: list[tuple[int, ...]] = []
+    real = evaluation.history_batch
+
+    def spy(data: Any, users: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        seen.append(tuple(int(u) for u in users))
+        return real(data, users, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "history_batch", spy)
+    split = rec.fitted().split
+    evaluation.score_events(rec.fitted(), split.users, split.valid_pos, split.valid_pos)
+    scored, seen[:] = list(seen), []
+    cands = FC.build_candidates(rec, "valid", True, rec.protocol_.target_behavior)
+    assert seen == scored and len(seen) == 10  # the same 10 batches, in the same order
+    assert sorted(len(b) for b in seen) == [4] * 10 and [u for b in seen for u in b] != sorted(split.users.tolist())
+    assert cands.users.tolist() == split.users.tolist()  # the rows back in the users' order
+    plain = evaluate_run(open_run(made.ws, made.run_id), True)
+    fused = FR.evaluate_fused(open_run(made.ws, made.run_id), {"engagement": 1}, True)
+    for which in ("test", "valid"):
+        for key in RANKING:
+            assert fused[which][key] == plain[which][key], (which, key)
