@@ -1,5 +1,5 @@
 """A Parquet log of number columns reads as its text would (numbers skip the trim, core.ingest.validation), and exact
-duplicates are found by sorted row hashes, in one pass or several (core.ingest.report.repeated_hashes)."""
+duplicates are found by sorted row hashes, in one pass or several (core.ingest.duplicates.repeated_hashes)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from core import schema as S
+from core.ingest.duplicates import repeated_hashes
 from core.ingest.options import IngestOptions
 from core.ingest.pipeline import ingest
-from core.ingest.report import repeated_hashes
 
 T0 = 1_700_000_000
 # user, item, timestamp (seconds, a float, or none), behavior, value: good rows, exact copies, a missing and an
