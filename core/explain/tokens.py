@@ -132,13 +132,15 @@ def _event_text(model: BehaviorModel) -> EventText:
 
 
 def _with_row(model: BehaviorModel, item: int, row: torch.Tensor, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """``fn()`` with row ``item`` of the (private) model's text table replaced by ``row`` [T] (differentiable)."""
-    stored = model.items.text
-    model.items.text = stored.index_put((torch.tensor([item]),), row[None].to(stored.dtype))
+    """``fn()`` with item ``item``'s text vector in the (private) model's text table replaced by ``row`` [T]
+    (differentiable): a row of its own (items with the same text share one)."""
+    text, text_of = model.items.text, model.items.text_of
+    model.items.text = torch.cat([text, row[None].to(text.dtype)])
+    model.items.text_of = text_of.index_put((torch.tensor([item]),), torch.tensor(text.shape[0]))
     try:
         return fn()
     finally:
-        model.items.text = stored
+        model.items.text, model.items.text_of = text, text_of
 
 
 def token_attributions(
@@ -234,7 +236,7 @@ def _one(
         text, stored = texts[idx], _event_text(model).table[idx]
         score = event_text_score(subject, model, idx, position)
     else:
-        text, stored = titles.get(item_id, (None, None))[1] or "", model.items.text[idx]
+        text, stored = titles.get(item_id, (None, None))[1] or "", model.items.vectors(torch.tensor(idx))
         score = candidate_score(subject, model, idx) if position is None else event_score(subject, model, idx, position)
     out = attribute_text(live, score, text, *quadrature)
     gap = check_embedding(out.pop("embedding"), stored, item_id)

@@ -142,7 +142,9 @@ def _network(config: dict[str, Any], state: dict[str, Any], folder: Path) -> Beh
         text = state["items.text"]
     except (TypeError, KeyError) as exc:
         raise ArtifactError(f"{folder / CONFIG_FILE} does not describe this model ({exc})") from exc
-    return BehaviorModel(mcfg, text)
+    if "items.text_of" not in state:  # saved before the table held each distinct text once: a row per item
+        state["items.text_of"] = torch.arange(text.shape[0])
+    return BehaviorModel(mcfg, text, state["items.text_of"])
 
 
 def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:

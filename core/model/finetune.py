@@ -98,7 +98,7 @@ class EncoderTuner:
 
     def refresh(self, model: Any) -> None:
         """Re-encode every item text (and the event texts) through the current encoder into ``model``'s tables."""
-        model.items.text.copy_(self.encode_all(self.items).to(model.items.text.device))
+        model.items.set_vectors(self.encode_all(self.items))
         if model.events.text is not None and self.events:
             model.events.text.set_table(self.encode_all(self.events))
 
@@ -157,7 +157,7 @@ def finish_tuning(rec: Any, best: dict[str, torch.Tensor] | None, cache_dir: Any
     rec.encoder_fingerprint_ = tuned_fingerprint(tuner.base_fingerprint, sha256_bytes(tensor_bytes(state)))
     if cache_dir:
         model = rec.model_
-        rows = {text_key(t): v for t, v in zip(tuner.items, model.items.text[1:].cpu().numpy())}
+        rows = {text_key(t): v for t, v in zip(tuner.items, model.items.vectors()[1:].cpu().numpy())}
         if model.events.text is not None and tuner.events:
             rows.update({text_key(t): v for t, v in zip(tuner.events, model.events.text.table[1:].cpu().numpy())})
         cache = EmbeddingCache(Path(cache_dir) / rec.encoder_fingerprint_, tuner.enc.dim, rec.encoder_fingerprint_)

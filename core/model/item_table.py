@@ -29,11 +29,15 @@ def encode_items(
     device: str,
     progress: ProgressFn | None,
     adapter: Any = None,
-) -> tuple[torch.Tensor, str]:
-    """[N+1, T] text vectors (row 0, padding, zeros) and the encoder's fingerprint (what the cache is keyed by);
-    ``adapter``: a run's fine-tuning (:class:`core.model.encoder_spec.Adapter`) applied to the encoder."""
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The vectors of the distinct texts [V, T] (row 0, padding, zeros), each item's row of them [N+1] (item 0: row
+    0) and the encoder's fingerprint (what the cache is keyed by); ``adapter``: a run's fine-tuning
+    (:class:`core.model.encoder_spec.Adapter`) applied to the encoder. Each distinct text is encoded and held once."""
     enc = TextEncoder(encoder, cache_dir=Path(cache_dir) if cache_dir else None, device=device, adapter=adapter)
-    emb = enc.encode(texts, progress=progress)
-    table = torch.zeros(len(texts) + 1, emb.shape[1])
+    codes, distinct = pd.factorize(pd.Series(texts, dtype=object), sort=False)
+    emb = enc.encode([str(t) for t in distinct], progress=progress)
+    table = torch.zeros(len(distinct) + 1, emb.shape[1])
     table[1:] = torch.from_numpy(emb)
-    return table, enc.fingerprint
+    text_of = torch.zeros(len(texts) + 1, dtype=torch.long)
+    text_of[1:] = torch.from_numpy(codes.astype("int64") + 1)
+    return table, text_of, enc.fingerprint

@@ -39,19 +39,36 @@ _DISTINCT_FROM = 64
 
 
 class ItemEncoder(nn.Module):
-    """Item index -> representation: projected frozen text embedding + item-ID embedding."""
+    """Item index -> representation: projected frozen text embedding + item-ID embedding.
 
-    text: torch.Tensor  # a buffer, [N+1, T]
+    The text table holds each distinct text's vector once (``text`` [V, T], row 0 zeros) and each item's row of it
+    (``text_of`` [N+1]): items without text, or with the same text, share a row (a log of 947K items and no catalogue
+    held 1.45 GB of copies of one vector). A table given without ``text_of`` has a row per item."""
 
-    def __init__(self, cfg: ModelConfig, text: torch.Tensor) -> None:
+    text: torch.Tensor  # a buffer, [V, T]: the distinct text vectors, row 0 = padding (zeros)
+    text_of: torch.Tensor  # a buffer, [N+1]: each item's row of ``text``
+
+    def __init__(self, cfg: ModelConfig, text: torch.Tensor, text_of: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.register_buffer("text", text.float(), persistent=True)  # [N+1, T], row 0 = padding
+        self.register_buffer("text", text.float(), persistent=True)
+        if text_of is None:
+            text_of = torch.arange(text.shape[0], device=text.device)
+        self.register_buffer("text_of", text_of.long(), persistent=True)
         self.proj = nn.Linear(cfg.text_dim, cfg.d_model)
         self.id_emb = nn.Embedding(cfg.n_items + 1, cfg.d_model, padding_idx=0)
         nn.init.normal_(self.id_emb.weight, std=0.02)
         self.use_text, self.use_item_id = cfg.use_text, cfg.use_item_id
         self.dropped: torch.Tensor | None = None  # [N+1] bool: items without their ID row (BehaviorModel.dropping_ids)
-        self.live: tuple[torch.Tensor, torch.Tensor] | None = None  # (row -> position [N+1], vectors [K, T])
+        self.live: tuple[torch.Tensor, torch.Tensor] | None = None  # (item -> position [N+1], vectors [K, T])
+
+    def vectors(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """The text vectors of items ``idx`` [...] -> [..., T] (None: every item, [N+1, T])."""
+        return self.text[self.text_of if idx is None else self.text_of[idx]]
+
+    def set_vectors(self, table: torch.Tensor) -> None:
+        """Every item's text vector from ``table`` [N+1, T] (a row per item: a fine-tuned encoder's new table)."""
+        self.text = table.to(self.text.device, self.text.dtype)
+        self.text_of = torch.arange(table.shape[0], device=self.text_of.device)
 
     @contextmanager
     def replacing(self, rows: torch.Tensor, vectors: torch.Tensor | None) -> Iterator[None]:
@@ -60,7 +77,7 @@ class ItemEncoder(nn.Module):
         if vectors is None or len(rows) == 0:
             yield
             return
-        at = torch.full((self.text.shape[0],), -1, dtype=torch.long, device=self.text.device)
+        at = torch.full((self.text_of.shape[0],), -1, dtype=torch.long, device=self.text.device)
         at[rows] = torch.arange(len(rows), device=self.text.device)
         self.live = (at, vectors.to(self.text.dtype))
         try:
@@ -76,19 +93,24 @@ class ItemEncoder(nn.Module):
         return self._rows(idx)
 
     def _rows(self, idx: torch.Tensor | None) -> torch.Tensor:
-        text = self.text if idx is None else self.text[idx]
-        if self.live is not None:
-            at = self.live[0] if idx is None else self.live[0][idx]
-            text = torch.where((at >= 0).unsqueeze(-1), self.live[1][at.clamp(min=0)], text)
         ids = self.id_emb.weight if idx is None else self.id_emb(idx)
         if self.dropped is not None:
             ids = ids * ~(self.dropped if idx is None else self.dropped[idx]).unsqueeze(-1)
         out = torch.zeros_like(ids)
         if self.use_text:
-            out = out + self.proj(text)
+            out = out + self._projected(idx)
         if self.use_item_id:
             out = out + ids
         return out
+
+    def _projected(self, idx: torch.Tensor | None) -> torch.Tensor:
+        """The projected text of items ``idx`` (None: every item): each distinct text projected once."""
+        rows = self.text_of if idx is None else self.text_of[idx]
+        if self.live is None:
+            return self.proj(self.text)[rows] if idx is None else self.proj(self.text[rows])
+        at = self.live[0] if idx is None else self.live[0][idx]
+        text = torch.where((at >= 0).unsqueeze(-1), self.live[1][at.clamp(min=0)], self.text[rows])
+        return self.proj(text)
 
 
 class EventText(nn.Module):

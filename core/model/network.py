@@ -39,10 +39,12 @@ from core.model.repeat import RepeatPath, pack, presence
 class BehaviorModel(nn.Module):
     """History encoder + request time + MMoE + engagement and rating heads."""
 
-    def __init__(self, cfg: ModelConfig, text: torch.Tensor) -> None:
+    def __init__(self, cfg: ModelConfig, text: torch.Tensor, text_of: torch.Tensor | None = None) -> None:
+        """``text`` [V, T]: the distinct item text vectors, ``text_of`` [N+1] each item's row (None: a row per
+        item, :class:`~core.model.layers.ItemEncoder`)."""
         super().__init__()
         self.cfg = cfg
-        self.items = ItemEncoder(cfg, text)
+        self.items = ItemEncoder(cfg, text, text_of)
         self.events = EventEmbedding(cfg)
         self.history = HistoryEncoder(cfg)
         self.request = RequestTime(cfg)

@@ -192,12 +192,12 @@ class Recommender:
         private = self.train.get("privacy")
         self.scale_ = warm.scale if warm else RatingScale() if private else standardize(data, self.split_)
         spec, start = encoder_spec(self.encoder), None if warm is None else warm.adapter  # an update reads its parent's
-        self.text_embeddings_, self.encoder_fingerprint_ = encode_items(
+        table, text_of, self.encoder_fingerprint_ = encode_items(
             spec.path, texts, cache_dir, self.device_.type, progress, start
         )
-        private, dim = bool(self.train.get("privacy")), self.text_embeddings_.shape[1]
+        private, dim = bool(self.train.get("privacy")), table.shape[1]
         cfg = model_config(self.model, data, dim, self.split_, self.protocol_, self.scale_, private, warm)
-        self.model_ = BehaviorModel(cfg, self.text_embeddings_).to(self.device_)
+        self.model_ = BehaviorModel(cfg, table, text_of).to(self.device_)
         every = data if self.every_ is None else self.every_  # the texts of the held-out items' events too
         attach_event_text(self.model_, every, spec.path, cache_dir, self.device_.type, progress, adapter=start)
         self.tuner_ = make_tuner(spec, texts, self.model_, every, self.device_, start)  # None: the encoder is frozen

@@ -30,7 +30,7 @@ from core.store.run_folder import MODEL_FILE
 
 ITEM_TABLES = ("items.id_emb.weight", "engagement.item_bias.weight", "rating.item_bias.weight")
 BEHAVIOR_TABLES = ("events.behavior.weight", "memory.behavior.weight", "repeat.behavior.weight")
-RECOMPUTED = ("items.text",)  # the item text table: encoded again for the new catalogue
+RECOMPUTED = ("items.text", "items.text_of")  # the item text table: encoded again for the new catalogue
 DERIVED = ("n_items", "n_behaviors", "text_dim", "value_mean", "value_std")  # ModelConfig fields from the data
 
 

@@ -143,7 +143,9 @@ def _retexted(env: Env, item: str, text: str) -> tuple[Recommender, dict[str, An
     live = live_encoder(twin)
     tok = live.tokenize(text)
     with torch.no_grad():
-        twin.model_.items.text[list(twin.data_.item_ids).index(item)] = live.embed(tok["ids"], tok["extra"])[0]
+        table = twin.model_.items.vectors().clone()
+        table[list(twin.data_.item_ids).index(item)] = live.embed(tok["ids"], tok["extra"])[0]
+        twin.model_.items.set_vectors(table)
     return twin, {**env.titles, item: (None, text)}
 
 
@@ -207,9 +209,9 @@ def test_event_texts(env: Env) -> None:
 
 
 def test_the_fitted_model_and_encoder_are_left_as_they_were(env: Env) -> None:
-    before = env.rec.model_.items.text.clone()
+    before = env.rec.model_.items.text.clone(), env.rec.model_.items.text_of.clone()
     env.tokens(event_positions=[0])
-    assert torch.equal(env.rec.model_.items.text, before)
+    assert torch.equal(env.rec.model_.items.text, before[0]) and torch.equal(env.rec.model_.items.text_of, before[1])
     layer = live_encoder(env.rec).word_embeddings
     assert not layer._forward_hooks and not layer._forward_pre_hooks
 

@@ -330,7 +330,7 @@ def test_a_recommender_trains_and_recommends_on_a_decoder_only_encoder(gpt2: Pat
     enc = TextEncoder(gpt2)
     assert rec.encoder_fingerprint_ == enc.fingerprint
     texts = [dict(zip(items[S.ITEM_ID].astype(str), items[S.ITEM_TEXT]))[i] for i in rec.data_.item_ids[1:]]
-    np.testing.assert_allclose(rec.model_.items.text[1:].detach().numpy(), enc.encode(texts), atol=1e-6)
+    np.testing.assert_allclose(rec.model_.items.vectors()[1:].detach().numpy(), enc.encode(texts), atol=1e-6)
     user = str(data.events[S.USER_ID].iloc[0])
     top = rec.recommend(user, 5)
     assert len(top) == 5 and top["item_id"].is_unique and set(top["item_id"]) <= set(rec.data_.item_ids[1:])

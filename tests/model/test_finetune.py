@@ -59,7 +59,7 @@ def test_a_lora_run_saves_its_adapter_and_its_tables_are_the_adapted_encoders(lo
 
     rec = open_run(ds.ws, run_id, device="cpu").recommender()
     texts = item_texts(rec.data_, ds.ws.items(ds.name))
-    stored = rec.model_.items.text[1:]
+    stored = rec.model_.items.vectors()[1:]
     tuned = TextEncoder(str(tiny_bert_dir), adapter=adapter).encode(texts)
     frozen = TextEncoder(str(tiny_bert_dir)).encode(texts)
     assert np.allclose(stored.numpy(), tuned, atol=1e-5), "the saved table is what the adapted encoder reads"
@@ -106,7 +106,7 @@ def test_full_fine_tuning_saves_the_whole_encoder_and_reads_with_it(
     adapter = Adapter.read(config["encoder_adapter"], folder)
     texts = item_texts(rec.data_, ds.ws.items(ds.name))
     tuned = TextEncoder(str(tiny_bert_dir), adapter=adapter).encode(texts)
-    assert np.allclose(rec.model_.items.text[1:].numpy(), tuned, atol=1e-5)
+    assert np.allclose(rec.model_.items.vectors()[1:].numpy(), tuned, atol=1e-5)
     frozen = TextEncoder(str(tiny_bert_dir)).encode(texts)
     assert not np.allclose(tuned, frozen, atol=1e-4)
 
@@ -201,7 +201,7 @@ def test_an_interrupted_lora_run_resumes_with_its_adapter(tmp_path: Path, tiny_d
     adapter = Adapter.read(json.loads((folder / "config.json").read_text())["encoder_adapter"], folder)
     texts = item_texts(rec.data_, ds.ws.items(ds.name))
     tuned = TextEncoder(str(tiny_bert_dir), adapter=adapter).encode(texts)
-    assert np.allclose(rec.model_.items.text[1:].numpy(), tuned, atol=1e-5)
+    assert np.allclose(rec.model_.items.vectors()[1:].numpy(), tuned, atol=1e-5)
 
 
 def test_an_update_of_a_lora_run_goes_on_tuning_its_adapter(lora_run: Any) -> None:

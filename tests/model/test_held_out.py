@@ -88,7 +88,7 @@ def test_held_out_rows_are_zero_and_the_others_trained(cold: Recommender) -> Non
         assert torch.count_nonzero(weight[idx]) == 0
     trained = torch.as_tensor(np.setdiff1d(np.unique(cold.data_.item), idx.numpy()))
     assert torch.count_nonzero(model.engagement.item_bias.weight[trained]) > 0  # zero at init, then trained
-    text = model.items.proj(model.items.text[idx])  # the held-out items' representation: their text's projection
+    text = model.items.proj(model.items.vectors(idx))  # the held-out items' representation: their text's projection
     assert torch.allclose(model.items(idx), text)
 
 
@@ -198,7 +198,7 @@ def test_item_id_dropout_trains_items_as_if_never_seen(cold: Recommender, tiny_b
     task_e, _ = model(batch)
     plain = model.engagement_logits(task_e[:, -1])
     with torch.no_grad(), model.dropping_ids(dropped):
-        assert torch.allclose(model.items(some), model.items.proj(model.items.text[some]))
+        assert torch.allclose(model.items(some), model.items.proj(model.items.vectors(some)))
         assert torch.count_nonzero(model.engagement.item_bias.weight[some]) > 0  # the weights stay; they are masked
         task_d, _ = model(batch)
         logits = model.engagement_logits(task_d[:, -1])

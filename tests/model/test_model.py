@@ -240,7 +240,7 @@ def _repeat_twin(data, model: BehaviorModel, form: str) -> BehaviorModel:
     "summed mixture" (models saved before the compound evidence)."""
     settings = {"repeat_mix": False} if form == "added term" else {"repeat_evidence": "sum"}
     with torch.random.fork_rng():  # the module's later tests draw from the global generator
-        twin = BehaviorModel(_cfg(data, **settings), model.items.text)
+        twin = BehaviorModel(_cfg(data, **settings), model.items.text, model.items.text_of)
     gated = twin.repeat is not None and twin.repeat.gate is not None
     twin.load_state_dict({k: v for k, v in model.state_dict().items() if gated or not k.startswith("repeat.gate")})
     return twin.eval()
@@ -253,7 +253,7 @@ def test_the_repeat_path_raises_exactly_the_items_in_the_history(data, repeating
     repeating = repeating if form == "mixture" else _repeat_twin(data, repeating, form)
     batch = _batch(data, users=(1,))  # "mid": 4 events
     with torch.random.fork_rng():  # the module's later tests draw from the global generator
-        plain = BehaviorModel(_cfg(data, use_repeat=False), repeating.items.text)
+        plain = BehaviorModel(_cfg(data, use_repeat=False), repeating.items.text, repeating.items.text_of)
     plain.load_state_dict({k: v for k, v in repeating.state_dict().items() if not k.startswith("repeat.")})
     plain.eval()
     gain = _last_logits(repeating, batch) - _last_logits(plain, batch)  # [1, N+1]

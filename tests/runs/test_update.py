@@ -86,7 +86,7 @@ def test_the_warm_start_copies_every_weight_and_maps_item_and_behavior_rows(ws, 
     behaviors = ["", *parent_data.behaviors[1:], "gift"]
     cfg = ModelConfig(**{**parent_model.cfg.to_dict(), "n_items": new.data_.n_items, "n_behaviors": len(behaviors)})
     torch.manual_seed(3)
-    model = BehaviorModel(cfg, new.model_.items.text)
+    model = BehaviorModel(cfg, new.model_.items.text, new.model_.items.text_of)
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
     parent = Parent(
         "p",
@@ -109,6 +109,7 @@ def test_the_warm_start_copies_every_weight_and_maps_item_and_behavior_rows(ws, 
     assert torch.equal(state["events.behavior.weight"][b], fresh["events.behavior.weight"][b])
     assert torch.equal(state["history.blocks.0.qkv.weight"], parent.state["history.blocks.0.qkv.weight"])
     assert torch.equal(state["items.text"], new.model_.items.text)  # the new catalogue's text, not the parent's
+    assert torch.equal(state["items.text_of"], new.model_.items.text_of)
     # so a shared item is represented as the parent represented it
     shared = [i for i in new.data_.item_ids[1:] if i in old_row][:5]
     new_idx = torch.as_tensor([list(new.data_.item_ids).index(i) for i in shared])
