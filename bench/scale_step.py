@@ -6,8 +6,9 @@ The log is ``bench/scale.py``'s funnel (same generator, same seed). The default 
 softmax above 50,000 items) trains in this process on two threads, as ``train`` does, and stops after ``--steps``
 steps. Printed: the median and mean step time over the steps after the first five, the projected training time of
 one epoch (mean step x steps per epoch) and training events/s (the log's events over that time; validation not
-included); then the evaluation of ``--eval-users`` users' validation events over the whole catalogue (full ranking,
-``score_events``, the model as trained so far); the peak RSS of the process.
+included); the size of the model's state (what its file holds) and of its item text table; then the evaluation of
+``--eval-users`` users' validation events over the whole catalogue (full ranking, ``score_events``, the model as
+trained so far); the peak RSS of the process.
 """
 
 from __future__ import annotations
@@ -68,6 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     fitted = rec.fitted()
+    state = fitted.model.state_dict()
+    size = sum(t.numel() * t.element_size() for t in state.values()) / 2**20
+    text = sum(state[k].numel() * state[k].element_size() for k in ("items.text", "items.text_of")) / 2**20
+    print(
+        f"[{args.size}] model state (what the model file holds): {size:,.1f} MB, of which the item text table "
+        f"{text:,.1f} MB ({state['items.text'].shape[0]:,} distinct vectors for {fitted.data.n_items:,} items)",
+        flush=True,
+    )
     n = min(args.eval_users, len(fitted.split.users))
     users, pos = fitted.split.users[:n], fitted.split.valid_pos[:n]
     started = time.perf_counter()
