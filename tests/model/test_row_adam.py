@@ -79,12 +79,20 @@ def test_its_state_loads_into_adamw_and_back() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sampled", "private", "processes", "expected"),
-    [(True, False, 1, True), (False, False, 1, False), (True, True, 1, False), (True, False, 2, False)],
+    ("sampled", "private", "processes", "lazy_above", "expected"),
+    [
+        (True, False, 1, 3, True),
+        (False, False, 1, 3, False),
+        (True, True, 1, 3, False),
+        (True, False, 2, 3, False),
+        (True, False, 1, 4, False),  # a catalogue of 4 items: not above 4
+        (True, False, 1, None, False),  # the default: above 50,000 items
+    ],
 )
-def test_only_a_sampled_loss_in_one_process_makes_the_item_gradient_sparse(
-    sampled: bool, private: bool, processes: int, expected: bool
+def test_only_a_sampled_loss_over_a_large_catalogue_in_one_process_makes_the_item_gradient_sparse(
+    sampled: bool, private: bool, processes: int, lazy_above: int | None, expected: bool
 ) -> None:
-    table = nn.Embedding(5, 2, sparse=not expected)
-    assert use_row_updates(table, sampled, private, processes) is expected
+    table = nn.Embedding(5, 2, sparse=not expected)  # padding + 4 items
+    extra = {} if lazy_above is None else {"lazy_above": lazy_above}
+    assert use_row_updates(table, sampled, private, processes, **extra) is expected
     assert table.sparse is expected
