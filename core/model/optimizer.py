@@ -7,7 +7,8 @@ embedding is ``sparse=True``) and its rows are updated as torch's SparseAdam and
 moments decay on the steps that touch it, not on every step (the known difference from dense Adam: a row's old
 momentum does not keep moving it while it is not read; weight decay, 0 by default, likewise
 reaches a row on the steps that read it). Every other parameter is AdamW's, as before; the state has
-AdamW's layout, so a training state saved by either loads in the other.
+AdamW's layout, so a training state saved by either loads in the other. Only above :data:`LAZY_ROWS_ABOVE` items:
+a small catalogue's rows are mostly read every step anyway, and there the lazy rows lost a little quality.
 """
 
 from __future__ import annotations
