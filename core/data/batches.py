@@ -48,11 +48,6 @@ class Batch:
     request_ts: torch.Tensor | None = None  # [B, L] long
     text: torch.Tensor | None = None  # [B, L] long: each event's row of its data's ``texts`` (0 = no text)
 
-    @property
-    def width(self) -> int:
-        """Columns (events per row, padding included)."""
-        return int(self.mask.shape[1])
-
     def targets(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(target item, target value) of a training batch (:func:`training_batch`); [B, L] each."""
         if self.target_item is None or self.target_value is None:

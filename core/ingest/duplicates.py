@@ -15,14 +15,13 @@ from core import schema as S
 from core.ingest.reader import count
 from core.ingest.validation import CHECKED
 
-EXAMPLES = 5  # duplicate groups shown in the report
 HASHES_PER_PASS = 50_000_000  # row hashes sorted at once when looking for exact duplicates (400 MB)
 
 
 def exact_duplicates(
-    con: duckdb.DuckDBPyConnection, key: str, show_user: Callable[[Any], Any]
+    con: duckdb.DuckDBPyConnection, key: str, show_user: Callable[[Any], Any], examples: int
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Exact duplicate rows among those accepted (or dropped as duplicates).
+    """Exact duplicate rows among those accepted (or dropped as duplicates), and the ``examples`` largest groups.
 
     The row hash ``h`` (computed in the read pass) finds candidate groups (:func:`repeated_hashes`); only
     their rows are then grouped exactly, so a hash collision never counts.
@@ -37,13 +36,13 @@ def exact_duplicates(
             "SELECT n, first_row, u, i, ts, b, v, sum(n - 1) OVER () FROM (SELECT count(*) AS n, "
             "min(row) AS first_row, any_value(u) AS u, any_value(i) AS i, any_value(ts) AS ts, any_value(b) AS b, "
             f"any_value(v) AS v FROM {CHECKED} WHERE {kept} AND h IN (SELECT h FROM __repeated) "
-            f"GROUP BY {key} HAVING count(*) > 1) ORDER BY n DESC, first_row LIMIT {EXAMPLES}"
+            f"GROUP BY {key} HAVING count(*) > 1) ORDER BY n DESC, first_row LIMIT {examples}"
         ).fetchall()
     finally:
         con.unregister("__repeated")
     keys = ("copies", "first_row", S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.BEHAVIOR, S.VALUE)
-    examples = [dict(zip(keys, (r[0], r[1], show_user(r[2]), r[3], str(r[4]), r[5], r[6]))) for r in groups]
-    return (int(groups[0][7]) if groups else 0), examples
+    shown = [dict(zip(keys, (r[0], r[1], show_user(r[2]), r[3], str(r[4]), r[5], r[6]))) for r in groups]
+    return (int(groups[0][7]) if groups else 0), shown
 
 
 def repeated_hashes(con: duckdb.DuckDBPyConnection, query: str, per_pass: int = HASHES_PER_PASS) -> np.ndarray:

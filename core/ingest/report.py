@@ -118,7 +118,7 @@ def build_report(
     for m in malformed:  # malformed_row, line_too_long, nul_bytes: records the reader could not use
         reasons[m.reason] = reasons.get(m.reason, 0) + 1
     rejected = int(sum(reasons.values()))
-    dupes, dupe_examples = exact_duplicates(con, duplicate_key(rules), show_user)
+    dupes, dupe_examples = exact_duplicates(con, duplicate_key(rules), show_user, EXAMPLES_PER_REASON)
     sources = list(source_names) if source_names else [info.path.name]
     if catalogue is not None:
         sources.append(catalogue[1]["file"])

@@ -104,8 +104,9 @@ def test_a_groups_rows_are_the_batch_of_those_users_alone(data) -> None:
     index = np.array([3, 5, 11])
     part, gone = rows(batch, index, removed)
     alone = training_batch(data, users[index], split.train_end[index], max_len=30)
-    assert part.width == alone.width < batch.width
+    width = part.mask.shape[1]
+    assert width == alone.mask.shape[1] < batch.mask.shape[1]
     for name in ("item", "behavior", "value", "ts", "mask", "target_item", "request_ts", "text"):
         torch.testing.assert_close(getattr(part, name), getattr(alone, name), msg=name)
     torch.testing.assert_close(part.target_value, alone.target_value, equal_nan=True)
-    assert gone is not None and torch.equal(gone, removed[torch.as_tensor(index)][:, -part.width :])
+    assert gone is not None and torch.equal(gone, removed[torch.as_tensor(index)][:, -width:])
